@@ -1,0 +1,1190 @@
+//! The Initiator's and the Responder's Security Association Management (clause 7.3.1.1.2).
+//!
+//! [`InitiatorSam`] and [`ResponderSam`] own the SAs of one node in one role and drive every
+//! flow across rb: establishment (through the typestates of [`crate::establish`]), Update SA
+//! (identifier, keys, both) and Remove SA. They are sans-I/O: the caller hands in bytes and the
+//! time, and gets back bytes to send, events for the agents (relationships ra and rc), and the
+//! next deadline. The Initiator always sends requests and the Responder always answers, so the
+//! pair runs over any request/response binding; a lost message is recovered by the Initiator
+//! resending the *same bytes*, which the Responder answers with the *same reply*.
+
+use std::collections::HashMap;
+
+use zeroize::Zeroizing;
+
+use crate::control::{self, ControlError as SealError};
+use crate::credential::NodeId;
+use crate::crypto::{self, Digest, HashAlgorithm};
+use crate::establish::*;
+use crate::flows::*;
+use crate::message::*;
+use crate::rng::{Rng, random_array};
+use crate::schedule::SessionKeys;
+use crate::{Deadline, Now, SaId};
+
+/// Timers of the SA Management.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// First retransmission after this many milliseconds without an answer; doubles each time.
+    pub retransmit_ms: u64,
+    /// Sends of one message (the first one included) before the exchange fails with a timeout.
+    pub max_attempts: u32,
+    /// How long the Responder keeps a half-open establishment.
+    pub half_open_ms: u64,
+    /// How long old identifiers and keys stay valid for inbound traffic after an update.
+    pub grace_ms: u64,
+    /// How long a removed SA is remembered as "already marked invalid".
+    pub tombstone_ms: u64,
+    /// The Responder refuses ("Unwilling to change key") a key update that comes sooner than this
+    /// after the previous one of the same SA.
+    pub min_key_update_interval_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            retransmit_ms: 1_000,
+            max_attempts: 4,
+            half_open_ms: 15_000,
+            grace_ms: 30_000,
+            tombstone_ms: 300_000,
+            min_key_update_interval_ms: 1_000,
+        }
+    }
+}
+
+/// Bounds on the state a peer can make the Responder hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Half-open establishments in all.
+    pub max_half_open: usize,
+    /// Half-open establishments claimed by one Initiator.
+    pub max_half_open_per_peer: usize,
+    /// Established SAs in all.
+    pub max_sas: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_half_open: 4096, max_half_open_per_peer: 8, max_sas: 100_000 }
+    }
+}
+
+/// Identifies one request/response exchange of the Initiator.
+pub type ExchangeId = u64;
+
+/// A message the Initiator must send to a peer as a request; the answer goes back to
+/// [`InitiatorSam::handle_response`] with the same `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    /// The exchange.
+    pub id: ExchangeId,
+    /// The Responder node.
+    pub peer: NodeId,
+    /// The bytes to send.
+    pub bytes: Vec<u8>,
+}
+
+/// What the Initiator's SA Management reports.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum InitiatorEvent {
+    /// Send this request (a first send or a byte-identical retransmission).
+    Transmit(Exchange),
+    /// Initiate SA confirm, success (table 23).
+    Established {
+        /// The confirm for the Initiator Agent.
+        confirm: InitiateSaConfirm,
+        /// The Responder.
+        peer: NodeId,
+    },
+    /// Initiate SA confirm, failure (table 23).
+    EstablishFailed {
+        /// The confirm for the Initiator Agent.
+        confirm: InitiateSaConfirm,
+        /// The Responder.
+        peer: NodeId,
+        /// What went wrong.
+        error: EstablishError,
+    },
+    /// Update SA confirm (table 36).
+    Updated(UpdateSaConfirm),
+    /// Remove SA confirm (table 42).
+    Removed(RemoveSaConfirm),
+}
+
+/// What the Responder's SA Management reports to the Responder Agent (relationship rc).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ResponderEvent {
+    /// Initiate SA Received (table 24): the Agent's decision, for the record.
+    InitiateSaReceived(InitiateSaReceivedRequest, InitiateSaReceivedConfirm),
+    /// SA Establishment Complete (table 35).
+    SaEstablishmentComplete(SaEstablishmentComplete),
+    /// SA Updated (table 41).
+    SaUpdated(SaUpdated),
+    /// SA Removed (table 44).
+    SaRemoved(SaRemoved),
+}
+
+/// Why the Responder dropped a message without answering.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// The message did not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A message only an Initiator receives.
+    #[error("message not meant for a responder")]
+    WrongDirection,
+    /// An [`SaAuth`] for an SA that is neither half-open nor just established by these bytes.
+    #[error("no establishment waits for this message")]
+    NoSuchEstablishment,
+    /// A control envelope replayed or older than the last one accepted.
+    #[error("replayed control envelope")]
+    Replayed,
+    /// A control flow the Responder does not expect now.
+    #[error("unexpected control flow")]
+    UnexpectedFlow,
+}
+
+/// The Responder's answer to one incoming message.
+#[derive(Debug, Default)]
+pub struct ResponderOutput {
+    /// The reply to send back, if any.
+    pub reply: Option<Vec<u8>>,
+    /// Events for the Responder Agent.
+    pub events: Vec<ResponderEvent>,
+    /// Why nothing was answered, when nothing was.
+    pub dropped: Option<DropReason>,
+}
+
+/// An established SA and its management state, as a SAM holds it.
+#[derive(Debug)]
+pub struct SaRecord {
+    /// The SA: identifier, peer, suite, current keys.
+    pub sa: EstablishedSa,
+    /// Keys and identifier of the previous epoch, valid for inbound traffic until the deadline.
+    pub previous: Option<Previous>,
+    /// When the current keys were installed.
+    pub keys_since_ms: u64,
+    ctl_out: u64,
+    ctl_in: Option<u64>,
+    /// Responder: the next epoch's keys, installed when the Initiator confirms.
+    next_keys: Option<SessionKeys>,
+    /// Responder: a counter-proposed identifier waiting for SA Identifier Update Response.
+    proposed_id: Option<SaId>,
+    /// Responder: the last control reply, for retransmitted requests.
+    last_reply: Option<(u64, Digest, Vec<u8>)>,
+    /// Responder: digest of the [`SaAuth`] that established the SA and the reply, for retransmissions.
+    established_by: Option<(Digest, Vec<u8>)>,
+    busy: bool,
+}
+
+/// What remains of an SA's previous epoch or identifier during the grace period.
+#[derive(Debug)]
+pub struct Previous {
+    /// The identifier it was known by.
+    pub sa_id: SaId,
+    /// Its keys.
+    pub keys: SessionKeys,
+    /// Until when it stays valid (monotonic milliseconds).
+    pub until_ms: u64,
+}
+
+impl SaRecord {
+    fn new(sa: EstablishedSa, now: Now) -> Self {
+        Self {
+            sa,
+            previous: None,
+            keys_since_ms: now.mono_ms,
+            ctl_out: 0,
+            ctl_in: None,
+            next_keys: None,
+            proposed_id: None,
+            last_reply: None,
+            established_by: None,
+            busy: false,
+        }
+    }
+
+    fn seal(&mut self, sender: Role, flow: &ControlFlow) -> Vec<u8> {
+        self.ctl_out += 1;
+        control::seal(self.sa.suite.aead(), &self.sa.keys, self.sa.sa_id, self.ctl_out, sender, flow)
+    }
+
+    fn retire(&mut self, old_id: SaId, old_keys: SessionKeys, now: Now, grace_ms: u64) {
+        self.previous = Some(Previous { sa_id: old_id, keys: old_keys, until_ms: now.mono_ms + grace_ms });
+    }
+}
+
+fn digest_of(bytes: &[u8]) -> Digest {
+    crypto::digest(HashAlgorithm::Sha256, &[bytes])
+}
+
+// =============================================================================================
+// Initiator
+
+enum Step {
+    Init(InitiatorAwaitingReply),
+    Auth(InitiatorAwaitingAuthReply),
+    IdUpdate { request: UpdateSaRequest, sa_id: SaId, proposal: SaId },
+    IdUpdateResponse { request: UpdateSaRequest, sa_id: SaId, new_id: SaId, accepted: bool },
+    KeyUpdate { request: UpdateSaRequest, sa_id: SaId, material: Zeroizing<Vec<u8>>, rkm_requested: bool },
+    KeyUpdateResponse { request: UpdateSaRequest, sa_id: SaId, accepted: Option<SessionKeys> },
+    Removal { sa_id: SaId },
+}
+
+struct Pending {
+    peer: NodeId,
+    step: Step,
+    bytes: Vec<u8>,
+    attempts: u32,
+    next_send_ms: u64,
+}
+
+/// The Initiator's Security Association Management.
+pub struct InitiatorSam {
+    config: InitiatorConfig,
+    timing: Timing,
+    next_exchange: ExchangeId,
+    pending: HashMap<ExchangeId, Pending>,
+    sas: HashMap<SaId, SaRecord>,
+    tombstones: HashMap<SaId, u64>,
+    request_responder_keying_material: bool,
+}
+
+impl InitiatorSam {
+    /// A SAM with no SA yet.
+    pub fn new(config: InitiatorConfig, timing: Timing) -> Self {
+        Self {
+            config,
+            timing,
+            next_exchange: 1,
+            pending: HashMap::new(),
+            sas: HashMap::new(),
+            tombstones: HashMap::new(),
+            request_responder_keying_material: true,
+        }
+    }
+
+    /// Whether SA Key Update asks the Responder for keying material of its own (the default).
+    pub fn set_request_responder_keying_material(&mut self, yes: bool) {
+        self.request_responder_keying_material = yes;
+    }
+
+    /// The SA with this identifier.
+    pub fn sa(&self, sa_id: SaId) -> Option<&SaRecord> {
+        self.sas.get(&sa_id)
+    }
+
+    /// All SAs.
+    pub fn sas(&self) -> impl Iterator<Item = &SaRecord> {
+        self.sas.values()
+    }
+
+    /// Number of exchanges in flight.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn start(&mut self, peer: NodeId, step: Step, bytes: Vec<u8>, now: Now) -> Exchange {
+        let id = self.next_exchange;
+        self.next_exchange += 1;
+        self.pending.insert(
+            id,
+            Pending {
+                peer: peer.clone(),
+                step,
+                bytes: bytes.clone(),
+                attempts: 1,
+                next_send_ms: now.mono_ms + self.timing.retransmit_ms,
+            },
+        );
+        Exchange { id, peer, bytes }
+    }
+
+    fn continue_with(&mut self, id: ExchangeId, peer: NodeId, step: Step, bytes: Vec<u8>, now: Now) -> InitiatorEvent {
+        // A new message of the same dialogue keeps the exchange id, so the transport can keep
+        // its correlation; the retransmission budget starts again.
+        self.pending.insert(
+            id,
+            Pending {
+                peer: peer.clone(),
+                step,
+                bytes: bytes.clone(),
+                attempts: 1,
+                next_send_ms: now.mono_ms + self.timing.retransmit_ms,
+            },
+        );
+        InitiatorEvent::Transmit(Exchange { id, peer, bytes })
+    }
+
+    /// Initiate SA (table 23): starts an establishment with `request.responder`.
+    pub fn initiate(
+        &mut self,
+        request: &InitiateSaRequest,
+        now: Now,
+        rng: &mut dyn Rng,
+    ) -> Result<Exchange, InitiateSaConfirm> {
+        let (state, bytes) = Initiator::start(self.config.clone(), request, rng).map_err(|e| e.to_confirm())?;
+        Ok(self.start(request.responder.clone(), Step::Init(state), bytes, now))
+    }
+
+    /// Update SA (table 36): starts an identifier and/or key update of an SA.
+    pub fn update(
+        &mut self,
+        request: &UpdateSaRequest,
+        now: Now,
+        rng: &mut dyn Rng,
+    ) -> Result<Exchange, UpdateSaConfirm> {
+        let reject = UpdateSaConfirm {
+            existing_sa_id: request.existing_sa_id,
+            new_sa_id: None,
+            result: UpdateResult::Rejected,
+            operation: request.operation,
+        };
+        let Some(record) = self.sas.get_mut(&request.existing_sa_id) else { return Err(reject) };
+        if record.busy {
+            return Err(reject);
+        }
+        record.busy = true;
+        let peer = record.sa.peer.clone();
+        let sa_id = request.existing_sa_id;
+        let (step, bytes) = if request.operation.changes_identifier() {
+            let proposal = fresh_id(rng, |id| self.sas.contains_key(&id) || self.tombstones.contains_key(&id));
+            let record = self.sas.get_mut(&sa_id).expect("checked");
+            let flow = ControlFlow::SaIdentifierUpdateRequest(SaIdentifierUpdateRequest {
+                existing_sa_id: sa_id,
+                new_sa_id: proposal,
+            });
+            (Step::IdUpdate { request: request.clone(), sa_id, proposal }, record.seal(Role::Initiator, &flow))
+        } else {
+            self.key_update_step(request.clone(), sa_id, rng)
+        };
+        Ok(self.start(peer, step, bytes, now))
+    }
+
+    fn key_update_step(&mut self, request: UpdateSaRequest, sa_id: SaId, rng: &mut dyn Rng) -> (Step, Vec<u8>) {
+        let material = Zeroizing::new(random_array::<KEY_UPDATE_MATERIAL_LEN>(rng).to_vec());
+        let rkm_requested = self.request_responder_keying_material;
+        let flow = ControlFlow::SaKeyUpdateRequest(SaKeyUpdateRequest {
+            sa_id,
+            new_keying_material: material.to_vec(),
+            responder_keying_material_requested: rkm_requested,
+        });
+        let record = self.sas.get_mut(&sa_id).expect("caller checked");
+        let bytes = record.seal(Role::Initiator, &flow);
+        (Step::KeyUpdate { request, sa_id, material, rkm_requested }, bytes)
+    }
+
+    /// Remove SA (table 42): marks the SA invalid at once and informs the Responder.
+    ///
+    /// Returns the exchange that carries SA Removal, or the confirm when the SA is unknown or
+    /// already marked invalid.
+    pub fn remove(&mut self, request: &RemoveSaRequest, now: Now) -> Result<Exchange, RemoveSaConfirm> {
+        let sa_id = request.0.sa_id;
+        if self.tombstones.contains_key(&sa_id) {
+            return Err(RemoveSaConfirm(RemovalConfirm::rejected(sa_id, RemovalRejection::AlreadyMarkedInvalid)));
+        }
+        let Some(mut record) = self.sas.remove(&sa_id) else {
+            return Err(RemoveSaConfirm(RemovalConfirm::rejected(sa_id, RemovalRejection::UnknownSaIdentifier)));
+        };
+        // Any update in flight on this SA is abandoned.
+        self.pending.retain(|_, p| {
+            !matches!(&p.step,
+            Step::IdUpdate { sa_id: s, .. } | Step::IdUpdateResponse { sa_id: s, .. }
+            | Step::KeyUpdate { sa_id: s, .. } | Step::KeyUpdateResponse { sa_id: s, .. } if *s == sa_id)
+        });
+        self.tombstones.insert(sa_id, now.mono_ms + self.timing.tombstone_ms);
+        let bytes =
+            record.seal(Role::Initiator, &ControlFlow::SaRemovalRequest(SaRemovalRequest(RemovalRequest { sa_id })));
+        let peer = record.sa.peer.clone();
+        drop(record); // keys zeroized here
+        Ok(self.start(peer, Step::Removal { sa_id }, bytes, now))
+    }
+
+    /// Processes the Responder's answer to exchange `id`.
+    pub fn handle_response(
+        &mut self,
+        id: ExchangeId,
+        bytes: &[u8],
+        now: Now,
+        rng: &mut dyn Rng,
+    ) -> Vec<InitiatorEvent> {
+        let Some(pending) = self.pending.remove(&id) else { return Vec::new() };
+        if !self.answers(&pending.step, bytes) {
+            // A duplicate or stale answer (to an earlier message of this exchange), or junk: it
+            // neither advances nor ends the exchange, which retransmits as usual.
+            self.pending.insert(id, pending);
+            return Vec::new();
+        }
+        let peer = pending.peer.clone();
+        match pending.step {
+            Step::Init(state) => match state.handle(bytes, now, rng) {
+                Ok((next, out)) => vec![self.continue_with(id, peer, Step::Auth(next), out, now)],
+                Err(error) => vec![InitiatorEvent::EstablishFailed { confirm: error.to_confirm(), peer, error }],
+            },
+            Step::Auth(state) => match state.handle(bytes) {
+                Ok(sa) => {
+                    let confirm = sa.to_confirm();
+                    self.sas.insert(sa.sa_id, SaRecord::new(sa, now));
+                    vec![InitiatorEvent::Established { confirm, peer }]
+                }
+                Err(error) => vec![InitiatorEvent::EstablishFailed { confirm: error.to_confirm(), peer, error }],
+            },
+            step => self.handle_control_response(id, peer, step, bytes, now, rng),
+        }
+    }
+
+    /// Whether `bytes` can be the answer to the message `step` sent.
+    fn answers(&self, step: &Step, bytes: &[u8]) -> bool {
+        let Ok(msg) = Message::decode(bytes) else { return false };
+        let sa_id = match step {
+            Step::Init(_) => return matches!(msg, Message::InitReply(_)),
+            Step::Auth(s) => return matches!(msg, Message::AuthReply(r) if r.sa_id == s.sa_id()),
+            Step::IdUpdate { sa_id, .. }
+            | Step::IdUpdateResponse { sa_id, .. }
+            | Step::KeyUpdate { sa_id, .. }
+            | Step::KeyUpdateResponse { sa_id, .. }
+            | Step::Removal { sa_id } => *sa_id,
+        };
+        match msg {
+            Message::ControlError(e) => e.sa_id == sa_id,
+            Message::Control(env) if matches!(step, Step::Removal { .. }) => env.sa_id == sa_id,
+            Message::Control(env) => {
+                env.sa_id == sa_id && self.sas.get(&sa_id).is_some_and(|r| r.ctl_in.is_none_or(|last| env.seq > last))
+            }
+            _ => false,
+        }
+    }
+
+    fn handle_control_response(
+        &mut self,
+        id: ExchangeId,
+        peer: NodeId,
+        step: Step,
+        bytes: &[u8],
+        now: Now,
+        rng: &mut dyn Rng,
+    ) -> Vec<InitiatorEvent> {
+        let (sa_id, request) = match &step {
+            Step::IdUpdate { sa_id, request, .. }
+            | Step::IdUpdateResponse { sa_id, request, .. }
+            | Step::KeyUpdate { sa_id, request, .. }
+            | Step::KeyUpdateResponse { sa_id, request, .. } => (*sa_id, Some(request.clone())),
+            Step::Removal { sa_id } => (*sa_id, None),
+            Step::Init(_) | Step::Auth(_) => unreachable!("handled by the caller"),
+        };
+        let msg = Message::decode(bytes);
+        if let Step::Removal { .. } = step {
+            // The SA is gone on this side whatever the answer; an authenticated confirm cannot be
+            // checked any more since the keys were zeroized, so any answer concludes.
+            let confirm = match msg {
+                Ok(Message::ControlError(e)) if e.reason == ControlRejection::UnknownSaIdentifier => {
+                    RemovalConfirm::rejected(sa_id, RemovalRejection::UnknownSaIdentifier)
+                }
+                Ok(Message::ControlError(e)) if e.reason == ControlRejection::AlreadyMarkedInvalid => {
+                    RemovalConfirm::rejected(sa_id, RemovalRejection::AlreadyMarkedInvalid)
+                }
+                _ => RemovalConfirm::accepted(sa_id),
+            };
+            return vec![InitiatorEvent::Removed(RemoveSaConfirm(confirm))];
+        }
+        let request = request.expect("update steps carry their request");
+        let rejected = |this: &mut Self| {
+            if let Some(r) = this.sas.get_mut(&sa_id) {
+                r.busy = false;
+            }
+            vec![InitiatorEvent::Updated(UpdateSaConfirm {
+                existing_sa_id: request.existing_sa_id,
+                new_sa_id: None,
+                result: UpdateResult::Rejected,
+                operation: request.operation,
+            })]
+        };
+        let Some(record) = self.sas.get_mut(&sa_id) else { return rejected(self) };
+        let flow = match msg {
+            Ok(Message::Control(env)) if env.sa_id == sa_id => {
+                // The Responder seals with the epoch the request used, or the next one after a
+                // confirmed key update.
+                let keys = match &step {
+                    Step::KeyUpdateResponse { accepted: Some(k), .. } if env.epoch == k.epoch => k,
+                    _ if env.epoch == record.sa.keys.epoch => &record.sa.keys,
+                    _ => return rejected(self),
+                };
+                if record.ctl_in.is_some_and(|last| env.seq <= last) {
+                    return rejected(self);
+                }
+                match control::open(record.sa.suite.aead(), keys, &env, Role::Responder) {
+                    Ok(flow) => {
+                        record.ctl_in = Some(env.seq);
+                        Ok(flow)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            // The Responder could not open our request: nothing was installed there.
+            Ok(Message::ControlError(e)) if e.reason == ControlRejection::DecryptionFailure => return rejected(self),
+            _ => return rejected(self),
+        };
+        match (step, flow) {
+            (Step::IdUpdate { request, sa_id, proposal }, Ok(ControlFlow::SaIdentifierUpdateConfirm(c))) => {
+                let req = SaIdentifierUpdateRequest { existing_sa_id: sa_id, new_sa_id: proposal };
+                if c.validate_against(&req).is_err() {
+                    return rejected(self);
+                }
+                if c.result == UpdateResult::Accepted {
+                    self.rename(sa_id, proposal, now);
+                    return self.after_id_update(id, peer, request, proposal, now, rng);
+                }
+                // A counter-proposal: take it if it is free here too.
+                let accepted = !self.sas.contains_key(&c.new_sa_id) && !self.tombstones.contains_key(&c.new_sa_id);
+                let flow = ControlFlow::SaIdentifierUpdateResponse(SaIdentifierUpdateResponse {
+                    existing_sa_id: accepted.then_some(sa_id),
+                    new_sa_id: c.new_sa_id,
+                    result: if accepted { UpdateResult::Accepted } else { UpdateResult::Rejected },
+                });
+                let bytes = self.sas.get_mut(&sa_id).expect("present").seal(Role::Initiator, &flow);
+                vec![self.continue_with(
+                    id,
+                    peer,
+                    Step::IdUpdateResponse { request, sa_id, new_id: c.new_sa_id, accepted },
+                    bytes,
+                    now,
+                )]
+            }
+            (Step::IdUpdateResponse { request, sa_id, new_id, accepted }, Ok(ControlFlow::Ack { .. })) => {
+                if !accepted {
+                    return rejected(self);
+                }
+                self.rename(sa_id, new_id, now);
+                self.after_id_update(id, peer, request, new_id, now, rng)
+            }
+            (Step::KeyUpdate { request, sa_id, material, rkm_requested }, flow) => {
+                let req = SaKeyUpdateRequest {
+                    sa_id,
+                    new_keying_material: material.to_vec(),
+                    responder_keying_material_requested: rkm_requested,
+                };
+                let (response, new_keys) = match flow {
+                    Ok(ControlFlow::SaKeyUpdateConfirm(c)) if c.validate_against(&req).is_ok() => {
+                        if c.result == UpdateResult::Rejected {
+                            return rejected(self);
+                        }
+                        let record = self.sas.get(&sa_id).expect("present");
+                        let keys = record.sa.keys.next_epoch(
+                            record.sa.suite,
+                            sa_id,
+                            &material,
+                            c.responder_keying_material.as_deref(),
+                        );
+                        (
+                            SaKeyUpdateResponse { sa_id, result: UpdateResult::Accepted, rejection_reason: None },
+                            Some(keys),
+                        )
+                    }
+                    // Anything else (a tag that does not verify, a confirm that breaks a NOTE)
+                    // is a decryption failure; say so, so the Responder drops its next keys.
+                    _ => (
+                        SaKeyUpdateResponse {
+                            sa_id,
+                            result: UpdateResult::Rejected,
+                            rejection_reason: Some(KeyUpdateRejection::DecryptionFailure),
+                        },
+                        None,
+                    ),
+                };
+                // An accepted response is sealed under the new keys: it proves the Initiator
+                // derived them. A rejection is sealed under the existing keys.
+                let record = self.sas.get_mut(&sa_id).expect("present");
+                let flow = ControlFlow::SaKeyUpdateResponse(response);
+                let bytes = match &new_keys {
+                    Some(keys) => {
+                        record.ctl_out += 1;
+                        control::seal(record.sa.suite.aead(), keys, sa_id, record.ctl_out, Role::Initiator, &flow)
+                    }
+                    None => record.seal(Role::Initiator, &flow),
+                };
+                vec![self.continue_with(
+                    id,
+                    peer,
+                    Step::KeyUpdateResponse { request, sa_id, accepted: new_keys },
+                    bytes,
+                    now,
+                )]
+            }
+            (Step::KeyUpdateResponse { request, sa_id, accepted }, Ok(ControlFlow::Ack { .. })) => {
+                let Some(keys) = accepted else { return rejected(self) };
+                let grace = self.timing.grace_ms;
+                let record = self.sas.get_mut(&sa_id).expect("present");
+                let old = std::mem::replace(&mut record.sa.keys, keys);
+                record.retire(sa_id, old, now, grace);
+                record.keys_since_ms = now.mono_ms;
+                record.busy = false;
+                let new_sa_id = request.operation.changes_identifier().then_some(sa_id);
+                vec![InitiatorEvent::Updated(UpdateSaConfirm {
+                    existing_sa_id: request.existing_sa_id,
+                    new_sa_id,
+                    result: UpdateResult::Accepted,
+                    operation: request.operation,
+                })]
+            }
+            _ => rejected(self),
+        }
+    }
+
+    fn rename(&mut self, old: SaId, new: SaId, now: Now) {
+        let mut record = self.sas.remove(&old).expect("present");
+        record.sa.sa_id = new;
+        let keys = record.sa.keys.clone();
+        record.retire(old, keys, now, self.timing.grace_ms);
+        self.sas.insert(new, record);
+    }
+
+    fn after_id_update(
+        &mut self,
+        id: ExchangeId,
+        peer: NodeId,
+        request: UpdateSaRequest,
+        new_id: SaId,
+        now: Now,
+        rng: &mut dyn Rng,
+    ) -> Vec<InitiatorEvent> {
+        if request.operation.changes_keys() {
+            let (step, bytes) = self.key_update_step(request, new_id, rng);
+            return vec![self.continue_with(id, peer, step, bytes, now)];
+        }
+        self.sas.get_mut(&new_id).expect("present").busy = false;
+        vec![InitiatorEvent::Updated(UpdateSaConfirm {
+            existing_sa_id: request.existing_sa_id,
+            new_sa_id: Some(new_id),
+            result: UpdateResult::Accepted,
+            operation: request.operation,
+        })]
+    }
+
+    /// The earliest time [`Self::handle_timeout`] has work to do.
+    pub fn poll_timeout(&self) -> Option<Deadline> {
+        let sends = self.pending.values().map(|p| p.next_send_ms);
+        let graces = self.sas.values().filter_map(|r| r.previous.as_ref().map(|p| p.until_ms));
+        sends.chain(graces).chain(self.tombstones.values().copied()).min()
+    }
+
+    /// Retransmits what is due, fails exchanges out of attempts, ends grace periods.
+    pub fn handle_timeout(&mut self, now: Now) -> Vec<InitiatorEvent> {
+        let mut events = Vec::new();
+        let due: Vec<ExchangeId> =
+            self.pending.iter().filter(|(_, p)| p.next_send_ms <= now.mono_ms).map(|(id, _)| *id).collect();
+        for id in due {
+            let p = self.pending.get_mut(&id).expect("listed");
+            if p.attempts < self.timing.max_attempts {
+                p.next_send_ms = now.mono_ms + (self.timing.retransmit_ms << p.attempts.min(16));
+                p.attempts += 1;
+                events.push(InitiatorEvent::Transmit(Exchange { id, peer: p.peer.clone(), bytes: p.bytes.clone() }));
+                continue;
+            }
+            let p = self.pending.remove(&id).expect("listed");
+            events.extend(self.give_up(p));
+        }
+        for record in self.sas.values_mut() {
+            if record.previous.as_ref().is_some_and(|p| p.until_ms <= now.mono_ms) {
+                record.previous = None;
+            }
+        }
+        self.tombstones.retain(|_, until| *until > now.mono_ms);
+        events
+    }
+
+    fn give_up(&mut self, p: Pending) -> Vec<InitiatorEvent> {
+        let update_timeout = |this: &mut Self, sa_id: SaId, request: UpdateSaRequest| {
+            if let Some(r) = this.sas.get_mut(&sa_id) {
+                r.busy = false;
+            }
+            InitiatorEvent::Updated(UpdateSaConfirm {
+                existing_sa_id: request.existing_sa_id,
+                new_sa_id: None,
+                result: UpdateResult::Rejected,
+                operation: request.operation,
+            })
+        };
+        vec![match p.step {
+            Step::Init(_) | Step::Auth(_) => {
+                let error = EstablishError::Timeout;
+                InitiatorEvent::EstablishFailed { confirm: error.to_confirm(), peer: p.peer, error }
+            }
+            Step::IdUpdate { request, sa_id, .. }
+            | Step::IdUpdateResponse { request, sa_id, .. }
+            | Step::KeyUpdate { request, sa_id, .. }
+            | Step::KeyUpdateResponse { request, sa_id, .. } => update_timeout(self, sa_id, request),
+            // The SA is already invalid here; the Responder will learn on its next use of it.
+            Step::Removal { sa_id } => InitiatorEvent::Removed(RemoveSaConfirm(RemovalConfirm::accepted(sa_id))),
+        }]
+    }
+}
+
+fn fresh_id(rng: &mut dyn Rng, taken: impl Fn(SaId) -> bool) -> SaId {
+    loop {
+        let id = SaId::random(rng);
+        if !taken(id) {
+            return id;
+        }
+    }
+}
+
+// =============================================================================================
+// Responder
+
+struct HalfOpen {
+    state: ResponderAwaitingAuth,
+    init_digest: Digest,
+    reply: Vec<u8>,
+    until_ms: u64,
+}
+
+/// Hook for the Responder's decisions on key updates.
+pub trait KeyUpdatePolicy {
+    /// Returns the reason to reject an SA Key Update of `sa_id`, or `None` to accept it.
+    fn key_update(&mut self, sa_id: SaId, responder_keying_material_requested: bool) -> Option<KeyUpdateRejection>;
+}
+
+/// Accepts every key update the timing rules allow.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AcceptKeyUpdates;
+
+impl KeyUpdatePolicy for AcceptKeyUpdates {
+    fn key_update(&mut self, _: SaId, _: bool) -> Option<KeyUpdateRejection> {
+        None
+    }
+}
+
+/// The Responder's Security Association Management.
+pub struct ResponderSam {
+    config: ResponderConfig,
+    timing: Timing,
+    limits: Limits,
+    half_open: HashMap<SaId, HalfOpen>,
+    by_init: HashMap<Digest, SaId>,
+    sas: HashMap<SaId, SaRecord>,
+    aliases: HashMap<SaId, (SaId, u64)>,
+    tombstones: HashMap<SaId, (u64, Option<(u64, Digest, Vec<u8>)>)>,
+    seen_nonces: HashMap<Vec<u8>, u64>,
+    key_policy: Box<dyn KeyUpdatePolicy + Send>,
+}
+
+impl ResponderSam {
+    /// A SAM with no SA yet.
+    pub fn new(config: ResponderConfig, timing: Timing, limits: Limits) -> Self {
+        Self {
+            config,
+            timing,
+            limits,
+            half_open: HashMap::new(),
+            by_init: HashMap::new(),
+            sas: HashMap::new(),
+            aliases: HashMap::new(),
+            tombstones: HashMap::new(),
+            seen_nonces: HashMap::new(),
+            key_policy: Box::new(AcceptKeyUpdates),
+        }
+    }
+
+    /// Replaces the key update policy.
+    pub fn set_key_update_policy(&mut self, policy: impl KeyUpdatePolicy + Send + 'static) {
+        self.key_policy = Box::new(policy);
+    }
+
+    /// The SA known by this identifier (current or, during the grace period, previous).
+    pub fn sa(&self, sa_id: SaId) -> Option<&SaRecord> {
+        self.sas.get(&sa_id).or_else(|| self.aliases.get(&sa_id).and_then(|(cur, _)| self.sas.get(cur)))
+    }
+
+    /// All SAs.
+    pub fn sas(&self) -> impl Iterator<Item = &SaRecord> {
+        self.sas.values()
+    }
+
+    /// Half-open establishments.
+    pub fn half_open(&self) -> usize {
+        self.half_open.len()
+    }
+
+    fn id_taken(&self, id: SaId) -> bool {
+        self.sas.contains_key(&id)
+            || self.half_open.contains_key(&id)
+            || self.aliases.contains_key(&id)
+            || self.tombstones.contains_key(&id)
+    }
+
+    /// Removes an SA locally, without telling the Initiator (its next use of the SA is refused).
+    pub fn remove_local(&mut self, sa_id: SaId, now: Now) -> RemoveSaConfirm {
+        if self.tombstones.contains_key(&sa_id) {
+            return RemoveSaConfirm(RemovalConfirm::rejected(sa_id, RemovalRejection::AlreadyMarkedInvalid));
+        }
+        match self.sas.remove(&sa_id) {
+            Some(_) => {
+                self.aliases.retain(|_, (cur, _)| *cur != sa_id);
+                self.tombstones.insert(sa_id, (now.mono_ms + self.timing.tombstone_ms, None));
+                RemoveSaConfirm(RemovalConfirm::accepted(sa_id))
+            }
+            None => RemoveSaConfirm(RemovalConfirm::rejected(sa_id, RemovalRejection::UnknownSaIdentifier)),
+        }
+    }
+
+    /// Processes one message from an Initiator.
+    pub fn handle(
+        &mut self,
+        bytes: &[u8],
+        now: Now,
+        rng: &mut dyn Rng,
+        agent: &mut dyn ResponderAgent,
+    ) -> ResponderOutput {
+        let msg = match Message::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => return ResponderOutput { dropped: Some(e.into()), ..Default::default() },
+        };
+        match msg {
+            Message::Init(init) => self.on_init(&init, bytes, now, rng, agent),
+            Message::Auth(auth) => self.on_auth(&auth, bytes, now),
+            Message::Control(env) => self.on_control(&env, bytes, now, rng),
+            _ => ResponderOutput { dropped: Some(DropReason::WrongDirection), ..Default::default() },
+        }
+    }
+
+    fn on_init(
+        &mut self,
+        init: &SaInit,
+        bytes: &[u8],
+        now: Now,
+        rng: &mut dyn Rng,
+        agent: &mut dyn ResponderAgent,
+    ) -> ResponderOutput {
+        let digest = digest_of(bytes);
+        if let Some(h) = self.by_init.get(&digest).and_then(|id| self.half_open.get(id)) {
+            // A retransmitted SaInit: the same reply, no new state, no new signature.
+            return ResponderOutput { reply: Some(h.reply.clone()), ..Default::default() };
+        }
+        if self.seen_nonces.get(&init.nonce).is_some_and(|until| *until > now.mono_ms) {
+            // The nonce of an establishment that already ran: a replayed SaInit.
+            return ResponderOutput { dropped: Some(DropReason::Replayed), ..Default::default() };
+        }
+        let nonce_cap = self.limits.max_half_open.saturating_mul(16);
+        if self.seen_nonces.len() >= nonce_cap {
+            self.seen_nonces.retain(|_, until| *until > now.mono_ms);
+        }
+        let per_peer = self.half_open.values().filter(|h| h.state.initiator() == &init.initiator).count();
+        if self.half_open.len() >= self.limits.max_half_open
+            || per_peer >= self.limits.max_half_open_per_peer
+            || self.sas.len() >= self.limits.max_sas
+            || self.seen_nonces.len() >= nonce_cap
+        {
+            let reply = Message::InitReply(SaInitReply {
+                version: PROTOCOL_VERSION,
+                parameters: SaParameterEstablishmentConfirm {
+                    result: EstablishResult::Failure,
+                    security_association: None,
+                    sa_id: None,
+                    cause: Some(RejectionCause::Busy),
+                },
+                send_responder_key: None,
+                responder_keying_material: None,
+                responder_authorization_context: None,
+                send_responder_authorization_key: None,
+                initiator_authorization_challenge: None,
+            });
+            return ResponderOutput { reply: Some(reply.encode()), ..Default::default() };
+        }
+        let sa_id = fresh_id(rng, |id| self.id_taken(id));
+        match Responder::accept(self.config.clone(), agent, init, sa_id, rng) {
+            Ok(accepted) => {
+                let (req, cnf) = accepted.received;
+                self.by_init.insert(digest.clone(), sa_id);
+                self.seen_nonces.insert(init.nonce.clone(), now.mono_ms + self.timing.tombstone_ms);
+                self.half_open.insert(
+                    sa_id,
+                    HalfOpen {
+                        state: accepted.state,
+                        init_digest: digest,
+                        reply: accepted.reply.clone(),
+                        until_ms: now.mono_ms + self.timing.half_open_ms,
+                    },
+                );
+                ResponderOutput {
+                    reply: Some(accepted.reply),
+                    events: vec![ResponderEvent::InitiateSaReceived(req, cnf)],
+                    dropped: None,
+                }
+            }
+            Err(refusal) => {
+                let mut events = Vec::new();
+                match refusal.error {
+                    EstablishError::AdministrativeReasons => events.push(ResponderEvent::InitiateSaReceived(
+                        InitiateSaReceivedRequest { initiator: init.initiator.clone(), sa_id },
+                        InitiateSaReceivedConfirm::reject(sa_id),
+                    )),
+                    EstablishError::NoParametersInCommon => {
+                        events.push(ResponderEvent::SaEstablishmentComplete(unmatched_parameters(sa_id)))
+                    }
+                    _ => {}
+                }
+                ResponderOutput { reply: refusal.reply, events, dropped: None }
+            }
+        }
+    }
+
+    fn on_auth(&mut self, auth: &SaAuth, bytes: &[u8], now: Now) -> ResponderOutput {
+        let digest = digest_of(bytes);
+        if let Some(record) = self.sas.get(&auth.sa_id) {
+            // A retransmitted SaAuth gets the same reply; any other is a replay.
+            return match &record.established_by {
+                Some((d, reply)) if *d == digest => {
+                    ResponderOutput { reply: Some(reply.clone()), ..Default::default() }
+                }
+                _ => ResponderOutput { dropped: Some(DropReason::NoSuchEstablishment), ..Default::default() },
+            };
+        }
+        let Some(half) = self.half_open.remove(&auth.sa_id) else {
+            return ResponderOutput { dropped: Some(DropReason::NoSuchEstablishment), ..Default::default() };
+        };
+        self.by_init.remove(&half.init_digest);
+        match half.state.handle(auth, now) {
+            Ok((sa, reply, complete)) => {
+                let mut record = SaRecord::new(sa, now);
+                record.established_by = Some((digest, reply.clone()));
+                self.sas.insert(auth.sa_id, record);
+                ResponderOutput {
+                    reply: Some(reply),
+                    events: vec![ResponderEvent::SaEstablishmentComplete(complete)],
+                    dropped: None,
+                }
+            }
+            Err(refusal) => ResponderOutput {
+                reply: Some(refusal.reply),
+                events: vec![ResponderEvent::SaEstablishmentComplete(refusal.complete)],
+                dropped: None,
+            },
+        }
+    }
+
+    fn control_error(sa_id: SaId, reason: ControlRejection) -> ResponderOutput {
+        let reply =
+            Message::ControlError(crate::message::ControlError { version: PROTOCOL_VERSION, sa_id, reason }).encode();
+        ResponderOutput { reply: Some(reply), ..Default::default() }
+    }
+
+    fn on_control(&mut self, env: &ControlEnvelope, bytes: &[u8], now: Now, rng: &mut dyn Rng) -> ResponderOutput {
+        let digest = digest_of(bytes);
+        let current = if self.sas.contains_key(&env.sa_id) {
+            env.sa_id
+        } else if let Some((cur, _)) = self.aliases.get(&env.sa_id) {
+            *cur
+        } else if let Some((_, last)) = self.tombstones.get(&env.sa_id) {
+            return match last {
+                Some((seq, d, reply)) if *seq == env.seq && *d == digest => {
+                    ResponderOutput { reply: Some(reply.clone()), ..Default::default() }
+                }
+                _ => Self::control_error(env.sa_id, ControlRejection::AlreadyMarkedInvalid),
+            };
+        } else {
+            return Self::control_error(env.sa_id, ControlRejection::UnknownSaIdentifier);
+        };
+        let record = self.sas.get_mut(&current).expect("resolved");
+        if let Some((seq, d, reply)) = &record.last_reply {
+            if *seq == env.seq && *d == digest {
+                return ResponderOutput { reply: Some(reply.clone()), ..Default::default() };
+            }
+        }
+        if record.ctl_in.is_some_and(|last| env.seq <= last) {
+            return ResponderOutput { dropped: Some(DropReason::Replayed), ..Default::default() };
+        }
+        let aead = record.sa.suite.aead();
+        let opened = if env.epoch == record.sa.keys.epoch {
+            control::open(aead, &record.sa.keys, env, Role::Initiator)
+        } else if let Some(next) = record.next_keys.as_ref().filter(|k| k.epoch == env.epoch) {
+            control::open(aead, next, env, Role::Initiator)
+        } else {
+            Err(SealError::BadTag)
+        };
+        let flow = match opened {
+            Ok(flow) => flow,
+            Err(SealError::BadTag) => return Self::control_error(env.sa_id, ControlRejection::DecryptionFailure),
+            Err(_) => return ResponderOutput { dropped: Some(DropReason::UnexpectedFlow), ..Default::default() },
+        };
+        record.ctl_in = Some(env.seq);
+        let mut events = Vec::new();
+        let answer = match flow {
+            ControlFlow::SaIdentifierUpdateRequest(req) if req.existing_sa_id == current => {
+                let taken = self.id_taken(req.new_sa_id);
+                let cnf = if taken {
+                    let alternative = fresh_id(rng, |id| self.id_taken(id) || id == req.new_sa_id);
+                    self.sas.get_mut(&current).expect("resolved").proposed_id = Some(alternative);
+                    SaIdentifierUpdateConfirm {
+                        existing_sa_id: Some(current),
+                        new_sa_id: alternative,
+                        result: UpdateResult::Rejected,
+                    }
+                } else {
+                    SaIdentifierUpdateConfirm {
+                        existing_sa_id: None,
+                        new_sa_id: req.new_sa_id,
+                        result: UpdateResult::Accepted,
+                    }
+                };
+                let reply = self
+                    .sas
+                    .get_mut(&current)
+                    .expect("resolved")
+                    .seal(Role::Responder, &ControlFlow::SaIdentifierUpdateConfirm(cnf));
+                if !taken {
+                    events.push(self.rename(current, req.new_sa_id, now));
+                }
+                reply
+            }
+            ControlFlow::SaIdentifierUpdateResponse(rsp) => {
+                let record = self.sas.get_mut(&current).expect("resolved");
+                let proposed = record.proposed_id.take();
+                if proposed != Some(rsp.new_sa_id) {
+                    return ResponderOutput { dropped: Some(DropReason::UnexpectedFlow), ..Default::default() };
+                }
+                let reply = record.seal(Role::Responder, &ControlFlow::Ack { seq: env.seq });
+                if rsp.result == UpdateResult::Accepted {
+                    events.push(self.rename(current, rsp.new_sa_id, now));
+                }
+                reply
+            }
+            ControlFlow::SaKeyUpdateRequest(req) if req.sa_id == current => {
+                let record = self.sas.get_mut(&current).expect("resolved");
+                let too_soon = now.mono_ms < record.keys_since_ms + self.timing.min_key_update_interval_ms;
+                let reason = if too_soon || record.next_keys.is_some() {
+                    Some(KeyUpdateRejection::UnwillingToChangeKey)
+                } else {
+                    self.key_policy.key_update(current, req.responder_keying_material_requested)
+                };
+                let record = self.sas.get_mut(&current).expect("resolved");
+                let cnf = match reason {
+                    Some(reason) => SaKeyUpdateConfirm {
+                        sa_id: current,
+                        responder_keying_material: None,
+                        result: UpdateResult::Rejected,
+                        rejection_reason: Some(reason),
+                    },
+                    None => {
+                        let rkm = req
+                            .responder_keying_material_requested
+                            .then(|| random_array::<KEY_UPDATE_MATERIAL_LEN>(rng).to_vec());
+                        record.next_keys = Some(record.sa.keys.next_epoch(
+                            record.sa.suite,
+                            current,
+                            &req.new_keying_material,
+                            rkm.as_deref(),
+                        ));
+                        SaKeyUpdateConfirm {
+                            sa_id: current,
+                            responder_keying_material: rkm,
+                            result: UpdateResult::Accepted,
+                            rejection_reason: None,
+                        }
+                    }
+                };
+                record.seal(Role::Responder, &ControlFlow::SaKeyUpdateConfirm(cnf))
+            }
+            ControlFlow::SaKeyUpdateResponse(rsp) if rsp.sa_id == current => {
+                let grace = self.timing.grace_ms;
+                let record = self.sas.get_mut(&current).expect("resolved");
+                let Some(next) = record.next_keys.take() else {
+                    return ResponderOutput { dropped: Some(DropReason::UnexpectedFlow), ..Default::default() };
+                };
+                let accepted = rsp.result == UpdateResult::Accepted && env.epoch == next.epoch;
+                if accepted {
+                    let old = std::mem::replace(&mut record.sa.keys, next);
+                    record.retire(current, old, now, grace);
+                    record.keys_since_ms = now.mono_ms;
+                    events.push(ResponderEvent::SaUpdated(SaUpdated {
+                        existing_sa_id: current,
+                        operation: SaUpdatedOperation::KeysUpdated,
+                        new_sa_id: None,
+                    }));
+                }
+                record.seal(Role::Responder, &ControlFlow::Ack { seq: env.seq })
+            }
+            ControlFlow::SaRemovalRequest(req) if req.0.sa_id == current || self.aliases.contains_key(&req.0.sa_id) => {
+                let mut record = self.sas.remove(&current).expect("resolved");
+                let reply = record.seal(
+                    Role::Responder,
+                    &ControlFlow::SaRemovalConfirm(SaRemovalConfirm(RemovalConfirm::accepted(current))),
+                );
+                drop(record); // keys zeroized here
+                self.aliases.retain(|_, (cur, _)| *cur != current);
+                self.tombstones
+                    .insert(current, (now.mono_ms + self.timing.tombstone_ms, Some((env.seq, digest, reply.clone()))));
+                if env.sa_id != current {
+                    self.tombstones.insert(
+                        env.sa_id,
+                        (now.mono_ms + self.timing.tombstone_ms, Some((env.seq, digest_of(bytes), reply.clone()))),
+                    );
+                }
+                events.push(ResponderEvent::SaRemoved(SaRemoved { sa_id: current }));
+                return ResponderOutput { reply: Some(reply), events, dropped: None };
+            }
+            _ => return ResponderOutput { dropped: Some(DropReason::UnexpectedFlow), ..Default::default() },
+        };
+        let record_id = self.aliases.get(&current).map(|(c, _)| *c).unwrap_or(current);
+        let record_id = if self.sas.contains_key(&record_id) { record_id } else { current };
+        if let Some(record) = self.sas.get_mut(&record_id) {
+            record.last_reply = Some((env.seq, digest, answer.clone()));
+        }
+        ResponderOutput { reply: Some(answer), events, dropped: None }
+    }
+
+    fn rename(&mut self, old: SaId, new: SaId, now: Now) -> ResponderEvent {
+        let mut record = self.sas.remove(&old).expect("present");
+        record.sa.sa_id = new;
+        let keys = record.sa.keys.clone();
+        record.retire(old, keys, now, self.timing.grace_ms);
+        self.sas.insert(new, record);
+        let until = now.mono_ms + self.timing.grace_ms;
+        for (_, (cur, _)) in self.aliases.iter_mut().filter(|(_, (cur, _))| *cur == old) {
+            *cur = new;
+        }
+        self.aliases.insert(old, (new, until));
+        ResponderEvent::SaUpdated(SaUpdated {
+            existing_sa_id: old,
+            operation: SaUpdatedOperation::IdentifierUpdated,
+            new_sa_id: Some(new),
+        })
+    }
+
+    /// The earliest time [`Self::handle_timeout`] has work to do.
+    pub fn poll_timeout(&self) -> Option<Deadline> {
+        let half = self.half_open.values().map(|h| h.until_ms);
+        let alias = self.aliases.values().map(|(_, u)| *u);
+        let tomb = self.tombstones.values().map(|(u, _)| *u);
+        let grace = self.sas.values().filter_map(|r| r.previous.as_ref().map(|p| p.until_ms));
+        half.chain(alias).chain(tomb).chain(grace).min()
+    }
+
+    /// Expires half-open establishments, grace periods and tombstones.
+    pub fn handle_timeout(&mut self, now: Now) -> Vec<ResponderEvent> {
+        let t = now.mono_ms;
+        let expired: Vec<SaId> = self.half_open.iter().filter(|(_, h)| h.until_ms <= t).map(|(id, _)| *id).collect();
+        let mut events = Vec::new();
+        for id in expired {
+            let h = self.half_open.remove(&id).expect("listed");
+            self.by_init.remove(&h.init_digest);
+            events.push(ResponderEvent::SaEstablishmentComplete(SaEstablishmentComplete {
+                sa_id: id,
+                result: EstablishResult::Failure,
+                failure_cause: Some(EstablishmentFailureCause::Timeout),
+            }));
+        }
+        self.aliases.retain(|_, (_, until)| *until > t);
+        self.tombstones.retain(|_, (until, _)| *until > t);
+        self.seen_nonces.retain(|_, until| *until > t);
+        for record in self.sas.values_mut() {
+            if record.previous.as_ref().is_some_and(|p| p.until_ms <= t) {
+                record.previous = None;
+            }
+        }
+        events
+    }
+}

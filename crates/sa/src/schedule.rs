@@ -1,0 +1,194 @@
+//! The transcript and the key schedule.
+//!
+//! Every element of an establishment is appended to a transcript in a canonical binary form
+//! (label, length, bytes), built from the decoded values so both sides compute the same bytes
+//! whatever JSON spelling carried them. Authorization codes sign its hash; confirmation MACs
+//! are computed over it; the session keys are extracted with it as the salt. HKDF then yields
+//! per-direction AEAD keys and IVs for data and for control flows, and an update secret.
+
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::SaId;
+use crate::crypto::{self, Digest, HashAlgorithm, Prk, SharedSecret, Suite};
+
+/// Domain separator that starts every transcript, signature and key label.
+pub(crate) const PROTOCOL_LABEL: &[u8] = b"onem2m-sa v1";
+
+/// The running transcript of one establishment.
+#[derive(Clone)]
+pub(crate) struct Transcript {
+    bytes: Vec<u8>,
+}
+
+impl Transcript {
+    pub(crate) fn new() -> Self {
+        let mut t = Self { bytes: Vec::with_capacity(4096) };
+        t.add("proto", PROTOCOL_LABEL);
+        t
+    }
+
+    /// Appends one element: label length (1 byte), label, data length (4 bytes, big-endian), data.
+    pub(crate) fn add(&mut self, label: &str, data: &[u8]) {
+        debug_assert!(label.len() < 256);
+        self.bytes.push(label.len() as u8);
+        self.bytes.extend_from_slice(label.as_bytes());
+        self.bytes.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        self.bytes.extend_from_slice(data);
+    }
+
+    pub(crate) fn hash(&self, alg: HashAlgorithm) -> Digest {
+        crypto::digest(alg, &[&self.bytes])
+    }
+}
+
+/// The message a party signs to make an authorization code: a role label and a transcript hash.
+pub(crate) fn signed_content(role_label: &str, th: &Digest) -> Vec<u8> {
+    let mut m = Vec::with_capacity(PROTOCOL_LABEL.len() + role_label.len() + 2 + th.as_ref().len());
+    m.extend_from_slice(PROTOCOL_LABEL);
+    m.push(b' ');
+    m.extend_from_slice(role_label.as_bytes());
+    m.push(0);
+    m.extend_from_slice(th.as_ref());
+    m
+}
+
+/// The MAC that demonstrates use of a KEM secret (the *Response* of tables 27, 29, 32, 34).
+pub(crate) fn confirmation(hash: HashAlgorithm, secret: &SharedSecret, label: &str, th: &Digest) -> Vec<u8> {
+    let key = confirmation_key(hash, secret, label);
+    crypto::hmac(hash, &key, &[label.as_bytes(), th.as_ref()])
+}
+
+/// Checks a *Response* in constant time.
+pub(crate) fn verify_confirmation(
+    hash: HashAlgorithm,
+    secret: &SharedSecret,
+    label: &str,
+    th: &Digest,
+    response: &[u8],
+) -> bool {
+    let key = confirmation_key(hash, secret, label);
+    crypto::hmac_verify(hash, &key, &[label.as_bytes(), th.as_ref()], response).is_ok()
+}
+
+fn confirmation_key(hash: HashAlgorithm, secret: &SharedSecret, label: &str) -> Zeroizing<Vec<u8>> {
+    let prk = crypto::hkdf_extract(hash, &[], &[secret.as_bytes()]);
+    let mut key = Zeroizing::new(vec![0u8; hash.output_len()]);
+    prk.expand(&[PROTOCOL_LABEL, b" confirm ", label.as_bytes()], &mut key)
+        .expect("HKDF output no longer than 255 hashes");
+    key
+}
+
+/// An AEAD key and IV for one direction.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct DirectionKeys {
+    key: Vec<u8>,
+    iv: [u8; 12],
+}
+
+impl DirectionKeys {
+    /// The AEAD key.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The IV, XORed with the sequence number to make each nonce.
+    pub fn iv(&self) -> &[u8; 12] {
+        &self.iv
+    }
+
+    /// The nonce for sequence number `seq`: the IV with `seq` XORed into its last 8 bytes.
+    pub fn nonce(&self, seq: u64) -> [u8; 12] {
+        let mut n = self.iv;
+        for (b, s) in n[4..].iter_mut().zip(seq.to_be_bytes()) {
+            *b ^= s;
+        }
+        n
+    }
+}
+
+impl std::fmt::Debug for DirectionKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DirectionKeys(<redacted>)")
+    }
+}
+
+/// All keys of one epoch of an SA.
+#[derive(Clone)]
+pub struct SessionKeys {
+    /// Epoch number: 0 after establishment, +1 on each SA Key Update.
+    pub epoch: u32,
+    /// Initiator → Responder: requests.
+    pub i2r: DirectionKeys,
+    /// Responder → Initiator: the responses to those requests.
+    pub r2i: DirectionKeys,
+    /// Initiator → Responder control flows (update, removal).
+    pub ctl_i2r: DirectionKeys,
+    /// Responder → Initiator control flows.
+    pub ctl_r2i: DirectionKeys,
+    update_secret: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionKeys").field("epoch", &self.epoch).finish_non_exhaustive()
+    }
+}
+
+impl SessionKeys {
+    /// Derives every key of an epoch from its PRK.
+    pub(crate) fn derive(suite: Suite, sa_id: SaId, epoch: u32, prk: &Prk) -> Self {
+        let key_len = suite.aead().key_len();
+        let expand = |label: &str, len: usize| {
+            let mut out = vec![0u8; len];
+            prk.expand(
+                &[
+                    PROTOCOL_LABEL,
+                    b" ",
+                    label.as_bytes(),
+                    &suite.code().to_be_bytes(),
+                    sa_id.as_bytes(),
+                    &epoch.to_be_bytes(),
+                ],
+                &mut out,
+            )
+            .expect("HKDF output no longer than 255 hashes");
+            out
+        };
+        let dir = |name: &str| {
+            let iv = expand(&format!("{name} iv"), 12);
+            DirectionKeys {
+                key: expand(&format!("{name} key"), key_len),
+                iv: iv.as_slice().try_into().expect("12 bytes"),
+            }
+        };
+        Self {
+            epoch,
+            i2r: dir("i2r"),
+            r2i: dir("r2i"),
+            ctl_i2r: dir("ctl i2r"),
+            ctl_r2i: dir("ctl r2i"),
+            update_secret: Zeroizing::new(expand("update", suite.hash().output_len())),
+        }
+    }
+
+    /// The keys after establishment: PRK = HKDF-Extract(salt = transcript hash, Responder's
+    /// KEM secret ‖ Initiator's KEM secret).
+    pub(crate) fn establish(suite: Suite, sa_id: SaId, th: &Digest, ss_r: &SharedSecret, ss_i: &SharedSecret) -> Self {
+        let prk = crypto::hkdf_extract(suite.hash(), th.as_ref(), &[ss_r.as_bytes(), ss_i.as_bytes()]);
+        Self::derive(suite, sa_id, 0, &prk)
+    }
+
+    /// The keys of the next epoch after an SA Key Update: PRK = HKDF-Extract(salt = this epoch's
+    /// update secret, new keying material ‖ Responder keying material if any).
+    pub(crate) fn next_epoch(
+        &self,
+        suite: Suite,
+        sa_id: SaId,
+        initiator_km: &[u8],
+        responder_km: Option<&[u8]>,
+    ) -> Self {
+        let prk =
+            crypto::hkdf_extract(suite.hash(), &self.update_secret, &[initiator_km, responder_km.unwrap_or_default()]);
+        Self::derive(suite, sa_id, self.epoch + 1, &prk)
+    }
+}
