@@ -468,7 +468,8 @@ mod tests {
         assert_eq!(anchors.verify(&t, &NodeId::new("/id-x").unwrap(), NOW).unwrap_err(), TicketError::WrongSubject);
         assert_eq!(TrustAnchors::new().verify(&t, &me, NOW).unwrap_err(), TicketError::UnknownIssuer);
         // Every signed field is covered.
-        let mutations: Vec<Box<dyn Fn(&mut Ticket)>> = vec![
+        type Mutation = Box<dyn Fn(&mut Ticket)>;
+        let mutations: Vec<Mutation> = vec![
             Box::new(|t| t.subject = NodeId::new("/id-x").unwrap()),
             Box::new(|t| t.public_key[3] ^= 1),
             Box::new(|t| t.context.originators.push("*".parse().unwrap())),

@@ -328,6 +328,23 @@ impl Initiator {
     }
 }
 
+macro_rules! redacted_debug {
+    ($($ty:ident { $($field:ident),* })+) => {$(
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))$(.field(stringify!($field), &self.$field))*.finish_non_exhaustive()
+            }
+        }
+    )+};
+}
+
+redacted_debug! {
+    InitiatorAwaitingReply { responder }
+    InitiatorAwaitingAuthReply { sa_id, suite, peer }
+    ResponderAwaitingAuth { sa_id, suite, initiator }
+    Accepted { state }
+}
+
 impl InitiatorAwaitingReply {
     /// The bytes of [`SaInit`], for a byte-identical retransmission.
     pub fn sent(&self) -> &[u8] {

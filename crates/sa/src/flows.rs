@@ -278,7 +278,7 @@ impl Flow for InitiateSaConfirm {
             "table 23 NOTE 1: Security Association included exactly when the result is Success",
         )?;
         rule(
-            !ok == self.cause.is_some(),
+            ok != self.cause.is_some(),
             Self::NAME,
             "table 23 NOTE 2: Cause of rejection included exactly when the result is Failure",
         )
@@ -406,7 +406,7 @@ impl Flow for SaParameterEstablishmentConfirm {
             Self::NAME,
             "table 25 NOTE 1: Security Association and its identifier included exactly on Success",
         )?;
-        rule(!ok == self.cause.is_some(), Self::NAME, "table 25 NOTE 2: Cause of rejection included exactly on Failure")
+        rule(ok != self.cause.is_some(), Self::NAME, "table 25 NOTE 2: Cause of rejection included exactly on Failure")
     }
 }
 

@@ -175,11 +175,15 @@ pub struct SaRecord {
     /// Responder: a counter-proposed identifier waiting for SA Identifier Update Response.
     proposed_id: Option<SaId>,
     /// Responder: the last control reply, for retransmitted requests.
-    last_reply: Option<(u64, Digest, Vec<u8>)>,
+    last_reply: Option<CachedReply>,
     /// Responder: digest of the [`SaAuth`] that established the SA and the reply, for retransmissions.
     established_by: Option<(Digest, Vec<u8>)>,
     busy: bool,
 }
+
+/// A control reply kept for a byte-identical resend of the request: (sequence number, digest of
+/// the request, reply).
+type CachedReply = (u64, Digest, Vec<u8>);
 
 /// What remains of an SA's previous epoch or identifier during the grace period.
 #[derive(Debug)]
@@ -226,8 +230,8 @@ fn digest_of(bytes: &[u8]) -> Digest {
 // Initiator
 
 enum Step {
-    Init(InitiatorAwaitingReply),
-    Auth(InitiatorAwaitingAuthReply),
+    Init(Box<InitiatorAwaitingReply>),
+    Auth(Box<InitiatorAwaitingAuthReply>),
     IdUpdate { request: UpdateSaRequest, sa_id: SaId, proposal: SaId },
     IdUpdateResponse { request: UpdateSaRequest, sa_id: SaId, new_id: SaId, accepted: bool },
     KeyUpdate { request: UpdateSaRequest, sa_id: SaId, material: Zeroizing<Vec<u8>>, rkm_requested: bool },
@@ -328,7 +332,7 @@ impl InitiatorSam {
         rng: &mut dyn Rng,
     ) -> Result<Exchange, InitiateSaConfirm> {
         let (state, bytes) = Initiator::start(self.config.clone(), request, rng).map_err(|e| e.to_confirm())?;
-        Ok(self.start(request.responder.clone(), Step::Init(state), bytes, now))
+        Ok(self.start(request.responder.clone(), Step::Init(Box::new(state)), bytes, now))
     }
 
     /// Update SA (table 36): starts an identifier and/or key update of an SA.
@@ -422,7 +426,7 @@ impl InitiatorSam {
         let peer = pending.peer.clone();
         match pending.step {
             Step::Init(state) => match state.handle(bytes, now, rng) {
-                Ok((next, out)) => vec![self.continue_with(id, peer, Step::Auth(next), out, now)],
+                Ok((next, out)) => vec![self.continue_with(id, peer, Step::Auth(Box::new(next)), out, now)],
                 Err(error) => vec![InitiatorEvent::EstablishFailed { confirm: error.to_confirm(), peer, error }],
             },
             Step::Auth(state) => match state.handle(bytes) {
@@ -767,7 +771,7 @@ pub struct ResponderSam {
     by_init: HashMap<Digest, SaId>,
     sas: HashMap<SaId, SaRecord>,
     aliases: HashMap<SaId, (SaId, u64)>,
-    tombstones: HashMap<SaId, (u64, Option<(u64, Digest, Vec<u8>)>)>,
+    tombstones: HashMap<SaId, (u64, Option<CachedReply>)>,
     seen_nonces: HashMap<Vec<u8>, u64>,
     key_policy: Box<dyn KeyUpdatePolicy + Send>,
 }

@@ -176,7 +176,8 @@ fn both_challenge_kinds_both_ways() {
 
 #[test]
 fn lossy_link_drop_duplicate_reorder() {
-    let plans: [(&str, fn(usize) -> Fault); 4] = [
+    type Plan = fn(usize) -> Fault;
+    let plans: [(&str, Plan); 4] = [
         ("drop every third", |n| if n % 3 == 1 { Fault::Drop } else { Fault::Pass }),
         ("duplicate all", |_| Fault::Duplicate),
         ("reorder", |n| if n % 2 == 0 { Fault::Reorder } else { Fault::Pass }),

@@ -338,7 +338,6 @@ fn downgrade_stripping_the_strongest_suite_aborts() {
         SaId([1; 8]),
         &mut w.rng,
     )
-    .ok()
     .expect("the responder sees a plausible offer");
     assert!(matches!(i.handle(&acc.reply, T0, &mut w.rng), Err(EstablishError::BadAuthorizationCode)));
 }
@@ -394,7 +393,7 @@ fn unknown_key_share_relay_through_a_third_identity_aborts_both_sides() {
     let mut auth = decode_auth(&m3);
     auth.send_initiator_key.0.key_authorization_ticket = mallory.ticket.clone();
     auth.send_initiator_authorization_key.0.authorization_ticket_reference = Some(mallory.ticket.digest().to_vec());
-    let refusal = acc.state.handle(&auth, T0).err().expect("refused");
+    let refusal = acc.state.handle(&auth, T0).expect_err("refused");
     assert_eq!(refusal.error, EstablishError::Ticket(TicketError::WrongSubject));
     assert_eq!(refusal.complete.result, EstablishResult::Failure);
 }
@@ -422,7 +421,7 @@ fn key_compromise_impersonation_of_the_initiator_fails() {
     .ok()
     .unwrap();
     let (_, m3) = i.handle(&acc.reply, T0, &mut w.rng).unwrap();
-    let refusal = acc.state.handle(&decode_auth(&m3), T0).err().expect("refused");
+    let refusal = acc.state.handle(&decode_auth(&m3), T0).expect_err("refused");
     assert_eq!(refusal.error, EstablishError::BadAuthorizationCode);
     assert!(
         matches!(Message::decode(&refusal.reply).unwrap(), Message::AuthReply(r) if r.cause == Some(RejectionCause::AuthenticationFailed))
