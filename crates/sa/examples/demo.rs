@@ -94,7 +94,7 @@ fn main() {
                 ini.update(&UpdateSaRequest { existing_sa_id: id, operation: op }, later, &mut rng).expect("starts");
             let (event, _) = run(&mut ini, &mut rsp, ex, later);
             match event {
-                InitiatorEvent::Updated(c) if c.result == UpdateResult::Accepted => println!(
+                InitiatorEvent::Updated { confirm: c, .. } if c.result == UpdateResult::Accepted => println!(
                     "  Update SA {op:?}: accepted in {:?}, now SA {}, key epoch {}\n",
                     t.elapsed(),
                     c.new_sa_id.unwrap_or(id),

@@ -108,9 +108,30 @@ pub enum InitiatorEvent {
         error: EstablishError,
     },
     /// Update SA confirm (table 36).
-    Updated(UpdateSaConfirm),
+    Updated {
+        /// The confirm for the Initiator Agent.
+        confirm: UpdateSaConfirm,
+        /// Why a rejected update failed (table 36 has no element for it).
+        reason: Option<UpdateFailure>,
+    },
     /// Remove SA confirm (table 42).
     Removed(RemoveSaConfirm),
+}
+
+/// Why an Update SA was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpdateFailure {
+    /// The Responder refused the key update (table 39), or the Initiator did (table 40).
+    KeyUpdate(KeyUpdateRejection),
+    /// The Responder could not use the control envelope.
+    Refused(ControlRejection),
+    /// Neither side could agree on a free new identifier (tables 37 and 38).
+    IdentifierUnavailable,
+    /// No answer in time.
+    Timeout,
+    /// The Responder's answer did not fit the request.
+    Protocol,
 }
 
 /// What the Responder's SA Management reports to the Responder Agent (relationship rc).
@@ -496,18 +517,21 @@ impl InitiatorSam {
             return vec![InitiatorEvent::Removed(RemoveSaConfirm(confirm))];
         }
         let request = request.expect("update steps carry their request");
-        let rejected = |this: &mut Self| {
+        let rejected = |this: &mut Self, reason: UpdateFailure| {
             if let Some(r) = this.sas.get_mut(&sa_id) {
                 r.busy = false;
             }
-            vec![InitiatorEvent::Updated(UpdateSaConfirm {
-                existing_sa_id: request.existing_sa_id,
-                new_sa_id: None,
-                result: UpdateResult::Rejected,
-                operation: request.operation,
-            })]
+            vec![InitiatorEvent::Updated {
+                confirm: UpdateSaConfirm {
+                    existing_sa_id: request.existing_sa_id,
+                    new_sa_id: None,
+                    result: UpdateResult::Rejected,
+                    operation: request.operation,
+                },
+                reason: Some(reason),
+            }]
         };
-        let Some(record) = self.sas.get_mut(&sa_id) else { return rejected(self) };
+        let Some(record) = self.sas.get_mut(&sa_id) else { return rejected(self, UpdateFailure::Protocol) };
         let flow = match msg {
             Ok(Message::Control(env)) if env.sa_id == sa_id => {
                 // The Responder seals with the epoch the request used, or the next one after a
@@ -515,10 +539,10 @@ impl InitiatorSam {
                 let keys = match &step {
                     Step::KeyUpdateResponse { accepted: Some(k), .. } if env.epoch == k.epoch => k,
                     _ if env.epoch == record.sa.keys.epoch => &record.sa.keys,
-                    _ => return rejected(self),
+                    _ => return rejected(self, UpdateFailure::Protocol),
                 };
                 if record.ctl_in.is_some_and(|last| env.seq <= last) {
-                    return rejected(self);
+                    return rejected(self, UpdateFailure::Protocol);
                 }
                 match control::open(record.sa.suite.aead(), keys, &env, Role::Responder) {
                     Ok(flow) => {
@@ -528,15 +552,15 @@ impl InitiatorSam {
                     Err(e) => Err(e),
                 }
             }
-            // The Responder could not open our request: nothing was installed there.
-            Ok(Message::ControlError(e)) if e.reason == ControlRejection::DecryptionFailure => return rejected(self),
-            _ => return rejected(self),
+            // The Responder could not use our request: nothing was installed there.
+            Ok(Message::ControlError(e)) => return rejected(self, UpdateFailure::Refused(e.reason)),
+            _ => return rejected(self, UpdateFailure::Protocol),
         };
         match (step, flow) {
             (Step::IdUpdate { request, sa_id, proposal }, Ok(ControlFlow::SaIdentifierUpdateConfirm(c))) => {
                 let req = SaIdentifierUpdateRequest { existing_sa_id: sa_id, new_sa_id: proposal };
                 if c.validate_against(&req).is_err() {
-                    return rejected(self);
+                    return rejected(self, UpdateFailure::Protocol);
                 }
                 if c.result == UpdateResult::Accepted {
                     self.rename(sa_id, proposal, now);
@@ -560,7 +584,7 @@ impl InitiatorSam {
             }
             (Step::IdUpdateResponse { request, sa_id, new_id, accepted }, Ok(ControlFlow::Ack { .. })) => {
                 if !accepted {
-                    return rejected(self);
+                    return rejected(self, UpdateFailure::IdentifierUnavailable);
                 }
                 self.rename(sa_id, new_id, now);
                 self.after_id_update(id, peer, request, new_id, now, rng)
@@ -574,7 +598,8 @@ impl InitiatorSam {
                 let (response, new_keys) = match flow {
                     Ok(ControlFlow::SaKeyUpdateConfirm(c)) if c.validate_against(&req).is_ok() => {
                         if c.result == UpdateResult::Rejected {
-                            return rejected(self);
+                            let reason = c.rejection_reason.expect("validated: present when rejected");
+                            return rejected(self, UpdateFailure::KeyUpdate(reason));
                         }
                         let record = self.sas.get(&sa_id).expect("present");
                         let keys = record.sa.keys.next_epoch(
@@ -619,7 +644,9 @@ impl InitiatorSam {
                 )]
             }
             (Step::KeyUpdateResponse { request, sa_id, accepted }, Ok(ControlFlow::Ack { .. })) => {
-                let Some(keys) = accepted else { return rejected(self) };
+                let Some(keys) = accepted else {
+                    return rejected(self, UpdateFailure::KeyUpdate(KeyUpdateRejection::DecryptionFailure));
+                };
                 let grace = self.timing.grace_ms;
                 let record = self.sas.get_mut(&sa_id).expect("present");
                 let old = std::mem::replace(&mut record.sa.keys, keys);
@@ -627,14 +654,17 @@ impl InitiatorSam {
                 record.keys_since_ms = now.mono_ms;
                 record.busy = false;
                 let new_sa_id = request.operation.changes_identifier().then_some(sa_id);
-                vec![InitiatorEvent::Updated(UpdateSaConfirm {
-                    existing_sa_id: request.existing_sa_id,
-                    new_sa_id,
-                    result: UpdateResult::Accepted,
-                    operation: request.operation,
-                })]
+                vec![InitiatorEvent::Updated {
+                    confirm: UpdateSaConfirm {
+                        existing_sa_id: request.existing_sa_id,
+                        new_sa_id,
+                        result: UpdateResult::Accepted,
+                        operation: request.operation,
+                    },
+                    reason: None,
+                }]
             }
-            _ => rejected(self),
+            _ => rejected(self, UpdateFailure::Protocol),
         }
     }
 
@@ -660,12 +690,15 @@ impl InitiatorSam {
             return vec![self.continue_with(id, peer, step, bytes, now)];
         }
         self.sas.get_mut(&new_id).expect("present").busy = false;
-        vec![InitiatorEvent::Updated(UpdateSaConfirm {
-            existing_sa_id: request.existing_sa_id,
-            new_sa_id: Some(new_id),
-            result: UpdateResult::Accepted,
-            operation: request.operation,
-        })]
+        vec![InitiatorEvent::Updated {
+            confirm: UpdateSaConfirm {
+                existing_sa_id: request.existing_sa_id,
+                new_sa_id: Some(new_id),
+                result: UpdateResult::Accepted,
+                operation: request.operation,
+            },
+            reason: None,
+        }]
     }
 
     /// The earliest time [`Self::handle_timeout`] has work to do.
@@ -705,12 +738,15 @@ impl InitiatorSam {
             if let Some(r) = this.sas.get_mut(&sa_id) {
                 r.busy = false;
             }
-            InitiatorEvent::Updated(UpdateSaConfirm {
-                existing_sa_id: request.existing_sa_id,
-                new_sa_id: None,
-                result: UpdateResult::Rejected,
-                operation: request.operation,
-            })
+            InitiatorEvent::Updated {
+                confirm: UpdateSaConfirm {
+                    existing_sa_id: request.existing_sa_id,
+                    new_sa_id: None,
+                    result: UpdateResult::Rejected,
+                    operation: request.operation,
+                },
+                reason: Some(UpdateFailure::Timeout),
+            }
         };
         vec![match p.step {
             Step::Init(_) | Step::Auth(_) => {

@@ -55,7 +55,7 @@ fn last_update(p: &Pair) -> UpdateSaConfirm {
         .iter()
         .rev()
         .find_map(|e| match e {
-            InitiatorEvent::Updated(c) => Some(c.clone()),
+            InitiatorEvent::Updated { confirm, .. } => Some(confirm.clone()),
             _ => None,
         })
         .expect("an Update SA confirm")

@@ -8,7 +8,9 @@ use onem2m_sa::credential::{AuthorizationContext, Credentials, TicketError};
 use onem2m_sa::crypto::{SignatureAlgorithm, Suite, SuiteCode};
 use onem2m_sa::establish::*;
 use onem2m_sa::flows::*;
-use onem2m_sa::manage::{DropReason, InitiatorEvent, KeyUpdatePolicy, Limits, ResponderEvent, ResponderSam, Timing};
+use onem2m_sa::manage::{
+    DropReason, InitiatorEvent, KeyUpdatePolicy, Limits, ResponderEvent, ResponderSam, Timing, UpdateFailure,
+};
 use onem2m_sa::message::*;
 use onem2m_sa::rng::SeededRng;
 use onem2m_sa::testkit::{Pair, ScriptedRng, TestPki, initiator_config, responder_config};
@@ -161,14 +163,9 @@ fn unwilling_to_change_key_when_updates_come_too_fast() {
     let ex_id = ex.id;
     let reply = p.responder.handle(&ex.bytes, p.now, &mut p.rng, p.agent.as_mut()).reply.unwrap();
     let events = p.initiator.handle_response(ex_id, &reply, p.now, &mut p.rng);
-    assert!(matches!(&events[..], [InitiatorEvent::Updated(c)] if c.result == UpdateResult::Rejected));
-    let rec = p.responder.sa(id).unwrap();
-    let ctl = match Message::decode(&reply).unwrap() {
-        Message::Control(env) => env,
-        _ => panic!(),
-    };
-    // Open it the way the Initiator did, through the public record keys, to read the reason.
-    let _ = (rec, ctl);
+    assert!(matches!(&events[..], [InitiatorEvent::Updated { confirm, reason }]
+        if confirm.result == UpdateResult::Rejected
+            && *reason == Some(UpdateFailure::KeyUpdate(KeyUpdateRejection::UnwillingToChangeKey))));
     assert_eq!(p.initiator.sa(id).unwrap().sa.keys.epoch, 0, "keys unchanged");
     assert_eq!(p.responder.sa(id).unwrap().sa.keys.epoch, 0);
 }
@@ -192,9 +189,8 @@ fn unable_to_encrypt_with_initiator_key_from_the_policy() {
             .unwrap();
         p.send(ex);
         p.run(10);
-        assert!(
-            matches!(p.initiator_events.last(), Some(InitiatorEvent::Updated(c)) if c.result == UpdateResult::Rejected)
-        );
+        assert!(matches!(p.initiator_events.last(), Some(InitiatorEvent::Updated { confirm, reason: Some(r) })
+            if confirm.result == UpdateResult::Rejected && *r == UpdateFailure::KeyUpdate(reason)));
         assert_eq!(p.initiator.sa(id).unwrap().sa.keys.epoch, 0);
     }
 }
@@ -216,7 +212,9 @@ fn decryption_failure_on_a_tampered_key_update() {
         matches!(Message::decode(&reply).unwrap(), Message::ControlError(e) if e.reason == ControlRejection::DecryptionFailure)
     );
     let events = p.initiator.handle_response(ex.id, &reply, p.now, &mut p.rng);
-    assert!(matches!(&events[..], [InitiatorEvent::Updated(c)] if c.result == UpdateResult::Rejected));
+    assert!(matches!(&events[..], [InitiatorEvent::Updated { confirm, reason }]
+        if confirm.result == UpdateResult::Rejected
+            && *reason == Some(UpdateFailure::Refused(ControlRejection::DecryptionFailure))));
     assert_eq!(p.responder.sa(id).unwrap().sa.keys.epoch, 0);
 }
 
@@ -237,8 +235,12 @@ fn decryption_failure_reported_by_the_initiator_in_key_update_response() {
     let out = p.responder.handle(&skur.bytes, p.now, &mut p.rng, p.agent.as_mut());
     assert!(out.dropped.is_none());
     assert!(out.events.is_empty(), "no SA Updated");
+    let Message::Control(env) = Message::decode(&skur.bytes).unwrap() else { panic!() };
+    assert_eq!(env.epoch, 0, "a rejection is sealed under the existing keys");
     let events = p.initiator.handle_response(skur.id, &out.reply.unwrap(), p.now, &mut p.rng);
-    assert!(matches!(&events[..], [InitiatorEvent::Updated(c)] if c.result == UpdateResult::Rejected));
+    assert!(matches!(&events[..], [InitiatorEvent::Updated { confirm, reason }]
+        if confirm.result == UpdateResult::Rejected
+            && *reason == Some(UpdateFailure::KeyUpdate(KeyUpdateRejection::DecryptionFailure))));
     assert_eq!(p.responder.sa(id).unwrap().sa.keys.epoch, 0);
     assert_eq!(p.initiator.sa(id).unwrap().sa.keys.epoch, 0);
 }
@@ -309,7 +311,7 @@ fn identifier_collision_gets_a_counter_proposal() {
     let [ResponderEvent::SaUpdated(updated)] = &ack.events[..] else { panic!("SA Updated expected") };
     updated.validate().unwrap();
     let events = p.initiator.handle_response(siur.id, &ack.reply.unwrap(), p.now, &mut p.rng);
-    let [InitiatorEvent::Updated(c)] = &events[..] else { panic!() };
+    let [InitiatorEvent::Updated { confirm: c, .. }] = &events[..] else { panic!() };
     assert_eq!(c.result, UpdateResult::Accepted);
     let new = c.new_sa_id.unwrap();
     assert_ne!(new, taken, "the counter-proposal, not the colliding identifier");

@@ -100,7 +100,9 @@ fn generate() -> String {
     let ex = ini
         .update(&UpdateSaRequest { existing_sa_id: sa_id, operation: UpdateOperation::Keys }, later, &mut rng)
         .unwrap();
-    let InitiatorEvent::Updated(c) = exchange(&mut out, &mut ini, &mut rsp, ex, later, &mut rng) else { panic!() };
+    let InitiatorEvent::Updated { confirm: c, .. } = exchange(&mut out, &mut ini, &mut rsp, ex, later, &mut rng) else {
+        panic!()
+    };
     assert_eq!(c.result, UpdateResult::Accepted);
     keys_table(&mut out, "Session keys", &ini.sa(sa_id).unwrap().sa.keys);
 
@@ -108,7 +110,9 @@ fn generate() -> String {
     let ex = ini
         .update(&UpdateSaRequest { existing_sa_id: sa_id, operation: UpdateOperation::Identifier }, later, &mut rng)
         .unwrap();
-    let InitiatorEvent::Updated(c) = exchange(&mut out, &mut ini, &mut rsp, ex, later, &mut rng) else { panic!() };
+    let InitiatorEvent::Updated { confirm: c, .. } = exchange(&mut out, &mut ini, &mut rsp, ex, later, &mut rng) else {
+        panic!()
+    };
     let new_id = c.new_sa_id.unwrap();
 
     writeln!(out, "\n### Removal\n").unwrap();
