@@ -169,6 +169,8 @@ pub struct EstablishedSa {
     pub peer_context: AuthorizationContext,
     /// When the peer's ticket expires (UNIX seconds); the SA must not outlive it.
     pub peer_ticket_not_after: u64,
+    /// When the SA was established (UNIX seconds), for lifetimes in authorization contexts.
+    pub established_unix: u64,
     /// The keys of the current epoch.
     pub keys: SessionKeys,
     /// The final transcript hash, which both sides share.
@@ -277,6 +279,7 @@ pub struct InitiatorAwaitingAuthReply {
     responder_challenge: ChallengeRequest,
     challenge_secret: Option<SharedSecret>,
     th3s: Digest,
+    started_unix: u64,
     sent: Vec<u8>,
 }
 
@@ -509,6 +512,7 @@ impl InitiatorAwaitingReply {
             responder_challenge,
             challenge_secret,
             th3s,
+            started_unix: now.unix_secs,
             sent: sent.clone(),
         };
         Ok((state, sent))
@@ -575,6 +579,7 @@ impl InitiatorAwaitingAuthReply {
             peer: self.peer,
             peer_context: self.peer_context,
             peer_ticket_not_after: self.peer_not_after,
+            established_unix: self.started_unix,
             keys: SessionKeys::establish(self.suite, self.sa_id, &self.th3s, &self.ss_r, &self.ss_i),
             transcript_hash: self.th3s,
         })
@@ -929,6 +934,7 @@ impl ResponderAwaitingAuth {
             peer: self.initiator,
             peer_context: ticket.context().clone(),
             peer_ticket_not_after: ticket.ticket().not_after,
+            established_unix: now.unix_secs,
             keys: SessionKeys::establish(self.suite, self.sa_id, &th3s, &self.ss_r, &ss_i),
             transcript_hash: th3s,
         };

@@ -17,8 +17,11 @@ pub mod flows;
 mod id;
 pub mod manage;
 pub mod message;
+pub mod replay;
 pub mod rng;
 pub mod schedule;
+pub mod secure;
+pub mod table;
 pub mod testkit;
 
 pub use establish::{EstablishError, EstablishedSa, Role};

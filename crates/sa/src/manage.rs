@@ -9,6 +9,7 @@
 //! resending the *same bytes*, which the Responder answers with the *same reply*.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
@@ -20,6 +21,7 @@ use crate::flows::*;
 use crate::message::*;
 use crate::rng::{Rng, random_array};
 use crate::schedule::SessionKeys;
+use crate::table::SaTable;
 use crate::{Deadline, Now, SaId};
 
 /// Timers of the SA Management.
@@ -277,6 +279,7 @@ pub struct InitiatorSam {
     sas: HashMap<SaId, SaRecord>,
     tombstones: HashMap<SaId, u64>,
     request_responder_keying_material: bool,
+    table: Option<Arc<SaTable>>,
 }
 
 impl InitiatorSam {
@@ -290,7 +293,14 @@ impl InitiatorSam {
             sas: HashMap::new(),
             tombstones: HashMap::new(),
             request_responder_keying_material: true,
+            table: None,
         }
+    }
+
+    /// Keeps `table` (the data path's view) in step with every SA this SAM establishes,
+    /// updates and removes.
+    pub fn attach_table(&mut self, table: Arc<SaTable>) {
+        self.table = Some(table);
     }
 
     /// Whether SA Key Update asks the Responder for keying material of its own (the default).
@@ -422,6 +432,9 @@ impl InitiatorSam {
             | Step::KeyUpdate { sa_id: s, .. } | Step::KeyUpdateResponse { sa_id: s, .. } if *s == sa_id)
         });
         self.tombstones.insert(sa_id, now.mono_ms + self.timing.tombstone_ms);
+        if let Some(t) = &self.table {
+            t.remove(sa_id);
+        }
         let bytes =
             record.seal(Role::Initiator, &ControlFlow::SaRemovalRequest(SaRemovalRequest(RemovalRequest { sa_id })));
         let peer = record.sa.peer.clone();
@@ -453,6 +466,9 @@ impl InitiatorSam {
             Step::Auth(state) => match state.handle(bytes) {
                 Ok(sa) => {
                     let confirm = sa.to_confirm();
+                    if let Some(t) = &self.table {
+                        t.install(&sa);
+                    }
                     self.sas.insert(sa.sa_id, SaRecord::new(sa, now));
                     vec![InitiatorEvent::Established { confirm, peer }]
                 }
@@ -653,6 +669,9 @@ impl InitiatorSam {
                 record.retire(sa_id, old, now, grace);
                 record.keys_since_ms = now.mono_ms;
                 record.busy = false;
+                if let Some(t) = &self.table {
+                    t.rekey(sa_id, &record.sa.keys, now);
+                }
                 let new_sa_id = request.operation.changes_identifier().then_some(sa_id);
                 vec![InitiatorEvent::Updated {
                     confirm: UpdateSaConfirm {
@@ -674,6 +693,9 @@ impl InitiatorSam {
         let keys = record.sa.keys.clone();
         record.retire(old, keys, now, self.timing.grace_ms);
         self.sas.insert(new, record);
+        if let Some(t) = &self.table {
+            t.rename(old, new, now);
+        }
     }
 
     fn after_id_update(
@@ -810,6 +832,7 @@ pub struct ResponderSam {
     tombstones: HashMap<SaId, (u64, Option<CachedReply>)>,
     seen_nonces: HashMap<Vec<u8>, u64>,
     key_policy: Box<dyn KeyUpdatePolicy + Send>,
+    table: Option<Arc<SaTable>>,
 }
 
 impl ResponderSam {
@@ -826,7 +849,14 @@ impl ResponderSam {
             tombstones: HashMap::new(),
             seen_nonces: HashMap::new(),
             key_policy: Box::new(AcceptKeyUpdates),
+            table: None,
         }
+    }
+
+    /// Keeps `table` (the data path's view) in step with every SA this SAM establishes,
+    /// updates and removes.
+    pub fn attach_table(&mut self, table: Arc<SaTable>) {
+        self.table = Some(table);
     }
 
     /// Replaces the key update policy.
@@ -863,6 +893,9 @@ impl ResponderSam {
         }
         match self.sas.remove(&sa_id) {
             Some(_) => {
+                if let Some(t) = &self.table {
+                    t.remove(sa_id);
+                }
                 self.aliases.retain(|_, (cur, _)| *cur != sa_id);
                 self.tombstones.insert(sa_id, (now.mono_ms + self.timing.tombstone_ms, None));
                 RemoveSaConfirm(RemovalConfirm::accepted(sa_id))
@@ -989,6 +1022,9 @@ impl ResponderSam {
         self.by_init.remove(&half.init_digest);
         match half.state.handle(auth, now) {
             Ok((sa, reply, complete)) => {
+                if let Some(t) = &self.table {
+                    t.install(&sa);
+                }
                 let mut record = SaRecord::new(sa, now);
                 record.established_by = Some((digest, reply.clone()));
                 self.sas.insert(auth.sa_id, record);
@@ -1139,6 +1175,9 @@ impl ResponderSam {
                     let old = std::mem::replace(&mut record.sa.keys, next);
                     record.retire(current, old, now, grace);
                     record.keys_since_ms = now.mono_ms;
+                    if let Some(t) = &self.table {
+                        t.rekey(current, &record.sa.keys, now);
+                    }
                     events.push(ResponderEvent::SaUpdated(SaUpdated {
                         existing_sa_id: current,
                         operation: SaUpdatedOperation::KeysUpdated,
@@ -1154,6 +1193,9 @@ impl ResponderSam {
                     &ControlFlow::SaRemovalConfirm(SaRemovalConfirm(RemovalConfirm::accepted(current))),
                 );
                 drop(record); // keys zeroized here
+                if let Some(t) = &self.table {
+                    t.remove(current);
+                }
                 self.aliases.retain(|_, (cur, _)| *cur != current);
                 self.tombstones
                     .insert(current, (now.mono_ms + self.timing.tombstone_ms, Some((env.seq, digest, reply.clone()))));
@@ -1187,6 +1229,9 @@ impl ResponderSam {
             *cur = new;
         }
         self.aliases.insert(old, (new, until));
+        if let Some(t) = &self.table {
+            t.rename(old, new, now);
+        }
         ResponderEvent::SaUpdated(SaUpdated {
             existing_sa_id: old,
             operation: SaUpdatedOperation::IdentifierUpdated,

@@ -1,4 +1,4 @@
-//! Regenerates the test vectors of `docs/protocol.md` §5 from a fixed seed and fails on any
+//! Regenerates the test vectors of `docs/protocol.md` §6 from a fixed seed and fails on any
 //! drift. To accept an intended change of the wire format: `UPDATE_VECTORS=1 cargo test -p
 //! onem2m-sa --test vectors`, then review the diff of `docs/protocol.md`.
 

@@ -1,0 +1,279 @@
+//! Anti-replay window for the receive side of an SA (RFC 6479).
+//!
+//! The sender numbers its messages with a 64-bit counter that starts at 0. The receiver keeps a
+//! window of the last `W` sequence numbers as a ring of 64-bit words, as RFC 6479 describes: the bit
+//! of number `s` is bit `s % 64` of word `(s / 64) % ring_len`, so the window never shifts bits. When
+//! a message moves the window forward, only the whole words it enters are cleared, and at most the
+//! whole ring, whatever the size of the jump.
+//!
+//! # Rule
+//!
+//! With `h` the highest number marked so far and `W` the window size, a number `s` is accepted iff
+//! it was not accepted before and `s + W > h` (computed without overflow), i.e. `s` lies among the
+//! last `W` numbers counting `h` itself, or above `h`. Anything with `s + W <= h` is refused as
+//! [`ReplayError::TooOld`]: its bit is gone, so a replay could no longer be told apart. Before the
+//! first mark every number is accepted, so the first message may carry any number, 0 included.
+//!
+//! # Two phases: check, then mark after the tag verified
+//!
+//! [`ReplayWindow::check`] is a cheap pre-check that never changes anything; it lets the receiver
+//! drop a stale or replayed message without spending an AEAD open on it. [`ReplayWindow::mark`]
+//! records the number and may move the window, and it must only be called once the AEAD tag has
+//! verified. A forged message (anyone can write any sequence number into a header) would otherwise
+//! move the window far ahead and make every genuine message in flight look too old: one packet
+//! would be enough to cut off an SA. Since several receivers may open messages of one SA at once,
+//! `mark` re-checks under the lock and reports a number another receiver marked meanwhile, or one
+//! the window left meanwhile; the caller then drops the message.
+//!
+//! # Concurrency
+//!
+//! The ring and `h` sit under one small [`std::sync::Mutex`]; every operation is a handful of word
+//! operations inside it (the longest, a jump, clears at most the ring). Each `check` and `mark` is
+//! therefore atomic with respect to all the others, so the window behaves exactly as if the calls
+//! ran one after the other in lock order: of any number of concurrent `mark(s)` for the same `s`,
+//! the first to take the lock succeeds and the others see its bit. A lock-free ring of atomic words
+//! is possible but would have to reconcile a bit set into a word with a concurrent jump clearing
+//! that word for its next lap (losing a mark, or leaving a stale bit that refuses a new number);
+//! an uncontended lock costs about 20 ns, well under the AEAD open it guards, so the simpler design
+//! was chosen. No code inside the lock can panic, so the state it guards is always consistent and a
+//! poisoned lock is simply recovered.
+
+use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Default window size in sequence numbers.
+pub const DEFAULT_WINDOW: usize = 1024;
+
+/// Smallest window size; smaller requests are raised to it.
+pub const MIN_WINDOW: usize = 64;
+
+/// Largest window size; larger requests are lowered to it.
+pub const MAX_WINDOW: usize = 65536;
+
+/// Bits per ring word.
+const WORD_BITS: u64 = u64::BITS as u64;
+
+/// Why a sequence number is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// This sequence number was already accepted.
+    #[error("replayed message")]
+    Replayed,
+    /// Older than the window: cannot tell, so refused.
+    #[error("message too old for the replay window")]
+    TooOld,
+}
+
+/// The state under the lock.
+struct Inner {
+    /// Highest number marked so far, `None` before the first mark.
+    highest: Option<u64>,
+    /// The ring: a power-of-two number of words, at least `size / 64 + 1` so that the words the
+    /// window spans (up to `size / 64 + 1` when `h` is not at a word boundary) never alias.
+    ring: Box<[u64]>,
+}
+
+impl Inner {
+    /// Ring slot and bit mask of `seq`.
+    #[inline]
+    fn locate(&self, seq: u64) -> (usize, u64) {
+        let mask = self.ring.len() - 1;
+        // `seq / 64` fits a usize on 64-bit targets; on narrower ones only the low bits matter for
+        // the mask anyway, and the ring length is a power of two at most 2^11.
+        ((seq / WORD_BITS) as usize & mask, 1u64 << (seq % WORD_BITS))
+    }
+
+    /// The window rule, without side effects.
+    #[inline]
+    fn check(&self, seq: u64, size: u64) -> Result<(), ReplayError> {
+        let Some(h) = self.highest else { return Ok(()) };
+        if seq > h {
+            return Ok(());
+        }
+        // seq <= h here, so h - seq cannot underflow; `h - seq >= size` is `seq + size <= h`.
+        if h - seq >= size {
+            return Err(ReplayError::TooOld);
+        }
+        let (slot, bit) = self.locate(seq);
+        if self.ring[slot] & bit != 0 { Err(ReplayError::Replayed) } else { Ok(()) }
+    }
+
+    /// Checks, then records `seq`, moving the window if `seq` is above `h`.
+    fn mark(&mut self, seq: u64, size: u64) -> Result<(), ReplayError> {
+        self.check(seq, size)?;
+        match self.highest {
+            Some(h) if seq > h => {
+                // Clear the words entered: those after h's word up to and including seq's word,
+                // at most the whole ring. Their previous contents belong to numbers at least a
+                // ring's length of words below seq's word, hence below the new window.
+                let entered = seq / WORD_BITS - h / WORD_BITS;
+                let len = self.ring.len();
+                let clear = entered.min(len as u64) as usize;
+                let first = (h / WORD_BITS) as usize;
+                for i in 1..=clear {
+                    let slot = first.wrapping_add(i) & (len - 1);
+                    self.ring[slot] = 0;
+                }
+                self.highest = Some(seq);
+            }
+            Some(_) => {}
+            // First mark: the ring is all zero, nothing to clear.
+            None => self.highest = Some(seq),
+        }
+        let (slot, bit) = self.locate(seq);
+        self.ring[slot] |= bit;
+        Ok(())
+    }
+}
+
+/// An RFC 6479 anti-replay window over 64-bit sequence numbers.
+///
+/// Safe to share between threads (`Send + Sync`): several receivers may open messages of one SA
+/// concurrently. See the [module documentation](self) for the acceptance rule and the check/mark
+/// protocol.
+pub struct ReplayWindow {
+    /// Effective window size in sequence numbers: a multiple of 64 in `MIN_WINDOW..=MAX_WINDOW`.
+    size: u64,
+    inner: Mutex<Inner>,
+}
+
+impl ReplayWindow {
+    /// A window of `size` sequence numbers.
+    ///
+    /// `size` is clamped to `MIN_WINDOW..=MAX_WINDOW` (64 to 65536) and then rounded up to a
+    /// multiple of 64; [`size`](Self::size) tells the result. The ring holds the next power of two
+    /// above `size / 64` words: 32 words (256 bytes) for the default 1024, 2048 words (16 KiB) for
+    /// the maximum.
+    pub fn new(size: usize) -> Self {
+        let size = size.clamp(MIN_WINDOW, MAX_WINDOW).div_ceil(64) * 64;
+        let words = (size / 64 + 1).next_power_of_two();
+        Self {
+            size: size as u64,
+            inner: Mutex::new(Inner { highest: None, ring: vec![0u64; words].into_boxed_slice() }),
+        }
+    }
+
+    /// The effective size, in sequence numbers.
+    pub fn size(&self) -> usize {
+        self.size as usize
+    }
+
+    /// Cheap pre-check before the AEAD is opened: would `seq` be accepted now? Never mutates.
+    ///
+    /// A message whose tag later fails to verify must go no further than this: it leaves the
+    /// window exactly as it was.
+    pub fn check(&self, seq: u64) -> Result<(), ReplayError> {
+        self.lock().check(seq, self.size)
+    }
+
+    /// Marks `seq` as received. Call only after the AEAD tag verified.
+    ///
+    /// Returns [`ReplayError::Replayed`] if `seq` was accepted before (for instance by another
+    /// receiver since this one's [`check`](Self::check)), or [`ReplayError::TooOld`] if the window
+    /// has moved past it; the caller must then drop the message. Of any number of concurrent
+    /// `mark(seq)` calls for the same `seq`, exactly one succeeds.
+    pub fn mark(&self, seq: u64) -> Result<(), ReplayError> {
+        self.lock().mark(seq, self.size)
+    }
+
+    /// Highest sequence number marked so far; `None` before the first mark.
+    pub fn highest(&self) -> Option<u64> {
+        self.lock().highest
+    }
+
+    /// Bytes of memory this window uses: `size_of::<Self>()` plus the ring on the heap.
+    pub fn memory_bytes(&self) -> usize {
+        size_of::<Self>() + size_of_val::<[u64]>(&self.lock().ring)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Nothing under the lock panics (all indices are masked into the ring), so a poisoned
+        // lock still guards a consistent state.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for ReplayWindow {
+    /// A window of [`DEFAULT_WINDOW`] numbers.
+    fn default() -> Self {
+        Self::new(DEFAULT_WINDOW)
+    }
+}
+
+impl fmt::Debug for ReplayWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("ReplayWindow")
+            .field("size", &self.size)
+            .field("highest", &inner.highest)
+            .field("ring_words", &inner.ring.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_clamped_and_rounded() {
+        for (asked, got) in
+            [(0, 64), (1, 64), (64, 64), (65, 128), (1000, 1024), (1024, 1024), (65536, 65536), (usize::MAX, 65536)]
+        {
+            assert_eq!(ReplayWindow::new(asked).size(), got, "asked {asked}");
+        }
+        assert_eq!(ReplayWindow::default().size(), DEFAULT_WINDOW);
+    }
+
+    #[test]
+    fn ring_covers_window_plus_one_word() {
+        for asked in [64, 128, 192, 1000, 1024, 4096, 65536] {
+            let w = ReplayWindow::new(asked);
+            let words = w.lock().ring.len();
+            assert!(words.is_power_of_two());
+            assert!(words * 64 >= w.size() + 64, "{asked}: {words} words");
+        }
+    }
+
+    #[test]
+    fn default_memory_is_small() {
+        let w = ReplayWindow::default();
+        let bytes = w.memory_bytes();
+        assert!(bytes < 512, "{bytes} bytes");
+        assert_eq!(bytes, size_of::<ReplayWindow>() + 32 * 8);
+    }
+
+    #[test]
+    fn send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<ReplayWindow>();
+    }
+
+    #[test]
+    fn jump_clears_only_entered_words() {
+        let w = ReplayWindow::new(128);
+        assert_eq!(w.lock().ring.len(), 4);
+        // 100 in word 1, 130 in word 2; the jump to 200 enters only word 3.
+        w.mark(100).unwrap();
+        w.mark(130).unwrap();
+        w.mark(200).unwrap();
+        assert_eq!(w.check(100), Err(ReplayError::Replayed));
+        assert_eq!(w.check(130), Err(ReplayError::Replayed));
+        assert_eq!(w.check(101), Ok(()));
+        // 200 - 72 = 128 = W: out. 73 is the left edge.
+        assert_eq!(w.check(72), Err(ReplayError::TooOld));
+        assert_eq!(w.check(73), Ok(()));
+        // A jump of more than the ring clears the whole ring, and no more is needed.
+        w.mark(u64::MAX).unwrap();
+        assert!(w.lock().ring.iter().enumerate().all(|(i, &word)| i == 3 && word == 1 << 63 || word == 0));
+    }
+
+    #[test]
+    fn debug_shows_state() {
+        let w = ReplayWindow::new(64);
+        w.mark(5).unwrap();
+        let s = format!("{w:?}");
+        assert!(s.contains("size: 64") && s.contains("Some(5)"), "{s}");
+    }
+}

@@ -1,0 +1,331 @@
+//! The SA table: the data path's view of every live SA.
+//!
+//! Keyed by SA identifier in a `papaya` map, whose reads never block (measured against dashmap
+//! and `RwLock<HashMap>` in `benches/table.rs`, figures in `docs/benchmarks.md`). Values are
+//! `Arc<SaEntry>`; a reader clones the `Arc` and holds no guard across anything else. Inside an
+//! entry the keys of the current and the previous epoch sit behind `ArcSwapOption`s, so an update
+//! swaps them without a lock and a message in flight keeps the epoch it started with. The
+//! control plane (SA Management) writes here; the hot path only reads.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
+
+use crate::credential::{AuthorizationContext, NodeId};
+use crate::crypto::Suite;
+use crate::establish::{EstablishedSa, Role};
+use crate::replay::DEFAULT_WINDOW;
+use crate::schedule::SessionKeys;
+use crate::secure::{Encoding, Epoch, EpochRef, SealInfo, Sealed, SecureError, UsageLimits};
+use crate::{Now, SaId};
+
+/// Settings of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableConfig {
+    /// Replay window size, in sequence numbers.
+    pub window: usize,
+    /// Usage limits per key.
+    pub limits: UsageLimits,
+    /// How long the previous epoch's keys and a previous identifier stay valid after an update.
+    pub grace_ms: u64,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        Self { window: DEFAULT_WINDOW, limits: UsageLimits::default(), grace_ms: 30_000 }
+    }
+}
+
+/// One live SA as the data path sees it.
+pub struct SaEntry {
+    id: AtomicU64,
+    role: Role,
+    suite: Suite,
+    peer: NodeId,
+    peer_context: AuthorizationContext,
+    expires_unix: u64,
+    removed: AtomicBool,
+    update_requested: AtomicBool,
+    limits: UsageLimits,
+    current: ArcSwapOption<Epoch>,
+    previous: ArcSwapOption<Epoch>,
+}
+
+impl std::fmt::Debug for SaEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaEntry")
+            .field("sa_id", &self.sa_id())
+            .field("role", &self.role)
+            .field("suite", &self.suite.name())
+            .field("peer", &self.peer)
+            .field("removed", &self.removed.load(Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl SaEntry {
+    fn new(sa: &EstablishedSa, config: &TableConfig) -> Self {
+        let lifetime_end =
+            sa.peer_context.max_sa_lifetime_secs.map_or(u64::MAX, |lt| sa.established_unix.saturating_add(lt));
+        Self {
+            id: AtomicU64::new(sa.sa_id.to_u64()),
+            role: sa.role,
+            suite: sa.suite,
+            peer: sa.peer.clone(),
+            peer_context: sa.peer_context.clone(),
+            expires_unix: sa.peer_ticket_not_after.min(lifetime_end),
+            removed: AtomicBool::new(false),
+            update_requested: AtomicBool::new(false),
+            limits: config.limits,
+            current: ArcSwapOption::from_pointee(Epoch::new(sa.suite, &sa.keys, sa.role, config.window)),
+            previous: ArcSwapOption::empty(),
+        }
+    }
+
+    /// The SA's current identifier.
+    pub fn sa_id(&self) -> SaId {
+        SaId(self.id.load(Acquire).to_be_bytes())
+    }
+
+    /// This node's role in the SA.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The suite.
+    pub fn suite(&self) -> Suite {
+        self.suite
+    }
+
+    /// The peer node.
+    pub fn peer(&self) -> &NodeId {
+        &self.peer
+    }
+
+    /// When the SA expires (UNIX seconds): the peer's ticket expiry or the context's lifetime.
+    pub fn expires_unix(&self) -> u64 {
+        self.expires_unix
+    }
+
+    /// Whether the SA is still usable.
+    pub fn is_active(&self) -> bool {
+        !self.removed.load(Acquire)
+    }
+
+    /// The current epoch's keys.
+    pub fn current_epoch(&self) -> Option<EpochRef> {
+        self.current.load_full()
+    }
+
+    /// Whether a soft usage limit was passed since the last key update.
+    pub fn update_requested(&self) -> bool {
+        self.update_requested.load(Relaxed)
+    }
+
+    /// Seals a primitive under the current epoch (an Initiator's request).
+    pub fn seal(&self, encoding: Encoding, plaintext: &[u8], out: &mut Vec<u8>) -> Result<SealInfo, SecureError> {
+        let epoch = self.current.load();
+        let epoch = epoch.as_ref().ok_or(SecureError::UnknownSa)?;
+        self.seal_with(epoch, encoding, plaintext, out)
+    }
+
+    /// Seals under a given epoch: the Responder answers a request under the epoch it came in.
+    pub fn seal_with(
+        &self,
+        epoch: &Epoch,
+        encoding: Encoding,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<SealInfo, SecureError> {
+        if !self.is_active() {
+            return Err(SecureError::UnknownSa);
+        }
+        let info = epoch.seal(self.sa_id(), self.suite, encoding, plaintext, &self.limits, out)?;
+        if info.update_due {
+            self.update_requested.store(true, Relaxed);
+        }
+        Ok(info)
+    }
+
+    /// Opens a sealed object under the epoch its key phase names; returns the plaintext and
+    /// that epoch (to seal the answer with).
+    pub fn open<'a>(&self, sealed: Sealed<'a>) -> Result<(&'a mut [u8], EpochRef), SecureError> {
+        if !self.is_active() {
+            return Err(SecureError::UnknownSa);
+        }
+        let phase = sealed.header.key_phase;
+        let epoch = [self.current.load_full(), self.previous.load_full()]
+            .into_iter()
+            .flatten()
+            .find(|e| e.key_phase() == phase)
+            .ok_or(SecureError::UnknownSa)?;
+        let plaintext = epoch.open(sealed)?;
+        Ok((plaintext, epoch))
+    }
+
+    /// Identity binding: `originator` (the inner primitive's `fr`) must lie inside the peer's
+    /// authorization context.
+    pub fn authorize(&self, originator: &str) -> Result<(), SecureError> {
+        if self.peer_context.covers(originator) { Ok(()) } else { Err(SecureError::Impersonation) }
+    }
+
+    fn install_epoch(&self, suite: Suite, keys: &SessionKeys, window: usize) {
+        let old = self.current.swap(Some(Arc::new(Epoch::new(suite, keys, self.role, window))));
+        self.previous.store(old);
+        self.update_requested.store(false, Relaxed);
+    }
+
+    fn wipe(&self) {
+        self.removed.store(true, Release);
+        self.current.store(None);
+        self.previous.store(None);
+    }
+}
+
+#[derive(Default)]
+struct Control {
+    by_peer: HashMap<NodeId, Vec<SaId>>,
+    /// Identifier (old or previous-epoch holder) → when its grace ends.
+    aliases: HashMap<SaId, u64>,
+    previous_until: HashMap<SaId, u64>,
+}
+
+/// Every live SA of a node, shared by the data path (lock-free reads) and the SA Management.
+pub struct SaTable {
+    map: papaya::HashMap<SaId, Arc<SaEntry>>,
+    control: Mutex<Control>,
+    config: TableConfig,
+}
+
+impl std::fmt::Debug for SaTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaTable").field("entries", &self.map.len()).finish_non_exhaustive()
+    }
+}
+
+impl SaTable {
+    /// An empty table.
+    pub fn new(config: TableConfig) -> Self {
+        Self { map: papaya::HashMap::new(), control: Mutex::new(Control::default()), config }
+    }
+
+    /// The table's settings.
+    pub fn config(&self) -> &TableConfig {
+        &self.config
+    }
+
+    /// The hot-path lookup: takes no lock.
+    pub fn get(&self, sa_id: SaId) -> Option<Arc<SaEntry>> {
+        self.map.pin().get(&sa_id).cloned()
+    }
+
+    /// Number of identifiers mapped (an SA under update counts twice during its grace period).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    fn control(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Installs a freshly established SA.
+    pub fn install(&self, sa: &EstablishedSa) -> Arc<SaEntry> {
+        let entry = Arc::new(SaEntry::new(sa, &self.config));
+        self.map.pin().insert(sa.sa_id, entry.clone());
+        self.control().by_peer.entry(sa.peer.clone()).or_default().push(sa.sa_id);
+        entry
+    }
+
+    /// Installs the keys of a new epoch; the previous epoch stays valid for inbound traffic for
+    /// the grace period.
+    pub fn rekey(&self, sa_id: SaId, keys: &SessionKeys, now: Now) {
+        if let Some(entry) = self.get(sa_id) {
+            entry.install_epoch(entry.suite, keys, self.config.window);
+            self.control().previous_until.insert(sa_id, now.mono_ms + self.config.grace_ms);
+        }
+    }
+
+    /// Renames an SA; the old identifier keeps resolving for the grace period.
+    pub fn rename(&self, old: SaId, new: SaId, now: Now) {
+        let Some(entry) = self.get(old) else { return };
+        entry.id.store(new.to_u64(), Release);
+        self.map.pin().insert(new, entry.clone());
+        let mut control = self.control();
+        control.aliases.insert(old, now.mono_ms + self.config.grace_ms);
+        if let Some(until) = control.previous_until.remove(&old) {
+            control.previous_until.insert(new, until);
+        }
+        if let Some(ids) = control.by_peer.get_mut(&entry.peer) {
+            ids.retain(|id| *id != old);
+            ids.push(new);
+        }
+    }
+
+    /// Removes an SA: every message under it is refused from now on and its keys are dropped.
+    pub fn remove(&self, sa_id: SaId) -> bool {
+        let Some(entry) = self.get(sa_id) else { return false };
+        entry.wipe();
+        let current = entry.sa_id();
+        let map = self.map.pin();
+        map.retain(|_, e| !Arc::ptr_eq(e, &entry));
+        drop(map);
+        let mut control = self.control();
+        if let Some(ids) = control.by_peer.get_mut(&entry.peer) {
+            ids.retain(|id| *id != current && *id != sa_id);
+            if ids.is_empty() {
+                control.by_peer.remove(&entry.peer);
+            }
+        }
+        control.previous_until.remove(&current);
+        true
+    }
+
+    /// The SAs with a peer.
+    pub fn by_peer(&self, peer: &NodeId) -> Vec<Arc<SaEntry>> {
+        let ids = self.control().by_peer.get(peer).cloned().unwrap_or_default();
+        ids.into_iter().filter_map(|id| self.get(id)).collect()
+    }
+
+    /// Ends grace periods and removes SAs past their expiry; returns the SAs it removed.
+    pub fn sweep(&self, now: Now) -> Vec<SaId> {
+        let (aliases, previous): (Vec<SaId>, Vec<SaId>) = {
+            let mut control = self.control();
+            let aliases = control.aliases.iter().filter(|(_, u)| **u <= now.mono_ms).map(|(id, _)| *id).collect();
+            let previous =
+                control.previous_until.iter().filter(|(_, u)| **u <= now.mono_ms).map(|(id, _)| *id).collect();
+            for id in &aliases {
+                control.aliases.remove(id);
+            }
+            for id in &previous {
+                control.previous_until.remove(id);
+            }
+            (aliases, previous)
+        };
+        let map = self.map.pin();
+        for id in aliases {
+            map.remove(&id);
+        }
+        for id in previous {
+            if let Some(e) = map.get(&id) {
+                e.previous.store(None);
+            }
+        }
+        let expired: Vec<SaId> = map
+            .iter()
+            .filter(|(id, e)| e.expires_unix <= now.unix_secs && e.sa_id() == **id)
+            .map(|(id, _)| *id)
+            .collect();
+        drop(map);
+        for id in &expired {
+            self.remove(*id);
+        }
+        expired
+    }
+}
