@@ -33,8 +33,13 @@ impl SaId {
 
     /// Parses the base64url form used on the wire.
     pub fn from_b64(s: &str) -> Option<Self> {
-        let bytes = crate::b64::decode(s).ok()?;
-        Some(Self(bytes.as_slice().try_into().ok()?))
+        use base64::Engine as _;
+        if s.len() != 11 {
+            return None;
+        }
+        let mut out = [0u8; 9];
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode_slice(s, &mut out).ok()?;
+        (n == Self::LEN).then(|| Self(out[..8].try_into().expect("8 bytes")))
     }
 
     /// The base64url form used on the wire (JWE `kid`, flow elements).

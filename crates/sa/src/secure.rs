@@ -350,7 +350,9 @@ impl Epoch {
                 out[pos] = b'.';
                 pos += 1;
                 let (head, raw) = out.split_at_mut(total);
-                URL_SAFE_NO_PAD.encode_slice(&raw[..ct_len], &mut head[pos..pos + ct_b64]).expect("sized");
+                // The body is the bulk of the work: SIMD base64.
+                base64_simd::URL_SAFE_NO_PAD
+                    .encode(&raw[..ct_len], base64_simd::Out::from_slice(&mut head[pos..pos + ct_b64]));
                 pos += ct_b64;
                 out[pos] = b'.';
                 pos += 1;
@@ -459,18 +461,26 @@ pub fn decode_jwe<'a>(jwe: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Sealed<
     if jwe.len() > (MAX_PLAINTEXT + TAG_LEN) * 4 / 3 + MAX_JWE_HEADER + 64 {
         return Err(SecureError::Malformed("over the size limit"));
     }
-    let mut parts = jwe.split(|b| *b == b'.');
-    let (Some(h), Some(ek), Some(iv), Some(ct), Some(tag), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(SecureError::Malformed("not five JWE parts"));
-    };
-    if h.len() > MAX_JWE_HEADER {
-        return Err(SecureError::Malformed("protected header over its limit"));
-    }
-    if !ek.is_empty() {
+    // Locate the five parts without scanning the (large) ciphertext: the header ends at the
+    // first dot, the tag is the last 22 characters; the ciphertext's base64 decoder refuses any
+    // dot left inside it.
+    let h_end = jwe
+        .iter()
+        .take(MAX_JWE_HEADER + 1)
+        .position(|b| *b == b'.')
+        .ok_or(SecureError::Malformed("protected header over its limit or not a JWE"))?;
+    let h = &jwe[..h_end];
+    let rest = &jwe[h_end + 1..];
+    let ek_end = rest.iter().position(|b| *b == b'.').ok_or(SecureError::Malformed("not five JWE parts"))?;
+    if ek_end != 0 {
         return Err(SecureError::UnsupportedAlgorithm);
     }
+    let rest = &rest[1..];
+    let iv_end = rest.iter().take(17).position(|b| *b == b'.').ok_or(SecureError::Malformed("IV must be 12 bytes"))?;
+    let iv = &rest[..iv_end];
+    let rest = &rest[iv_end + 1..];
+    let tag_start = rest.iter().rposition(|b| *b == b'.').ok_or(SecureError::Malformed("not five JWE parts"))?;
+    let (ct, tag) = (&rest[..tag_start], &rest[tag_start + 1..]);
     let mut header_json = [0u8; MAX_JWE_HEADER];
     let hl = URL_SAFE_NO_PAD.decode_slice(h, &mut header_json).map_err(|_| SecureError::Malformed("header base64"))?;
     let header: JweHeader<'_> =
@@ -493,8 +503,10 @@ pub fn decode_jwe<'a>(jwe: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Sealed<
     }
     scratch.clear();
     scratch.resize(base64::decoded_len_estimate(ct.len()) + TAG_LEN, 0);
-    let n =
-        URL_SAFE_NO_PAD.decode_slice(ct, &mut scratch[..]).map_err(|_| SecureError::Malformed("ciphertext base64"))?;
+    let n = base64_simd::URL_SAFE_NO_PAD
+        .decode(ct, base64_simd::Out::from_slice(&mut scratch[..]))
+        .map_err(|_| SecureError::Malformed("ciphertext base64"))?
+        .len();
     let t = URL_SAFE_NO_PAD.decode_slice(tag, &mut scratch[n..]).map_err(|_| SecureError::Malformed("tag base64"))?;
     if t != TAG_LEN {
         return Err(SecureError::Malformed("tag must be 16 bytes"));
