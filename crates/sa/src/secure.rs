@@ -351,8 +351,10 @@ impl Epoch {
                 pos += 1;
                 let (head, raw) = out.split_at_mut(total);
                 // The body is the bulk of the work: SIMD base64.
-                base64_simd::URL_SAFE_NO_PAD
-                    .encode(&raw[..ct_len], base64_simd::Out::from_slice(&mut head[pos..pos + ct_b64]));
+                let written = base64_simd::URL_SAFE_NO_PAD
+                    .encode(&raw[..ct_len], base64_simd::Out::from_slice(&mut head[pos..pos + ct_b64]))
+                    .len();
+                debug_assert_eq!(written, ct_b64);
                 pos += ct_b64;
                 out[pos] = b'.';
                 pos += 1;
