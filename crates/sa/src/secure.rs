@@ -543,5 +543,14 @@ pub fn epo_from_content(pc: &serde_json::Value) -> Result<&str, SecureError> {
     seci.get("epo").and_then(|e| e.as_str()).ok_or(SecureError::Malformed("no epo"))
 }
 
+/// The outer NOTIFY of TS-0004 §7.6.2 that carries a sealed request to the peer node `to`.
+pub fn outer_notify(to: &str, from: &str, rqi: &str, jwe: &[u8]) -> onem2m_primitive::RequestPrimitive {
+    let mut req =
+        onem2m_primitive::RequestPrimitive::new(onem2m_primitive::Operation::Notify, to, Some(from.to_owned()), rqi);
+    req.rvi = Some("3".to_owned());
+    req.pc = Some(to_notify_content(jwe));
+    req
+}
+
 /// A shared handle to an epoch, as the data path holds it.
 pub type EpochRef = Arc<Epoch>;

@@ -341,3 +341,20 @@ fn bytes_added_per_message() {
     ei.seal(Encoding::Jwe, &[0; 256], &mut out).unwrap();
     assert!(out.len() > 256 * 4 / 3, "the JWE form is base64");
 }
+
+#[test]
+fn esprim_outer_notify_carries_the_jwe_through_the_primitive_codec() {
+    let l = link(Suite::X25519_AES256GCM_SHA384);
+    let (ei, er) = (l.ti.get(l.sa_id).unwrap(), l.tr.get(l.sa_id).unwrap());
+    let mut jwe = Vec::new();
+    ei.seal(Encoding::Jwe, REQUEST, &mut jwe).unwrap();
+    let outer = outer_notify("/id-in", "/id-asn", "sec-1", &jwe);
+    let bytes = outer.to_json_vec().unwrap();
+    let back = onem2m_primitive::RequestPrimitive::from_json_slice(&bytes).unwrap();
+    back.validate().unwrap();
+    assert_eq!(back.op, onem2m_primitive::Operation::Notify);
+    let epo = epo_from_content(back.pc.as_ref().unwrap()).unwrap();
+    assert_eq!(open_at(&er, Encoding::Jwe, epo.as_bytes()).unwrap(), REQUEST);
+    let inner = onem2m_primitive::RequestPrimitive::from_json_slice(REQUEST).unwrap();
+    assert_eq!(er.authorize(inner.fr.as_deref().unwrap()), Ok(()));
+}
