@@ -2,42 +2,20 @@
 //! same buffers, at several sizes and in both encodings. Report ratios (ours / raw throughput)
 //! from one run: the machines are shared and noisy.
 
-use std::sync::Arc;
-
 use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use onem2m_sa::Now;
-use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
-use onem2m_sa::flows::InitiateSaRequest;
-use onem2m_sa::rng::SeededRng;
+use onem2m_sa::crypto::Suite;
 use onem2m_sa::secure::{Encoding, decode_compact, decode_jwe};
-use onem2m_sa::table::{SaTable, TableConfig};
-use onem2m_sa::testkit::{Pair, TestPki, initiator_config, responder_config};
+use onem2m_sa::table::TableConfig;
+use onem2m_sa::testkit::linked;
 
 const SIZES: [usize; 5] = [64, 256, 1024, 4096, 16384];
 
 fn bench(c: &mut Criterion) {
-    let now = Now::new(1_000, 1_800_000_000);
-    let mut rng = SeededRng::new([3; 32]);
-    let pki = TestPki::new(&mut rng, now.unix_secs);
-    let i = pki.node("/id-asn", SignatureAlgorithm::Ed25519, &["C*"], &mut rng);
-    let r = pki.node("/id-in", SignatureAlgorithm::Ed25519, &["/id-in"], &mut rng);
-    let suite = Suite::X25519_AES128GCM_SHA256;
-    let mut pair = Pair::new(
-        initiator_config(i, pki.anchors.clone(), &[suite]),
-        responder_config(r, pki.anchors.clone(), &[suite]),
-        1,
-        now,
-    );
-    let (ti, tr) = (Arc::new(SaTable::new(TableConfig::default())), Arc::new(SaTable::new(TableConfig::default())));
-    pair.initiator.attach_table(ti.clone());
-    pair.responder.attach_table(tr.clone());
-    let req = InitiateSaRequest { initiator: "/id-asn".parse().unwrap(), responder: "/id-in".parse().unwrap() };
-    let ex = pair.initiator.initiate(&req, now, &mut pair.rng).unwrap();
-    pair.send(ex);
-    pair.run(100);
-    let sa_id = pair.initiator.sas().next().unwrap().sa.sa_id;
-    let (ei, er) = (ti.get(sa_id).unwrap(), tr.get(sa_id).unwrap());
+    let l = linked(Suite::X25519_AES128GCM_SHA256, TableConfig::default(), 3, Now::new(1_000, 1_800_000_000));
+    let (sa_id, tr) = (l.sa_id, l.responder_table);
+    let (ei, er) = (l.initiator_table.get(sa_id).unwrap(), tr.get(sa_id).unwrap());
     let raw = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &[7; 16]).unwrap());
 
     let mut group = c.benchmark_group("seal_open");

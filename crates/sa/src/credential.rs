@@ -4,6 +4,11 @@
 //! its long-term signing key, its authorization context (which originators may speak through SAs
 //! of the node, for how long) and a validity window. The signature covers a canonical binary
 //! encoding ([`Ticket::to_be_signed`]), never the JSON spelling.
+//!
+//! Every way of decoding a ticket (from [`Ticket::from_json`] or as part of a larger serde
+//! message) enforces the same limits: unknown members refused, version 1, a public key of exactly
+//! its algorithm's length, a signature of at most 256 bytes, at most 64 originator patterns of at
+//! most 256 bytes, a description of at most 1 KiB.
 
 use std::collections::HashMap;
 
@@ -16,6 +21,7 @@ pub const MAX_TICKET_JSON: usize = 16 * 1024;
 const MAX_ID: usize = 256;
 const MAX_PATTERNS: usize = 64;
 const MAX_DESCRIPTION: usize = 1024;
+const MAX_SIGNATURE: usize = 256;
 
 /// Why an identity or credential is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +39,9 @@ pub enum CredentialError {
     /// A signing operation failed.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// A ticket that does not belong to the credentials it is paired with.
+    #[error("ticket does not match the credentials: {0}")]
+    TicketMismatch(&'static str),
 }
 
 fn valid_id(s: &str) -> bool {
@@ -144,15 +153,12 @@ impl AuthorizationContext {
     pub fn covers(&self, originator: &str) -> bool {
         self.originators.iter().any(|p| p.covers(originator))
     }
-
-    fn within_limits(&self) -> bool {
-        self.originators.len() <= MAX_PATTERNS && self.description.as_ref().is_none_or(|d| d.len() <= MAX_DESCRIPTION)
-    }
 }
 
-/// An authorization ticket.
+/// An authorization ticket. JSON form: `{"v":1,"iss":…,"sub":…,"alg":…,"pk":…,"ctx":{…},"nbf":…,
+/// "exp":…,"sig":…}`, binary fields base64url; decoding enforces the limits of the module doc.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "TicketWire")]
 pub struct Ticket {
     /// Format version, 1.
     #[serde(rename = "v")]
@@ -183,13 +189,50 @@ pub struct Ticket {
     pub signature: Vec<u8>,
 }
 
+/// The decoded JSON before its limits are checked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TicketWire {
+    v: u8,
+    iss: NodeId,
+    sub: NodeId,
+    alg: SignatureAlgorithm,
+    #[serde(with = "crate::b64")]
+    pk: Vec<u8>,
+    ctx: AuthorizationContext,
+    nbf: u64,
+    exp: u64,
+    #[serde(with = "crate::b64")]
+    sig: Vec<u8>,
+}
+
+impl TryFrom<TicketWire> for Ticket {
+    type Error = CredentialError;
+    fn try_from(w: TicketWire) -> Result<Self, CredentialError> {
+        let t = Ticket {
+            version: w.v,
+            issuer: w.iss,
+            subject: w.sub,
+            algorithm: w.alg,
+            public_key: w.pk,
+            context: w.ctx,
+            not_before: w.nbf,
+            not_after: w.exp,
+            signature: w.sig,
+        };
+        t.check_limits().map_err(|what| CredentialError::Malformed(what.into()))?;
+        Ok(t)
+    }
+}
+
 fn put(out: &mut Vec<u8>, field: &[u8]) {
     out.extend_from_slice(&(field.len() as u32).to_be_bytes());
     out.extend_from_slice(field);
 }
 
 impl Ticket {
-    /// Issues a ticket for `subject`, signed by `issuer_key`.
+    /// Issues a ticket for `subject`, signed by `issuer_key`. Refuses an empty validity window, a
+    /// public key of the wrong length for its algorithm and a context over its limits.
     pub fn issue(
         issuer_id: &NodeId,
         issuer_key: &SigningKey,
@@ -199,8 +242,8 @@ impl Ticket {
         not_before: u64,
         not_after: u64,
     ) -> Result<Ticket, CredentialError> {
-        if not_after <= not_before || !context.within_limits() {
-            return Err(CredentialError::Malformed("empty validity window or context over its limits".into()));
+        if not_after <= not_before {
+            return Err(CredentialError::Malformed("empty validity window".into()));
         }
         let mut t = Ticket {
             version: 1,
@@ -213,11 +256,16 @@ impl Ticket {
             not_after,
             signature: Vec::new(),
         };
+        t.check_fields().map_err(|what| CredentialError::Malformed(what.into()))?;
         t.signature = issuer_key.sign(&t.to_be_signed())?;
         Ok(t)
     }
 
-    /// The canonical bytes the issuer signs: a domain label, then length-prefixed fields.
+    /// The canonical bytes the issuer signs: the length-prefixed domain label
+    /// `onem2m-sa ticket v1`, then every field but the signature in declaration order. Strings and
+    /// byte strings carry a u32 big-endian length, integers are big-endian, the algorithm is its
+    /// `u8` code, the pattern list is preceded by its u32 count, and each optional context field
+    /// by a presence byte (0 or 1). The encoding is injective, so no two tickets share it.
     pub fn to_be_signed(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         put(&mut out, b"onem2m-sa ticket v1");
@@ -260,23 +308,36 @@ impl Ticket {
         serde_json::to_string(self).expect("tickets serialize")
     }
 
-    /// Parses the JSON form, with limits on every field.
+    /// Parses the JSON form (at most 16 KiB), with limits on every field.
     pub fn from_json(json: &str) -> Result<Ticket, CredentialError> {
         if json.len() > MAX_TICKET_JSON {
-            return Err(CredentialError::Malformed("ticket too large".into()));
+            return Err(CredentialError::Malformed("ticket over 16 KiB".into()));
         }
-        let t: Ticket = serde_json::from_str(json).map_err(|e| CredentialError::Malformed(e.to_string()))?;
-        t.check_limits()?;
-        Ok(t)
+        serde_json::from_str(json).map_err(|e| CredentialError::Malformed(e.to_string()))
     }
 
-    fn check_limits(&self) -> Result<(), CredentialError> {
-        if self.version != 1
-            || self.public_key.len() > 1024
-            || self.signature.len() > 256
-            || !self.context.within_limits()
-        {
-            return Err(CredentialError::Malformed("field over its limit or unknown version".into()));
+    /// The limits on the signed fields.
+    fn check_fields(&self) -> Result<(), &'static str> {
+        if self.version != 1 {
+            return Err("unknown ticket version");
+        }
+        if self.public_key.len() != self.algorithm.public_key_len() {
+            return Err("public key length does not match its algorithm");
+        }
+        if self.context.originators.len() > MAX_PATTERNS {
+            return Err("more than 64 originator patterns");
+        }
+        if self.context.description.as_ref().is_some_and(|d| d.len() > MAX_DESCRIPTION) {
+            return Err("description over 1 KiB");
+        }
+        Ok(())
+    }
+
+    /// Every limit, the signature's included.
+    fn check_limits(&self) -> Result<(), &'static str> {
+        self.check_fields()?;
+        if self.signature.len() > MAX_SIGNATURE {
+            return Err("signature over 256 bytes");
         }
         Ok(())
     }
@@ -304,9 +365,9 @@ pub enum TicketError {
     /// The authorization context does not cover the originator.
     #[error("authorization context does not cover the originator")]
     ContextDoesNotCover,
-    /// The ticket breaks a limit.
-    #[error("malformed ticket")]
-    Malformed,
+    /// The ticket breaks a limit (which one is named).
+    #[error("malformed ticket: {0}")]
+    Malformed(&'static str),
 }
 
 /// The trust anchors whose tickets a node accepts.
@@ -321,7 +382,7 @@ impl TrustAnchors {
         Self::default()
     }
 
-    /// Trusts `issuer` with this public key.
+    /// Trusts `issuer` with this public key, replacing any key it had.
     pub fn add(&mut self, issuer: NodeId, alg: SignatureAlgorithm, public_key: Vec<u8>) {
         self.anchors.insert(issuer, (alg, public_key));
     }
@@ -336,14 +397,23 @@ impl TrustAnchors {
         self.anchors.is_empty()
     }
 
-    /// Verifies a ticket: issuer known → signature → subject → validity window.
+    /// Verifies a ticket, in this order, stopping at the first failure:
+    ///
+    /// 0. structural limits ([`TicketError::Malformed`]; a decoded ticket already passed them);
+    /// 1. the issuer is a trust anchor ([`TicketError::UnknownIssuer`]);
+    /// 2. the anchor's signature over [`Ticket::to_be_signed`] ([`TicketError::BadSignature`]);
+    /// 3. the subject is `expected_subject` ([`TicketError::WrongSubject`]);
+    /// 4. `not_before ≤ unix_now < not_after` ([`TicketError::NotYetValid`], [`TicketError::Expired`]).
+    ///
+    /// The signature is checked before any signed field is believed, so a forged ticket is
+    /// reported as a bad signature, never as a wrong subject or an expired ticket.
     pub fn verify(
         &self,
         ticket: &Ticket,
         expected_subject: &NodeId,
         unix_now: u64,
     ) -> Result<VerifiedTicket, TicketError> {
-        ticket.check_limits().map_err(|_| TicketError::Malformed)?;
+        ticket.check_limits().map_err(TicketError::Malformed)?;
         let (alg, key) = self.anchors.get(&ticket.issuer).ok_or(TicketError::UnknownIssuer)?;
         crypto::verify(*alg, key, &ticket.to_be_signed(), &ticket.signature).map_err(|_| TicketError::BadSignature)?;
         if &ticket.subject != expected_subject {
@@ -403,7 +473,8 @@ impl VerifiedTicket {
     }
 }
 
-/// A node's own identity: ID, long-term signing key, and ticket.
+/// A node's own identity: ID, long-term signing key, and ticket. `Debug` shows the ID and the
+/// ticket reference, never the key.
 #[derive(Clone)]
 pub struct Credentials {
     /// The node's ID.
@@ -412,6 +483,20 @@ pub struct Credentials {
     pub signing_key: SigningKey,
     /// Its ticket.
     pub ticket: Ticket,
+}
+
+impl Credentials {
+    /// Pairs a node's key with its ticket, checking that the ticket names `node_id` and carries
+    /// the public half of `signing_key`. (The fields are public; this is the checked way in.)
+    pub fn new(node_id: NodeId, signing_key: SigningKey, ticket: Ticket) -> Result<Self, CredentialError> {
+        if ticket.subject != node_id {
+            return Err(CredentialError::TicketMismatch("the ticket names another node"));
+        }
+        if ticket.algorithm != signing_key.algorithm() || ticket.public_key != signing_key.public_key() {
+            return Err(CredentialError::TicketMismatch("the ticket carries another public key"));
+        }
+        Ok(Self { node_id, signing_key, ticket })
+    }
 }
 
 impl std::fmt::Debug for Credentials {
@@ -426,89 +511,352 @@ impl std::fmt::Debug for Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::SeededRng;
+    use crate::rng::{SeededRng, random_array};
 
     const NOW: u64 = 1_800_000_000;
 
-    fn setup() -> (TrustAnchors, NodeId, SigningKey, Ticket) {
+    struct Setup {
+        anchors: TrustAnchors,
+        anchor: NodeId,
+        anchor_key: SigningKey,
+        node_key: SigningKey,
+        me: NodeId,
+        ticket: Ticket,
+    }
+
+    fn context() -> AuthorizationContext {
+        AuthorizationContext {
+            originators: vec!["C*".parse().unwrap(), "/id-in".parse().unwrap()],
+            max_sa_lifetime_secs: Some(3600),
+            description: Some("test".into()),
+        }
+    }
+
+    fn setup() -> Setup {
         let mut rng = SeededRng::new([6; 32]);
         let anchor = NodeId::new("/anchor").unwrap();
         let anchor_key = SigningKey::generate(SignatureAlgorithm::Ed25519, &mut rng).unwrap();
         let node_key = SigningKey::generate(SignatureAlgorithm::EcdsaP256Sha256, &mut rng).unwrap();
-        let ctx = AuthorizationContext {
-            originators: vec!["C*".parse().unwrap(), "/id-in".parse().unwrap()],
-            max_sa_lifetime_secs: Some(3600),
-            description: Some("test".into()),
-        };
+        let me = NodeId::new("/id-in").unwrap();
         let ticket = Ticket::issue(
             &anchor,
             &anchor_key,
-            NodeId::new("/id-in").unwrap(),
+            me.clone(),
             (node_key.algorithm(), node_key.public_key().to_vec()),
-            ctx,
+            context(),
             NOW - 10,
             NOW + 10,
         )
         .unwrap();
         let mut anchors = TrustAnchors::new();
         anchors.add(anchor.clone(), anchor_key.algorithm(), anchor_key.public_key().to_vec());
-        (anchors, anchor, anchor_key, ticket)
+        Setup { anchors, anchor, anchor_key, node_key, me, ticket }
     }
 
     #[test]
-    fn verify_and_each_failure() {
-        let (anchors, _, _, t) = setup();
-        let me = NodeId::new("/id-in").unwrap();
-        let v = anchors.verify(&t, &me, NOW).unwrap();
-        assert!(v.authorize("CAE01").is_ok());
-        assert!(v.authorize("/id-in").is_ok());
+    fn issue_and_verify() {
+        let s = setup();
+        assert_eq!(s.anchors.len(), 1);
+        assert!(!s.anchors.is_empty());
+        let v = s.anchors.verify(&s.ticket, &s.me, NOW).unwrap();
+        assert_eq!(v.ticket(), &s.ticket);
+        assert_eq!(v.subject(), &s.me);
+        assert_eq!(v.context(), &context());
+        assert_eq!(v.public_key(), s.node_key.public_key());
+        assert_eq!(v.algorithm(), SignatureAlgorithm::EcdsaP256Sha256);
+        assert_eq!(v.digest(), s.ticket.digest());
+        assert_eq!(s.ticket.issuer, s.anchor);
+        assert_eq!(s.ticket.version, 1);
+        // Validity edges: not_before is inclusive, not_after exclusive.
+        assert!(s.anchors.verify(&s.ticket, &s.me, NOW - 10).is_ok());
+        assert!(s.anchors.verify(&s.ticket, &s.me, NOW + 9).is_ok());
+        // An ECDSA anchor works as well.
+        let mut rng = SeededRng::new([1; 32]);
+        let ec_anchor = SigningKey::generate(SignatureAlgorithm::EcdsaP256Sha256, &mut rng).unwrap();
+        let t = Ticket::issue(
+            &s.anchor,
+            &ec_anchor,
+            s.me.clone(),
+            (s.node_key.algorithm(), s.node_key.public_key().to_vec()),
+            context(),
+            0,
+            u64::MAX,
+        )
+        .unwrap();
+        let mut anchors = TrustAnchors::new();
+        anchors.add(s.anchor.clone(), ec_anchor.algorithm(), ec_anchor.public_key().to_vec());
+        assert!(anchors.verify(&t, &s.me, NOW).is_ok());
+    }
+
+    #[test]
+    fn authorize_checks_the_context() {
+        let s = setup();
+        let v = s.anchors.verify(&s.ticket, &s.me, NOW).unwrap();
+        assert_eq!(v.authorize("CAE01"), Ok(()));
+        assert_eq!(v.authorize("/id-in"), Ok(()));
         assert_eq!(v.authorize("SAE01"), Err(TicketError::ContextDoesNotCover));
-        assert_eq!(anchors.verify(&t, &me, NOW + 10).unwrap_err(), TicketError::Expired);
-        assert_eq!(anchors.verify(&t, &me, NOW - 11).unwrap_err(), TicketError::NotYetValid);
-        assert_eq!(anchors.verify(&t, &NodeId::new("/id-x").unwrap(), NOW).unwrap_err(), TicketError::WrongSubject);
-        assert_eq!(TrustAnchors::new().verify(&t, &me, NOW).unwrap_err(), TicketError::UnknownIssuer);
-        // Every signed field is covered.
-        type Mutation = Box<dyn Fn(&mut Ticket)>;
-        let mutations: Vec<Mutation> = vec![
-            Box::new(|t| t.subject = NodeId::new("/id-x").unwrap()),
-            Box::new(|t| t.public_key[3] ^= 1),
-            Box::new(|t| t.context.originators.push("*".parse().unwrap())),
-            Box::new(|t| t.context.max_sa_lifetime_secs = None),
-            Box::new(|t| t.context.description = Some("other".into())),
-            Box::new(|t| t.not_after += 1),
-            Box::new(|t| t.not_before -= 1),
-            Box::new(|t| t.algorithm = SignatureAlgorithm::Ed25519),
-            Box::new(|t| t.signature[0] ^= 1),
-        ];
-        for m in mutations {
-            let mut bad = t.clone();
-            m(&mut bad);
-            let subject = bad.subject.clone();
-            assert_eq!(anchors.verify(&bad, &subject, NOW).unwrap_err(), TicketError::BadSignature);
-        }
+        assert_eq!(v.authorize("/id-in/x"), Err(TicketError::ContextDoesNotCover));
+        assert_eq!(v.authorize(""), Err(TicketError::ContextDoesNotCover));
     }
 
     #[test]
-    fn json_round_trip_and_limits() {
-        let (_, _, _, t) = setup();
+    fn expired() {
+        let s = setup();
+        assert_eq!(s.anchors.verify(&s.ticket, &s.me, NOW + 10).unwrap_err(), TicketError::Expired);
+        assert_eq!(s.anchors.verify(&s.ticket, &s.me, u64::MAX).unwrap_err(), TicketError::Expired);
+    }
+
+    #[test]
+    fn not_yet_valid() {
+        let s = setup();
+        assert_eq!(s.anchors.verify(&s.ticket, &s.me, NOW - 11).unwrap_err(), TicketError::NotYetValid);
+        assert_eq!(s.anchors.verify(&s.ticket, &s.me, 0).unwrap_err(), TicketError::NotYetValid);
+    }
+
+    #[test]
+    fn unknown_issuer() {
+        let s = setup();
+        assert_eq!(TrustAnchors::new().verify(&s.ticket, &s.me, NOW).unwrap_err(), TicketError::UnknownIssuer);
+        // Another anchor's name with the right key is still unknown: anchors are looked up by ID.
+        let mut other = TrustAnchors::new();
+        other.add(NodeId::new("/other").unwrap(), s.anchor_key.algorithm(), s.anchor_key.public_key().to_vec());
+        assert_eq!(other.verify(&s.ticket, &s.me, NOW).unwrap_err(), TicketError::UnknownIssuer);
+    }
+
+    #[test]
+    fn wrong_subject() {
+        let s = setup();
+        assert_eq!(
+            s.anchors.verify(&s.ticket, &NodeId::new("/id-x").unwrap(), NOW).unwrap_err(),
+            TicketError::WrongSubject
+        );
+    }
+
+    #[test]
+    fn bad_signature_for_every_signed_field() {
+        let s = setup();
+        type Mutation = Box<dyn Fn(&mut Ticket)>;
+        let mutations: Vec<(&str, Mutation)> = vec![
+            ("issuer key", Box::new(|_| {})),
+            ("subject", Box::new(|t| t.subject = NodeId::new("/id-x").unwrap())),
+            ("public key", Box::new(|t| t.public_key[3] ^= 1)),
+            ("pattern added", Box::new(|t| t.context.originators.push("*".parse().unwrap()))),
+            ("pattern changed", Box::new(|t| t.context.originators[0] = "S*".parse().unwrap())),
+            ("patterns reordered", Box::new(|t| t.context.originators.reverse())),
+            ("lifetime removed", Box::new(|t| t.context.max_sa_lifetime_secs = None)),
+            ("lifetime changed", Box::new(|t| t.context.max_sa_lifetime_secs = Some(3601))),
+            ("description", Box::new(|t| t.context.description = Some("other".into()))),
+            ("description removed", Box::new(|t| t.context.description = None)),
+            ("not_after", Box::new(|t| t.not_after += 1)),
+            ("not_before", Box::new(|t| t.not_before -= 1)),
+            ("signature", Box::new(|t| t.signature[0] ^= 1)),
+            ("signature truncated", Box::new(|t| t.signature.truncate(63))),
+        ];
+        for (what, m) in mutations {
+            let mut bad = s.ticket.clone();
+            m(&mut bad);
+            if what == "issuer key" {
+                // The anchor's name with another key.
+                let mut anchors = TrustAnchors::new();
+                let k = SigningKey::generate(SignatureAlgorithm::Ed25519, &mut SeededRng::new([2; 32])).unwrap();
+                anchors.add(s.anchor.clone(), k.algorithm(), k.public_key().to_vec());
+                assert_eq!(anchors.verify(&bad, &s.me, NOW).unwrap_err(), TicketError::BadSignature);
+                continue;
+            }
+            let subject = bad.subject.clone();
+            assert_eq!(s.anchors.verify(&bad, &subject, NOW).unwrap_err(), TicketError::BadSignature, "{what}");
+        }
+        // The algorithm byte is signed too: swap in an Ed25519 key of the right length.
+        let mut bad = s.ticket.clone();
+        bad.algorithm = SignatureAlgorithm::Ed25519;
+        bad.public_key.truncate(32);
+        assert_eq!(s.anchors.verify(&bad, &s.me, NOW).unwrap_err(), TicketError::BadSignature);
+    }
+
+    #[test]
+    fn context_does_not_cover() {
+        let s = setup();
+        let v = s.anchors.verify(&s.ticket, &s.me, NOW).unwrap();
+        let err = v.authorize("SAE01").unwrap_err();
+        assert_eq!(err, TicketError::ContextDoesNotCover);
+        assert_eq!(err.to_string(), "authorization context does not cover the originator");
+        let empty = AuthorizationContext::default();
+        assert!(!empty.covers("CAE01"));
+    }
+
+    #[test]
+    fn malformed() {
+        let s = setup();
+        let mut bad = s.ticket.clone();
+        bad.version = 2;
+        assert_eq!(s.anchors.verify(&bad, &s.me, NOW).unwrap_err(), TicketError::Malformed("unknown ticket version"));
+        let mut bad = s.ticket.clone();
+        bad.signature = vec![0; 257];
+        assert!(matches!(s.anchors.verify(&bad, &s.me, NOW).unwrap_err(), TicketError::Malformed(_)));
+        let mut bad = s.ticket.clone();
+        bad.public_key.push(0);
+        assert!(matches!(s.anchors.verify(&bad, &s.me, NOW).unwrap_err(), TicketError::Malformed(_)));
+        assert!(TicketError::Malformed("x").to_string().contains('x'));
+    }
+
+    /// issuer → signature → subject → validity: with several faults, the earliest check reports.
+    #[test]
+    fn check_order() {
+        let s = setup();
+        let stranger = NodeId::new("/id-x").unwrap();
+        let late = NOW + 100;
+        // Unknown issuer beats everything else.
+        assert_eq!(TrustAnchors::new().verify(&s.ticket, &stranger, late).unwrap_err(), TicketError::UnknownIssuer);
+        // Bad signature beats a wrong subject and an expired window.
+        let mut forged = s.ticket.clone();
+        forged.signature[1] ^= 1;
+        assert_eq!(s.anchors.verify(&forged, &stranger, late).unwrap_err(), TicketError::BadSignature);
+        // Wrong subject beats the validity window.
+        assert_eq!(s.anchors.verify(&s.ticket, &stranger, late).unwrap_err(), TicketError::WrongSubject);
+        assert_eq!(s.anchors.verify(&s.ticket, &stranger, 0).unwrap_err(), TicketError::WrongSubject);
+    }
+
+    #[test]
+    fn issue_refuses_bad_input() {
+        let s = setup();
+        let subject = (s.node_key.algorithm(), s.node_key.public_key().to_vec());
+        let issue = |subject: (SignatureAlgorithm, Vec<u8>), ctx: AuthorizationContext, nbf, exp| {
+            Ticket::issue(&s.anchor, &s.anchor_key, s.me.clone(), subject, ctx, nbf, exp)
+        };
+        assert!(issue(subject.clone(), context(), NOW, NOW).is_err(), "empty window");
+        assert!(issue(subject.clone(), context(), NOW + 1, NOW).is_err(), "reversed window");
+        assert!(issue((SignatureAlgorithm::Ed25519, subject.1.clone()), context(), 0, 1).is_err(), "key length");
+        let mut ctx = context();
+        ctx.originators = vec!["*".parse().unwrap(); MAX_PATTERNS + 1];
+        assert!(issue(subject.clone(), ctx, 0, 1).is_err(), "too many patterns");
+        let mut ctx = context();
+        ctx.description = Some("d".repeat(MAX_DESCRIPTION + 1));
+        assert!(issue(subject.clone(), ctx, 0, 1).is_err(), "description");
+        let mut ctx = context();
+        ctx.originators = vec!["*".parse().unwrap(); MAX_PATTERNS];
+        ctx.description = Some("d".repeat(MAX_DESCRIPTION));
+        assert!(issue(subject, ctx, 0, 1).is_ok(), "at the limits");
+    }
+
+    #[test]
+    fn json_round_trip_and_shape() {
+        let s = setup();
+        let json = s.ticket.to_json();
+        assert_eq!(Ticket::from_json(&json).unwrap(), s.ticket);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["v", "iss", "sub", "alg", "pk", "ctx", "nbf", "exp", "sig"]);
+        assert_eq!(v["alg"], "ES256");
+        assert_eq!(v["ctx"], serde_json::json!({"orig": ["C*", "/id-in"], "lt": 3600, "dsc": "test"}));
+        assert_eq!(crate::b64::decode(v["pk"].as_str().unwrap()).unwrap(), s.node_key.public_key());
+        // Optional context members may be absent.
+        let mut t = s.ticket.clone();
+        t.context.max_sa_lifetime_secs = None;
+        t.context.description = None;
         let json = t.to_json();
+        assert!(json.contains(r#""ctx":{"orig":["C*","/id-in"]}"#), "{json}");
         assert_eq!(Ticket::from_json(&json).unwrap(), t);
-        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        // The digest covers the signature and is stable across a round trip.
+        assert_eq!(Ticket::from_json(&s.ticket.to_json()).unwrap().digest(), s.ticket.digest());
+        assert_ne!(t.digest(), s.ticket.digest());
+    }
+
+    #[test]
+    fn json_unknown_fields_are_refused() {
+        let s = setup();
+        let mut v: serde_json::Value = serde_json::from_str(&s.ticket.to_json()).unwrap();
         v["extra"] = 1.into();
-        assert!(Ticket::from_json(&v.to_string()).is_err(), "unknown fields refused");
-        let big = " ".repeat(MAX_TICKET_JSON + 1);
-        assert!(Ticket::from_json(&big).is_err());
-        assert_ne!(t.digest(), [0; 32]);
+        assert!(Ticket::from_json(&v.to_string()).is_err(), "top level");
+        let mut v: serde_json::Value = serde_json::from_str(&s.ticket.to_json()).unwrap();
+        v["ctx"]["extra"] = 1.into();
+        assert!(Ticket::from_json(&v.to_string()).is_err(), "in the context");
+        let mut v: serde_json::Value = serde_json::from_str(&s.ticket.to_json()).unwrap();
+        v.as_object_mut().unwrap().remove("sig");
+        assert!(Ticket::from_json(&v.to_string()).is_err(), "missing member");
+    }
+
+    #[test]
+    fn json_oversize_is_refused() {
+        let s = setup();
+        assert!(Ticket::from_json(&" ".repeat(MAX_TICKET_JSON + 1)).is_err());
+        let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v: serde_json::Value = serde_json::from_str(&s.ticket.to_json()).unwrap();
+            f(&mut v);
+            let json = v.to_string();
+            assert!(json.len() <= MAX_TICKET_JSON);
+            Ticket::from_json(&json)
+        };
+        assert!(edit(&|v| v["pk"] = crate::b64::encode(&[4; 66]).into()).is_err(), "key longer than P-256");
+        assert!(edit(&|v| v["pk"] = crate::b64::encode(&[4; 1025]).into()).is_err(), "key over 1 KiB");
+        assert!(edit(&|v| v["sig"] = crate::b64::encode(&[0; 257]).into()).is_err(), "signature");
+        assert!(edit(&|v| v["ctx"]["dsc"] = "d".repeat(MAX_DESCRIPTION + 1).into()).is_err(), "description");
+        assert!(edit(&|v| v["ctx"]["orig"] = vec!["*"; MAX_PATTERNS + 1].into()).is_err(), "patterns");
+        assert!(edit(&|v| v["ctx"]["orig"] = vec!["*"; MAX_PATTERNS].into()).is_ok(), "at the limit");
+        assert!(edit(&|v| v["ctx"]["orig"] = vec!["a*b"].into()).is_err(), "bad pattern");
+        assert!(edit(&|v| v["sub"] = "has space".into()).is_err(), "bad node ID");
+        assert!(edit(&|v| v["v"] = 2.into()).is_err(), "version");
+        assert!(edit(&|v| v["alg"] = "RS256".into()).is_err(), "algorithm");
+        assert!(edit(&|v| v["nbf"] = (-1).into()).is_err(), "negative time");
+        // The limits hold when a ticket is decoded inside a larger message, too.
+        let mut v: serde_json::Value = serde_json::from_str(&s.ticket.to_json()).unwrap();
+        v["v"] = 2.into();
+        assert!(serde_json::from_value::<Ticket>(v).is_err());
+    }
+
+    #[test]
+    fn credentials_pairing_and_debug() {
+        let s = setup();
+        let c = Credentials::new(s.me.clone(), s.node_key.clone(), s.ticket.clone()).unwrap();
+        let debug = format!("{c:?}");
+        assert!(debug.contains("/id-in"));
+        let private: [u8; 32] = {
+            // The node key is the second key drawn in `setup`.
+            let mut rng = SeededRng::new([6; 32]);
+            let _anchor: [u8; 32] = random_array(&mut rng);
+            random_array(&mut rng)
+        };
+        let hex: String = private.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!debug.contains(&hex));
+        assert!(!debug.contains(&format!("{:?}", &private[..4]).trim_end_matches(']').to_owned()));
+        assert_eq!(
+            Credentials::new(NodeId::new("/id-x").unwrap(), s.node_key.clone(), s.ticket.clone()).unwrap_err(),
+            CredentialError::TicketMismatch("the ticket names another node")
+        );
+        assert!(matches!(
+            Credentials::new(s.me.clone(), s.anchor_key.clone(), s.ticket.clone()),
+            Err(CredentialError::TicketMismatch(_))
+        ));
     }
 
     #[test]
     fn patterns_and_ids() {
-        assert!("C*".parse::<OriginatorPattern>().unwrap().covers("CAE1"));
-        assert!(!"C*".parse::<OriginatorPattern>().unwrap().covers("SAE1"));
-        assert!("*".parse::<OriginatorPattern>().unwrap().covers("anything"));
-        assert!("/a*b".parse::<OriginatorPattern>().is_err());
+        let p = |s: &str| s.parse::<OriginatorPattern>();
+        assert!(p("C*").unwrap().covers("CAE1"));
+        assert!(p("C*").unwrap().covers("C"));
+        assert!(!p("C*").unwrap().covers("SAE1"));
+        assert!(p("/id-in/*").unwrap().covers("/id-in/CAE1"));
+        assert!(!p("/id-in/*").unwrap().covers("/id-in"));
+        assert!(p("*").unwrap().covers("anything"));
+        assert!(p("CAE01").unwrap().covers("CAE01"));
+        assert!(!p("CAE01").unwrap().covers("CAE011"));
+        assert_eq!(p("C*").unwrap().as_str(), "C*");
+        for bad in ["/a*b", "**", "", "a b", "*x"] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
+        assert!(p(&format!("{}*", "x".repeat(255))).is_ok());
+        assert!(p(&format!("{}*", "x".repeat(256))).is_err());
+
         assert!(NodeId::new("").is_err());
         assert!(NodeId::new("has space").is_err());
+        assert!(NodeId::new("tab\t").is_err());
+        assert!(NodeId::new("é").is_err());
         assert!(NodeId::new("x".repeat(257)).is_err());
+        let id: NodeId = "/id-in".parse().unwrap();
+        assert_eq!(id.as_str(), "/id-in");
+        assert_eq!(id.to_string(), "/id-in");
+        assert_eq!(NodeId::new("x".repeat(256)).unwrap().as_str().len(), 256);
+        assert_eq!(serde_json::to_string(&id).unwrap(), r#""/id-in""#);
+        assert_eq!(serde_json::from_str::<NodeId>(r#""/id-in""#).unwrap(), id);
+        assert!(serde_json::from_str::<NodeId>(r#""a b""#).is_err());
     }
 }

@@ -326,33 +326,20 @@ impl InitiatorSam {
     fn start(&mut self, peer: NodeId, step: Step, bytes: Vec<u8>, now: Now) -> Exchange {
         let id = self.next_exchange;
         self.next_exchange += 1;
-        self.pending.insert(
-            id,
-            Pending {
-                peer: peer.clone(),
-                step,
-                bytes: bytes.clone(),
-                attempts: 1,
-                next_send_ms: now.mono_ms + self.timing.retransmit_ms,
-            },
-        );
+        self.send(id, peer, step, bytes, now)
+    }
+
+    /// Records `step` as waiting on exchange `id` and returns the message to send. A new message
+    /// of the same dialogue keeps the exchange id (so the transport keeps its correlation) and
+    /// starts its own retransmission budget.
+    fn send(&mut self, id: ExchangeId, peer: NodeId, step: Step, bytes: Vec<u8>, now: Now) -> Exchange {
+        let next_send_ms = now.mono_ms + self.timing.retransmit_ms;
+        self.pending.insert(id, Pending { peer: peer.clone(), step, bytes: bytes.clone(), attempts: 1, next_send_ms });
         Exchange { id, peer, bytes }
     }
 
     fn continue_with(&mut self, id: ExchangeId, peer: NodeId, step: Step, bytes: Vec<u8>, now: Now) -> InitiatorEvent {
-        // A new message of the same dialogue keeps the exchange id, so the transport can keep
-        // its correlation; the retransmission budget starts again.
-        self.pending.insert(
-            id,
-            Pending {
-                peer: peer.clone(),
-                step,
-                bytes: bytes.clone(),
-                attempts: 1,
-                next_send_ms: now.mono_ms + self.timing.retransmit_ms,
-            },
-        );
-        InitiatorEvent::Transmit(Exchange { id, peer, bytes })
+        InitiatorEvent::Transmit(self.send(id, peer, step, bytes, now))
     }
 
     /// Initiate SA (table 23): starts an establishment with `request.responder`.

@@ -7,13 +7,14 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::Now;
 use crate::credential::{AuthorizationContext, Credentials, NodeId, OriginatorPattern, Ticket, TrustAnchors};
 use crate::crypto::{SignatureAlgorithm, SigningKey, Suite};
 use crate::establish::{AcceptAll, InitiatorConfig, ResponderAgent, ResponderConfig};
 use crate::flows::ChallengeKind;
 use crate::manage::{ExchangeId, InitiatorEvent, InitiatorSam, Limits, ResponderEvent, ResponderSam, Timing};
 use crate::rng::{Rng, SeededRng};
+use crate::table::{SaTable, TableConfig};
+use crate::{Now, SaId};
 
 /// A trust anchor that issues tickets on demand.
 pub struct TestPki {
@@ -271,4 +272,45 @@ impl Pair {
         let events = self.responder.handle_timeout(self.now);
         self.responder_events.extend(events);
     }
+}
+
+/// An SA established in-process between `/id-asn` (Initiator) and `/id-in` (Responder), with
+/// each side's SA table attached: the starting point of data-path tests and benchmarks.
+pub struct Linked {
+    /// The pair that established it (drive further updates through it).
+    pub pair: Pair,
+    /// The Initiator's table.
+    pub initiator_table: Arc<SaTable>,
+    /// The Responder's table.
+    pub responder_table: Arc<SaTable>,
+    /// The SA.
+    pub sa_id: SaId,
+}
+
+/// Establishes one SA with `suite` (Ed25519 credentials, a fresh PKI from `seed`), both tables
+/// built with `config`.
+pub fn linked(suite: Suite, config: TableConfig, seed: u8, now: Now) -> Linked {
+    let mut rng = SeededRng::new([seed; 32]);
+    let pki = TestPki::new(&mut rng, now.unix_secs);
+    let i = pki.node("/id-asn", SignatureAlgorithm::Ed25519, &["C*", "/id-asn"], &mut rng);
+    let r = pki.node("/id-in", SignatureAlgorithm::Ed25519, &["/id-in"], &mut rng);
+    let mut pair = Pair::new(
+        initiator_config(i, pki.anchors.clone(), &[suite]),
+        responder_config(r, pki.anchors.clone(), &Suite::ALL),
+        seed,
+        now,
+    );
+    let initiator_table = Arc::new(SaTable::new(config));
+    let responder_table = Arc::new(SaTable::new(config));
+    pair.initiator.attach_table(initiator_table.clone());
+    pair.responder.attach_table(responder_table.clone());
+    let request = crate::flows::InitiateSaRequest {
+        initiator: NodeId::new("/id-asn").expect("valid"),
+        responder: NodeId::new("/id-in").expect("valid"),
+    };
+    let exchange = pair.initiator.initiate(&request, pair.now, &mut pair.rng).expect("starts");
+    pair.send(exchange);
+    pair.run(100);
+    let sa_id = pair.initiator.sas().next().expect("established").sa.sa_id;
+    Linked { pair, initiator_table, responder_table, sa_id }
 }

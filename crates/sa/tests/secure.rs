@@ -6,13 +6,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use onem2m_primitive::ResponseStatusCode as Rsc;
-use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
+use onem2m_sa::crypto::Suite;
 use onem2m_sa::flows::*;
 use onem2m_sa::manage::InitiatorEvent;
-use onem2m_sa::rng::SeededRng;
 use onem2m_sa::secure::*;
 use onem2m_sa::table::{SaEntry, SaTable, TableConfig};
-use onem2m_sa::testkit::{Pair, TestPki, initiator_config, responder_config};
+use onem2m_sa::testkit::{Pair, linked};
 use onem2m_sa::{Now, SaId};
 
 const T0: Now = Now { mono_ms: 1_000, unix_secs: 1_800_000_000 };
@@ -26,26 +25,8 @@ struct Link {
 }
 
 fn link_with(suite: Suite, config: TableConfig) -> Link {
-    let mut rng = SeededRng::new([21; 32]);
-    let pki = TestPki::new(&mut rng, T0.unix_secs);
-    let i = pki.node("/id-asn", SignatureAlgorithm::Ed25519, &["C*", "/id-asn"], &mut rng);
-    let r = pki.node("/id-in", SignatureAlgorithm::Ed25519, &["/id-in"], &mut rng);
-    let mut pair = Pair::new(
-        initiator_config(i, pki.anchors.clone(), &[suite]),
-        responder_config(r, pki.anchors.clone(), &Suite::ALL),
-        5,
-        T0,
-    );
-    let ti = Arc::new(SaTable::new(config));
-    let tr = Arc::new(SaTable::new(config));
-    pair.initiator.attach_table(ti.clone());
-    pair.responder.attach_table(tr.clone());
-    let req = InitiateSaRequest { initiator: "/id-asn".parse().unwrap(), responder: "/id-in".parse().unwrap() };
-    let ex = pair.initiator.initiate(&req, pair.now, &mut pair.rng).unwrap();
-    pair.send(ex);
-    pair.run(100);
-    let sa_id = pair.initiator.sas().next().expect("established").sa.sa_id;
-    Link { pair, ti, tr, sa_id }
+    let l = linked(suite, config, 21, T0);
+    Link { pair: l.pair, ti: l.initiator_table, tr: l.responder_table, sa_id: l.sa_id }
 }
 
 fn link(suite: Suite) -> Link {

@@ -1,8 +1,16 @@
 //! Per-SA ephemeral KEM keys: X25519 as a KEM, ML-KEM-768, and their hybrid.
 //!
 //! X25519 draws every secret from the injected [`Rng`] and so is deterministic under a seeded
-//! one. aws-lc-rs exposes no seeded ML-KEM key generation or encapsulation: ML-KEM draws from
-//! aws-lc's own DRBG, and the ML-KEM suites have no fixed test vectors.
+//! one. ML-KEM is not: aws-lc-rs 1.19 has no seeded ML-KEM key generation or encapsulation in its
+//! safe API (`kem::DecapsulationKey::generate` and `EncapsulationKey::encapsulate` take no RNG,
+//! and `DecapsulationKey::new` wants the 2400-byte expanded key, not the 64-byte FIPS 203 seed).
+//! aws-lc-sys does export `EVP_PKEY_keygen_deterministic` / `EVP_PKEY_encapsulate_deterministic`,
+//! but only through `unsafe` FFI, which this crate forbids. ML-KEM therefore draws from aws-lc's
+//! own DRBG and the ML-KEM suites have no fixed test vectors.
+//!
+//! Every decapsulation failure, whatever its cause (length, low-order X25519 point), is
+//! [`CryptoError::Decapsulation`]; a modified ML-KEM ciphertext decapsulates to an unrelated secret
+//! (implicit rejection), which the key confirmation then refuses.
 
 use aws_lc_rs::{agreement, kem};
 use zeroize::Zeroizing;
@@ -14,7 +22,7 @@ const X25519_LEN: usize = 32;
 const MLKEM_PK_LEN: usize = 1184;
 const MLKEM_CT_LEN: usize = 1088;
 
-/// A KEM shared secret (32 bytes).
+/// A KEM shared secret (32 bytes for every KEM here). Zeroized on drop; `Debug` is redacted.
 pub struct SharedSecret(Zeroizing<Vec<u8>>);
 
 impl SharedSecret {
@@ -98,7 +106,8 @@ enum Inner {
     Hybrid(X25519Key, kem::DecapsulationKey<kem::AlgorithmId>),
 }
 
-/// An ephemeral KEM private key, used for one establishment and then dropped.
+/// An ephemeral KEM private key, used for one establishment and then dropped. The private parts
+/// live inside aws-lc, which zeroizes them when they are freed; `Debug` shows only the algorithm.
 pub struct KemDecapsulationKey {
     alg: KemAlgorithm,
     inner: Inner,
@@ -118,12 +127,18 @@ fn mlkem_generate() -> Result<(kem::DecapsulationKey<kem::AlgorithmId>, Vec<u8>)
     Ok((dk, bytes))
 }
 
-fn mlkem_decapsulate(dk: &kem::DecapsulationKey<kem::AlgorithmId>, ct: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    dk.decapsulate(kem::Ciphertext::from(ct)).map(|ss| ss.as_ref().to_vec()).map_err(|_| CryptoError::Decapsulation)
+fn mlkem_decapsulate(
+    dk: &kem::DecapsulationKey<kem::AlgorithmId>,
+    ct: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    // aws-lc's `SharedSecret` zeroizes itself on drop; our copy is zeroizing too.
+    dk.decapsulate(kem::Ciphertext::from(ct))
+        .map(|ss| Zeroizing::new(ss.as_ref().to_vec()))
+        .map_err(|_| CryptoError::Decapsulation)
 }
 
 impl KemDecapsulationKey {
-    /// A fresh key pair.
+    /// A fresh key pair. The X25519 scalar comes from `rng`; the ML-KEM key from aws-lc's DRBG.
     pub fn generate(alg: KemAlgorithm, rng: &mut dyn Rng) -> Result<Self, CryptoError> {
         let (inner, public) = match alg {
             KemAlgorithm::X25519 => {
@@ -162,11 +177,11 @@ impl KemDecapsulationKey {
         }
         match &self.inner {
             Inner::X25519(k) => k.secret(ciphertext, ciphertext, &self.public),
-            Inner::MlKem(dk) => Ok(SharedSecret(Zeroizing::new(mlkem_decapsulate(dk, ciphertext)?))),
+            Inner::MlKem(dk) => Ok(SharedSecret(mlkem_decapsulate(dk, ciphertext)?)),
             Inner::Hybrid(x, dk) => {
                 let (ct_x, ct_m) = ciphertext.split_at(X25519_LEN);
                 let ss_x = x.secret(ct_x, ct_x, &x.public)?;
-                let ss_m = Zeroizing::new(mlkem_decapsulate(dk, ct_m)?);
+                let ss_m = mlkem_decapsulate(dk, ct_m)?;
                 Ok(hybrid_secret(&ss_m, &ss_x, ct_x, &x.public))
             }
         }
@@ -179,6 +194,10 @@ fn hybrid_secret(ss_m: &[u8], ss_x: &SharedSecret, ct_x: &[u8], pk_x: &[u8]) -> 
 }
 
 /// Encapsulates a fresh secret to `peer_public_key`: returns (ciphertext, secret).
+///
+/// The X25519 ephemeral scalar comes from `rng`; ML-KEM encapsulation draws from aws-lc's DRBG.
+/// A key of the wrong length, an ML-KEM key that fails the FIPS 203 modulus check or a low-order
+/// X25519 point is [`CryptoError::InvalidPublicKey`].
 pub fn encapsulate(
     alg: KemAlgorithm,
     peer_public_key: &[u8],
@@ -202,45 +221,136 @@ pub fn encapsulate(
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+
     use super::*;
     use crate::rng::SeededRng;
 
     const ALL: [KemAlgorithm; 3] = [KemAlgorithm::X25519, KemAlgorithm::MlKem768, KemAlgorithm::X25519MlKem768];
 
+    fn spellings(secret: &[u8]) -> [String; 4] {
+        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        [
+            hex.clone(),
+            hex.to_uppercase(),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+            format!("{:?}", &secret[..8]).trim_end_matches(']').to_owned(),
+        ]
+    }
+
     #[test]
-    fn encapsulation_agrees_and_tampering_changes_or_fails() {
+    fn encapsulation_agrees() {
         let mut rng = SeededRng::new([3; 32]);
         for alg in ALL {
             let dk = KemDecapsulationKey::generate(alg, &mut rng).unwrap();
+            assert_eq!(dk.algorithm(), alg);
             assert_eq!(dk.public_key().len(), public_key_len(alg));
             let (ct, ss) = encapsulate(alg, dk.public_key(), &mut rng).unwrap();
             assert_eq!(ct.len(), ciphertext_len(alg));
+            assert_eq!(ss.as_bytes().len(), 32);
             assert_eq!(dk.decapsulate(&ct).unwrap().as_bytes(), ss.as_bytes(), "{alg:?}");
-            let mut bad = ct.clone();
-            bad[ct.len() - 1] ^= 1;
-            if let Ok(other) = dk.decapsulate(&bad) {
-                assert_ne!(other.as_bytes(), ss.as_bytes(), "{alg:?}: tampered ciphertext");
+            let (ct2, ss2) = encapsulate(alg, dk.public_key(), &mut rng).unwrap();
+            assert_ne!(ct, ct2, "{alg:?}: fresh randomness per encapsulation");
+            assert_ne!(ss.as_bytes(), ss2.as_bytes());
+        }
+    }
+
+    #[test]
+    fn wrong_lengths_are_rejected() {
+        let mut rng = SeededRng::new([3; 32]);
+        for alg in ALL {
+            let dk = KemDecapsulationKey::generate(alg, &mut rng).unwrap();
+            let (ct, _) = encapsulate(alg, dk.public_key(), &mut rng).unwrap();
+            let pk = dk.public_key();
+            for bad_pk in [&pk[1..], &[pk, &[0][..]].concat()[..], &[][..]] {
+                assert_eq!(encapsulate(alg, bad_pk, &mut rng).unwrap_err(), CryptoError::InvalidPublicKey, "{alg:?}");
             }
-            assert_eq!(dk.decapsulate(&ct[1..]).unwrap_err(), CryptoError::Decapsulation);
-            assert_eq!(encapsulate(alg, &dk.public_key()[1..], &mut rng).unwrap_err(), CryptoError::InvalidPublicKey);
-            assert!(!format!("{dk:?} {ss:?}").contains(&format!("{:?}", &ss.as_bytes()[..4])));
+            for bad_ct in [&ct[1..], &[&ct[..], &[0][..]].concat()[..], &[][..]] {
+                assert_eq!(dk.decapsulate(bad_ct).unwrap_err(), CryptoError::Decapsulation, "{alg:?}");
+            }
+        }
+        // The other algorithm's key is refused by length, and so is its ciphertext.
+        let x = KemDecapsulationKey::generate(KemAlgorithm::X25519, &mut rng).unwrap();
+        assert!(encapsulate(KemAlgorithm::MlKem768, x.public_key(), &mut rng).is_err());
+        let m = KemDecapsulationKey::generate(KemAlgorithm::MlKem768, &mut rng).unwrap();
+        let (ct_m, _) = encapsulate(KemAlgorithm::MlKem768, m.public_key(), &mut rng).unwrap();
+        assert_eq!(x.decapsulate(&ct_m).unwrap_err(), CryptoError::Decapsulation);
+    }
+
+    #[test]
+    fn modified_ciphertext_changes_the_secret_or_fails() {
+        let mut rng = SeededRng::new([7; 32]);
+        for alg in ALL {
+            let dk = KemDecapsulationKey::generate(alg, &mut rng).unwrap();
+            let (ct, ss) = encapsulate(alg, dk.public_key(), &mut rng).unwrap();
+            // First byte, last byte, and (for the hybrid) the first ML-KEM byte.
+            for i in [0, ct.len() - 1, X25519_LEN.min(ct.len() - 1)] {
+                let mut bad = ct.clone();
+                bad[i] ^= 0x40;
+                match dk.decapsulate(&bad) {
+                    Ok(other) => assert_ne!(other.as_bytes(), ss.as_bytes(), "{alg:?} byte {i}"),
+                    Err(e) => assert_eq!(e, CryptoError::Decapsulation),
+                }
+            }
         }
     }
 
     #[test]
     fn x25519_is_deterministic_under_a_seed() {
-        let run = || {
-            let mut rng = SeededRng::new([9; 32]);
+        let run = |seed| {
+            let mut rng = SeededRng::new(seed);
             let dk = KemDecapsulationKey::generate(KemAlgorithm::X25519, &mut rng).unwrap();
             let (ct, ss) = encapsulate(KemAlgorithm::X25519, dk.public_key(), &mut rng).unwrap();
             (dk.public_key().to_vec(), ct, ss.as_bytes().to_vec())
         };
-        assert_eq!(run(), run());
+        assert_eq!(run([9; 32]), run([9; 32]));
+        assert_ne!(run([9; 32]), run([10; 32]));
     }
 
     #[test]
-    fn x25519_low_order_point_is_refused() {
+    fn x25519_secret_follows_the_documented_formula() {
+        let mut rng = SeededRng::new([11; 32]);
+        let dk = KemDecapsulationKey::generate(KemAlgorithm::X25519, &mut rng).unwrap();
+        let mut replay = SeededRng::new([11; 32]);
+        let _recipient_scalar: [u8; 32] = random_array(&mut replay);
+        let eph_scalar: [u8; 32] = random_array(&mut replay);
+        let (ct, ss) = encapsulate(KemAlgorithm::X25519, dk.public_key(), &mut rng).unwrap();
+        let eph = agreement::PrivateKey::from_private_key(&agreement::X25519, &eph_scalar).unwrap();
+        assert_eq!(eph.compute_public_key().unwrap().as_ref(), &ct[..]);
+        let peer = agreement::UnparsedPublicKey::new(&agreement::X25519, dk.public_key());
+        let dh = agreement::agree(&eph, peer, (), |dh| Ok(dh.to_vec())).unwrap();
+        let expected = digest(HashAlgorithm::Sha256, &[b"onem2m-sa/kem/x25519", &dh, &ct, dk.public_key()]);
+        assert_eq!(ss.as_bytes(), expected.as_ref());
+    }
+
+    #[test]
+    fn x25519_low_order_points_are_refused() {
         let mut rng = SeededRng::new([4; 32]);
-        assert!(encapsulate(KemAlgorithm::X25519, &[0u8; 32], &mut rng).is_err());
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        let dk = KemDecapsulationKey::generate(KemAlgorithm::X25519MlKem768, &mut rng).unwrap();
+        for point in [[0u8; 32], one] {
+            assert_eq!(encapsulate(KemAlgorithm::X25519, &point, &mut rng).unwrap_err(), CryptoError::InvalidPublicKey);
+            let x = KemDecapsulationKey::generate(KemAlgorithm::X25519, &mut rng).unwrap();
+            assert_eq!(x.decapsulate(&point).unwrap_err(), CryptoError::Decapsulation);
+            // In the hybrid, a low-order X25519 half fails the same way.
+            let (mut ct, _) = encapsulate(KemAlgorithm::X25519MlKem768, dk.public_key(), &mut rng).unwrap();
+            ct[..X25519_LEN].copy_from_slice(&point);
+            assert_eq!(dk.decapsulate(&ct).unwrap_err(), CryptoError::Decapsulation);
+        }
+    }
+
+    #[test]
+    fn debug_output_is_redacted() {
+        let mut rng = SeededRng::new([12; 32]);
+        let mut replay = SeededRng::new([12; 32]);
+        let scalar: [u8; 32] = random_array(&mut replay);
+        let dk = KemDecapsulationKey::generate(KemAlgorithm::X25519, &mut rng).unwrap();
+        let (_, ss) = encapsulate(KemAlgorithm::X25519, dk.public_key(), &mut rng).unwrap();
+        let debug = format!("{dk:?} {ss:?} {dk:#?} {ss:#?}");
+        assert!(debug.contains("<redacted>"));
+        for s in spellings(&scalar).iter().chain(spellings(ss.as_bytes()).iter()) {
+            assert!(!debug.contains(s.as_str()), "{debug} leaks {s}");
+        }
     }
 }

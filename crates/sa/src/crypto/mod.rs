@@ -47,7 +47,8 @@ fn aead_key(alg: AeadAlgorithm, key: &[u8]) -> Result<aead::LessSafeKey, CryptoE
     aead::UnboundKey::new(alg.aws_lc(), key).map(aead::LessSafeKey::new).map_err(|_| CryptoError::Aead)
 }
 
-/// Seals `plaintext`, returning ciphertext ‖ tag.
+/// Seals `plaintext`, returning ciphertext ‖ tag. For the small update/remove flows, not the hot
+/// path (which seals in place). A key of the wrong length is [`CryptoError::Aead`].
 pub fn aead_seal(
     alg: AeadAlgorithm,
     key: &[u8],
@@ -62,7 +63,8 @@ pub fn aead_seal(
     Ok(buf)
 }
 
-/// Opens ciphertext ‖ tag.
+/// Opens ciphertext ‖ tag. A wrong key, nonce, AAD or tag, a truncated input or a key of the
+/// wrong length are all [`CryptoError::Aead`]. The plaintext is zeroized on drop.
 pub fn aead_open(
     alg: AeadAlgorithm,
     key: &[u8],
@@ -92,9 +94,45 @@ mod tests {
             assert_eq!(&aead_open(alg, &key, [1; 12], b"aad", &ct).unwrap()[..], b"hello");
             assert!(aead_open(alg, &key, [1; 12], b"aaD", &ct).is_err());
             assert!(aead_open(alg, &key, [2; 12], b"aad", &ct).is_err());
-            let mut bad = ct.clone();
-            bad[0] ^= 1;
-            assert!(aead_open(alg, &key, [1; 12], b"aad", &bad).is_err());
+            let mut other_key = key.clone();
+            other_key[0] ^= 1;
+            assert!(aead_open(alg, &other_key, [1; 12], b"aad", &ct).is_err());
+            for i in [0, ct.len() - 1] {
+                let mut bad = ct.clone();
+                bad[i] ^= 1;
+                assert_eq!(aead_open(alg, &key, [1; 12], b"aad", &bad).unwrap_err(), CryptoError::Aead);
+            }
+            assert!(aead_open(alg, &key, [1; 12], b"aad", &ct[..ct.len() - 1]).is_err());
+            assert!(aead_open(alg, &key, [1; 12], b"aad", &ct[..alg.tag_len() - 1]).is_err());
+            assert!(aead_open(alg, &key, [1; 12], b"aad", &[]).is_err());
+            let empty = aead_seal(alg, &key, [3; 12], b"", b"").unwrap();
+            assert_eq!(empty.len(), alg.tag_len());
+            assert!(aead_open(alg, &key, [3; 12], b"", &empty).unwrap().is_empty());
+            assert_eq!(aead_seal(alg, &key[1..], [1; 12], b"", b"x").unwrap_err(), CryptoError::Aead);
+            assert_eq!(aead_open(alg, &key[1..], [1; 12], b"aad", &ct).unwrap_err(), CryptoError::Aead);
         }
+    }
+
+    /// AES-128-GCM, NIST GCM test case 3 (key feffe992…, IV cafebabefacedbaddecaf888).
+    #[test]
+    fn aes128gcm_known_answer() {
+        let unhex = |s: &str| -> Vec<u8> {
+            (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        };
+        let key = unhex("feffe9928665731c6d6a8f9467308308");
+        let nonce: [u8; 12] = unhex("cafebabefacedbaddecaf888").try_into().unwrap();
+        let pt = unhex(concat!(
+            "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72",
+            "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255"
+        ));
+        let ct = aead_seal(AeadAlgorithm::Aes128Gcm, &key, nonce, b"", &pt).unwrap();
+        assert_eq!(
+            ct,
+            unhex(concat!(
+                "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e",
+                "21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091473f5985",
+                "4d5c2af327cd64a62cf35abd2ba6fab4"
+            ))
+        );
     }
 }

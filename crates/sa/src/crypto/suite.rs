@@ -90,21 +90,24 @@ impl HashAlgorithm {
         }
     }
 
-    pub(crate) fn digest_alg(self) -> &'static aws_lc_rs::digest::Algorithm {
+    /// The aws-lc digest algorithm.
+    pub fn digest_alg(self) -> &'static aws_lc_rs::digest::Algorithm {
         match self {
             Self::Sha256 => &aws_lc_rs::digest::SHA256,
             Self::Sha384 => &aws_lc_rs::digest::SHA384,
         }
     }
 
-    pub(crate) fn hmac_alg(self) -> aws_lc_rs::hmac::Algorithm {
+    /// The aws-lc HMAC algorithm.
+    pub fn hmac_alg(self) -> aws_lc_rs::hmac::Algorithm {
         match self {
             Self::Sha256 => aws_lc_rs::hmac::HMAC_SHA256,
             Self::Sha384 => aws_lc_rs::hmac::HMAC_SHA384,
         }
     }
 
-    pub(crate) fn hkdf_alg(self) -> aws_lc_rs::hkdf::Algorithm {
+    /// The aws-lc HKDF algorithm.
+    pub fn hkdf_alg(self) -> aws_lc_rs::hkdf::Algorithm {
         match self {
             Self::Sha256 => aws_lc_rs::hkdf::HKDF_SHA256,
             Self::Sha384 => aws_lc_rs::hkdf::HKDF_SHA384,
@@ -117,7 +120,18 @@ impl HashAlgorithm {
 #[serde(transparent)]
 pub struct SuiteCode(pub u16);
 
-/// A cipher suite: KEM + AEAD + hash.
+impl std::fmt::Display for SuiteCode {
+    /// The suite's name when this build knows it, else the code in hex (`0x0005`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match Suite::from_code(self.0) {
+            Some(s) => f.write_str(s.name()),
+            None => write!(f, "{:#06x}", self.0),
+        }
+    }
+}
+
+/// A cipher suite: KEM + AEAD + hash. Its wire code is a `u16`; serde uses the code and refuses
+/// codes this build does not know (use [`SuiteCode`] where unknown codes must survive decoding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Suite {
     code: u16,
@@ -212,6 +226,19 @@ impl TryFrom<SuiteCode> for Suite {
     }
 }
 
+impl Serialize for Suite {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u16(self.code)
+    }
+}
+
+impl<'de> Deserialize<'de> for Suite {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = u16::deserialize(d)?;
+        Suite::from_code(code).ok_or_else(|| serde::de::Error::custom(format_args!("unknown suite code {code}")))
+    }
+}
+
 impl std::fmt::Display for Suite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name)
@@ -244,6 +271,19 @@ impl SignatureAlgorithm {
         }
     }
 
+    /// Length of a public key: 32 (Ed25519, raw) or 65 (P-256, uncompressed SEC1).
+    pub fn public_key_len(self) -> usize {
+        match self {
+            Self::Ed25519 => 32,
+            Self::EcdsaP256Sha256 => 65,
+        }
+    }
+
+    /// Length of a signature: 64 for both (ECDSA as fixed-length `r‖s`).
+    pub fn signature_len(self) -> usize {
+        64
+    }
+
     /// The algorithm with this code.
     pub fn from_u8(code: u8) -> Option<Self> {
         match code {
@@ -251,6 +291,12 @@ impl SignatureAlgorithm {
             2 => Some(Self::EcdsaP256Sha256),
             _ => None,
         }
+    }
+}
+
+impl std::fmt::Display for SignatureAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -275,5 +321,76 @@ impl<'de> Deserialize<'de> for SignatureAlgorithm {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_names_and_components() {
+        let expected = [
+            (1, "X25519_AES128GCM_SHA256", KemAlgorithm::X25519, AeadAlgorithm::Aes128Gcm, HashAlgorithm::Sha256),
+            (2, "X25519_AES256GCM_SHA384", KemAlgorithm::X25519, AeadAlgorithm::Aes256Gcm, HashAlgorithm::Sha384),
+            (3, "MLKEM768_AES256GCM_SHA384", KemAlgorithm::MlKem768, AeadAlgorithm::Aes256Gcm, HashAlgorithm::Sha384),
+            (
+                4,
+                "X25519MLKEM768_AES256GCM_SHA384",
+                KemAlgorithm::X25519MlKem768,
+                AeadAlgorithm::Aes256Gcm,
+                HashAlgorithm::Sha384,
+            ),
+        ];
+        for (code, name, kem, aead, hash) in expected {
+            let s = Suite::from_code(code).unwrap();
+            assert_eq!((s.code(), s.name(), s.kem(), s.aead(), s.hash()), (code, name, kem, aead, hash));
+            assert_eq!(name.parse::<Suite>().unwrap(), s);
+            assert_eq!(s.to_string(), name);
+            assert_eq!(Suite::try_from(SuiteCode(code)), Ok(s));
+            assert_eq!(KemAlgorithm::from_u8(kem as u8), Some(kem));
+            // The aws-lc algorithms agree with the advertised lengths.
+            assert_eq!(s.aead().aws_lc().key_len(), s.aead().key_len());
+            assert_eq!(s.aead().aws_lc().nonce_len(), s.aead().nonce_len());
+            assert_eq!(s.aead().aws_lc().tag_len(), s.aead().tag_len());
+            assert_eq!(s.hash().digest_alg().output_len(), s.hash().output_len());
+        }
+        assert_eq!(Suite::ALL[0], Suite::X25519_AES128GCM_SHA256);
+        assert!(Suite::from_code(0).is_none() && Suite::from_code(5).is_none());
+        assert_eq!(Suite::try_from(SuiteCode(0x1234)), Err(SuiteCode(0x1234)));
+        assert!("nope".parse::<Suite>().is_err());
+        assert_eq!(AeadAlgorithm::Aes128Gcm.jwe_name(), "A128GCM");
+        assert_eq!(AeadAlgorithm::Aes256Gcm.jwe_name(), "A256GCM");
+        assert_eq!(SuiteCode(1).to_string(), "X25519_AES128GCM_SHA256");
+        assert_eq!(SuiteCode(0x1234).to_string(), "0x1234");
+    }
+
+    #[test]
+    fn serde_by_code_and_unknown_codes() {
+        assert_eq!(serde_json::to_string(&Suite::X25519MLKEM768_AES256GCM_SHA384).unwrap(), "4");
+        assert_eq!(serde_json::from_str::<Suite>("2").unwrap(), Suite::X25519_AES256GCM_SHA384);
+        assert!(serde_json::from_str::<Suite>("9").is_err());
+        assert!(serde_json::from_str::<Suite>("65536").is_err());
+        let offer: Vec<SuiteCode> = serde_json::from_str("[1,9,65535]").unwrap();
+        assert_eq!(offer, [SuiteCode(1), SuiteCode(9), SuiteCode(65535)]);
+        assert_eq!(serde_json::to_string(&offer).unwrap(), "[1,9,65535]");
+    }
+
+    #[test]
+    fn signature_algorithms() {
+        for (alg, name, code) in
+            [(SignatureAlgorithm::Ed25519, "Ed25519", 1), (SignatureAlgorithm::EcdsaP256Sha256, "ES256", 2)]
+        {
+            assert_eq!(alg.name(), name);
+            assert_eq!(alg.to_string(), name);
+            assert_eq!(name.parse::<SignatureAlgorithm>().unwrap(), alg);
+            assert_eq!(SignatureAlgorithm::from_u8(code), Some(alg));
+            assert_eq!(alg as u8, code);
+            assert_eq!(serde_json::to_string(&alg).unwrap(), format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<SignatureAlgorithm>(&format!("\"{name}\"")).unwrap(), alg);
+        }
+        assert!(SignatureAlgorithm::from_u8(0).is_none());
+        assert!("RS256".parse::<SignatureAlgorithm>().is_err());
+        assert!(serde_json::from_str::<SignatureAlgorithm>("\"RS256\"").is_err());
     }
 }
