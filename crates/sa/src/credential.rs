@@ -265,7 +265,8 @@ impl Ticket {
     /// `onem2m-sa ticket v1`, then every field but the signature in declaration order. Strings and
     /// byte strings carry a u32 big-endian length, integers are big-endian, the algorithm is its
     /// `u8` code, the pattern list is preceded by its u32 count, and each optional context field
-    /// by a presence byte (0 or 1). The encoding is injective, so no two tickets share it.
+    /// by a presence byte (0 or 1). The encoding is injective: different signed fields never give
+    /// the same bytes.
     pub fn to_be_signed(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         put(&mut out, b"onem2m-sa ticket v1");

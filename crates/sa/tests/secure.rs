@@ -339,3 +339,19 @@ fn esprim_outer_notify_carries_the_jwe_through_the_primitive_codec() {
     let inner = onem2m_primitive::RequestPrimitive::from_json_slice(REQUEST).unwrap();
     assert_eq!(er.authorize(inner.fr.as_deref().unwrap()), Ok(()));
 }
+
+#[test]
+fn sweep_expires_sas_with_their_peer_ticket() {
+    let l = link(Suite::X25519_AES128GCM_SHA256);
+    let er = l.tr.get(l.sa_id).unwrap();
+    assert_eq!(l.tr.by_peer(&"/id-asn".parse().unwrap()).len(), 1);
+    // The testkit's tickets are valid for a day.
+    assert!(l.tr.sweep(Now::new(T0.mono_ms + 1_000, T0.unix_secs + 3_600)).is_empty());
+    let expired = l.tr.sweep(Now::new(T0.mono_ms + 2_000, er.expires_unix()));
+    assert_eq!(expired, [l.sa_id]);
+    assert!(l.tr.get(l.sa_id).is_none());
+    assert!(!er.is_active());
+    assert!(l.tr.by_peer(&"/id-asn".parse().unwrap()).is_empty());
+    let mut out = Vec::new();
+    assert_eq!(er.seal(Encoding::Compact, REQUEST, &mut out), Err(SecureError::UnknownSa));
+}
