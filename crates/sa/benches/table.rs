@@ -337,10 +337,14 @@ fn measure(keys: &Keys, threads: usize, writer: bool) -> Vec<Row> {
 
 fn print_table(rows: &[Row], writer: bool) {
     if writer {
-        println!("| readers T | map | lookups/s per reader (median) | min – max | ratio to RwLock<HashMap> | reader CPU (cores) | writer churn pairs/s |");
+        println!(
+            "| readers T | map | lookups/s per reader (median) | min – max | ratio to RwLock<HashMap> | reader CPU (cores) | writer churn pairs/s |"
+        );
         println!("|---:|---|---:|---:|---:|---:|---:|");
     } else {
-        println!("| readers T | map | lookups/s per reader (median) | min – max | ratio to RwLock<HashMap> | reader CPU (cores) |");
+        println!(
+            "| readers T | map | lookups/s per reader (median) | min – max | ratio to RwLock<HashMap> | reader CPU (cores) |"
+        );
         println!("|---:|---|---:|---:|---:|---:|");
     }
     for row in rows {
@@ -436,7 +440,10 @@ fn main() {
     }
 
     println!();
-    println!("### Map memory per entry at {ENTRIES} entries (excluding the {} B `Arc<Entry>` itself)", size_of::<Entry>());
+    println!(
+        "### Map memory per entry at {ENTRIES} entries (excluding the {} B `Arc<Entry>` itself)",
+        size_of::<Entry>()
+    );
     println!();
     println!("| map | RSS growth per entry | model from capacity per entry |");
     println!("|---|---:|---:|");
