@@ -273,10 +273,19 @@ impl SaTable {
         let Some(entry) = self.get(sa_id) else { return false };
         entry.wipe();
         let current = entry.sa_id();
-        let map = self.map.pin();
-        map.retain(|_, e| !Arc::ptr_eq(e, &entry));
-        drop(map);
         let mut control = self.control();
+        // The SA is mapped under its current identifier and, during a grace period, under old
+        // ones: remove exactly those (no scan of the whole table).
+        let map = self.map.pin();
+        let old: Vec<SaId> =
+            control.aliases.keys().copied().filter(|id| map.get(id).is_some_and(|e| Arc::ptr_eq(e, &entry))).collect();
+        for id in old.iter().chain([&current, &sa_id]) {
+            if map.get(id).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
+                map.remove(id);
+            }
+            control.aliases.remove(id);
+        }
+        drop(map);
         if let Some(ids) = control.by_peer.get_mut(&entry.peer) {
             ids.retain(|id| *id != current && *id != sa_id);
             if ids.is_empty() {

@@ -355,3 +355,22 @@ fn sweep_expires_sas_with_their_peer_ticket() {
     let mut out = Vec::new();
     assert_eq!(er.seal(Encoding::Compact, REQUEST, &mut out), Err(SecureError::UnknownSa));
 }
+
+#[test]
+fn removal_during_an_identifier_grace_period_drops_every_identifier() {
+    let mut l = link(Suite::X25519_AES128GCM_SHA256);
+    l.pair.advance(5_000);
+    let op = UpdateSaRequest { existing_sa_id: l.sa_id, operation: UpdateOperation::Identifier };
+    let ex = l.pair.initiator.update(&op, l.pair.now, &mut l.pair.rng).unwrap();
+    l.pair.send(ex);
+    l.pair.run(100);
+    let new_id = l.ti.get(l.sa_id).unwrap().sa_id();
+    assert!(l.tr.get(l.sa_id).is_some() && l.tr.get(new_id).is_some());
+    let ex = l.pair.initiator.remove(&RemoveSaRequest(RemovalRequest { sa_id: new_id }), l.pair.now).unwrap();
+    l.pair.send(ex);
+    l.pair.run(100);
+    for table in [&l.ti, &l.tr] {
+        assert!(table.get(l.sa_id).is_none() && table.get(new_id).is_none());
+        assert!(table.is_empty());
+    }
+}
