@@ -710,6 +710,15 @@ impl InitiatorSam {
         }]
     }
 
+    /// Gives up exchange `id` now (its transport failed for good): reports the failure of the
+    /// procedure it carried, as a timeout would.
+    pub fn abandon(&mut self, id: ExchangeId) -> Vec<InitiatorEvent> {
+        match self.pending.remove(&id) {
+            Some(p) => self.give_up(p),
+            None => Vec::new(),
+        }
+    }
+
     /// The earliest time [`Self::handle_timeout`] has work to do.
     pub fn poll_timeout(&self) -> Option<Deadline> {
         let sends = self.pending.values().map(|p| p.next_send_ms);
@@ -733,13 +742,19 @@ impl InitiatorSam {
             let p = self.pending.remove(&id).expect("listed");
             events.extend(self.give_up(p));
         }
+        self.expire(now);
+        events
+    }
+
+    /// Ends grace periods and forgets old tombstones, without touching exchanges in flight (for a
+    /// driver that runs its own retransmissions, see [`Self::abandon`]).
+    pub fn expire(&mut self, now: Now) {
         for record in self.sas.values_mut() {
             if record.previous.as_ref().is_some_and(|p| p.until_ms <= now.mono_ms) {
                 record.previous = None;
             }
         }
         self.tombstones.retain(|_, until| *until > now.mono_ms);
-        events
     }
 
     fn give_up(&mut self, p: Pending) -> Vec<InitiatorEvent> {

@@ -1,0 +1,24 @@
+//! Tower layers and the node runtime that apply oneM2M Security Associations (TS-0003 clause
+//! 7.3) to a CSE's traffic.
+//!
+//! * [`Node`] — one M2M Node's SA runtime: the Initiator's and Responder's SA Management of
+//!   `onem2m-sa`, driven over any transport that is a `tower::Service` carrying primitives;
+//!   establishment on demand, single-flight per peer.
+//! * [`SendSecureLayer`] — seals a node's outgoing requests over SAs and opens the answers.
+//! * [`ReceiveSecureLayer`] — opens incoming secured requests, checks identity binding, answers
+//!   SA flows (the rb endpoint) and applies the plaintext policy, before the protected service
+//!   sees anything.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod node;
+pub mod rb;
+mod receive;
+mod send;
+
+pub use node::{Node, NodeConfig, SaFailure};
+pub use receive::{Authenticated, InboundRequest, PlaintextPolicy, ReceiveSecure, ReceiveSecureLayer};
+pub use send::{Route, SendSecure, SendSecureLayer, route_by_cse_id};
+
+/// The error type at Tower boundaries.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

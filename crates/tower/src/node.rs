@@ -1,0 +1,298 @@
+//! The node runtime: the functional entities of clause 7.3.1.1 around the sans-I/O core.
+//!
+//! A [`Node`] holds the Initiator's and the Responder's SA Management of one M2M Node, the two SA
+//! tables the data path reads (`outbound`: SAs this node initiated, for its requests;
+//! `inbound`: SAs it accepted, for requests it receives), and the single-flight map through
+//! which concurrent requests to one peer wait for one establishment. Locks guard only the state
+//! machines and are never held across an await.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
+use onem2m_sa::Now;
+use onem2m_sa::credential::NodeId;
+use onem2m_sa::establish::{AcceptAll, InitiatorConfig, ResponderAgent, ResponderConfig};
+use onem2m_sa::flows::{InitiateSaRequest, RejectionCause};
+use onem2m_sa::manage::{Exchange, InitiatorEvent, InitiatorSam, Limits, ResponderEvent, ResponderSam, Timing};
+use onem2m_sa::rng::SystemRng;
+use onem2m_sa::table::{SaEntry, SaTable, TableConfig};
+use tokio::sync::OnceCell;
+use tower::{Service, ServiceExt};
+
+use crate::{BoxError, rb};
+
+/// Everything a node needs to run SAs.
+#[derive(Clone)]
+pub struct NodeConfig {
+    /// The Initiator's side: credentials, trust anchors, offer.
+    pub initiator: InitiatorConfig,
+    /// The Responder's side: credentials, trust anchors, allowed suites.
+    pub responder: ResponderConfig,
+    /// Timers of the SA Management.
+    pub timing: Timing,
+    /// Bounds on half-open establishments.
+    pub limits: Limits,
+    /// Replay window, usage limits, grace period.
+    pub table: TableConfig,
+    /// How long to wait for one answer across rb before resending.
+    pub rb_timeout: Duration,
+}
+
+/// Why no SA could be had with a peer; each maps to the RSC the waiting requests get.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SaFailure {
+    /// The Responder refused or the establishment failed, with this cause.
+    #[error("establishment failed: {0:?}")]
+    Rejected(RejectionCause),
+    /// The peer could not be reached.
+    #[error("peer not reachable")]
+    Unreachable,
+}
+
+impl SaFailure {
+    /// The response status code for requests that waited on this establishment.
+    pub fn rsc(&self) -> Rsc {
+        match self {
+            Self::Rejected(RejectionCause::NoParametersInCommon | RejectionCause::AdministrativeReasons) => {
+                Rsc::SECURITY_ASSOCIATION_REQUIRED
+            }
+            Self::Rejected(RejectionCause::AuthenticationFailed | RejectionCause::NotAuthorized) => {
+                Rsc::ORIGINATOR_NOT_AUTHENTICATED
+            }
+            Self::Rejected(RejectionCause::Timeout) | Self::Unreachable => Rsc::TARGET_NOT_REACHABLE,
+            Self::Rejected(_) => Rsc::SECURITY_ASSOCIATION_REQUIRED,
+        }
+    }
+}
+
+/// One establishment that concurrent requests to a peer wait on.
+type Flight = OnceCell<Result<Arc<SaEntry>, SaFailure>>;
+
+struct Shared {
+    id: NodeId,
+    initiator: Mutex<InitiatorSam>,
+    responder: Mutex<ResponderSam>,
+    agent: Mutex<Box<dyn ResponderAgent + Send>>,
+    outbound: Arc<SaTable>,
+    inbound: Arc<SaTable>,
+    flights: Mutex<HashMap<NodeId, Arc<Flight>>>,
+    events: Mutex<Vec<ResponderEvent>>,
+    origin: tokio::time::Instant,
+    rb_timeout: Duration,
+    max_attempts: u32,
+    rqi: std::sync::atomic::AtomicU64,
+}
+
+/// One M2M Node's SA runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("id", &self.shared.id).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Node {
+    /// A node with no SA yet; the Responder Agent accepts every authenticated Initiator.
+    pub fn new(config: NodeConfig) -> Self {
+        let id = config.initiator.credentials.node_id.clone();
+        let outbound = Arc::new(SaTable::new(config.table));
+        let inbound = Arc::new(SaTable::new(config.table));
+        let mut initiator = InitiatorSam::new(config.initiator, config.timing);
+        initiator.attach_table(outbound.clone());
+        let mut responder = ResponderSam::new(config.responder, config.timing, config.limits);
+        responder.attach_table(inbound.clone());
+        Self {
+            shared: Arc::new(Shared {
+                id,
+                initiator: Mutex::new(initiator),
+                responder: Mutex::new(responder),
+                agent: Mutex::new(Box::new(AcceptAll)),
+                outbound,
+                inbound,
+                flights: Mutex::new(HashMap::new()),
+                events: Mutex::new(Vec::new()),
+                origin: tokio::time::Instant::now(),
+                rb_timeout: config.rb_timeout,
+                max_attempts: config.timing.max_attempts.max(1),
+                rqi: 0.into(),
+            }),
+        }
+    }
+
+    /// Replaces the Responder Agent (the accept/reject policy of Initiate SA Received).
+    pub fn set_responder_agent(&self, agent: impl ResponderAgent + Send + 'static) {
+        *lock(&self.shared.agent) = Box::new(agent);
+    }
+
+    /// This node's identifier.
+    pub fn id(&self) -> &NodeId {
+        &self.shared.id
+    }
+
+    /// SAs this node initiated (its requests travel over them).
+    pub fn outbound(&self) -> &Arc<SaTable> {
+        &self.shared.outbound
+    }
+
+    /// SAs this node accepted (requests it receives travel over them).
+    pub fn inbound(&self) -> &Arc<SaTable> {
+        &self.shared.inbound
+    }
+
+    /// Takes the Responder Agent's notifications (SA Establishment Complete, SA Updated, SA
+    /// Removed) reported so far.
+    pub fn take_responder_events(&self) -> Vec<ResponderEvent> {
+        std::mem::take(&mut *lock(&self.shared.events))
+    }
+
+    pub(crate) fn now(&self) -> Now {
+        let mono_ms = self.shared.origin.elapsed().as_millis() as u64;
+        let unix_secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Now::new(mono_ms, unix_secs)
+    }
+
+    pub(crate) fn next_rqi(&self, prefix: &str) -> String {
+        let n = self.shared.rqi.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{prefix}-{n}")
+    }
+
+    /// The live outbound SA with `peer`, establishing one if there is none. Concurrent callers
+    /// for one peer wait for the same establishment.
+    pub async fn sa_with<T>(&self, peer: &NodeId, transport: T) -> Result<Arc<SaEntry>, SaFailure>
+    where
+        T: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Send,
+        T::Future: Send,
+    {
+        if let Some(entry) = self.live_outbound(peer) {
+            return Ok(entry);
+        }
+        let cell = lock(&self.shared.flights).entry(peer.clone()).or_default().clone();
+        let result = cell.get_or_init(|| self.establish(peer.clone(), transport)).await.clone();
+        // The flight is over: the next caller looks at the table again (or retries a failure).
+        let mut flights = lock(&self.shared.flights);
+        if flights.get(peer).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            flights.remove(peer);
+        }
+        result
+    }
+
+    fn live_outbound(&self, peer: &NodeId) -> Option<Arc<SaEntry>> {
+        self.shared.outbound.by_peer(peer).into_iter().find(|e| e.is_active())
+    }
+
+    /// Forgets the outbound SA (the peer no longer knows it), so the next request establishes anew.
+    pub fn forget_outbound(&self, entry: &SaEntry) {
+        self.shared.outbound.remove(entry.sa_id());
+    }
+
+    async fn establish<T>(&self, peer: NodeId, mut transport: T) -> Result<Arc<SaEntry>, SaFailure>
+    where
+        T: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Send,
+        T::Future: Send,
+    {
+        let request = InitiateSaRequest { initiator: self.shared.id.clone(), responder: peer.clone() };
+        let first = lock(&self.shared.initiator).initiate(&request, self.now(), &mut SystemRng);
+        let mut exchange =
+            first.map_err(|c| SaFailure::Rejected(c.cause.unwrap_or(RejectionCause::ProtocolViolation)))?;
+        let mut stale = 0;
+        loop {
+            let reply = self.exchange(&mut transport, &exchange).await;
+            let events = {
+                let mut sam = lock(&self.shared.initiator);
+                match &reply {
+                    Some(bytes) => sam.handle_response(exchange.id, bytes, self.now(), &mut SystemRng),
+                    None => sam.abandon(exchange.id),
+                }
+            };
+            match events.into_iter().next() {
+                Some(InitiatorEvent::Transmit(next)) => exchange = next,
+                Some(InitiatorEvent::Established { confirm, .. }) => {
+                    let sa_id = confirm.security_association.expect("success carries the SA").sa_id;
+                    tracing::debug!(peer = %peer, sa = %sa_id, "SA established");
+                    return self.shared.outbound.get(sa_id).ok_or(SaFailure::Unreachable);
+                }
+                Some(InitiatorEvent::EstablishFailed { confirm, .. }) => {
+                    tracing::debug!(peer = %peer, cause = ?confirm.cause, "SA establishment failed");
+                    return Err(SaFailure::Rejected(confirm.cause.unwrap_or(RejectionCause::ProtocolViolation)));
+                }
+                // A stale or unusable answer: the exchange is still pending; resend it, within
+                // the same budget as timeouts.
+                _ if reply.is_some() && stale + 1 < self.shared.max_attempts => stale += 1,
+                _ => {
+                    lock(&self.shared.initiator).abandon(exchange.id);
+                    return Err(SaFailure::Unreachable);
+                }
+            }
+        }
+    }
+
+    /// Sends one rb message and returns the SA message of the answer, resending the same bytes
+    /// on timeouts and transport errors up to the attempt budget.
+    async fn exchange<T>(&self, transport: &mut T, exchange: &Exchange) -> Option<Vec<u8>>
+    where
+        T: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Send,
+        T::Future: Send,
+    {
+        let rqi = format!("sa-{}", exchange.id);
+        for _ in 0..self.shared.max_attempts {
+            let req = rb::request(exchange.peer.as_str(), self.shared.id.as_str(), rqi.clone(), &exchange.bytes);
+            let call = async {
+                let svc = transport.ready().await?;
+                svc.call(req).await
+            };
+            match tokio::time::timeout(self.shared.rb_timeout, call).await {
+                Ok(Ok(rsp)) => {
+                    if let Some(bytes) = rb::message_of(rsp.pc.as_ref()) {
+                        return Some(bytes);
+                    }
+                    tracing::debug!(rsc = %rsp.rsc, "rb answer without an SA message");
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "rb transport error"),
+                Err(_) => tracing::debug!("rb answer timed out"),
+            }
+        }
+        None
+    }
+
+    /// The Responder's SA Management endpoint: answers an SA message received across rb.
+    pub fn handle_sa_message(&self, req: &RequestPrimitive) -> ResponsePrimitive {
+        let Some(bytes) = rb::message_of(req.pc.as_ref()) else {
+            return ResponsePrimitive::error(Rsc::BAD_REQUEST, &req.rqi, "no SA message");
+        };
+        let out = {
+            let mut agent = lock(&self.shared.agent);
+            lock(&self.shared.responder).handle(&bytes, self.now(), &mut SystemRng, agent.as_mut())
+        };
+        lock(&self.shared.events).extend(out.events);
+        match out.reply {
+            Some(reply) => rb::response(&req.rqi, &reply),
+            None => {
+                let why = out.dropped.map(|d| d.to_string()).unwrap_or_default();
+                ResponsePrimitive::error(Rsc::BAD_REQUEST, &req.rqi, &why)
+            }
+        }
+    }
+
+    /// Runs both SA Managements' timers: retransmission budgets, half-open expiry, grace
+    /// periods, tombstones, SA expiry. Call it periodically (e.g. every second).
+    pub fn tick(&self) {
+        let now = self.now();
+        // Exchanges in flight are retransmitted by their own drivers (`exchange`).
+        lock(&self.shared.initiator).expire(now);
+        let events = lock(&self.shared.responder).handle_timeout(now);
+        lock(&self.shared.events).extend(events);
+        self.shared.outbound.sweep(now);
+        self.shared.inbound.sweep(now);
+    }
+}

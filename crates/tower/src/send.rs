@@ -1,0 +1,158 @@
+//! `SendSecure`: Send Secure Message for a node's outgoing requests (clause 7.3.4).
+//!
+//! For each request: find the outbound SA with the target node or establish one (single-flight),
+//! seal the primitive into an ESPrim NOTIFY, send it through the inner transport, and open the
+//! sealed answer. If the peer answers that it does not know the SA (4112: it restarted or
+//! removed it), the request never reached its CSE, so one transparent re-establishment and one
+//! resend are safe.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
+use onem2m_sa::credential::NodeId;
+use onem2m_sa::secure::{Encoding, decode_jwe, epo_from_content, outer_notify};
+use tower::{Layer, Service, ServiceExt};
+
+use crate::{BoxError, Node};
+
+/// Chooses the peer node a request goes to.
+pub type Route = Arc<dyn Fn(&RequestPrimitive) -> Option<NodeId> + Send + Sync>;
+
+/// Routes SP-relative and absolute targets to their CSE-ID (`/id-in/cb/ae` → `/id-in`), and
+/// everything else to `default`.
+pub fn route_by_cse_id(default: Option<NodeId>) -> Route {
+    Arc::new(move |req: &RequestPrimitive| {
+        let to = req.to.trim_start_matches("//");
+        let cse = if req.to.starts_with("//") {
+            to.split('/').nth(1).map(|c| format!("/{c}"))
+        } else if to.starts_with('/') {
+            to.split('/').nth(1).map(|c| format!("/{c}"))
+        } else {
+            None
+        };
+        cse.and_then(|c| NodeId::new(c).ok()).or_else(|| default.clone())
+    })
+}
+
+/// Layer that applies [`SendSecure`].
+#[derive(Clone)]
+pub struct SendSecureLayer {
+    node: Node,
+    route: Route,
+}
+
+impl SendSecureLayer {
+    /// Secures requests of `node`, sent to the peer `route` picks.
+    pub fn new(node: Node, route: Route) -> Self {
+        Self { node, route }
+    }
+}
+
+impl<S> Layer<S> for SendSecureLayer {
+    type Service = SendSecure<S>;
+    fn layer(&self, inner: S) -> SendSecure<S> {
+        SendSecure { inner, node: self.node.clone(), route: self.route.clone() }
+    }
+}
+
+/// Seals outgoing requests over SAs, establishing them on demand; opens the answers.
+#[derive(Clone)]
+pub struct SendSecure<S> {
+    inner: S,
+    node: Node,
+    route: Route,
+}
+
+impl<S> SendSecure<S> {
+    /// The inner transport.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner transport, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner transport.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+fn failed(rsc: Rsc, rqi: &str, why: &str) -> ResponsePrimitive {
+    metrics::counter!("onem2m_sa_send_rejected_total", "rsc" => rsc.code().to_string()).increment(1);
+    ResponsePrimitive::error(rsc, rqi, why)
+}
+
+impl<S> Service<RequestPrimitive> for SendSecure<S>
+where
+    S: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = ResponsePrimitive;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<ResponsePrimitive, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Each call drives its own clone of the transport to readiness.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: RequestPrimitive) -> Self::Future {
+        let (inner, node, route) = (self.inner.clone(), self.node.clone(), self.route.clone());
+        Box::pin(async move {
+            let Some(peer) = route(&req) else {
+                return Ok(failed(Rsc::TARGET_NOT_REACHABLE, &req.rqi, "no SA peer for the target"));
+            };
+            let plaintext = req.to_json_vec().map_err(|e| -> BoxError { Box::new(e) })?;
+            for attempt in 0..2 {
+                let entry = match node.sa_with(&peer, inner.clone()).await {
+                    Ok(entry) => entry,
+                    Err(f) => return Ok(failed(f.rsc(), &req.rqi, &f.to_string())),
+                };
+                let mut wire = Vec::with_capacity(plaintext.len() * 4 / 3 + 256);
+                if let Err(e) = entry.seal(Encoding::Jwe, &plaintext, &mut wire) {
+                    return Ok(failed(e.rsc(), &req.rqi, &e.to_string()));
+                }
+                metrics::counter!("onem2m_sa_sealed_total").increment(1);
+                let outer = outer_notify(peer.as_str(), node.id().as_str(), &node.next_rqi("sec"), &wire);
+                let rsp = inner.clone().oneshot(outer).await?;
+                if rsp.rsc == Rsc::ESPRIM_UNKNOWN_KEY_ID && attempt == 0 {
+                    // The peer does not know the SA: it never processed the request.
+                    tracing::debug!(peer = %peer, "peer lost the SA; re-establishing once");
+                    node.forget_outbound(&entry);
+                    continue;
+                }
+                if rsp.rsc != Rsc::OK {
+                    return Ok(ResponsePrimitive { rqi: req.rqi.clone(), ..rsp });
+                }
+                let opened = rsp
+                    .pc
+                    .as_ref()
+                    .ok_or("no content")
+                    .and_then(|pc| epo_from_content(pc).map_err(|_| "no ESPrim object"));
+                let Ok(epo) = opened else {
+                    return Ok(failed(Rsc::ESPRIM_BAD_MAC, &req.rqi, "answer not secured"));
+                };
+                let mut scratch = Vec::new();
+                let plain =
+                    decode_jwe(epo.as_bytes(), &mut scratch).and_then(|s| entry.open(s).map(|(p, _)| p.to_vec()));
+                return match plain {
+                    Ok(plain) => {
+                        metrics::counter!("onem2m_sa_opened_total").increment(1);
+                        match ResponsePrimitive::from_json_slice(&plain) {
+                            Ok(answer) => Ok(answer),
+                            Err(_) => Ok(failed(Rsc::BAD_REQUEST, &req.rqi, "sealed answer is not a primitive")),
+                        }
+                    }
+                    Err(e) => Ok(failed(e.rsc(), &req.rqi, &e.to_string())),
+                };
+            }
+            Ok(failed(Rsc::ESPRIM_UNKNOWN_KEY_ID, &req.rqi, "the peer refused the re-established SA"))
+        })
+    }
+}

@@ -1,0 +1,295 @@
+//! Two nodes over in-memory transports with real tokio: establishment on demand, CRUD both ways,
+//! single flight, spoofing and plaintext policy, establishment failures, peer restart.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
+use onem2m_sa::credential::{Credentials, TrustAnchors};
+use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
+use onem2m_sa::manage::{Limits, ResponderEvent, Timing};
+use onem2m_sa::rng::SystemRng;
+use onem2m_sa::table::TableConfig;
+use onem2m_sa::testkit::{TestPki, initiator_config, responder_config};
+use onem2m_sa_tower::*;
+use tower::{Layer, ServiceExt, service_fn};
+
+type Svc = tower::util::BoxCloneSyncService<RequestPrimitive, ResponsePrimitive, BoxError>;
+
+/// A CSE stand-in that counts what reaches it and remembers the authenticated peers.
+#[derive(Clone, Default)]
+struct Cse {
+    seen: Arc<AtomicUsize>,
+    peers: Arc<Mutex<Vec<Option<Authenticated>>>>,
+    rqis: Arc<Mutex<Vec<String>>>,
+}
+
+impl Cse {
+    fn service(&self) -> tower::util::BoxCloneSyncService<InboundRequest, ResponsePrimitive, BoxError> {
+        let me = self.clone();
+        tower::util::BoxCloneSyncService::new(service_fn(move |req: InboundRequest| {
+            let me = me.clone();
+            async move {
+                me.seen.fetch_add(1, Ordering::SeqCst);
+                me.peers.lock().unwrap().push(req.peer.clone());
+                me.rqis.lock().unwrap().push(req.primitive.rqi.clone());
+                let rsc = match req.primitive.op {
+                    Operation::Create => Rsc::CREATED,
+                    Operation::Delete => Rsc::DELETED,
+                    Operation::Update => Rsc::UPDATED,
+                    _ => Rsc::OK,
+                };
+                let mut rsp = ResponsePrimitive::new(rsc, &req.primitive.rqi);
+                rsp.pc = Some(serde_json::json!({"m2m:dbg": format!("seen {}", req.primitive.to)}));
+                Ok::<_, BoxError>(rsp)
+            }
+        }))
+    }
+}
+
+struct World {
+    pki: TestPki,
+    anchors: Arc<TrustAnchors>,
+}
+
+fn world() -> World {
+    let pki = TestPki::new(&mut SystemRng, now_unix());
+    let anchors = pki.anchors.clone();
+    World { pki, anchors }
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn creds(w: &World, id: &str, originators: &[&str]) -> Arc<Credentials> {
+    w.pki.node(id, SignatureAlgorithm::Ed25519, originators, &mut SystemRng)
+}
+
+fn node(w: &World, creds: Arc<Credentials>, offer: &[Suite], supported: &[Suite]) -> Node {
+    Node::new(NodeConfig {
+        initiator: initiator_config(creds.clone(), w.anchors.clone(), offer),
+        responder: responder_config(creds, w.anchors.clone(), supported),
+        timing: Timing::default(),
+        limits: Limits::default(),
+        table: TableConfig::default(),
+        rb_timeout: Duration::from_secs(2),
+    })
+}
+
+/// The receiving side of `node` in front of `cse`, as a transport other nodes can call.
+fn ingress(node: &Node, cse: &Cse, policy: PlaintextPolicy) -> Svc {
+    Svc::new(ReceiveSecureLayer::new(node.clone(), policy).layer(cse.service()))
+}
+
+/// A transport that forwards to whatever service the slot holds (so a peer can be restarted).
+fn link(slot: Arc<Mutex<Svc>>) -> Svc {
+    Svc::new(service_fn(move |req: RequestPrimitive| {
+        let svc = slot.lock().unwrap().clone();
+        async move { svc.oneshot(req).await }
+    }))
+}
+
+fn sender(node: &Node, transport: Svc) -> Svc {
+    Svc::new(SendSecureLayer::new(node.clone(), route_by_cse_id(None)).layer(transport))
+}
+
+fn request(op: Operation, to: &str, fr: &str, rqi: &str) -> RequestPrimitive {
+    let mut r = RequestPrimitive::new(op, to, Some(fr.to_owned()), rqi);
+    r.rvi = Some("3".into());
+    if op == Operation::Create {
+        r.ty = Some(3);
+        r.pc = Some(serde_json::json!({"m2m:cnt": {"rn": "box"}}));
+    }
+    r
+}
+
+struct Pair {
+    a: Node,
+    b: Node,
+    cse_a: Cse,
+    cse_b: Cse,
+    a_to_b: Svc,
+    b_to_a: Svc,
+    slot_b: Arc<Mutex<Svc>>,
+}
+
+/// `/id-asn` (field node, AEs C*) and `/id-in` (infrastructure node), each with a CSE behind
+/// ReceiveSecure and a SendSecure towards the other.
+fn pair(w: &World) -> Pair {
+    let (ca, cb) = (creds(w, "/id-asn", &["/id-asn", "C*"]), creds(w, "/id-in", &["/id-in"]));
+    let a = node(w, ca, &Suite::ALL, &Suite::ALL);
+    let b = node(w, cb, &Suite::ALL, &Suite::ALL);
+    let (cse_a, cse_b) = (Cse::default(), Cse::default());
+    let slot_b = Arc::new(Mutex::new(ingress(&b, &cse_b, PlaintextPolicy::default())));
+    let slot_a = Arc::new(Mutex::new(ingress(&a, &cse_a, PlaintextPolicy::default())));
+    let a_to_b = sender(&a, link(slot_b.clone()));
+    let b_to_a = sender(&b, link(slot_a));
+    Pair { a, b, cse_a, cse_b, a_to_b, b_to_a, slot_b }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn establish_on_first_request_and_crud_both_ways() {
+    let w = world();
+    let p = pair(&w);
+    assert!(p.a.outbound().is_empty());
+    for (i, op) in
+        [Operation::Create, Operation::Retrieve, Operation::Update, Operation::Delete].into_iter().enumerate()
+    {
+        let rsp = p.a_to_b.clone().oneshot(request(op, "/id-in/cb/box", "CAE01", &format!("a{i}"))).await.unwrap();
+        let expected = [Rsc::CREATED, Rsc::OK, Rsc::UPDATED, Rsc::DELETED][i];
+        assert_eq!((rsp.rsc, rsp.rqi.as_str()), (expected, format!("a{i}").as_str()));
+        assert_eq!(rsp.pc.unwrap()["m2m:dbg"], "seen /id-in/cb/box");
+        // Requests from the other side use their own SA, in the other direction.
+        let rsp = p.b_to_a.clone().oneshot(request(op, "/id-asn/cb", "/id-in", &format!("b{i}"))).await.unwrap();
+        assert_eq!(rsp.rsc, expected);
+    }
+    assert_eq!(p.cse_b.seen.load(Ordering::SeqCst), 4);
+    assert_eq!(p.cse_a.seen.load(Ordering::SeqCst), 4);
+    assert_eq!(p.a.outbound().len(), 1);
+    assert_eq!(p.b.inbound().len(), 1);
+    assert_eq!(p.b.outbound().len(), 1);
+    let a_sa = p.a.outbound().by_peer(&"/id-in".parse().unwrap())[0].sa_id();
+    let b_sa = p.b.outbound().by_peer(&"/id-asn".parse().unwrap())[0].sa_id();
+    assert_ne!(a_sa, b_sa, "one SA per direction");
+    let peers = p.cse_b.peers.lock().unwrap().clone();
+    assert!(peers.iter().all(|x| x.as_ref().is_some_and(|a| a.peer.as_str() == "/id-asn" && a.sa_id == a_sa)));
+    assert!(p.b.take_responder_events().iter().any(|e| matches!(e, ResponderEvent::SaEstablishmentComplete(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_requests_share_one_establishment() {
+    let w = world();
+    let p = pair(&w);
+    let calls =
+        (0..50).map(|n| p.a_to_b.clone().oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", &format!("r{n}"))));
+    let results = futures_join_all(calls).await;
+    assert!(results.iter().all(|r| r.as_ref().unwrap().rsc == Rsc::OK));
+    assert_eq!(p.b.inbound().len(), 1, "one SA for fifty waiting requests");
+    let completes =
+        p.b.take_responder_events()
+            .into_iter()
+            .filter(|e| matches!(e, ResponderEvent::SaEstablishmentComplete(_)))
+            .count();
+    assert_eq!(completes, 1);
+    assert_eq!(p.cse_b.seen.load(Ordering::SeqCst), 50);
+}
+
+async fn futures_join_all<F: std::future::Future + Send + 'static>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = fs.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofed_originator_gets_4116_and_plaintext_from_a_cse_gets_4107() {
+    let w = world();
+    let p = pair(&w);
+    // Warm the SA up.
+    assert_eq!(
+        p.a_to_b.clone().oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", "ok")).await.unwrap().rsc,
+        Rsc::OK
+    );
+    let seen = p.cse_b.seen.load(Ordering::SeqCst);
+    // /id-asn's ticket allows C* and /id-asn, not another CSE's ID.
+    let rsp =
+        p.a_to_b.clone().oneshot(request(Operation::Retrieve, "/id-in/cb", "/id-mn-other", "spoof")).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::ESPRIM_IMPERSONATION_ERROR);
+    // Plaintext straight to the ingress from a CSE-ID.
+    let ingress_b = p.slot_b.lock().unwrap().clone();
+    let rsp = ingress_b.clone().oneshot(request(Operation::Retrieve, "/id-in/cb", "/id-asn", "plain")).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::SECURITY_ASSOCIATION_REQUIRED);
+    assert_eq!(p.cse_b.seen.load(Ordering::SeqCst), seen, "nothing failing a check reached the CSE");
+    // An AE in plaintext is let through by the default policy (the CSE's own access control
+    // applies), and arrives without an authenticated peer.
+    let rsp = ingress_b.oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE77", "ae")).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::OK);
+    assert_eq!(p.cse_b.peers.lock().unwrap().last().unwrap(), &None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn establishment_failures_reach_every_waiting_request_and_nothing_reaches_the_cse() {
+    let w = world();
+    // No suite in common.
+    let a = node(&w, creds(&w, "/id-asn", &["C*"]), &[Suite::MLKEM768_AES256GCM_SHA384], &Suite::ALL);
+    let b = node(&w, creds(&w, "/id-in", &["/id-in"]), &Suite::ALL, &[Suite::X25519_AES128GCM_SHA256]);
+    let cse_b = Cse::default();
+    let to_b = sender(&a, ingress(&b, &cse_b, PlaintextPolicy::default()));
+    let calls =
+        (0..10).map(|n| to_b.clone().oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", &format!("x{n}"))));
+    for r in futures_join_all(calls).await {
+        assert_eq!(r.unwrap().rsc, Rsc::SECURITY_ASSOCIATION_REQUIRED);
+    }
+    // Policy rejection by the Responder Agent.
+    let a = node(&w, creds(&w, "/id-asn", &["C*"]), &Suite::ALL, &Suite::ALL);
+    let b = node(&w, creds(&w, "/id-in", &["/id-in"]), &Suite::ALL, &Suite::ALL);
+    b.set_responder_agent(|req: &onem2m_sa::flows::InitiateSaReceivedRequest| {
+        onem2m_sa::flows::InitiateSaReceivedConfirm::reject(req.sa_id)
+    });
+    let to_b = sender(&a, ingress(&b, &cse_b, PlaintextPolicy::default()));
+    let rsp = to_b.oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", "y")).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::SECURITY_ASSOCIATION_REQUIRED);
+    // An expired ticket at the Responder.
+    let expired = w.pki.node_with(
+        "/id-in",
+        SignatureAlgorithm::Ed25519,
+        Default::default(),
+        now_unix() - 100,
+        now_unix() - 10,
+        &mut SystemRng,
+    );
+    let b = node(&w, expired, &Suite::ALL, &Suite::ALL);
+    let to_b = sender(&a, ingress(&b, &cse_b, PlaintextPolicy::default()));
+    let rsp = to_b.oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", "z")).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::ORIGINATOR_NOT_AUTHENTICATED);
+    // An unreachable peer.
+    let dead: Svc = Svc::new(service_fn(|_req: RequestPrimitive| async {
+        Err::<ResponsePrimitive, BoxError>("connection refused".into())
+    }));
+    let rsp = sender(&a, dead).oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", "d")).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::TARGET_NOT_REACHABLE);
+    assert_eq!(cse_b.seen.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_restart_recovers_transparently_without_executing_twice() {
+    let w = world();
+    let p = pair(&w);
+    for n in 0..5 {
+        assert_eq!(
+            p.a_to_b
+                .clone()
+                .oneshot(request(Operation::Create, "/id-in/cb", "CAE01", &format!("c{n}")))
+                .await
+                .unwrap()
+                .rsc,
+            Rsc::CREATED
+        );
+    }
+    // /id-in restarts: same identity, a fresh runtime with no SA.
+    let b2 = node(&w, creds(&w, "/id-in", &["/id-in"]), &Suite::ALL, &Suite::ALL);
+    *p.slot_b.lock().unwrap() = ingress(&b2, &p.cse_b, PlaintextPolicy::default());
+    for n in 5..10 {
+        assert_eq!(
+            p.a_to_b
+                .clone()
+                .oneshot(request(Operation::Create, "/id-in/cb", "CAE01", &format!("c{n}")))
+                .await
+                .unwrap()
+                .rsc,
+            Rsc::CREATED
+        );
+    }
+    let rqis = p.cse_b.rqis.lock().unwrap().clone();
+    let expected: Vec<String> = (0..10).map(|n| format!("c{n}")).collect();
+    assert_eq!(rqis, expected, "every request executed exactly once, in order");
+    assert_eq!(b2.inbound().len(), 1, "re-established with the restarted peer");
+    let _ = p.b;
+}
