@@ -6,18 +6,20 @@
 //! which concurrent requests to one peer wait for one establishment. Locks guard only the state
 //! machines and are never held across an await.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
-use onem2m_sa::Now;
 use onem2m_sa::credential::NodeId;
 use onem2m_sa::establish::{AcceptAll, InitiatorConfig, ResponderAgent, ResponderConfig};
-use onem2m_sa::flows::{InitiateSaRequest, RejectionCause};
+use onem2m_sa::flows::{
+    InitiateSaRequest, RejectionCause, UpdateOperation, UpdateResult, UpdateSaConfirm, UpdateSaRequest,
+};
 use onem2m_sa::manage::{Exchange, InitiatorEvent, InitiatorSam, Limits, ResponderEvent, ResponderSam, Timing};
 use onem2m_sa::rng::SystemRng;
 use onem2m_sa::table::{SaEntry, SaTable, TableConfig};
+use onem2m_sa::{Now, SaId};
 use tokio::sync::OnceCell;
 use tower::{Service, ServiceExt};
 
@@ -79,6 +81,7 @@ struct Shared {
     outbound: Arc<SaTable>,
     inbound: Arc<SaTable>,
     flights: Mutex<HashMap<NodeId, Arc<Flight>>>,
+    updating: Mutex<HashSet<SaId>>,
     events: Mutex<Vec<ResponderEvent>>,
     origin: tokio::time::Instant,
     rb_timeout: Duration,
@@ -121,6 +124,7 @@ impl Node {
                 outbound,
                 inbound,
                 flights: Mutex::new(HashMap::new()),
+                updating: Mutex::new(HashSet::new()),
                 events: Mutex::new(Vec::new()),
                 origin: tokio::time::Instant::now(),
                 rb_timeout: config.rb_timeout,
@@ -196,15 +200,93 @@ impl Node {
         self.shared.outbound.remove(entry.sa_id());
     }
 
-    async fn establish<T>(&self, peer: NodeId, mut transport: T) -> Result<Arc<SaEntry>, SaFailure>
+    async fn establish<T>(&self, peer: NodeId, transport: T) -> Result<Arc<SaEntry>, SaFailure>
     where
         T: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Send,
         T::Future: Send,
     {
+        let started = tokio::time::Instant::now();
         let request = InitiateSaRequest { initiator: self.shared.id.clone(), responder: peer.clone() };
         let first = lock(&self.shared.initiator).initiate(&request, self.now(), &mut SystemRng);
-        let mut exchange =
-            first.map_err(|c| SaFailure::Rejected(c.cause.unwrap_or(RejectionCause::ProtocolViolation)))?;
+        let outcome = match first {
+            Err(c) => Err(SaFailure::Rejected(c.cause.unwrap_or(RejectionCause::ProtocolViolation))),
+            Ok(exchange) => match self.drive(exchange, transport).await {
+                Some(InitiatorEvent::Established { confirm, .. }) => {
+                    let sa_id = confirm.security_association.expect("success carries the SA").sa_id;
+                    tracing::debug!(peer = %peer, sa = %sa_id, "SA established");
+                    self.shared.outbound.get(sa_id).ok_or(SaFailure::Unreachable)
+                }
+                Some(InitiatorEvent::EstablishFailed { confirm, .. }) => {
+                    tracing::debug!(peer = %peer, cause = ?confirm.cause, "SA establishment failed");
+                    Err(SaFailure::Rejected(confirm.cause.unwrap_or(RejectionCause::ProtocolViolation)))
+                }
+                _ => Err(SaFailure::Unreachable),
+            },
+        };
+        let label = match &outcome {
+            Ok(_) => "established",
+            Err(SaFailure::Unreachable) => "unreachable",
+            Err(SaFailure::Rejected(RejectionCause::NoParametersInCommon)) => "no_parameters_in_common",
+            Err(SaFailure::Rejected(RejectionCause::AdministrativeReasons)) => "administrative_reasons",
+            Err(SaFailure::Rejected(RejectionCause::AuthenticationFailed)) => "authentication_failed",
+            Err(SaFailure::Rejected(RejectionCause::Timeout)) => "timeout",
+            Err(SaFailure::Rejected(_)) => "rejected",
+        };
+        metrics::counter!("onem2m_sa_establishments_total", "outcome" => label).increment(1);
+        metrics::histogram!("onem2m_sa_establishment_seconds").record(started.elapsed().as_secs_f64());
+        metrics::gauge!("onem2m_sa_active", "direction" => "outbound").set(self.shared.outbound.len() as f64);
+        outcome
+    }
+
+    /// Update SA (table 36) of the outbound SA `sa_id`, over `transport`.
+    pub async fn update<T>(&self, sa_id: SaId, operation: UpdateOperation, transport: T) -> UpdateSaConfirm
+    where
+        T: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Send,
+        T::Future: Send,
+    {
+        let request = UpdateSaRequest { existing_sa_id: sa_id, operation };
+        let first = lock(&self.shared.initiator).update(&request, self.now(), &mut SystemRng);
+        let rejected =
+            UpdateSaConfirm { existing_sa_id: sa_id, new_sa_id: None, result: UpdateResult::Rejected, operation };
+        let confirm = match first {
+            Err(confirm) => confirm,
+            Ok(exchange) => match self.drive(exchange, transport).await {
+                Some(InitiatorEvent::Updated { confirm, reason }) => {
+                    tracing::debug!(sa = %sa_id, result = ?confirm.result, ?reason, "Update SA");
+                    confirm
+                }
+                _ => rejected,
+            },
+        };
+        let outcome = if confirm.result == UpdateResult::Accepted { "accepted" } else { "rejected" };
+        metrics::counter!("onem2m_sa_updates_total", "outcome" => outcome).increment(1);
+        confirm
+    }
+
+    /// Starts Update SA (keys) in the background for an SA whose key passed a soft usage limit
+    /// (the Initiator Agent's decision); at most one at a time per SA.
+    pub(crate) fn update_if_due<T>(&self, entry: &SaEntry, transport: T)
+    where
+        T: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Send + 'static,
+        T::Future: Send,
+    {
+        let sa_id = entry.sa_id();
+        if !entry.update_requested() || !lock(&self.shared.updating).insert(sa_id) {
+            return;
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            node.update(sa_id, UpdateOperation::Keys, transport).await;
+            lock(&node.shared.updating).remove(&sa_id);
+        });
+    }
+
+    /// Runs one Initiator exchange to its final event, resending on transport failures.
+    async fn drive<T>(&self, mut exchange: Exchange, mut transport: T) -> Option<InitiatorEvent>
+    where
+        T: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Send,
+        T::Future: Send,
+    {
         let mut stale = 0;
         loop {
             let reply = self.exchange(&mut transport, &exchange).await;
@@ -217,21 +299,13 @@ impl Node {
             };
             match events.into_iter().next() {
                 Some(InitiatorEvent::Transmit(next)) => exchange = next,
-                Some(InitiatorEvent::Established { confirm, .. }) => {
-                    let sa_id = confirm.security_association.expect("success carries the SA").sa_id;
-                    tracing::debug!(peer = %peer, sa = %sa_id, "SA established");
-                    return self.shared.outbound.get(sa_id).ok_or(SaFailure::Unreachable);
-                }
-                Some(InitiatorEvent::EstablishFailed { confirm, .. }) => {
-                    tracing::debug!(peer = %peer, cause = ?confirm.cause, "SA establishment failed");
-                    return Err(SaFailure::Rejected(confirm.cause.unwrap_or(RejectionCause::ProtocolViolation)));
-                }
+                Some(done) => return Some(done),
                 // A stale or unusable answer: the exchange is still pending; resend it, within
                 // the same budget as timeouts.
-                _ if reply.is_some() && stale + 1 < self.shared.max_attempts => stale += 1,
-                _ => {
+                None if reply.is_some() && stale + 1 < self.shared.max_attempts => stale += 1,
+                None => {
                     lock(&self.shared.initiator).abandon(exchange.id);
-                    return Err(SaFailure::Unreachable);
+                    return None;
                 }
             }
         }

@@ -115,8 +115,10 @@ where
                     Err(f) => return Ok(failed(f.rsc(), &req.rqi, &f.to_string())),
                 };
                 let mut wire = Vec::with_capacity(plaintext.len() * 4 / 3 + 256);
-                if let Err(e) = entry.seal(Encoding::Jwe, &plaintext, &mut wire) {
-                    return Ok(failed(e.rsc(), &req.rqi, &e.to_string()));
+                match entry.seal(Encoding::Jwe, &plaintext, &mut wire) {
+                    Ok(info) if info.update_due => node.update_if_due(&entry, inner.clone()),
+                    Ok(_) => {}
+                    Err(e) => return Ok(failed(e.rsc(), &req.rqi, &e.to_string())),
                 }
                 metrics::counter!("onem2m_sa_sealed_total").increment(1);
                 let outer = outer_notify(peer.as_str(), node.id().as_str(), &node.next_rqi("sec"), &wire);
