@@ -16,7 +16,7 @@ pub mod rb;
 mod receive;
 mod send;
 
-pub use node::{Node, NodeConfig, SaFailure};
+pub use node::{Node, NodeConfig, SaEndpoint, SaFailure};
 pub use receive::{Authenticated, InboundRequest, PlaintextPolicy, ReceiveSecure, ReceiveSecureLayer};
 pub use send::{Route, SendSecure, SendSecureLayer, route_by_cse_id};
 

@@ -22,6 +22,7 @@ use onem2m_sa::table::{SaEntry, SaTable, TableConfig};
 use onem2m_sa::{Now, SaId};
 use tokio::sync::OnceCell;
 use tower::{Service, ServiceExt};
+use tracing::Instrument;
 
 use crate::{BoxError, rb};
 
@@ -82,7 +83,7 @@ struct Shared {
     inbound: Arc<SaTable>,
     flights: Mutex<HashMap<NodeId, Arc<Flight>>>,
     updating: Mutex<HashSet<SaId>>,
-    events: Mutex<Vec<ResponderEvent>>,
+    events: tokio::sync::broadcast::Sender<ResponderEvent>,
     origin: tokio::time::Instant,
     rb_timeout: Duration,
     max_attempts: u32,
@@ -125,7 +126,7 @@ impl Node {
                 inbound,
                 flights: Mutex::new(HashMap::new()),
                 updating: Mutex::new(HashSet::new()),
-                events: Mutex::new(Vec::new()),
+                events: tokio::sync::broadcast::channel(1024).0,
                 origin: tokio::time::Instant::now(),
                 rb_timeout: config.rb_timeout,
                 max_attempts: config.timing.max_attempts.max(1),
@@ -154,10 +155,18 @@ impl Node {
         &self.shared.inbound
     }
 
-    /// Takes the Responder Agent's notifications (SA Establishment Complete, SA Updated, SA
-    /// Removed) reported so far.
-    pub fn take_responder_events(&self) -> Vec<ResponderEvent> {
-        std::mem::take(&mut *lock(&self.shared.events))
+    /// The Responder Agent's notifications (Initiate SA Received, SA Establishment Complete,
+    /// SA Updated, SA Removed) from now on. A receiver that falls more than 1024 events behind
+    /// loses the oldest (and is told so by `recv`).
+    pub fn responder_events(&self) -> tokio::sync::broadcast::Receiver<ResponderEvent> {
+        self.shared.events.subscribe()
+    }
+
+    fn publish(&self, events: Vec<ResponderEvent>) {
+        for e in events {
+            // No subscriber is not an error: nobody asked to be told.
+            let _ = self.shared.events.send(e);
+        }
     }
 
     pub(crate) fn now(&self) -> Now {
@@ -210,7 +219,11 @@ impl Node {
         let first = lock(&self.shared.initiator).initiate(&request, self.now(), &mut SystemRng);
         let outcome = match first {
             Err(c) => Err(SaFailure::Rejected(c.cause.unwrap_or(RejectionCause::ProtocolViolation))),
-            Ok(exchange) => match self.drive(exchange, transport).await {
+            Ok(exchange) => match self
+                .drive(exchange, transport)
+                .instrument(tracing::debug_span!("sa.establish", peer = %peer))
+                .await
+            {
                 Some(InitiatorEvent::Established { confirm, .. }) => {
                     let sa_id = confirm.security_association.expect("success carries the SA").sa_id;
                     tracing::debug!(peer = %peer, sa = %sa_id, "SA established");
@@ -348,7 +361,9 @@ impl Node {
             let mut agent = lock(&self.shared.agent);
             lock(&self.shared.responder).handle(&bytes, self.now(), &mut SystemRng, agent.as_mut())
         };
-        lock(&self.shared.events).extend(out.events);
+        self.publish(out.events);
+        metrics::gauge!("onem2m_sa_half_open").set(lock(&self.shared.responder).half_open() as f64);
+        metrics::gauge!("onem2m_sa_active", "direction" => "inbound").set(self.shared.inbound.len() as f64);
         match out.reply {
             Some(reply) => rb::response(&req.rqi, &reply),
             None => {
@@ -365,8 +380,40 @@ impl Node {
         // Exchanges in flight are retransmitted by their own drivers (`exchange`).
         lock(&self.shared.initiator).expire(now);
         let events = lock(&self.shared.responder).handle_timeout(now);
-        lock(&self.shared.events).extend(events);
+        self.publish(events);
         self.shared.outbound.sweep(now);
         self.shared.inbound.sweep(now);
+    }
+}
+
+/// The rb endpoint as a service of its own: answers establishment, update and removal flows
+/// (for adapters that route SA messages separately from the protected traffic).
+#[derive(Debug, Clone)]
+pub struct SaEndpoint {
+    node: Node,
+}
+
+impl SaEndpoint {
+    /// The endpoint of `node`.
+    pub fn new(node: Node) -> Self {
+        Self { node }
+    }
+}
+
+impl Service<RequestPrimitive> for SaEndpoint {
+    type Response = ResponsePrimitive;
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<ResponsePrimitive, BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: RequestPrimitive) -> Self::Future {
+        std::future::ready(Ok(if rb::is_sa_message(&req) {
+            self.node.handle_sa_message(&req)
+        } else {
+            ResponsePrimitive::error(Rsc::BAD_REQUEST, &req.rqi, "not an SA message")
+        }))
     }
 }

@@ -123,52 +123,56 @@ where
 
     fn call(&mut self, req: RequestPrimitive) -> Self::Future {
         let (inner, node, policy) = (self.inner.clone(), self.node.clone(), self.policy.clone());
-        Box::pin(async move {
-            if rb::is_sa_message(&req) {
-                return Ok(node.handle_sa_message(&req));
-            }
-            let Some(epo) = req.pc.as_ref().filter(|pc| pc.get("m2m:seci").is_some()) else {
-                if !policy.admits(req.fr.as_deref()) {
-                    return Ok(refuse(
-                        Rsc::SECURITY_ASSOCIATION_REQUIRED,
-                        &req.rqi,
-                        "a security association is required",
-                        "plaintext",
-                    ));
+        let span = tracing::debug_span!("sa.receive", rqi = %req.rqi);
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                if rb::is_sa_message(&req) {
+                    return Ok(node.handle_sa_message(&req));
                 }
-                return inner.oneshot(InboundRequest { primitive: req, peer: None }).await;
-            };
-            let epo = match epo_from_content(epo) {
-                Ok(e) => e.as_bytes().to_vec(),
-                Err(e) => return Ok(refuse(e.rsc(), &req.rqi, &e.to_string(), e.label())),
-            };
-            let mut scratch = Vec::new();
-            let opened = decode_jwe(&epo, &mut scratch).and_then(|sealed| {
-                let entry = node.inbound().get(sealed.header.sa_id).ok_or(SecureError::UnknownSa)?;
-                let (plain, epoch) = entry.open(sealed)?;
-                let inner_req =
-                    RequestPrimitive::from_json_slice(plain).map_err(|_| SecureError::Malformed("inner primitive"))?;
-                // Identity binding: the originator must lie inside the peer's context.
-                entry.authorize(inner_req.fr.as_deref().unwrap_or_default())?;
-                Ok((inner_req, entry, epoch))
-            });
-            let (inner_req, entry, epoch) = match opened {
-                Ok(v) => v,
-                Err(e) => return Ok(refuse(e.rsc(), &req.rqi, &e.to_string(), e.label())),
-            };
-            metrics::counter!("onem2m_sa_opened_total").increment(1);
-            let peer = Authenticated { peer: entry.peer().clone(), sa_id: entry.sa_id() };
-            let answer = inner.oneshot(InboundRequest { primitive: inner_req, peer: Some(peer) }).await?;
-            let plain = answer.to_json_vec().map_err(|e| -> BoxError { Box::new(e) })?;
-            let mut wire = Vec::with_capacity(plain.len() * 4 / 3 + 256);
-            if let Err(e) = entry.seal_with(&epoch, Encoding::Jwe, &plain, &mut wire) {
-                return Ok(refuse(e.rsc(), &req.rqi, &e.to_string(), e.label()));
-            }
-            metrics::counter!("onem2m_sa_sealed_total").increment(1);
-            let mut outer = ResponsePrimitive::new(Rsc::OK, &req.rqi);
-            outer.rvi = Some("3".to_owned());
-            outer.pc = Some(to_notify_content(&wire));
-            Ok(outer)
-        })
+                let Some(epo) = req.pc.as_ref().filter(|pc| pc.get("m2m:seci").is_some()) else {
+                    if !policy.admits(req.fr.as_deref()) {
+                        return Ok(refuse(
+                            Rsc::SECURITY_ASSOCIATION_REQUIRED,
+                            &req.rqi,
+                            "a security association is required",
+                            "plaintext",
+                        ));
+                    }
+                    return inner.oneshot(InboundRequest { primitive: req, peer: None }).await;
+                };
+                let epo = match epo_from_content(epo) {
+                    Ok(e) => e.as_bytes().to_vec(),
+                    Err(e) => return Ok(refuse(e.rsc(), &req.rqi, &e.to_string(), e.label())),
+                };
+                let mut scratch = Vec::new();
+                let opened = decode_jwe(&epo, &mut scratch).and_then(|sealed| {
+                    let entry = node.inbound().get(sealed.header.sa_id).ok_or(SecureError::UnknownSa)?;
+                    let (plain, epoch) = entry.open(sealed)?;
+                    let inner_req = RequestPrimitive::from_json_slice(plain)
+                        .map_err(|_| SecureError::Malformed("inner primitive"))?;
+                    // Identity binding: the originator must lie inside the peer's context.
+                    entry.authorize(inner_req.fr.as_deref().unwrap_or_default())?;
+                    Ok((inner_req, entry, epoch))
+                });
+                let (inner_req, entry, epoch) = match opened {
+                    Ok(v) => v,
+                    Err(e) => return Ok(refuse(e.rsc(), &req.rqi, &e.to_string(), e.label())),
+                };
+                metrics::counter!("onem2m_sa_opened_total").increment(1);
+                let peer = Authenticated { peer: entry.peer().clone(), sa_id: entry.sa_id() };
+                let answer = inner.oneshot(InboundRequest { primitive: inner_req, peer: Some(peer) }).await?;
+                let plain = answer.to_json_vec().map_err(|e| -> BoxError { Box::new(e) })?;
+                let mut wire = Vec::with_capacity(plain.len() * 4 / 3 + 256);
+                if let Err(e) = entry.seal_with(&epoch, Encoding::Jwe, &plain, &mut wire) {
+                    return Ok(refuse(e.rsc(), &req.rqi, &e.to_string(), e.label()));
+                }
+                metrics::counter!("onem2m_sa_sealed_total").increment(1);
+                let mut outer = ResponsePrimitive::new(Rsc::OK, &req.rqi);
+                outer.rvi = Some("3".to_owned());
+                outer.pc = Some(to_notify_content(&wire));
+                Ok(outer)
+            },
+            span,
+        ))
     }
 }

@@ -104,57 +104,61 @@ where
 
     fn call(&mut self, req: RequestPrimitive) -> Self::Future {
         let (inner, node, route) = (self.inner.clone(), self.node.clone(), self.route.clone());
-        Box::pin(async move {
-            let Some(peer) = route(&req) else {
-                return Ok(failed(Rsc::TARGET_NOT_REACHABLE, &req.rqi, "no SA peer for the target"));
-            };
-            let plaintext = req.to_json_vec().map_err(|e| -> BoxError { Box::new(e) })?;
-            for attempt in 0..2 {
-                let entry = match node.sa_with(&peer, inner.clone()).await {
-                    Ok(entry) => entry,
-                    Err(f) => return Ok(failed(f.rsc(), &req.rqi, &f.to_string())),
+        let span = tracing::debug_span!("sa.send", op = ?req.op, rqi = %req.rqi);
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let Some(peer) = route(&req) else {
+                    return Ok(failed(Rsc::TARGET_NOT_REACHABLE, &req.rqi, "no SA peer for the target"));
                 };
-                let mut wire = Vec::with_capacity(plaintext.len() * 4 / 3 + 256);
-                match entry.seal(Encoding::Jwe, &plaintext, &mut wire) {
-                    Ok(info) if info.update_due => node.update_if_due(&entry, inner.clone()),
-                    Ok(_) => {}
-                    Err(e) => return Ok(failed(e.rsc(), &req.rqi, &e.to_string())),
-                }
-                metrics::counter!("onem2m_sa_sealed_total").increment(1);
-                let outer = outer_notify(peer.as_str(), node.id().as_str(), &node.next_rqi("sec"), &wire);
-                let rsp = inner.clone().oneshot(outer).await?;
-                if rsp.rsc == Rsc::ESPRIM_UNKNOWN_KEY_ID && attempt == 0 {
-                    // The peer does not know the SA: it never processed the request.
-                    tracing::debug!(peer = %peer, "peer lost the SA; re-establishing once");
-                    node.forget_outbound(&entry);
-                    continue;
-                }
-                if rsp.rsc != Rsc::OK {
-                    return Ok(ResponsePrimitive { rqi: req.rqi.clone(), ..rsp });
-                }
-                let opened = rsp
-                    .pc
-                    .as_ref()
-                    .ok_or("no content")
-                    .and_then(|pc| epo_from_content(pc).map_err(|_| "no ESPrim object"));
-                let Ok(epo) = opened else {
-                    return Ok(failed(Rsc::ESPRIM_BAD_MAC, &req.rqi, "answer not secured"));
-                };
-                let mut scratch = Vec::new();
-                let plain =
-                    decode_jwe(epo.as_bytes(), &mut scratch).and_then(|s| entry.open(s).map(|(p, _)| p.to_vec()));
-                return match plain {
-                    Ok(plain) => {
-                        metrics::counter!("onem2m_sa_opened_total").increment(1);
-                        match ResponsePrimitive::from_json_slice(&plain) {
-                            Ok(answer) => Ok(answer),
-                            Err(_) => Ok(failed(Rsc::BAD_REQUEST, &req.rqi, "sealed answer is not a primitive")),
-                        }
+                let plaintext = req.to_json_vec().map_err(|e| -> BoxError { Box::new(e) })?;
+                for attempt in 0..2 {
+                    let entry = match node.sa_with(&peer, inner.clone()).await {
+                        Ok(entry) => entry,
+                        Err(f) => return Ok(failed(f.rsc(), &req.rqi, &f.to_string())),
+                    };
+                    let mut wire = Vec::with_capacity(plaintext.len() * 4 / 3 + 256);
+                    match entry.seal(Encoding::Jwe, &plaintext, &mut wire) {
+                        Ok(info) if info.update_due => node.update_if_due(&entry, inner.clone()),
+                        Ok(_) => {}
+                        Err(e) => return Ok(failed(e.rsc(), &req.rqi, &e.to_string())),
                     }
-                    Err(e) => Ok(failed(e.rsc(), &req.rqi, &e.to_string())),
-                };
-            }
-            Ok(failed(Rsc::ESPRIM_UNKNOWN_KEY_ID, &req.rqi, "the peer refused the re-established SA"))
-        })
+                    metrics::counter!("onem2m_sa_sealed_total").increment(1);
+                    let outer = outer_notify(peer.as_str(), node.id().as_str(), &node.next_rqi("sec"), &wire);
+                    let rsp = inner.clone().oneshot(outer).await?;
+                    if rsp.rsc == Rsc::ESPRIM_UNKNOWN_KEY_ID && attempt == 0 {
+                        // The peer does not know the SA: it never processed the request.
+                        tracing::debug!(peer = %peer, "peer lost the SA; re-establishing once");
+                        node.forget_outbound(&entry);
+                        continue;
+                    }
+                    if rsp.rsc != Rsc::OK {
+                        return Ok(ResponsePrimitive { rqi: req.rqi.clone(), ..rsp });
+                    }
+                    let opened = rsp
+                        .pc
+                        .as_ref()
+                        .ok_or("no content")
+                        .and_then(|pc| epo_from_content(pc).map_err(|_| "no ESPrim object"));
+                    let Ok(epo) = opened else {
+                        return Ok(failed(Rsc::ESPRIM_BAD_MAC, &req.rqi, "answer not secured"));
+                    };
+                    let mut scratch = Vec::new();
+                    let plain =
+                        decode_jwe(epo.as_bytes(), &mut scratch).and_then(|s| entry.open(s).map(|(p, _)| p.to_vec()));
+                    return match plain {
+                        Ok(plain) => {
+                            metrics::counter!("onem2m_sa_opened_total").increment(1);
+                            match ResponsePrimitive::from_json_slice(&plain) {
+                                Ok(answer) => Ok(answer),
+                                Err(_) => Ok(failed(Rsc::BAD_REQUEST, &req.rqi, "sealed answer is not a primitive")),
+                            }
+                        }
+                        Err(e) => Ok(failed(e.rsc(), &req.rqi, &e.to_string())),
+                    };
+                }
+                Ok(failed(Rsc::ESPRIM_UNKNOWN_KEY_ID, &req.rqi, "the peer refused the re-established SA"))
+            },
+            span,
+        ))
     }
 }

@@ -161,23 +161,23 @@ async fn establish_on_first_request_and_crud_both_ways() {
     assert_ne!(a_sa, b_sa, "one SA per direction");
     let peers = p.cse_b.peers.lock().unwrap().clone();
     assert!(peers.iter().all(|x| x.as_ref().is_some_and(|a| a.peer.as_str() == "/id-asn" && a.sa_id == a_sa)));
-    assert!(p.b.take_responder_events().iter().any(|e| matches!(e, ResponderEvent::SaEstablishmentComplete(_))));
+    let _ = p.b;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_requests_share_one_establishment() {
     let w = world();
     let p = pair(&w);
+    let mut events = p.b.responder_events();
     let calls =
         (0..50).map(|n| p.a_to_b.clone().oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", &format!("r{n}"))));
     let results = futures_join_all(calls).await;
     assert!(results.iter().all(|r| r.as_ref().unwrap().rsc == Rsc::OK));
     assert_eq!(p.b.inbound().len(), 1, "one SA for fifty waiting requests");
-    let completes =
-        p.b.take_responder_events()
-            .into_iter()
-            .filter(|e| matches!(e, ResponderEvent::SaEstablishmentComplete(_)))
-            .count();
+    let mut completes = 0;
+    while let Ok(e) = events.try_recv() {
+        completes += usize::from(matches!(e, ResponderEvent::SaEstablishmentComplete(_)));
+    }
     assert_eq!(completes, 1);
     assert_eq!(p.cse_b.seen.load(Ordering::SeqCst), 50);
 }
@@ -440,4 +440,38 @@ fn metrics_after_a_known_workload() {
         labels.iter().all(|l| !l.contains("CAE") && !l.contains("/id-")),
         "no originators or identifiers in labels: {labels:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_peer_times_out_with_every_waiting_request_answered() {
+    let w = world();
+    let a = node(&w, creds(&w, "/id-asn", &["C*"]), &Suite::ALL, &Suite::ALL);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    // A peer that takes every message and never answers; the paused clock jumps each timeout.
+    let silent = Svc::new(service_fn(move |_req: RequestPrimitive| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        std::future::pending::<Result<ResponsePrimitive, BoxError>>()
+    }));
+    let to_peer = sender(&a, silent);
+    let calls =
+        (0..5).map(|n| to_peer.clone().oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", &format!("t{n}"))));
+    for r in futures_join_all(calls).await {
+        assert_eq!(r.unwrap().rsc, Rsc::TARGET_NOT_REACHABLE);
+    }
+    // One establishment for the five requests: SaInit sent max_attempts times, nothing more.
+    assert_eq!(sent.load(Ordering::SeqCst), Timing::default().max_attempts as usize);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_answers_sa_flows_only() {
+    let w = world();
+    let b = node(&w, creds(&w, "/id-in", &["/id-in"]), &Suite::ALL, &Suite::ALL);
+    let endpoint = SaEndpoint::new(b.clone());
+    let rsp = endpoint.clone().oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", "n")).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::BAD_REQUEST);
+    // A client whose rb transport is the endpoint alone establishes an SA with it.
+    let a = node(&w, creds(&w, "/id-asn", &["C*"]), &Suite::ALL, &Suite::ALL);
+    let entry = a.sa_with(&"/id-in".parse().unwrap(), Svc::new(endpoint)).await.unwrap();
+    assert!(b.inbound().get(entry.sa_id()).is_some());
 }
