@@ -429,6 +429,17 @@ impl InitiatorSam {
         Ok(self.start(peer, Step::Removal { sa_id }, bytes, now))
     }
 
+    /// Forgets an SA the Responder no longer knows (it answered "unknown SA"): the record is
+    /// dropped and its keys zeroized, without a message to the peer and without touching the
+    /// attached table (the caller decides what the data path does with in-flight traffic).
+    pub fn forget(&mut self, sa_id: SaId, now: Now) -> bool {
+        let known = self.sas.remove(&sa_id).is_some();
+        if known {
+            self.tombstones.insert(sa_id, now.mono_ms + self.timing.tombstone_ms);
+        }
+        known
+    }
+
     /// Processes the Responder's answer to exchange `id`.
     pub fn handle_response(
         &mut self,

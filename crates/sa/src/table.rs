@@ -270,8 +270,30 @@ impl SaTable {
 
     /// Removes an SA: every message under it is refused from now on and its keys are dropped.
     pub fn remove(&self, sa_id: SaId) -> bool {
-        let Some(entry) = self.get(sa_id) else { return false };
-        entry.wipe();
+        match self.get(sa_id) {
+            Some(entry) => {
+                entry.wipe();
+                self.unmap_entry(&entry, sa_id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes an SA out of the table without wiping it: new lookups miss it, while holders of
+    /// the entry (answers still in flight) keep using its keys until they drop it.
+    pub fn unmap(&self, sa_id: SaId) -> bool {
+        match self.get(sa_id) {
+            Some(entry) => {
+                self.unmap_entry(&entry, sa_id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn unmap_entry(&self, entry: &Arc<SaEntry>, sa_id: SaId) {
+        let entry = entry.clone();
         let current = entry.sa_id();
         let mut control = self.control();
         // The SA is mapped under its current identifier and, during a grace period, under old
@@ -293,7 +315,6 @@ impl SaTable {
             }
         }
         control.previous_until.remove(&current);
-        true
     }
 
     /// The SAs with a peer.

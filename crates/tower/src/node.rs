@@ -204,9 +204,12 @@ impl Node {
         self.shared.outbound.by_peer(peer).into_iter().find(|e| e.is_active())
     }
 
-    /// Forgets the outbound SA (the peer no longer knows it), so the next request establishes anew.
+    /// Forgets the outbound SA (the peer no longer knows it), so the next request establishes
+    /// anew. Answers already in flight under it still open: the entry lives while they hold it.
     pub fn forget_outbound(&self, entry: &SaEntry) {
-        self.shared.outbound.remove(entry.sa_id());
+        let sa_id = entry.sa_id();
+        lock(&self.shared.initiator).forget(sa_id, self.now());
+        self.shared.outbound.unmap(sa_id);
     }
 
     async fn establish<T>(&self, peer: NodeId, transport: T) -> Result<Arc<SaEntry>, SaFailure>

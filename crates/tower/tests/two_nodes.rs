@@ -265,39 +265,42 @@ async fn establishment_failures_reach_every_waiting_request_and_nothing_reaches_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peer_restart_recovers_transparently_without_executing_twice() {
+async fn peer_restart_mid_traffic_recovers_transparently_without_executing_twice() {
     let w = world();
-    let p = pair(&w);
-    for n in 0..5 {
-        assert_eq!(
-            p.a_to_b
-                .clone()
-                .oneshot(request(Operation::Create, "/id-in/cb", "CAE01", &format!("c{n}")))
-                .await
-                .unwrap()
-                .rsc,
-            Rsc::CREATED
-        );
+    let (ca, cb) = (creds(&w, "/id-asn", &["C*"]), creds(&w, "/id-in", &["/id-in"]));
+    let a = node(&w, ca, &Suite::ALL, &Suite::ALL);
+    let b = node(&w, cb.clone(), &Suite::ALL, &Suite::ALL);
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let cse = Cse { gate: Some(gate.clone()), ..Cse::default() };
+    let slot = Arc::new(Mutex::new(ingress(&b, &cse, PlaintextPolicy::default())));
+    let to_b = sender(&a, link(slot.clone()));
+    let spawn = |range: std::ops::Range<usize>| -> Vec<_> {
+        range
+            .map(|n| {
+                tokio::spawn(to_b.clone().oneshot(request(Operation::Create, "/id-in/cb", "CAE01", &format!("c{n}"))))
+            })
+            .collect()
+    };
+    // 100 requests are inside the old runtime of /id-in when it restarts...
+    let mut calls = spawn(0..100);
+    while cse.seen.load(Ordering::SeqCst) < 100 {
+        tokio::task::yield_now().await;
     }
-    // /id-in restarts: same identity, a fresh runtime with no SA.
-    let b2 = node(&w, creds(&w, "/id-in", &["/id-in"]), &Suite::ALL, &Suite::ALL);
-    *p.slot_b.lock().unwrap() = ingress(&b2, &p.cse_b, PlaintextPolicy::default());
-    for n in 5..10 {
-        assert_eq!(
-            p.a_to_b
-                .clone()
-                .oneshot(request(Operation::Create, "/id-in/cb", "CAE01", &format!("c{n}")))
-                .await
-                .unwrap()
-                .rsc,
-            Rsc::CREATED
-        );
+    let b2 = node(&w, cb, &Suite::ALL, &Suite::ALL);
+    *slot.lock().unwrap() = ingress(&b2, &cse, PlaintextPolicy::default());
+    // ...100 more meet the restarted one, which does not know the SA.
+    calls.extend(spawn(100..200));
+    while cse.seen.load(Ordering::SeqCst) < 200 {
+        tokio::task::yield_now().await;
     }
-    let rqis = p.cse_b.rqis.lock().unwrap().clone();
-    let expected: Vec<String> = (0..10).map(|n| format!("c{n}")).collect();
-    assert_eq!(rqis, expected, "every request executed exactly once, in order");
-    assert_eq!(b2.inbound().len(), 1, "re-established with the restarted peer");
-    let _ = p.b;
+    gate.add_permits(200);
+    for c in calls {
+        assert_eq!(c.await.unwrap().unwrap().rsc, Rsc::CREATED);
+    }
+    let rqis = cse.rqis.lock().unwrap().clone();
+    let unique: std::collections::HashSet<_> = rqis.iter().collect();
+    assert_eq!((rqis.len(), unique.len()), (200, 200), "every request executed exactly once");
+    assert_eq!(b2.inbound().len(), 1, "one re-establishment for all the requests that needed it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
