@@ -17,6 +17,8 @@ mod receive;
 mod send;
 
 pub use node::{Node, NodeConfig, SaEndpoint, SaFailure};
+/// Response future of [`ReceiveSecure`].
+pub use receive::ResponseFuture as ReceiveFuture;
 pub use receive::{Authenticated, InboundRequest, PlaintextPolicy, ReceiveSecure, ReceiveSecureLayer};
 pub use send::{Route, SendSecure, SendSecureLayer, route_by_cse_id};
 

@@ -9,13 +9,16 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa::SaId;
 use onem2m_sa::credential::{NodeId, OriginatorPattern};
-use onem2m_sa::secure::{Encoding, SecureError, decode_jwe, epo_from_content, to_notify_content};
-use tower::{Layer, Service, ServiceExt};
+use onem2m_sa::secure::{Encoding, EpochRef, SecureError, decode_jwe, epo_from_content, to_notify_content};
+use onem2m_sa::table::SaEntry;
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
 
 use crate::{BoxError, Node, rb};
 
@@ -108,71 +111,115 @@ fn refuse(rsc: Rsc, rqi: &str, why: &str, reason: &'static str) -> ResponsePrimi
     ResponsePrimitive::error(rsc, rqi, why)
 }
 
+/// What the answer must go through before it leaves: sealed under the request's SA and epoch.
+struct Sealing {
+    entry: Arc<SaEntry>,
+    epoch: EpochRef,
+    rqi: String,
+}
+
+impl Sealing {
+    fn seal(self, answer: ResponsePrimitive) -> Result<ResponsePrimitive, BoxError> {
+        let plain = answer.to_json_vec().map_err(|e| -> BoxError { Box::new(e) })?;
+        let mut wire = Vec::with_capacity(plain.len() * 4 / 3 + 256);
+        if let Err(e) = self.entry.seal_with(&self.epoch, Encoding::Jwe, &plain, &mut wire) {
+            return Ok(refuse(e.rsc(), &self.rqi, &e.to_string(), e.label()));
+        }
+        metrics::counter!("onem2m_sa_sealed_total").increment(1);
+        let mut outer = ResponsePrimitive::new(Rsc::OK, &self.rqi);
+        outer.rvi = Some("3".to_owned());
+        outer.pc = Some(to_notify_content(&wire));
+        Ok(outer)
+    }
+}
+
+pin_project! {
+    /// Response future of [`ReceiveSecure`]: an answer given without the protected service
+    /// (SA flows, refusals) needs no allocation; otherwise the service's answer, sealed.
+    #[project = Proj]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Ready { response: Option<ResponsePrimitive> },
+        Inner { #[pin] future: F, sealing: Option<Sealing> },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    fn ready(response: ResponsePrimitive) -> Self {
+        Self { state: State::Ready { response: Some(response) } }
+    }
+}
+
+impl<F> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<ResponsePrimitive, BoxError>>,
+{
+    type Output = Result<ResponsePrimitive, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Ready { response } => Poll::Ready(Ok(response.take().expect("polled after completion"))),
+            StateProj::Inner { future, sealing } => {
+                let answer = std::task::ready!(future.poll(cx))?;
+                Poll::Ready(match sealing.take() {
+                    Some(s) => s.seal(answer),
+                    None => Ok(answer),
+                })
+            }
+        }
+    }
+}
+
 impl<S> Service<RequestPrimitive> for ReceiveSecure<S>
 where
-    S: Service<InboundRequest, Response = ResponsePrimitive, Error = BoxError> + Clone + Send + 'static,
-    S::Future: Send,
+    S: Service<InboundRequest, Response = ResponsePrimitive, Error = BoxError>,
 {
     type Response = ResponsePrimitive;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<ResponsePrimitive, BoxError>> + Send>>;
+    type Future = ResponseFuture<S::Future>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: RequestPrimitive) -> Self::Future {
-        let (inner, node, policy) = (self.inner.clone(), self.node.clone(), self.policy.clone());
-        let span = tracing::debug_span!("sa.receive", rqi = %req.rqi);
-        Box::pin(tracing::Instrument::instrument(
-            async move {
-                if rb::is_sa_message(&req) {
-                    return Ok(node.handle_sa_message(&req));
-                }
-                let Some(epo) = req.pc.as_ref().filter(|pc| pc.get("m2m:seci").is_some()) else {
-                    if !policy.admits(req.fr.as_deref()) {
-                        return Ok(refuse(
-                            Rsc::SECURITY_ASSOCIATION_REQUIRED,
-                            &req.rqi,
-                            "a security association is required",
-                            "plaintext",
-                        ));
-                    }
-                    return inner.oneshot(InboundRequest { primitive: req, peer: None }).await;
-                };
-                let epo = match epo_from_content(epo) {
-                    Ok(e) => e.as_bytes().to_vec(),
-                    Err(e) => return Ok(refuse(e.rsc(), &req.rqi, &e.to_string(), e.label())),
-                };
-                let mut scratch = Vec::new();
-                let opened = decode_jwe(&epo, &mut scratch).and_then(|sealed| {
-                    let entry = node.inbound().get(sealed.header.sa_id).ok_or(SecureError::UnknownSa)?;
-                    let (plain, epoch) = entry.open(sealed)?;
-                    let inner_req = RequestPrimitive::from_json_slice(plain)
-                        .map_err(|_| SecureError::Malformed("inner primitive"))?;
-                    // Identity binding: the originator must lie inside the peer's context.
-                    entry.authorize(inner_req.fr.as_deref().unwrap_or_default())?;
-                    Ok((inner_req, entry, epoch))
-                });
-                let (inner_req, entry, epoch) = match opened {
-                    Ok(v) => v,
-                    Err(e) => return Ok(refuse(e.rsc(), &req.rqi, &e.to_string(), e.label())),
-                };
-                metrics::counter!("onem2m_sa_opened_total").increment(1);
-                let peer = Authenticated { peer: entry.peer().clone(), sa_id: entry.sa_id() };
-                let answer = inner.oneshot(InboundRequest { primitive: inner_req, peer: Some(peer) }).await?;
-                let plain = answer.to_json_vec().map_err(|e| -> BoxError { Box::new(e) })?;
-                let mut wire = Vec::with_capacity(plain.len() * 4 / 3 + 256);
-                if let Err(e) = entry.seal_with(&epoch, Encoding::Jwe, &plain, &mut wire) {
-                    return Ok(refuse(e.rsc(), &req.rqi, &e.to_string(), e.label()));
-                }
-                metrics::counter!("onem2m_sa_sealed_total").increment(1);
-                let mut outer = ResponsePrimitive::new(Rsc::OK, &req.rqi);
-                outer.rvi = Some("3".to_owned());
-                outer.pc = Some(to_notify_content(&wire));
-                Ok(outer)
-            },
-            span,
-        ))
+        let _span = tracing::debug_span!("sa.receive", rqi = %req.rqi).entered();
+        if rb::is_sa_message(&req) {
+            return ResponseFuture::ready(self.node.handle_sa_message(&req));
+        }
+        let Some(pc) = req.pc.as_ref().filter(|pc| pc.get("m2m:seci").is_some()) else {
+            if !self.policy.admits(req.fr.as_deref()) {
+                let why = "a security association is required";
+                return ResponseFuture::ready(refuse(Rsc::SECURITY_ASSOCIATION_REQUIRED, &req.rqi, why, "plaintext"));
+            }
+            let future = self.inner.call(InboundRequest { primitive: req, peer: None });
+            return ResponseFuture { state: State::Inner { future, sealing: None } };
+        };
+        let mut scratch = Vec::new();
+        let opened = epo_from_content(pc).and_then(|epo| {
+            let sealed = decode_jwe(epo.as_bytes(), &mut scratch)?;
+            let entry = self.node.inbound().get(sealed.header.sa_id).ok_or(SecureError::UnknownSa)?;
+            let (plain, epoch) = entry.open(sealed)?;
+            let inner =
+                RequestPrimitive::from_json_slice(plain).map_err(|_| SecureError::Malformed("inner primitive"))?;
+            // Identity binding: the originator must lie inside the peer's context.
+            entry.authorize(inner.fr.as_deref().unwrap_or_default())?;
+            Ok((inner, entry, epoch))
+        });
+        let (inner_req, entry, epoch) = match opened {
+            Ok(v) => v,
+            Err(e) => return ResponseFuture::ready(refuse(e.rsc(), &req.rqi, &e.to_string(), e.label())),
+        };
+        metrics::counter!("onem2m_sa_opened_total").increment(1);
+        let peer = Authenticated { peer: entry.peer().clone(), sa_id: entry.sa_id() };
+        let future = self.inner.call(InboundRequest { primitive: inner_req, peer: Some(peer) });
+        ResponseFuture { state: State::Inner { future, sealing: Some(Sealing { entry, epoch, rqi: req.rqi }) } }
     }
 }
