@@ -8,6 +8,10 @@
 //! * [`ReceiveSecureLayer`] — opens incoming secured requests, checks identity binding, answers
 //!   SA flows (the rb endpoint) and applies the plaintext policy, before the protected service
 //!   sees anything.
+//! * [`SaEndpoint`] — the rb endpoint alone, for adapters that route SA flows separately.
+//!
+//! Adding SA security to a tower service of primitives takes two layers; see
+//! `examples/secure_cse.rs`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -20,6 +24,8 @@ pub use node::{Node, NodeConfig, SaEndpoint, SaFailure};
 /// Response future of [`ReceiveSecure`].
 pub use receive::ResponseFuture as ReceiveFuture;
 pub use receive::{Authenticated, InboundRequest, PlaintextPolicy, ReceiveSecure, ReceiveSecureLayer};
+/// Response future of [`SendSecure`].
+pub use send::ResponseFuture as SendFuture;
 pub use send::{Route, SendSecure, SendSecureLayer, route_by_cse_id};
 
 /// The error type at Tower boundaries.

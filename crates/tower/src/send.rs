@@ -88,6 +88,10 @@ fn failed(rsc: Rsc, rqi: &str, why: &str) -> ResponsePrimitive {
     ResponsePrimitive::error(rsc, rqi, why)
 }
 
+/// Response future of [`SendSecure`]. Boxed: the send path may have to establish an SA first,
+/// which takes round trips across rb.
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<ResponsePrimitive, BoxError>> + Send>>;
+
 impl<S> Service<RequestPrimitive> for SendSecure<S>
 where
     S: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Clone + Send + 'static,
@@ -95,7 +99,7 @@ where
 {
     type Response = ResponsePrimitive;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<ResponsePrimitive, BoxError>> + Send>>;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         // Each call drives its own clone of the transport to readiness.
