@@ -191,6 +191,8 @@ pub struct SaRecord {
     pub previous: Option<Previous>,
     /// When the current keys were installed.
     pub keys_since_ms: u64,
+    /// When the current identifier was taken.
+    pub id_since_ms: u64,
     ctl_out: u64,
     ctl_in: Option<u64>,
     /// Responder: the next epoch's keys, installed when the Initiator confirms.
@@ -225,6 +227,7 @@ impl SaRecord {
             sa,
             previous: None,
             keys_since_ms: now.mono_ms,
+            id_since_ms: now.mono_ms,
             ctl_out: 0,
             ctl_in: None,
             next_keys: None,
@@ -688,6 +691,7 @@ impl InitiatorSam {
     fn rename(&mut self, old: SaId, new: SaId, now: Now) {
         let mut record = self.sas.remove(&old).expect("present");
         record.sa.sa_id = new;
+        record.id_since_ms = now.mono_ms;
         let keys = record.sa.keys.clone();
         record.retire(old, keys, now, self.timing.grace_ms);
         self.sas.insert(new, record);
@@ -1234,6 +1238,7 @@ impl ResponderSam {
     fn rename(&mut self, old: SaId, new: SaId, now: Now) -> ResponderEvent {
         let mut record = self.sas.remove(&old).expect("present");
         record.sa.sa_id = new;
+        record.id_since_ms = now.mono_ms;
         let keys = record.sa.keys.clone();
         record.retire(old, keys, now, self.timing.grace_ms);
         self.sas.insert(new, record);

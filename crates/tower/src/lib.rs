@@ -20,7 +20,7 @@ pub mod rb;
 mod receive;
 mod send;
 
-pub use node::{Node, NodeConfig, SaEndpoint, SaFailure};
+pub use node::{Node, NodeConfig, Rotation, SaEndpoint, SaFailure};
 /// Response future of [`ReceiveSecure`].
 pub use receive::ResponseFuture as ReceiveFuture;
 pub use receive::{Authenticated, InboundRequest, PlaintextPolicy, ReceiveSecure, ReceiveSecureLayer};

@@ -43,6 +43,16 @@ pub struct NodeConfig {
     pub rb_timeout: Duration,
 }
 
+/// When the Initiator Agent rotates an SA's keys and identifier (none by default: the usage
+/// limits alone trigger key updates).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rotation {
+    /// Update the keys once they are this old.
+    pub keys_after: Option<Duration>,
+    /// Update the identifier once it is this old.
+    pub identifier_after: Option<Duration>,
+}
+
 /// Why no SA could be had with a peer; each maps to the RSC the waiting requests get.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -335,7 +345,12 @@ impl Node {
         T::Future: Send,
     {
         let rqi = format!("sa-{}", exchange.id);
-        for _ in 0..self.shared.max_attempts {
+        for attempt in 0..self.shared.max_attempts {
+            if attempt > 0 {
+                // Back off before resending: 100 ms, 200 ms, 400 ms, … (a peer that answers
+                // errors at once is not hammered).
+                tokio::time::sleep(Duration::from_millis(100 << (attempt - 1).min(6))).await;
+            }
             let req = rb::request(exchange.peer.as_str(), self.shared.id.as_str(), rqi.clone(), &exchange.bytes);
             let call = async {
                 let svc = transport.ready().await?;
@@ -374,6 +389,58 @@ impl Node {
                 ResponsePrimitive::error(Rsc::BAD_REQUEST, &req.rqi, &why)
             }
         }
+    }
+
+    /// Runs the Initiator Agent in the background: every `period` it runs the timers
+    /// ([`Self::tick`]) and starts Update SA for outbound SAs whose keys are older than
+    /// `rotation.keys_after` (and whose identifier is older than `rotation.identifier_after`).
+    /// The task ends when the returned handle is aborted or the node is dropped.
+    pub fn spawn_agent<T>(&self, transport: T, period: Duration, rotation: Rotation) -> tokio::task::JoinHandle<()>
+    where
+        T: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Clone + Send + 'static,
+        T::Future: Send,
+    {
+        let weak = Arc::downgrade(&self.shared);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let Some(shared) = weak.upgrade() else { return };
+                let node = Node { shared };
+                node.tick();
+                for (sa_id, operation) in node.rotations_due(&rotation) {
+                    if lock(&node.shared.updating).insert(sa_id) {
+                        let (node, transport) = (node.clone(), transport.clone());
+                        tokio::spawn(async move {
+                            node.update(sa_id, operation, transport).await;
+                            lock(&node.shared.updating).remove(&sa_id);
+                        });
+                    }
+                }
+            }
+        })
+    }
+
+    fn rotations_due(&self, rotation: &Rotation) -> Vec<(SaId, UpdateOperation)> {
+        let now = self.now().mono_ms;
+        let older = |since: u64, after: Option<Duration>| {
+            after.is_some_and(|a| now.saturating_sub(since) >= a.as_millis() as u64)
+        };
+        lock(&self.shared.initiator)
+            .sas()
+            .filter_map(|r| {
+                let keys = older(r.keys_since_ms, rotation.keys_after);
+                let id = older(r.id_since_ms, rotation.identifier_after);
+                let op = match (id, keys) {
+                    (true, true) => UpdateOperation::IdentifierAndKeys,
+                    (true, false) => UpdateOperation::Identifier,
+                    (false, true) => UpdateOperation::Keys,
+                    (false, false) => return None,
+                };
+                Some((r.sa.sa_id, op))
+            })
+            .collect()
     }
 
     /// Runs both SA Managements' timers: retransmission budgets, half-open expiry, grace

@@ -478,3 +478,29 @@ async fn the_endpoint_answers_sa_flows_only() {
     let entry = a.sa_with(&"/id-in".parse().unwrap(), Svc::new(endpoint)).await.unwrap();
     assert!(b.inbound().get(entry.sa_id()).is_some());
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_initiator_agent_rotates_keys_and_identifier_on_schedule() {
+    let w = world();
+    let p = pair(&w);
+    assert_eq!(
+        p.a_to_b.clone().oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", "r")).await.unwrap().rsc,
+        Rsc::OK
+    );
+    let entry = p.a.outbound().by_peer(&"/id-in".parse().unwrap())[0].clone();
+    let first_id = entry.sa_id();
+    let rotation =
+        Rotation { keys_after: Some(Duration::from_secs(60)), identifier_after: Some(Duration::from_secs(60)) };
+    let agent = p.a.spawn_agent(link(p.slot_b.clone()), Duration::from_secs(10), rotation);
+    // The paused clock jumps ahead: nothing is due before a minute, then both are.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!((entry.sa_id(), entry.current_epoch().unwrap().number), (first_id, 0));
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    assert_ne!(entry.sa_id(), first_id, "identifier rotated");
+    assert_eq!(entry.current_epoch().unwrap().number, 1, "keys rotated");
+    agent.abort();
+    assert_eq!(
+        p.a_to_b.clone().oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", "r2")).await.unwrap().rsc,
+        Rsc::OK
+    );
+}
