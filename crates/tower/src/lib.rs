@@ -15,6 +15,27 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+/// `get_ref`, `get_mut` and `into_inner` for a middleware whose wrapped service is `inner`.
+macro_rules! inner_accessors {
+    ($what:literal) => {
+        #[doc = concat!("The ", $what, ".")]
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        #[doc = concat!("The ", $what, ", mutably.")]
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        #[doc = concat!("Unwraps the ", $what, ".")]
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}
+pub(crate) use inner_accessors;
+
 mod node;
 pub mod rb;
 mod receive;

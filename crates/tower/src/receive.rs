@@ -90,20 +90,7 @@ pub struct ReceiveSecure<S> {
 }
 
 impl<S> ReceiveSecure<S> {
-    /// The protected service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The protected service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The protected service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::inner_accessors!("protected service");
 }
 
 fn refuse(rsc: Rsc, rqi: &str, why: &str, reason: &'static str) -> ResponsePrimitive {

@@ -67,20 +67,7 @@ pub struct SendSecure<S> {
 }
 
 impl<S> SendSecure<S> {
-    /// The inner transport.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner transport, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner transport.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::inner_accessors!("inner transport");
 }
 
 fn failed(rsc: Rsc, rqi: &str, why: &str) -> ResponsePrimitive {
