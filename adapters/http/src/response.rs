@@ -1,0 +1,132 @@
+//! Response primitive ↔ HTTP response (TS-0009 §6.3, §6.4, §6.5).
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use onem2m_primitive::{ResponsePrimitive, ResponseStatusCode};
+use serde_json::{Map, Value};
+
+use crate::body::{self, ContentType, Serialization};
+use crate::headers::{self, parsed, put, single};
+use crate::query::abs_rel;
+use crate::{BindingError, Limits};
+
+/// Builds the HTTP response for a response primitive.
+///
+/// The status code is `rsc.http_status()` (TS-0009 Table 6.3.2-1) and `X-M2M-RSC` always
+/// carries the exact code (§6.4.17); `X-M2M-RI`, `X-M2M-RVI`, `X-M2M-Origin` (`fr`),
+/// `X-M2M-OT`, `X-M2M-RST`, `X-M2M-EC`, `X-M2M-CTS`, `X-M2M-CTO`, `X-M2M-ATI`, `X-M2M-ASRI`
+/// and `X-M2M-VSI` carry the other parameters; the body is `pc` as `application/json`.
+///
+/// `to` and `extra` members are not carried. `tqf` (Token Request Information, which §6.5 puts
+/// in the body of a 4103 response) is not supported yet and gives [`BindingError::Unmappable`].
+pub fn response_to_http(rsp: &ResponsePrimitive) -> Result<http::Response<Bytes>, BindingError> {
+    if rsp.tqf.is_some() {
+        return Err(BindingError::Unmappable {
+            element: "tqf".to_owned(),
+            reason: "Token Request Information in the body is not supported yet".to_owned(),
+        });
+    }
+    let status = StatusCode::from_u16(rsp.rsc.http_status()).map_err(|e| BindingError::Encode(e.to_string()))?;
+    let body = body::encode(rsp.pc.as_ref())?;
+    let has_body = rsp.pc.is_some();
+    let mut response =
+        http::Response::builder().status(status).body(body).map_err(|e| BindingError::Encode(e.to_string()))?;
+    let h = response.headers_mut();
+    put(h, headers::RSC, &rsp.rsc.code().to_string())?;
+    put(h, headers::RI, &rsp.rqi)?;
+    let opt = |h: &mut HeaderMap, name, value: Option<String>| value.map_or(Ok(()), |v| put(h, name, &v));
+    opt(h, headers::RVI, rsp.rvi.clone())?;
+    opt(h, headers::ORIGIN, rsp.fr.clone())?;
+    opt(h, headers::OT, rsp.ot.clone())?;
+    opt(h, headers::RST, rsp.rset.as_ref().map(ToString::to_string))?;
+    opt(h, headers::EC, rsp.ec.map(|v| v.to_string()))?;
+    opt(h, headers::CTS, rsp.cnst.map(|v| v.to_string()))?;
+    opt(h, headers::CTO, rsp.cnot.map(|v| v.to_string()))?;
+    opt(h, headers::ATI, rsp.ati.as_ref().map(encode_ati).transpose()?)?;
+    opt(h, headers::ASRI, rsp.asri.map(|v| v.to_string()))?;
+    opt(h, headers::VSI, rsp.vsi.clone())?;
+    if has_body {
+        put(h, headers::CONTENT_TYPE, &ContentType { serialization: Serialization::Json, ty: None }.to_string())?;
+    }
+    Ok(response)
+}
+
+/// Maps a received HTTP response to a response primitive with the default [`Limits`].
+pub fn http_to_response<B: AsRef<[u8]>>(response: &http::Response<B>) -> Result<ResponsePrimitive, BindingError> {
+    http_to_response_with_limits(response, &Limits::default())
+}
+
+/// Maps a received HTTP response to a response primitive.
+///
+/// `X-M2M-RSC` and `X-M2M-RI` are required (4000 if absent); `rsc` is taken from `X-M2M-RSC`,
+/// not from the status code, and the two are not cross-checked. The body is decoded as in
+/// [`request_to_primitive`](crate::request_to_primitive).
+pub fn http_to_response_with_limits<B: AsRef<[u8]>>(
+    response: &http::Response<B>,
+    limits: &Limits,
+) -> Result<ResponsePrimitive, BindingError> {
+    let h = response.headers();
+    headers::check_sizes(h, limits)?;
+    let body = response.body().as_ref();
+    if body.len() > limits.max_body_bytes {
+        return Err(BindingError::BodyTooLarge { size: body.len(), limit: limits.max_body_bytes });
+    }
+    let content_type = body::content_type(h, limits)?;
+    let rsc: u16 = parsed(h, headers::RSC, limits)?.ok_or(BindingError::MissingHeader(headers::RSC))?;
+    let rqi =
+        single(h, headers::RI, limits)?.filter(|r| !r.is_empty()).ok_or(BindingError::MissingHeader(headers::RI))?;
+    let mut rsp = ResponsePrimitive::new(ResponseStatusCode::new(rsc), rqi);
+    rsp.rvi = single(h, headers::RVI, limits)?;
+    rsp.fr = single(h, headers::ORIGIN, limits)?;
+    rsp.ot = single(h, headers::OT, limits)?;
+    rsp.rset = single(h, headers::RST, limits)?.map(abs_rel);
+    rsp.ec = parsed(h, headers::EC, limits)?;
+    rsp.cnst = parsed(h, headers::CTS, limits)?;
+    rsp.cnot = parsed(h, headers::CTO, limits)?;
+    rsp.ati = single(h, headers::ATI, limits)?.map(|v| decode_ati(&v)).transpose()?;
+    rsp.asri = single(h, headers::ASRI, limits)?
+        .map(|v| match v.as_str() {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(BindingError::InvalidHeader { name: headers::ASRI, reason: format!("`{v}` is not a boolean") }),
+        })
+        .transpose()?;
+    rsp.vsi = single(h, headers::VSI, limits)?;
+    rsp.pc = body::decode(body, content_type.as_ref(), limits)?;
+    Ok(rsp)
+}
+
+/// `X-M2M-ATI` (§6.4.18): `lti:tkid` pairs joined by `+`, from
+/// `{"ltia": [{"lti": …, "tkid": …}, …]}` (`m2m:dynAuthLocalTokenIdAssignments`).
+fn encode_ati(ati: &Value) -> Result<String, BindingError> {
+    let unmappable =
+        || BindingError::Unmappable { element: "ati".to_owned(), reason: format!("unexpected value {ati}") };
+    let pairs = ati.get("ltia").and_then(Value::as_array).ok_or_else(unmappable)?;
+    let mut items = Vec::with_capacity(pairs.len());
+    for pair in pairs {
+        let lti = pair.get("lti").and_then(Value::as_str).ok_or_else(unmappable)?;
+        let tkid = pair.get("tkid").and_then(Value::as_str).ok_or_else(unmappable)?;
+        if lti.is_empty() || lti.contains(':') {
+            return Err(unmappable());
+        }
+        items.push(format!("{lti}:{tkid}"));
+    }
+    headers::join_plus("ati", &items)
+}
+
+fn decode_ati(value: &str) -> Result<Value, BindingError> {
+    let mut ltia = Vec::new();
+    for item in headers::split_plus(value) {
+        let (lti, tkid) = item.split_once(':').ok_or_else(|| BindingError::InvalidHeader {
+            name: headers::ATI,
+            reason: format!("`{item}` is not `lti:tkid`"),
+        })?;
+        let mut pair = Map::new();
+        pair.insert("lti".to_owned(), Value::String(lti.trim().to_owned()));
+        pair.insert("tkid".to_owned(), Value::String(tkid.trim().to_owned()));
+        ltia.push(Value::Object(pair));
+    }
+    let mut ati = Map::new();
+    ati.insert("ltia".to_owned(), Value::Array(ltia));
+    Ok(Value::Object(ati))
+}
