@@ -216,7 +216,7 @@ fn add_init(t: &mut Transcript, m: &SaInit) {
 }
 
 fn add_init_reply(t: &mut Transcript, m: &SaInitReply) {
-    let (Some(srk), Some(rkm), Some(srak), Some(iac)) = (
+    let (Some(srk), Some(rkm), Some(_), Some(iac)) = (
         &m.send_responder_key,
         &m.responder_keying_material,
         &m.send_responder_authorization_key,
@@ -235,7 +235,6 @@ fn add_init_reply(t: &mut Transcript, m: &SaInitReply) {
         t.add("cdr", ctx.context_reference.as_deref().unwrap_or_default().as_bytes());
     }
     t.add("iac", &challenge_bytes(&iac.0));
-    let _ = srak;
 }
 
 fn add_auth(t: &mut Transcript, m: &SaAuth) {

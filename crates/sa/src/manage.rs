@@ -1214,12 +1214,14 @@ impl ResponderSam {
                     t.remove(current);
                 }
                 self.aliases.retain(|_, (cur, _)| *cur != current);
-                self.tombstones
-                    .insert(current, (now.mono_ms + self.timing.tombstone_ms, Some((env.seq, digest, reply.clone()))));
+                self.tombstones.insert(
+                    current,
+                    (now.mono_ms + self.timing.tombstone_ms, Some((env.seq, digest.clone(), reply.clone()))),
+                );
                 if env.sa_id != current {
                     self.tombstones.insert(
                         env.sa_id,
-                        (now.mono_ms + self.timing.tombstone_ms, Some((env.seq, digest_of(bytes), reply.clone()))),
+                        (now.mono_ms + self.timing.tombstone_ms, Some((env.seq, digest.clone(), reply.clone()))),
                     );
                 }
                 events.push(ResponderEvent::SaRemoved(SaRemoved { sa_id: current }));

@@ -156,11 +156,19 @@ impl SaEntry {
             return Err(SecureError::UnknownSa);
         }
         let phase = sealed.header.key_phase;
-        let epoch = [self.current.load_full(), self.previous.load_full()]
-            .into_iter()
-            .flatten()
-            .find(|e| e.key_phase() == phase)
-            .ok_or(SecureError::UnknownSa)?;
+        // Almost every message is under the current epoch: look at the previous one only when
+        // the key phase says so.
+        let current = self.current.load();
+        let epoch = match current.as_ref() {
+            Some(e) if e.key_phase() == phase => e.clone(),
+            _ => self
+                .previous
+                .load()
+                .as_ref()
+                .filter(|e| e.key_phase() == phase)
+                .cloned()
+                .ok_or(SecureError::UnknownSa)?,
+        };
         let plaintext = epoch.open(sealed)?;
         Ok((plaintext, epoch))
     }
