@@ -140,7 +140,11 @@ where
                         Ok(plain) => {
                             metrics::counter!("onem2m_sa_opened_total").increment(1);
                             match ResponsePrimitive::from_json_slice(&plain) {
-                                Ok(answer) => Ok(answer),
+                                // Sealed answers do not name the request they answer: check the
+                                // rqi, so an answer swapped between two requests on one SA is
+                                // refused instead of delivered to the wrong caller.
+                                Ok(answer) if answer.rqi == req.rqi => Ok(answer),
+                                Ok(_) => Ok(failed(Rsc::ESPRIM_BAD_MAC, &req.rqi, "sealed answer to another request")),
                                 Err(_) => Ok(failed(Rsc::BAD_REQUEST, &req.rqi, "sealed answer is not a primitive")),
                             }
                         }

@@ -504,3 +504,17 @@ async fn the_initiator_agent_rotates_keys_and_identifier_on_schedule() {
         Rsc::OK
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_to_another_request_is_refused() {
+    let w = world();
+    let (ca, cb) = (creds(&w, "/id-asn", &["C*"]), creds(&w, "/id-in", &["/id-in"]));
+    let (a, b) = (node(&w, ca, &Suite::ALL, &Suite::ALL), node(&w, cb, &Suite::ALL, &Suite::ALL));
+    // A peer whose answers carry another request's identifier (as a swapped answer would).
+    let wrong = tower::util::BoxCloneSyncService::new(service_fn(|req: InboundRequest| async move {
+        Ok::<_, BoxError>(ResponsePrimitive::new(Rsc::OK, format!("{}-other", req.primitive.rqi)))
+    }));
+    let to_b = sender(&a, Svc::new(ReceiveSecureLayer::new(b, PlaintextPolicy::default()).layer(wrong)));
+    let rsp = to_b.oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", "q1")).await.unwrap();
+    assert_eq!((rsp.rsc, rsp.rqi.as_str()), (Rsc::ESPRIM_BAD_MAC, "q1"));
+}
