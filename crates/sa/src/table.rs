@@ -325,6 +325,14 @@ impl SaTable {
         control.previous_until.remove(&current);
     }
 
+    /// Every SA in the table, once each: an SA still mapped under an old identifier during its
+    /// grace period is listed under its current one. A snapshot for administration (it walks
+    /// the whole map); the data path uses [`Self::get`].
+    pub fn entries(&self) -> Vec<Arc<SaEntry>> {
+        let map = self.map.pin();
+        map.iter().filter(|(id, entry)| **id == entry.sa_id()).map(|(_, entry)| entry.clone()).collect()
+    }
+
     /// The SAs with a peer.
     pub fn by_peer(&self, peer: &NodeId) -> Vec<Arc<SaEntry>> {
         let ids = self.control().by_peer.get(peer).cloned().unwrap_or_default();

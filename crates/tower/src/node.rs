@@ -14,7 +14,8 @@ use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode a
 use onem2m_sa::credential::NodeId;
 use onem2m_sa::establish::{AcceptAll, InitiatorConfig, ResponderAgent, ResponderConfig};
 use onem2m_sa::flows::{
-    InitiateSaRequest, RejectionCause, UpdateOperation, UpdateResult, UpdateSaConfirm, UpdateSaRequest,
+    InitiateSaRequest, RejectionCause, RemovalConfirm, RemovalRequest, RemoveSaConfirm, RemoveSaRequest,
+    UpdateOperation, UpdateResult, UpdateSaConfirm, UpdateSaRequest,
 };
 use onem2m_sa::manage::{Exchange, InitiatorEvent, InitiatorSam, Limits, ResponderEvent, ResponderSam, Timing};
 use onem2m_sa::rng::SystemRng;
@@ -286,6 +287,37 @@ impl Node {
         };
         let outcome = if confirm.result == UpdateResult::Accepted { "accepted" } else { "rejected" };
         metrics::counter!("onem2m_sa_updates_total", "outcome" => outcome).increment(1);
+        confirm
+    }
+
+    /// Remove SA (table 42) of the outbound SA `sa_id`: it is marked invalid at once (no
+    /// request is sealed under it any more) and the Responder is told over `transport`.
+    pub async fn remove<T>(&self, sa_id: SaId, transport: T) -> RemoveSaConfirm
+    where
+        T: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Send,
+        T::Future: Send,
+    {
+        let first = lock(&self.shared.initiator).remove(&RemoveSaRequest(RemovalRequest { sa_id }), self.now());
+        let confirm = match first {
+            Err(confirm) => confirm,
+            // The SA is already gone locally; an unanswered removal only means the Responder
+            // learns of it on the next use (4112).
+            Ok(exchange) => match self.drive(exchange, transport).await {
+                Some(InitiatorEvent::Removed(confirm)) => confirm,
+                _ => RemoveSaConfirm(RemovalConfirm::accepted(sa_id)),
+            },
+        };
+        let outcome = if confirm.0.result == UpdateResult::Accepted { "accepted" } else { "rejected" };
+        metrics::counter!("onem2m_sa_removals_total", "outcome" => outcome).increment(1);
+        metrics::gauge!("onem2m_sa_active", "direction" => "outbound").set(self.shared.outbound.len() as f64);
+        confirm
+    }
+
+    /// Removes the inbound SA `sa_id` locally (the Responder's side has no removal flow): the
+    /// Initiator's next message under it is refused with 4112 and it establishes a new SA.
+    pub fn remove_inbound(&self, sa_id: SaId) -> RemoveSaConfirm {
+        let confirm = lock(&self.shared.responder).remove_local(sa_id, self.now());
+        metrics::gauge!("onem2m_sa_active", "direction" => "inbound").set(self.shared.inbound.len() as f64);
         confirm
     }
 

@@ -518,3 +518,38 @@ async fn an_answer_to_another_request_is_refused() {
     let rsp = to_b.oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", "q1")).await.unwrap();
     assert_eq!((rsp.rsc, rsp.rqi.as_str()), (Rsc::ESPRIM_BAD_MAC, "q1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removal_from_either_side_and_the_next_request_establishes_anew() {
+    let w = world();
+    let p = pair(&w);
+    let rsp = p.a_to_b.clone().oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", "r0")).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::OK);
+    let listed = p.a.outbound().entries();
+    assert_eq!(listed.len(), 1);
+    let first = listed[0].sa_id();
+    assert_eq!(p.b.inbound().entries()[0].sa_id(), first);
+
+    // The Initiator removes its SA and tells the Responder: both tables forget it.
+    let confirm = p.a.remove(first, link(p.slot_b.clone())).await;
+    assert_eq!(confirm.0.result, onem2m_sa::flows::UpdateResult::Accepted);
+    assert!(p.a.outbound().entries().is_empty());
+    assert!(p.b.inbound().entries().is_empty());
+    let again = p.a.remove(first, link(p.slot_b.clone())).await;
+    assert_eq!(again.0.result, onem2m_sa::flows::UpdateResult::Rejected);
+
+    // The next request establishes a new SA.
+    let rsp = p.a_to_b.clone().oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", "r1")).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::OK);
+    let second = p.a.outbound().entries()[0].sa_id();
+    assert_ne!(second, first);
+
+    // The Responder removes its side locally: the Initiator recovers on 4112 with a third SA.
+    assert_eq!(p.b.remove_inbound(second).0.result, onem2m_sa::flows::UpdateResult::Accepted);
+    assert!(p.b.inbound().entries().is_empty());
+    let rsp = p.a_to_b.clone().oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", "r2")).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::OK);
+    let third = p.b.inbound().entries()[0].sa_id();
+    assert!(third != first && third != second);
+    assert_eq!(p.cse_b.seen.load(Ordering::SeqCst), 3, "every request executed exactly once");
+}
