@@ -5,22 +5,52 @@ use http::HeaderMap;
 use onem2m_primitive::{DecodeLimits, PrimitiveError, RequestPrimitive};
 use serde_json::Value;
 
-use crate::{BindingError, Limits, headers};
+use crate::{BindingError, Limits, cbor, headers};
 
-/// The serialization a media type stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Serialization {
-    /// `application/json`, `application/vnd.onem2m-res+json`, `application/vnd.onem2m-ntfy+json`.
+/// Serialization of message bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MediaType {
+    /// JSON (TS-0004 §8.4): `application/json`, `application/vnd.onem2m-res+json`,
+    /// `application/vnd.onem2m-ntfy+json`; sent as `application/json`.
+    #[default]
     Json,
-    /// `application/cbor`, `application/vnd.onem2m-res+cbor`, `application/vnd.onem2m-ntfy+cbor`.
+    /// CBOR (TS-0004 §8.5): `application/cbor`, `application/vnd.onem2m-res+cbor`,
+    /// `application/vnd.onem2m-ntfy+cbor`; sent as `application/cbor`.
     Cbor,
+}
+
+impl MediaType {
+    /// The media type sent in `Content-Type` and `Accept`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Cbor => "application/cbor",
+        }
+    }
+
+    /// The serialization a media type (without parameters, any case) stands for, if this
+    /// binding decodes it.
+    pub(crate) fn from_essence(essence: &str) -> Option<Self> {
+        const JSON: [&str; 3] =
+            ["application/json", "application/vnd.onem2m-res+json", "application/vnd.onem2m-ntfy+json"];
+        const CBOR: [&str; 3] =
+            ["application/cbor", "application/vnd.onem2m-res+cbor", "application/vnd.onem2m-ntfy+cbor"];
+        let essence = essence.trim();
+        if JSON.iter().any(|t| t.eq_ignore_ascii_case(essence)) {
+            Some(Self::Json)
+        } else if CBOR.iter().any(|t| t.eq_ignore_ascii_case(essence)) {
+            Some(Self::Cbor)
+        } else {
+            None
+        }
+    }
 }
 
 /// A parsed `Content-Type`: the serialization and the `ty` parameter, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ContentType {
     /// Serialization of the body.
-    pub(crate) serialization: Serialization,
+    pub(crate) media: MediaType,
     /// `ty=N` resource type parameter (CREATE only).
     pub(crate) ty: Option<u32>,
 }
@@ -29,16 +59,9 @@ pub(crate) struct ContentType {
 /// is read and the others (e.g. `charset`) are ignored.
 pub(crate) fn parse_content_type(value: &str) -> Result<ContentType, BindingError> {
     let mut parts = value.split(';');
-    let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-    let serialization = match essence.as_str() {
-        "application/json" | "application/vnd.onem2m-res+json" | "application/vnd.onem2m-ntfy+json" => {
-            Serialization::Json
-        }
-        "application/cbor" | "application/vnd.onem2m-res+cbor" | "application/vnd.onem2m-ntfy+cbor" => {
-            Serialization::Cbor
-        }
-        _ => return Err(BindingError::UnsupportedMediaType(essence)),
-    };
+    let essence = parts.next().unwrap_or_default().trim();
+    let media = MediaType::from_essence(essence)
+        .ok_or_else(|| BindingError::UnsupportedMediaType(essence.to_ascii_lowercase()))?;
     let mut ty = None;
     for param in parts {
         let (name, v) = param.split_once('=').unwrap_or((param, ""));
@@ -54,7 +77,7 @@ pub(crate) fn parse_content_type(value: &str) -> Result<ContentType, BindingErro
             return Err(BindingError::InvalidResourceType(v.to_owned()));
         }
     }
-    Ok(ContentType { serialization, ty })
+    Ok(ContentType { media, ty })
 }
 
 /// The `Content-Type` of a received message, if present.
@@ -74,10 +97,10 @@ pub(crate) fn decode(
     if body.is_empty() {
         return Ok(None);
     }
-    match content_type.map(|c| c.serialization) {
+    match content_type.map(|c| c.media) {
         None => Err(BindingError::MissingContentType),
-        Some(Serialization::Cbor) => Err(BindingError::CborUnsupported("application/cbor".to_owned())),
-        Some(Serialization::Json) => decode_json(body, limits).map(Some),
+        Some(MediaType::Json) => decode_json(body, limits).map(Some),
+        Some(MediaType::Cbor) => cbor::decode(body, limits.max_json_depth).map(Some).map_err(BindingError::InvalidCbor),
     }
 }
 
@@ -104,10 +127,22 @@ fn decode_json(body: &[u8], limits: &Limits) -> Result<Value, BindingError> {
     }
 }
 
-/// Encodes `pc` as a JSON body.
-pub(crate) fn encode(pc: Option<&Value>) -> Result<Bytes, BindingError> {
-    match pc {
-        None => Ok(Bytes::new()),
-        Some(pc) => serde_json::to_vec(pc).map(Bytes::from).map_err(|e| BindingError::Encode(e.to_string())),
+/// Encodes `pc` as a body in `media`.
+pub(crate) fn encode(pc: Option<&Value>, media: MediaType) -> Result<Bytes, BindingError> {
+    let Some(pc) = pc else { return Ok(Bytes::new()) };
+    match media {
+        MediaType::Json => serde_json::to_vec(pc).map_err(|e| BindingError::Encode(e.to_string())),
+        MediaType::Cbor => cbor::encode(pc),
+    }
+    .map(Bytes::from)
+}
+
+impl std::fmt::Display for ContentType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.media.as_str())?;
+        match self.ty {
+            Some(ty) => write!(f, ";ty={ty}"),
+            None => Ok(()),
+        }
     }
 }

@@ -2,6 +2,8 @@
 
 use onem2m_primitive::{PrimitiveError, ResponseStatusCode};
 
+use crate::cbor::CborError;
+
 /// An HTTP message could not be mapped to a primitive, or a primitive to an HTTP message.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -52,12 +54,9 @@ pub enum BindingError {
     /// A body was sent without `Content-Type` (TS-0009 §6.4.3).
     #[error("a message body requires a Content-Type header")]
     MissingContentType,
-    /// The media type is not one of the JSON types this binding decodes.
+    /// The media type is not one of the JSON or CBOR types this binding decodes.
     #[error("unsupported media type `{0}`")]
     UnsupportedMediaType(String),
-    /// The media type is CBOR, recognized but not decoded in this version of the binding.
-    #[error("CBOR bodies (`{0}`) are recognized but not supported yet")]
-    CborUnsupported(String),
     /// The HTTP method maps to no oneM2M operation (TS-0009 Table 6.2.1-1).
     #[error("HTTP method `{0}` maps to no oneM2M operation")]
     UnsupportedMethod(String),
@@ -78,6 +77,10 @@ pub enum BindingError {
     /// The body is not an acceptable JSON value (syntax, depth, duplicate member names).
     #[error("invalid body: {0}")]
     InvalidBody(#[source] PrimitiveError),
+    /// The body is not an acceptable CBOR data item (syntax, depth, duplicate keys, an item
+    /// JSON cannot carry).
+    #[error("invalid CBOR body: {0}")]
+    InvalidCbor(#[source] CborError),
     /// A primitive element has a value the HTTP binding cannot carry (encoding side).
     #[error("element `{element}` cannot be mapped to HTTP: {reason}")]
     Unmappable {
@@ -89,21 +92,31 @@ pub enum BindingError {
     /// Serializing the content failed, or the `http` crate rejected the message (encoding side).
     #[error("cannot build HTTP message: {0}")]
     Encode(String),
+    /// A client's base URI is not `http://authority[/path]` (local configuration).
+    #[error("invalid base URI `{base}`: {reason}")]
+    InvalidBase {
+        /// The base as given.
+        base: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 impl BindingError {
     /// The Response Status Code to answer with.
     ///
-    /// `UNSUPPORTED_MEDIA_TYPE` (4015) for unknown or unsupported media types (including CBOR
-    /// in this version), `OPERATION_NOT_ALLOWED` (4005) for an HTTP method that maps to no
-    /// operation, `INTERNAL_SERVER_ERROR` (5000) for failures while *building* an HTTP
-    /// message from a primitive, `BAD_REQUEST` (4000) for every other problem with a received
-    /// message.
+    /// `UNSUPPORTED_MEDIA_TYPE` (4015) for media types other than JSON and CBOR,
+    /// `OPERATION_NOT_ALLOWED` (4005) for an HTTP method that maps to no operation,
+    /// `INTERNAL_SERVER_ERROR` (5000) for failures while *building* an HTTP message from a
+    /// primitive and for a bad client configuration, `BAD_REQUEST` (4000) for every other
+    /// problem with a received message.
     pub fn rsc(&self) -> ResponseStatusCode {
         match self {
-            Self::UnsupportedMediaType(_) | Self::CborUnsupported(_) => ResponseStatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType(_) => ResponseStatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::UnsupportedMethod(_) => ResponseStatusCode::OPERATION_NOT_ALLOWED,
-            Self::Unmappable { .. } | Self::Encode(_) => ResponseStatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unmappable { .. } | Self::Encode(_) | Self::InvalidBase { .. } => {
+                ResponseStatusCode::INTERNAL_SERVER_ERROR
+            }
             _ => ResponseStatusCode::BAD_REQUEST,
         }
     }

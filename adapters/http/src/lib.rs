@@ -1,15 +1,23 @@
-//! oneM2M HTTP binding (TS-0009 V3.9.1): pure mapping between HTTP messages (the `http`
-//! crate's types) and oneM2M request/response primitives. No I/O, no clock.
+//! oneM2M HTTP binding (TS-0009 V3.9.1): the mapping between HTTP messages and request/response
+//! primitives, and the I/O around it as Tower services.
 //!
-//! * [`request_to_primitive`] / [`primitive_to_request`]: method ↔ `op` (§6.2.1), path ↔ `to`
-//!   in its three forms (§6.2.2.1), query ↔ request parameters and filter criteria
-//!   (§6.2.2.2), `X-M2M-*` headers (§6.4), `Content-Type; ty=N` (§6.4.3), body ↔ `pc` (§6.5).
-//! * [`response_to_http`] / [`http_to_response`]: `rsc` ↔ status code and `X-M2M-RSC`
-//!   (§6.3.2, §6.4.17), response headers, body ↔ `pc`.
+//! * Mapping, pure (no I/O, no clock): [`request_to_primitive`] / [`primitive_to_request`]:
+//!   method ↔ `op` (§6.2.1), path ↔ `to` in its three forms (§6.2.2.1), query ↔ request
+//!   parameters and filter criteria (§6.2.2.2), `X-M2M-*` headers (§6.4), `Content-Type; ty=N`
+//!   (§6.4.3), body ↔ `pc` (§6.5). [`response_to_http`] / [`http_to_response`]: `rsc` ↔ status
+//!   code and `X-M2M-RSC` (§6.3.2, §6.4.17), response headers, body ↔ `pc`.
+//! * Bodies are JSON or CBOR ([`MediaType`]; TS-0004 §8.4, §8.5), both decoded into the same
+//!   `serde_json::Value`; the `_as` variants ([`primitive_to_request_as`],
+//!   [`response_to_http_as`]) choose the serialization to send.
+//! * [`serve`]: a hyper server (HTTP/1.1 and h2c) for any `Service<http::Request<Bytes>>`, with
+//!   limits on connections, heads, bodies and time ([`ServerConfig`]) and graceful shutdown.
+//! * [`PrimitiveService`]: adapts a `Service<RequestPrimitive>` to such a service.
+//! * [`HttpClient`]: a pooled client, a `Service<RequestPrimitive>` ([`ClientConfig`],
+//!   [`ClientError`]).
 //!
 //! Received messages are checked against [`Limits`] before anything is parsed; every
-//! failure is a [`BindingError`] whose [`rsc`](BindingError::rsc) is the code to answer with.
-//! Only JSON bodies are decoded; CBOR media types are recognized and rejected with 4015.
+//! mapping failure is a [`BindingError`] whose [`rsc`](BindingError::rsc) is the code to answer
+//! with.
 //!
 //! ```
 //! use onem2m_primitive::Operation;
@@ -32,16 +40,27 @@
 #![deny(missing_docs)]
 
 mod body;
+mod cbor;
+mod client;
 mod error;
 mod headers;
 mod percent;
 mod query;
 mod request;
 mod response;
+mod server;
+mod service;
 
+pub use body::MediaType;
+pub use cbor::CborError;
+pub use client::{ClientConfig, ClientError, HttpClient};
 pub use error::BindingError;
-pub use request::{primitive_to_request, request_to_primitive, request_to_primitive_with_limits};
-pub use response::{http_to_response, http_to_response_with_limits, response_to_http};
+pub use request::{
+    primitive_to_request, primitive_to_request_as, request_to_primitive, request_to_primitive_with_limits,
+};
+pub use response::{http_to_response, http_to_response_with_limits, response_to_http, response_to_http_as};
+pub use server::{RemoteAddr, ServerConfig, serve};
+pub use service::{BoxError, PrimitiveService};
 
 /// Default largest header value accepted: 8 KiB.
 pub const MAX_HEADER_VALUE_BYTES: usize = 8 * 1024;

@@ -5,7 +5,7 @@ use http::{HeaderMap, Method};
 use onem2m_primitive::{Operation, RequestPrimitive, ResponseTypeInfo};
 use serde_json::{Map, Value};
 
-use crate::body::{self, ContentType};
+use crate::body::{self, ContentType, MediaType};
 use crate::headers::{self, parsed, put, single};
 use crate::query::{self, abs_rel};
 use crate::{BindingError, Limits, percent};
@@ -33,9 +33,10 @@ pub fn request_to_primitive<B: AsRef<[u8]>>(request: &http::Request<B>) -> Resul
 ///   not validated: call [`RequestPrimitive::validate`] for that.
 /// * Query fields (§6.2.2.2) fill the request parameters and `fc`; a single `atrl` value is
 ///   appended to `to` after `#`, several become `pc` `{"atrl": […]}` (partial RETRIEVE).
-/// * The body is `pc`; only JSON media types are decoded (strictly: one value, depth limit,
-///   no duplicate member names). CBOR types give [`BindingError::CborUnsupported`], other
-///   types [`BindingError::UnsupportedMediaType`], both 4015.
+/// * The body is `pc`, decoded from JSON or CBOR (strictly: one value, depth limit, no
+///   duplicate member names or map keys; CBOR items JSON cannot carry are refused, see
+///   [`CborError`](crate::CborError)). Other media types give
+///   [`BindingError::UnsupportedMediaType`] (4015).
 /// * `Authorization` is read as `tkns` (`+`-joined, §6.4.19) unless it is an HTTP
 ///   authentication-scheme credential such as `Bearer …` (§7.1), which is left to the caller.
 pub fn request_to_primitive_with_limits<B: AsRef<[u8]>>(
@@ -196,6 +197,18 @@ fn id_to_path(to: &str) -> String {
 /// values that are not valid header text, list items containing the separator. Members in
 /// `extra` (of the primitive and of `rt`) are not carried.
 pub fn primitive_to_request(req: &RequestPrimitive, base: &str) -> Result<http::Request<Bytes>, BindingError> {
+    primitive_to_request_as(req, base, MediaType::Json)
+}
+
+/// Builds the HTTP request for a request primitive, with the body in `media`.
+///
+/// As [`primitive_to_request`]; the `Content-Type` is `application/json` or `application/cbor`
+/// (plus `;ty=N` for a CREATE).
+pub fn primitive_to_request_as(
+    req: &RequestPrimitive,
+    base: &str,
+    media: MediaType,
+) -> Result<http::Request<Bytes>, BindingError> {
     let unmappable = |element: &str, reason: &str| BindingError::Unmappable {
         element: element.to_owned(),
         reason: reason.to_owned(),
@@ -233,7 +246,7 @@ pub fn primitive_to_request(req: &RequestPrimitive, base: &str) -> Result<http::
         uri.push('?');
         uri.push_str(&query);
     }
-    let body = body::encode(pc)?;
+    let body = body::encode(pc, media)?;
     let mut request =
         http::Request::builder().method(method).uri(uri).body(body).map_err(|e| BindingError::Encode(e.to_string()))?;
     let h = request.headers_mut();
@@ -244,7 +257,7 @@ pub fn primitive_to_request(req: &RequestPrimitive, base: &str) -> Result<http::
     write_headers(h, req)?;
     let ty = req.ty.filter(|_| req.op == Operation::Create);
     if pc.is_some() || ty.is_some() {
-        let content_type = ContentType { serialization: body::Serialization::Json, ty };
+        let content_type = ContentType { media, ty };
         put(h, headers::CONTENT_TYPE, &content_type.to_string())?;
     }
     Ok(request)
@@ -293,17 +306,4 @@ fn attribute_list(pc: Option<&Value>) -> Option<Vec<String>> {
     let object = pc?.as_object().filter(|o| o.len() == 1)?;
     let list = object.get(ATTRIBUTE_LIST)?.as_array().filter(|l| l.len() > 1)?;
     list.iter().map(|v| v.as_str().filter(|s| !s.is_empty() && !s.contains('+')).map(str::to_owned)).collect()
-}
-
-impl std::fmt::Display for ContentType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self.serialization {
-            body::Serialization::Json => "application/json",
-            body::Serialization::Cbor => "application/cbor",
-        })?;
-        match self.ty {
-            Some(ty) => write!(f, ";ty={ty}"),
-            None => Ok(()),
-        }
-    }
 }

@@ -5,7 +5,7 @@ use http::{HeaderMap, StatusCode};
 use onem2m_primitive::{ResponsePrimitive, ResponseStatusCode};
 use serde_json::{Map, Value};
 
-use crate::body::{self, ContentType, Serialization};
+use crate::body::{self, ContentType, MediaType};
 use crate::headers::{self, parsed, put, single};
 use crate::query::abs_rel;
 use crate::{BindingError, Limits};
@@ -20,6 +20,13 @@ use crate::{BindingError, Limits};
 /// `to` and `extra` members are not carried. `tqf` (Token Request Information, which §6.5 puts
 /// in the body of a 4103 response) is not supported yet and gives [`BindingError::Unmappable`].
 pub fn response_to_http(rsp: &ResponsePrimitive) -> Result<http::Response<Bytes>, BindingError> {
+    response_to_http_as(rsp, MediaType::Json)
+}
+
+/// Builds the HTTP response for a response primitive, with the body in `media`.
+///
+/// As [`response_to_http`]; the `Content-Type` is `application/json` or `application/cbor`.
+pub fn response_to_http_as(rsp: &ResponsePrimitive, media: MediaType) -> Result<http::Response<Bytes>, BindingError> {
     if rsp.tqf.is_some() {
         return Err(BindingError::Unmappable {
             element: "tqf".to_owned(),
@@ -27,7 +34,7 @@ pub fn response_to_http(rsp: &ResponsePrimitive) -> Result<http::Response<Bytes>
         });
     }
     let status = StatusCode::from_u16(rsp.rsc.http_status()).map_err(|e| BindingError::Encode(e.to_string()))?;
-    let body = body::encode(rsp.pc.as_ref())?;
+    let body = body::encode(rsp.pc.as_ref(), media)?;
     let has_body = rsp.pc.is_some();
     let mut response =
         http::Response::builder().status(status).body(body).map_err(|e| BindingError::Encode(e.to_string()))?;
@@ -46,7 +53,7 @@ pub fn response_to_http(rsp: &ResponsePrimitive) -> Result<http::Response<Bytes>
     opt(h, headers::ASRI, rsp.asri.map(|v| v.to_string()))?;
     opt(h, headers::VSI, rsp.vsi.clone())?;
     if has_body {
-        put(h, headers::CONTENT_TYPE, &ContentType { serialization: Serialization::Json, ty: None }.to_string())?;
+        put(h, headers::CONTENT_TYPE, &ContentType { media, ty: None }.to_string())?;
     }
     Ok(response)
 }

@@ -83,11 +83,15 @@ fn unknown_media_type_is_4015() {
 }
 
 #[test]
-fn cbor_is_recognized_but_unsupported_4015() {
-    for ct in ["application/cbor", "application/vnd.onem2m-res+cbor; ty=3"] {
-        let (err, code) = rejected(base().header("Content-Type", ct).body(Bytes::from_static(&[0xa0])).unwrap());
-        assert!(matches!(err, BindingError::CborUnsupported(_)), "{ct}: {err}");
-        assert_eq!(code, 4015);
+fn bad_cbor_bodies_are_4000() {
+    // A tag, `undefined`, a byte string, a NaN, a duplicate key, two items.
+    for body in
+        [&[0xc1, 0x01][..], &[0xf7], &[0x41, 0x00], &[0xf9, 0x7e, 0x00], &[0xa2, 0x61, b'a', 1, 0x61, b'a', 2], &[1, 2]]
+    {
+        let r = base().header("Content-Type", "application/cbor").body(Bytes::copy_from_slice(body)).unwrap();
+        let (err, code) = rejected(r);
+        assert!(matches!(err, BindingError::InvalidCbor(_)), "{body:02x?}: {err}");
+        assert_eq!(code, 4000);
     }
 }
 

@@ -1,0 +1,109 @@
+//! `HttpClient` over real sockets on 127.0.0.1: failures and their RSCs, limits, pool reuse.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{EchoCse, SAFETY, start, start_http};
+use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
+use onem2m_sa_http::{
+    BoxError, ClientConfig, ClientError, HttpClient, Limits, PrimitiveService, RemoteAddr, ServerConfig,
+};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tower::{ServiceExt, service_fn};
+
+fn retrieve(rqi: &str) -> RequestPrimitive {
+    RequestPrimitive::new(Operation::Retrieve, "cse-in", Some("CAE1".into()), rqi)
+}
+
+async fn fails(client: HttpClient, req: RequestPrimitive) -> ClientError {
+    let err = tokio::time::timeout(SAFETY, client.oneshot(req)).await.expect("the client gives up").unwrap_err();
+    *err.downcast::<ClientError>().expect("a ClientError")
+}
+
+#[tokio::test]
+async fn connection_refused_is_5103() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let client = HttpClient::new(&format!("http://{addr}"), ClientConfig::default()).unwrap();
+    let err = fails(client, retrieve("r1")).await;
+    assert!(matches!(err, ClientError::Connect(_)), "{err:?}");
+    assert_eq!(err.rsc(), Rsc::TARGET_NOT_REACHABLE);
+    // The text relayed to originators names no address.
+    assert!(!err.to_string().contains(&addr.port().to_string()));
+}
+
+#[tokio::test]
+async fn no_answer_in_time_is_4008() {
+    let stuck = service_fn(|_: RequestPrimitive| std::future::pending::<Result<ResponsePrimitive, BoxError>>());
+    let server = start(stuck, ServerConfig::default()).await;
+    let config = ClientConfig { request_timeout: Duration::from_millis(200), ..ClientConfig::default() };
+    let err = fails(HttpClient::new(&server.base(), config).unwrap(), retrieve("t1")).await;
+    assert!(matches!(err, ClientError::Timeout), "{err:?}");
+    assert_eq!(err.rsc(), Rsc::REQUEST_TIMEOUT);
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_connection() {
+    let peers = Arc::new(Mutex::new(HashSet::new()));
+    let seen = peers.clone();
+    let cse = PrimitiveService::new(EchoCse::default(), Limits::default());
+    let service = service_fn(move |req: http::Request<Bytes>| {
+        seen.lock().unwrap().insert(req.extensions().get::<RemoteAddr>().expect("inserted by serve").0);
+        cse.clone().oneshot(req)
+    });
+    let server = start_http(service, ServerConfig::default()).await;
+    let client = HttpClient::new(&server.base(), ClientConfig::default()).unwrap();
+    for i in 0..4 {
+        let rsp = client.clone().oneshot(retrieve(&format!("p{i}"))).await.unwrap();
+        assert_eq!(rsp.rsc, Rsc::OK);
+    }
+    // A client for the same base made from this one shares the pool too.
+    let same = client.with_base(&server.base()).unwrap();
+    assert_eq!(same.oneshot(retrieve("p4")).await.unwrap().rsc, Rsc::OK);
+    assert_eq!(peers.lock().unwrap().len(), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn answers_are_read_within_the_limit() {
+    let chatty = service_fn(|req: RequestPrimitive| async move {
+        let mut rsp = ResponsePrimitive::answering(&req, Rsc::OK);
+        rsp.pc = Some(json!({"m2m:cin": {"con": "x".repeat(1000)}}));
+        Ok::<_, BoxError>(rsp)
+    });
+    let server = start(chatty, ServerConfig::default()).await;
+    let config =
+        ClientConfig { limits: Limits { max_body_bytes: 100, ..Limits::default() }, ..ClientConfig::default() };
+    let err = fails(HttpClient::new(&server.base(), config).unwrap(), retrieve("b1")).await;
+    assert!(matches!(err, ClientError::BodyTooLarge), "{err:?}");
+    assert_eq!(err.rsc(), Rsc::INTERNAL_SERVER_ERROR);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn answers_that_are_not_onem2m_are_invalid() {
+    let plain = service_fn(|_: http::Request<Bytes>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::from_static(b"hello")))
+    });
+    let server = start_http(plain, ServerConfig::default()).await;
+    let err = fails(HttpClient::new(&server.base(), ClientConfig::default()).unwrap(), retrieve("v1")).await;
+    assert!(matches!(err, ClientError::InvalidResponse(_)), "{err:?}");
+    assert_eq!(err.rsc(), Rsc::INTERNAL_SERVER_ERROR);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn unmappable_primitives_are_not_sent() {
+    let create_without_ty = RequestPrimitive::new(Operation::Create, "cse-in", Some("CAE1".into()), "u1");
+    // The base is never contacted: nothing listens there.
+    let client = HttpClient::new("http://127.0.0.1:9", ClientConfig::default()).unwrap();
+    let err = fails(client, create_without_ty).await;
+    assert!(matches!(err, ClientError::InvalidRequest(_)), "{err:?}");
+    assert_eq!(err.rsc(), Rsc::INTERNAL_SERVER_ERROR);
+}
