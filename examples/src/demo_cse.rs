@@ -110,6 +110,25 @@ impl DemoCse {
         false
     }
 
+    /// The URLs a notification for `target` goes to: `target` itself when it is an `http(s)` URL,
+    /// else the points of access (`poa`) of the AE whose resource ID or AE-ID it is.
+    pub fn notification_urls(&self, target: &str) -> Vec<String> {
+        if target.starts_with("http://") || target.starts_with("https://") {
+            return vec![target.to_owned()];
+        }
+        let tree = self.tree.lock().unwrap_or_else(|e| e.into_inner());
+        let id = target.strip_prefix(&self.cse_id).map_or(target, |rest| rest.trim_start_matches('/'));
+        tree.resources
+            .get(id)
+            .filter(|r| r.ty == ty::AE)
+            .and_then(|r| r.attrs.get("poa"))
+            .and_then(|poa| poa.as_array())
+            .map(|poa| {
+                poa.iter().filter_map(|u| u.as_str()).filter(|u| u.starts_with("http")).map(str::to_owned).collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Executes one request.
     pub fn handle(&self, req: &RequestPrimitive) -> ResponsePrimitive {
         self.executed.lock().unwrap_or_else(|e| e.into_inner()).push((req.op, req.rqi.clone()));

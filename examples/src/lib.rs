@@ -3,3 +3,4 @@
 #![deny(missing_docs)]
 
 pub mod demo_cse;
+pub mod demo_http;
