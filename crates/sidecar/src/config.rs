@@ -1,0 +1,970 @@
+//! The sidecar's configuration: one TOML file, parsed with byte spans so that every error names
+//! its file, line and dotted key (`sidecar.toml:12: ingress.http.listen: …`), then resolved into
+//! typed settings with the node's key, ticket and trust anchors read and the ticket verified.
+//!
+//! Transports are one table each (`[ingress.http]`, `[egress.http]`); `[ingress.coap]`,
+//! `[ingress.mqtt]`, `[egress.coap]`, `[egress.mqtt]` and `coap://`/`mqtt://` addresses are
+//! recognised and refused as not supported in this build, so those bindings slot in later.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::ops::{Range, RangeInclusive};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use onem2m_sa::credential::{Credentials, NodeId, OriginatorPattern, TicketError, TrustAnchors};
+use onem2m_sa::crypto::Suite;
+use onem2m_sa::establish::{InitiatorConfig, ResponderConfig};
+use onem2m_sa::flows::ChallengeKind;
+use onem2m_sa::manage::{Limits, Timing};
+use onem2m_sa::table::TableConfig;
+use onem2m_sa_tower::{NodeConfig, PlaintextPolicy, Rotation};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_spanned::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::keys;
+
+/// Largest configuration file read.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("{}: cannot read the configuration: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key is missing, unknown, of the wrong type or has a value that is not allowed (or the
+    /// file it names is unusable), or the file is not TOML.
+    #[error("{}:{line}: {key}: {message}", file.display())]
+    Invalid {
+        /// The configuration file.
+        file: PathBuf,
+        /// The line, from 1.
+        line: usize,
+        /// The dotted key, e.g. `ingress.http.listen` or `peer[1].address`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// The dotted key the error is about, if it is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { key, .. } => Some(key),
+            Self::Read { .. } => None,
+        }
+    }
+
+    /// The line the error is about, if it is about one.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            Self::Invalid { line, .. } => Some(*line),
+            Self::Read { .. } => None,
+        }
+    }
+}
+
+/// The sidecar's configuration, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// This node's identity and cryptography.
+    pub node: NodeSettings,
+    /// Secured traffic in, plaintext to the upstream.
+    pub ingress: Option<Ingress>,
+    /// Plaintext from loopback in, sealed to peers.
+    pub egress: Option<Egress>,
+    /// Where the peers are.
+    pub peers: Vec<Peer>,
+    /// The admin listener (metrics, health).
+    pub admin: Option<Admin>,
+    /// Logging.
+    pub log: LogSettings,
+    /// HTTP limits and timeouts.
+    pub http: HttpSettings,
+    /// SA runtime settings.
+    pub sa: SaSettings,
+}
+
+/// This node's identity and cryptography.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    /// The node's ID.
+    pub id: NodeId,
+    /// Its signing key and ticket (`Debug` never shows the key).
+    pub credentials: Arc<Credentials>,
+    /// The issuers whose tickets it accepts.
+    pub trust_anchors: Arc<TrustAnchors>,
+    /// The suites it offers and accepts, most preferred first.
+    pub suites: Vec<Suite>,
+}
+
+/// Secured traffic in, plaintext to the upstream.
+#[derive(Debug, Clone)]
+pub struct Ingress {
+    /// The protected service's base URL (`http://127.0.0.1:8080`), no trailing slash.
+    pub upstream: String,
+    /// What to do with requests that come without an SA.
+    pub plaintext: PlaintextPolicy,
+    /// Rewrite AE points of access at registration so notifications travel over SAs.
+    pub map_poa: bool,
+    /// The HTTP listener.
+    pub http: Option<Listener>,
+}
+
+/// Plaintext from loopback in, sealed to peers.
+#[derive(Debug, Clone)]
+pub struct Egress {
+    /// The peer for targets that name no CSE-ID.
+    pub default_peer: Option<NodeId>,
+    /// The HTTP listener.
+    pub http: Option<Listener>,
+}
+
+/// A listening socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    /// The address to bind.
+    pub listen: SocketAddr,
+}
+
+/// A peer node and where to reach its sidecar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The peer's node ID.
+    pub id: NodeId,
+    /// Its sidecar's base URL (`http://cse.example.net:8443`), no trailing slash.
+    pub address: String,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admin {
+    /// The address to bind (loopback).
+    pub listen: SocketAddr,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people.
+    #[default]
+    Human,
+    /// One JSON object a line.
+    Json,
+}
+
+/// Logging. `Default` gives the defaults of the file: human lines at `info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Line format.
+    pub format: LogFormat,
+    /// A `tracing` `EnvFilter` directive (`info`, `onem2m_sa_sidecar=debug,info`).
+    pub level: String,
+}
+
+/// HTTP limits and timeouts. `Default` gives the defaults of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Largest request or response body.
+    pub max_body_bytes: usize,
+    /// Largest header value.
+    pub max_header_value_bytes: usize,
+    /// Most headers in a message.
+    pub max_headers: usize,
+    /// Time allowed to receive a request's headers.
+    pub header_read_timeout: Duration,
+    /// Time allowed for a whole exchange.
+    pub request_timeout: Duration,
+    /// An idle keep-alive connection is closed after this.
+    pub idle_timeout: Duration,
+    /// Time allowed to connect to the upstream or a peer.
+    pub connect_timeout: Duration,
+    /// Time in-flight requests get to finish at shutdown.
+    pub drain_timeout: Duration,
+    /// Most open connections per listener.
+    pub max_connections: usize,
+}
+
+/// SA runtime settings. `Default` gives the defaults of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaSettings {
+    /// How long to wait for one answer across rb before resending.
+    pub rb_timeout: Duration,
+    /// When SAs get new keys and identifiers, besides the usage limits.
+    pub rotation: Rotation,
+    /// Replay window, in sequence numbers.
+    pub replay_window: usize,
+    /// Bounds on the Responder's state.
+    pub limits: Limits,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { format: LogFormat::Human, level: "info".to_owned() }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            max_header_value_bytes: 8192,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+        }
+    }
+}
+
+impl Default for SaSettings {
+    fn default() -> Self {
+        Self {
+            rb_timeout: Duration::from_secs(5),
+            rotation: Rotation::default(),
+            replay_window: onem2m_sa::replay::DEFAULT_WINDOW,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks the configuration file at `path`; relative file names in it are
+    /// resolved against its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        use std::io::Read as _;
+        let read_error = |source| ConfigError::Read { path: path.to_owned(), source };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        let mut text = String::new();
+        file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text).map_err(read_error)?;
+        if text.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(read_error(std::io::Error::other("file over 1 MiB")));
+        }
+        Self::parse(&text, path)
+    }
+
+    /// Checks the configuration `text`, read from `origin` (named in errors; relative file names
+    /// are resolved against its directory). The ticket is verified at the current time.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Self::parse_at(text, origin, now)
+    }
+
+    /// [`Config::parse`] with the ticket verified at `unix_now`.
+    pub fn parse_at(text: &str, origin: &Path, unix_now: u64) -> Result<Config, ConfigError> {
+        let doc = Doc { text, file: origin, base: origin.parent().unwrap_or(Path::new("")).to_owned() };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| doc.toml_error(&e))?;
+        // The file's own rules first, then the files it names.
+        let id = doc.node_id(&raw.node.get_ref().id, "node.id")?;
+        let suites = doc.suites(raw.node.get_ref().suites.as_ref())?;
+        let peers = doc.peers(&raw.peer, &id)?;
+        let ingress = raw.ingress.as_ref().map(|i| doc.ingress(i)).transpose()?;
+        let egress = raw.egress.as_ref().map(|e| doc.egress(e, &raw.peer, &peers)).transpose()?;
+        if ingress.is_none() && egress.is_none() {
+            return Err(doc.err(
+                0..0,
+                "ingress",
+                "neither [ingress] nor [egress] is configured: the sidecar would have nothing to do",
+            ));
+        }
+        let admin = match &raw.admin {
+            Some(a) => {
+                let listen = doc.socket(&a.get_ref().listen, "admin.listen")?;
+                if !listen.ip().is_loopback() {
+                    return Err(doc.at(
+                        &a.get_ref().listen,
+                        "admin.listen",
+                        format!("{listen} is not a loopback address: the admin listener must not face the network"),
+                    ));
+                }
+                Some(Admin { listen })
+            }
+            None => None,
+        };
+        doc.distinct_listeners(&raw)?;
+        let (log, http, sa) = (doc.log(&raw.log)?, doc.http(&raw.http)?, doc.sa(&raw.sa)?);
+        let trust_anchors = doc.trust_anchors(&raw)?;
+        let credentials = doc.credentials(raw.node.get_ref(), &id, &trust_anchors, unix_now)?;
+        let node =
+            NodeSettings { id, credentials: Arc::new(credentials), trust_anchors: Arc::new(trust_anchors), suites };
+        Ok(Config { path: origin.to_owned(), node, ingress, egress, peers, admin, log, http, sa })
+    }
+
+    /// The SA runtime's settings: the Initiator offers `node.suites` and sends the Responder an
+    /// encryption challenge; the Responder supports `node.suites` and sends the Initiator an
+    /// authentication challenge; default timers; the configured replay window and limits.
+    pub fn node_config(&self) -> NodeConfig {
+        let credentials = self.node.credentials.clone();
+        let trust_anchors = self.node.trust_anchors.clone();
+        NodeConfig {
+            initiator: InitiatorConfig {
+                credentials: credentials.clone(),
+                trust_anchors: trust_anchors.clone(),
+                offer: self.node.suites.clone(),
+                responder_challenge: ChallengeKind::Encryption,
+            },
+            responder: ResponderConfig {
+                credentials,
+                trust_anchors,
+                supported: self.node.suites.clone(),
+                initiator_challenge: ChallengeKind::Authentication,
+                explicit_context: None,
+                context_reference: None,
+            },
+            timing: Timing::default(),
+            limits: self.sa.limits,
+            table: TableConfig { window: self.sa.replay_window, ..TableConfig::default() },
+            rb_timeout: self.sa.rb_timeout,
+        }
+    }
+}
+
+// The file as written: every value that is checked after parsing keeps its span.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: Spanned<RawNode>,
+    trust_anchor: Option<Spanned<Vec<Spanned<RawAnchor>>>>,
+    ingress: Option<Spanned<RawIngress>>,
+    egress: Option<Spanned<RawEgress>>,
+    #[serde(default)]
+    peer: Vec<Spanned<RawPeer>>,
+    admin: Option<Spanned<RawListener>>,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    sa: RawSa,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    id: Spanned<String>,
+    key: Spanned<String>,
+    ticket: Spanned<String>,
+    suites: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnchor {
+    id: Spanned<String>,
+    public_key: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIngress {
+    upstream: Spanned<String>,
+    #[serde(default)]
+    allow_plaintext_from: Vec<Spanned<String>>,
+    #[serde(default)]
+    require_sa: bool,
+    #[serde(default = "yes")]
+    map_poa: bool,
+    http: Option<Spanned<RawListener>>,
+    coap: Option<Spanned<IgnoredAny>>,
+    mqtt: Option<Spanned<IgnoredAny>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEgress {
+    default_peer: Option<Spanned<String>>,
+    #[serde(default)]
+    allow_non_loopback: bool,
+    http: Option<Spanned<RawListener>>,
+    coap: Option<Spanned<IgnoredAny>>,
+    mqtt: Option<Spanned<IgnoredAny>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    listen: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    id: Spanned<String>,
+    address: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    #[serde(default)]
+    format: LogFormat,
+    level: Option<Spanned<String>>,
+}
+
+type Number = Option<Spanned<u64>>;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    max_body_bytes: Number,
+    max_header_value_bytes: Number,
+    max_headers: Number,
+    header_read_timeout_ms: Number,
+    request_timeout_ms: Number,
+    idle_timeout_ms: Number,
+    connect_timeout_ms: Number,
+    drain_timeout_ms: Number,
+    max_connections: Number,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSa {
+    rb_timeout_ms: Number,
+    rotate_keys_after_secs: Number,
+    rotate_identifier_after_secs: Number,
+    replay_window: Number,
+    max_half_open: Number,
+    max_half_open_per_peer: Number,
+    max_sas: Number,
+}
+
+/// The text being checked, for turning spans into located errors.
+struct Doc<'a> {
+    text: &'a str,
+    file: &'a Path,
+    base: PathBuf,
+}
+
+const HOUR_MS: u64 = 3_600_000;
+
+impl Doc<'_> {
+    fn line(&self, pos: usize) -> usize {
+        let pos = pos.min(self.text.len());
+        self.text.as_bytes()[..pos].iter().filter(|&&b| b == b'\n').count() + 1
+    }
+
+    fn err(&self, span: Range<usize>, key: impl Into<String>, message: impl Display) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            line: self.line(span.start),
+            key: key.into(),
+            message: message.to_string(),
+        }
+    }
+
+    fn at<T>(&self, value: &Spanned<T>, key: impl Into<String>, message: impl Display) -> ConfigError {
+        self.err(value.span(), key, message)
+    }
+
+    /// A toml or serde error, located: the key is recovered from the error's span.
+    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+        let span = e.span().unwrap_or(0..0);
+        let mut key = match DeTable::parse(self.text) {
+            Ok(root) => key_in_tree(root.get_ref(), self.text, &span),
+            Err(_) => key_on_line(self.text, span.start),
+        };
+        let mut message = e.message().trim_end().to_owned();
+        if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+            key = join(&key, field);
+            message = "missing key".to_owned();
+        } else if message.starts_with("unknown field") {
+            message = message.replacen("unknown field", "unknown key", 1);
+        }
+        if key.is_empty() {
+            key = "(top level)".to_owned();
+        }
+        self.err(span, key, message)
+    }
+
+    /// A file name from the configuration, relative to the configuration's directory, made
+    /// absolute so that messages show exactly which file was meant.
+    fn resolve(&self, name: &str) -> PathBuf {
+        let path = self.base.join(name);
+        std::path::absolute(&path).unwrap_or(path)
+    }
+
+    fn node_id(&self, v: &Spanned<String>, key: &str) -> Result<NodeId, ConfigError> {
+        NodeId::new(v.get_ref().as_str()).map_err(|_| {
+            self.at(
+                v,
+                key,
+                format!("invalid node ID {:?}: 1 to 256 printable ASCII characters, no spaces", v.get_ref()),
+            )
+        })
+    }
+
+    fn socket(&self, v: &Spanned<String>, key: &str) -> Result<SocketAddr, ConfigError> {
+        v.get_ref().parse().map_err(|_| self.at(v, key, format!("invalid socket address {:?}", v.get_ref())))
+    }
+
+    /// An `http://host[:port][/path]` URL; other schemes are refused by name.
+    fn url(&self, v: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+        let s = v.get_ref();
+        let uri: http::Uri = s.parse().map_err(|e| self.at(v, key, format!("invalid URL {s:?}: {e}")))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(scheme @ ("https" | "coap" | "coaps" | "mqtt" | "mqtts")) => {
+                return Err(self.at(v, key, format!("{scheme}:// is not supported in this build (use http://)")));
+            }
+            Some(scheme) => return Err(self.at(v, key, format!("unknown URL scheme {scheme:?} (use http://)"))),
+            None => return Err(self.at(v, key, format!("{s:?} is not an absolute http:// URL"))),
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(self.at(v, key, format!("{s:?} names no host")));
+        }
+        if uri.query().is_some() {
+            return Err(self.at(v, key, format!("{s:?} has a query: give the base URL only")));
+        }
+        Ok(s.trim_end_matches('/').to_owned())
+    }
+
+    fn unsupported(&self, v: &Option<Spanned<IgnoredAny>>, key: &str, what: &str) -> Result<(), ConfigError> {
+        match v {
+            Some(v) => Err(self.at(v, key, format!("{what} is not supported in this build"))),
+            None => Ok(()),
+        }
+    }
+
+    fn number(&self, v: &Number, key: &str, default: u64, range: RangeInclusive<u64>) -> Result<u64, ConfigError> {
+        let Some(v) = v else { return Ok(default) };
+        let n = *v.get_ref();
+        if range.contains(&n) {
+            Ok(n)
+        } else {
+            Err(self.at(v, key, format!("{n} is out of range: must be from {} to {}", range.start(), range.end())))
+        }
+    }
+
+    /// Reads node.key and node.ticket and checks that the ticket is this node's, for this key,
+    /// and verifies against the trust anchors at `unix_now`.
+    fn credentials(
+        &self,
+        n: &RawNode,
+        id: &NodeId,
+        trust_anchors: &TrustAnchors,
+        unix_now: u64,
+    ) -> Result<Credentials, ConfigError> {
+        let key_path = self.resolve(n.key.get_ref());
+        let signing_key = keys::read_private_key(&key_path).map_err(|e| self.at(&n.key, "node.key", e))?;
+        let ticket_path = self.resolve(n.ticket.get_ref());
+        let ticket = keys::read_ticket(&ticket_path).map_err(|e| self.at(&n.ticket, "node.ticket", e))?;
+        let ticket_error = |message: String| self.at(&n.ticket, "node.ticket", message);
+        if ticket.subject != *id {
+            return Err(ticket_error(format!("the ticket is for {}, not for node.id {id}", ticket.subject)));
+        }
+        if ticket.algorithm != signing_key.algorithm() || ticket.public_key != signing_key.public_key() {
+            return Err(ticket_error(format!(
+                "the ticket carries another key ({} {}) than node.key ({} {})",
+                ticket.algorithm,
+                keys::key_fingerprint(&ticket.public_key),
+                signing_key.algorithm(),
+                keys::key_fingerprint(signing_key.public_key()),
+            )));
+        }
+        if let Err(e) = trust_anchors.verify(&ticket, id, unix_now) {
+            return Err(ticket_error(match e {
+                TicketError::Expired => {
+                    format!("the ticket expired at {}: issue a new one", keys::format_unix(ticket.not_after))
+                }
+                TicketError::NotYetValid => {
+                    format!("the ticket is not valid before {}", keys::format_unix(ticket.not_before))
+                }
+                TicketError::UnknownIssuer => {
+                    format!("the ticket's issuer {} is not a configured [[trust_anchor]]", ticket.issuer)
+                }
+                TicketError::BadSignature => format!(
+                    "the ticket's signature does not verify with the public key of trust anchor {}",
+                    ticket.issuer
+                ),
+                other => format!("the ticket does not verify: {other}"),
+            }));
+        }
+        Credentials::new(id.clone(), signing_key, ticket).map_err(|e| ticket_error(e.to_string()))
+    }
+
+    fn suites(&self, raw: Option<&Spanned<Vec<Spanned<String>>>>) -> Result<Vec<Suite>, ConfigError> {
+        let Some(list) = raw else { return Ok(Suite::ALL.to_vec()) };
+        if list.get_ref().is_empty() {
+            return Err(self.at(list, "node.suites", "empty: name at least one suite, or leave the key out for all"));
+        }
+        let mut suites = Vec::new();
+        for (i, name) in list.get_ref().iter().enumerate() {
+            let key = format!("node.suites[{i}]");
+            let suite: Suite = name.get_ref().parse().map_err(|_| {
+                let known: Vec<&str> = Suite::ALL.iter().map(|s| s.name()).collect();
+                self.at(name, &key, format!("unknown suite {:?} (known: {})", name.get_ref(), known.join(", ")))
+            })?;
+            if suites.contains(&suite) {
+                return Err(self.at(name, key, format!("{suite} is listed twice")));
+            }
+            suites.push(suite);
+        }
+        Ok(suites)
+    }
+
+    fn trust_anchors(&self, raw: &RawConfig) -> Result<TrustAnchors, ConfigError> {
+        let list = match &raw.trust_anchor {
+            Some(list) if !list.get_ref().is_empty() => list.get_ref(),
+            other => {
+                let span = other.as_ref().map_or(0..0, |l| l.span());
+                return Err(self.err(span, "trust_anchor", "at least one [[trust_anchor]] is required"));
+            }
+        };
+        let mut anchors = TrustAnchors::new();
+        let mut seen: Vec<(NodeId, usize)> = Vec::new();
+        for (i, a) in list.iter().enumerate() {
+            let a = a.get_ref();
+            let id = self.node_id(&a.id, &format!("trust_anchor[{i}].id"))?;
+            if let Some((_, line)) = seen.iter().find(|(s, _)| *s == id) {
+                return Err(self.at(
+                    &a.id,
+                    format!("trust_anchor[{i}].id"),
+                    format!("{id} is listed twice (first on line {line})"),
+                ));
+            }
+            seen.push((id.clone(), self.line(a.id.span().start)));
+            let path = self.resolve(a.public_key.get_ref());
+            let (alg, public) = keys::read_public_key(&path)
+                .map_err(|e| self.at(&a.public_key, format!("trust_anchor[{i}].public_key"), e))?;
+            anchors.add(id, alg, public);
+        }
+        Ok(anchors)
+    }
+
+    fn peers(&self, raw: &[Spanned<RawPeer>], me: &NodeId) -> Result<Vec<Peer>, ConfigError> {
+        let mut peers: Vec<Peer> = Vec::with_capacity(raw.len());
+        for (i, p) in raw.iter().enumerate() {
+            let p = p.get_ref();
+            let key = format!("peer[{i}].id");
+            let id = self.node_id(&p.id, &key)?;
+            if &id == me {
+                return Err(self.at(&p.id, key, format!("{id} is this node (node.id), not a peer")));
+            }
+            if let Some(j) = peers.iter().position(|q| q.id == id) {
+                let line = self.line(raw[j].get_ref().id.span().start);
+                return Err(self.at(&p.id, key, format!("{id} is listed twice (first on line {line})")));
+            }
+            let address = self.url(&p.address, &format!("peer[{i}].address"))?;
+            peers.push(Peer { id, address });
+        }
+        Ok(peers)
+    }
+
+    fn ingress(&self, raw: &Spanned<RawIngress>) -> Result<Ingress, ConfigError> {
+        let i = raw.get_ref();
+        self.unsupported(&i.coap, "ingress.coap", "a CoAP listener")?;
+        self.unsupported(&i.mqtt, "ingress.mqtt", "an MQTT listener")?;
+        let upstream = self.url(&i.upstream, "ingress.upstream")?;
+        let allow = i
+            .allow_plaintext_from
+            .iter()
+            .enumerate()
+            .map(|(n, p)| {
+                p.get_ref().parse::<OriginatorPattern>().map_err(|_| {
+                    self.at(
+                        p,
+                        format!("ingress.allow_plaintext_from[{n}]"),
+                        format!("invalid originator pattern {:?}: an ID, a prefix ending in *, or *", p.get_ref()),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let http = match &i.http {
+            Some(l) => Some(Listener { listen: self.socket(&l.get_ref().listen, "ingress.http.listen")? }),
+            None => None,
+        };
+        if http.is_none() {
+            return Err(self.at(raw, "ingress", "no listener: add [ingress.http] with listen = \"0.0.0.0:8443\""));
+        }
+        Ok(Ingress {
+            upstream,
+            plaintext: PlaintextPolicy { allow, require_sa: i.require_sa },
+            map_poa: i.map_poa,
+            http,
+        })
+    }
+
+    fn egress(
+        &self,
+        raw: &Spanned<RawEgress>,
+        raw_peers: &[Spanned<RawPeer>],
+        peers: &[Peer],
+    ) -> Result<Egress, ConfigError> {
+        let e = raw.get_ref();
+        self.unsupported(&e.coap, "egress.coap", "a CoAP listener")?;
+        self.unsupported(&e.mqtt, "egress.mqtt", "an MQTT listener")?;
+        let http = match &e.http {
+            Some(l) => {
+                let v = &l.get_ref().listen;
+                let listen = self.socket(v, "egress.http.listen")?;
+                if !listen.ip().is_loopback() && !e.allow_non_loopback {
+                    return Err(self.at(
+                        v,
+                        "egress.http.listen",
+                        format!(
+                            "{listen} is not a loopback address: whoever reaches the egress speaks as this node \
+                             (set egress.allow_non_loopback = true if that is intended)"
+                        ),
+                    ));
+                }
+                Some(Listener { listen })
+            }
+            None => None,
+        };
+        if http.is_none() {
+            return Err(self.at(raw, "egress", "no listener: add [egress.http] with listen = \"127.0.0.1:8081\""));
+        }
+        if peers.is_empty() {
+            return Err(self.at(
+                raw,
+                "egress",
+                "no [[peer]] to send to: add at least one [[peer]] with id and address",
+            ));
+        }
+        let default_peer = match &e.default_peer {
+            Some(v) => {
+                let id = self.node_id(v, "egress.default_peer")?;
+                if !peers.iter().any(|p| p.id == id) {
+                    let ids: Vec<&str> = raw_peers.iter().map(|p| p.get_ref().id.get_ref().as_str()).collect();
+                    return Err(self.at(
+                        v,
+                        "egress.default_peer",
+                        format!("{id} is not a [[peer]] (peers: {})", ids.join(", ")),
+                    ));
+                }
+                Some(id)
+            }
+            None => None,
+        };
+        Ok(Egress { default_peer, http })
+    }
+
+    /// No two listeners on one address (an unspecified address overlaps every address).
+    fn distinct_listeners(&self, raw: &RawConfig) -> Result<(), ConfigError> {
+        let listeners = [
+            ("ingress.http.listen", raw.ingress.as_ref().and_then(|i| i.get_ref().http.as_ref())),
+            ("egress.http.listen", raw.egress.as_ref().and_then(|e| e.get_ref().http.as_ref())),
+            ("admin.listen", raw.admin.as_ref()),
+        ];
+        let mut seen: Vec<(&str, &Spanned<String>, SocketAddr)> = Vec::new();
+        for (key, l) in listeners {
+            let Some(l) = l else { continue };
+            let v = &l.get_ref().listen;
+            let addr = self.socket(v, key)?;
+            for (other_key, other, other_addr) in &seen {
+                let overlap =
+                    addr.ip() == other_addr.ip() || addr.ip().is_unspecified() || other_addr.ip().is_unspecified();
+                if addr.port() != 0 && addr.port() == other_addr.port() && overlap {
+                    let line = self.line(other.span().start);
+                    return Err(self.at(v, key, format!("{addr} overlaps {other_key} {other_addr} (line {line})")));
+                }
+            }
+            seen.push((key, v, addr));
+        }
+        Ok(())
+    }
+
+    fn log(&self, raw: &RawLog) -> Result<LogSettings, ConfigError> {
+        let level = match &raw.level {
+            Some(v) => {
+                tracing_subscriber::EnvFilter::try_new(v.get_ref())
+                    .map_err(|e| self.at(v, "log.level", format!("invalid filter directive {:?}: {e}", v.get_ref())))?;
+                v.get_ref().clone()
+            }
+            None => LogSettings::default().level,
+        };
+        Ok(LogSettings { format: raw.format, level })
+    }
+
+    fn http(&self, h: &RawHttp) -> Result<HttpSettings, ConfigError> {
+        let d = HttpSettings::default();
+        let size = |v: &Number, key: &str, default: usize, range| {
+            self.number(v, key, default as u64, range).map(|n| n as usize)
+        };
+        let ms = |v: &Number, key: &str, default: Duration, range| {
+            self.number(v, key, default.as_millis() as u64, range).map(Duration::from_millis)
+        };
+        Ok(HttpSettings {
+            max_body_bytes: size(&h.max_body_bytes, "http.max_body_bytes", d.max_body_bytes, 1..=64 << 20)?,
+            max_header_value_bytes: size(
+                &h.max_header_value_bytes,
+                "http.max_header_value_bytes",
+                d.max_header_value_bytes,
+                256..=1 << 20,
+            )?,
+            max_headers: size(&h.max_headers, "http.max_headers", d.max_headers, 1..=10_000)?,
+            header_read_timeout: ms(
+                &h.header_read_timeout_ms,
+                "http.header_read_timeout_ms",
+                d.header_read_timeout,
+                1..=HOUR_MS,
+            )?,
+            request_timeout: ms(&h.request_timeout_ms, "http.request_timeout_ms", d.request_timeout, 1..=HOUR_MS)?,
+            idle_timeout: ms(&h.idle_timeout_ms, "http.idle_timeout_ms", d.idle_timeout, 1..=24 * HOUR_MS)?,
+            connect_timeout: ms(&h.connect_timeout_ms, "http.connect_timeout_ms", d.connect_timeout, 1..=600_000)?,
+            drain_timeout: ms(&h.drain_timeout_ms, "http.drain_timeout_ms", d.drain_timeout, 0..=HOUR_MS)?,
+            max_connections: size(&h.max_connections, "http.max_connections", d.max_connections, 1..=1_000_000)?,
+        })
+    }
+
+    /// A rotation period: 0 (off) or at least a minute, at most ten years.
+    fn rotation(&self, v: &Number, key: &str) -> Result<Option<Duration>, ConfigError> {
+        let secs = self.number(v, key, 0, 0..=10 * 365 * 86_400)?;
+        match (secs, v) {
+            (0, _) => Ok(None),
+            (1..60, Some(v)) => Err(self.at(v, key, format!("{secs} is too short: 0 (off) or at least 60 seconds"))),
+            _ => Ok(Some(Duration::from_secs(secs))),
+        }
+    }
+
+    fn sa(&self, s: &RawSa) -> Result<SaSettings, ConfigError> {
+        let d = SaSettings::default();
+        let count = |v: &Number, key: &str, default: usize, range| {
+            self.number(v, key, default as u64, range).map(|n| n as usize)
+        };
+        let max_half_open = count(&s.max_half_open, "sa.max_half_open", d.limits.max_half_open, 1..=1_000_000)?;
+        let window = onem2m_sa::replay::MIN_WINDOW as u64..=onem2m_sa::replay::MAX_WINDOW as u64;
+        Ok(SaSettings {
+            rb_timeout: self
+                .number(&s.rb_timeout_ms, "sa.rb_timeout_ms", d.rb_timeout.as_millis() as u64, 1..=600_000)
+                .map(Duration::from_millis)?,
+            rotation: Rotation {
+                keys_after: self.rotation(&s.rotate_keys_after_secs, "sa.rotate_keys_after_secs")?,
+                identifier_after: self.rotation(&s.rotate_identifier_after_secs, "sa.rotate_identifier_after_secs")?,
+            },
+            replay_window: count(&s.replay_window, "sa.replay_window", d.replay_window, window)?,
+            limits: Limits {
+                max_half_open,
+                max_half_open_per_peer: count(
+                    &s.max_half_open_per_peer,
+                    "sa.max_half_open_per_peer",
+                    d.limits.max_half_open_per_peer.min(max_half_open),
+                    1..=max_half_open as u64,
+                )?,
+                max_sas: count(&s.max_sas, "sa.max_sas", d.limits.max_sas, 1..=10_000_000)?,
+            },
+        })
+    }
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") }
+}
+
+/// One key or array element of the document, with where its key and value are.
+struct Entry {
+    path: String,
+    key: Range<usize>,
+    value: Range<usize>,
+}
+
+fn walk(table: &DeTable<'_>, prefix: &str, out: &mut Vec<Entry>) {
+    for (k, v) in table.iter() {
+        push(join(prefix, k.get_ref()), k.span(), v, out);
+    }
+}
+
+fn push(path: String, key: Range<usize>, v: &Spanned<DeValue<'_>>, out: &mut Vec<Entry>) {
+    out.push(Entry { path: path.clone(), key, value: v.span() });
+    match v.get_ref() {
+        DeValue::Table(t) => walk(t, &path, out),
+        DeValue::Array(a) => {
+            for (i, e) in a.iter().enumerate() {
+                push(format!("{path}[{i}]"), e.span(), e, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The dotted key a deserialization error at `span` is about: the tightest key or value around
+/// it in the (well-formed) document; the document's own span (`0..0`) is the top.
+fn key_in_tree(root: &DeTable<'_>, text: &str, span: &Range<usize>) -> String {
+    if *span == (0..0) {
+        return String::new();
+    }
+    let mut entries = Vec::new();
+    walk(root, "", &mut entries);
+    let around = |r: &Range<usize>| r.start <= span.start && span.end <= r.end;
+    entries
+        .iter()
+        .flat_map(|e| [(e, &e.key), (e, &e.value)])
+        .filter(|(_, r)| around(r))
+        .min_by_key(|(e, r)| (r.len(), std::cmp::Reverse(e.path.len())))
+        .map_or_else(|| key_on_line(text, span.start), |(e, _)| e.path.clone())
+}
+
+/// The dotted key a syntax error at byte `pos` is about, from the text alone (a document that
+/// does not parse has no reliable tree): the header on the error's line, or the table the line
+/// is in and the bare key the line starts with.
+fn key_on_line(text: &str, pos: usize) -> String {
+    let pos = pos.min(text.len());
+    let line_start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    // The header on this line, else the nearest one above it.
+    let mut table = String::new();
+    let mut end = line_start + line.len();
+    loop {
+        let start = text[..end].rfind('\n').map_or(0, |i| i + 1);
+        if let Some(h) = header(&text[..start], &text[start..end]) {
+            if start == line_start {
+                return h;
+            }
+            table = h;
+            break;
+        }
+        if start == 0 {
+            break;
+        }
+        end = start - 1;
+    }
+    let bare: String =
+        line.trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')).collect();
+    join(&table, &bare)
+}
+
+/// The key a `[table]` or `[[array]]` header line opens (`peer[2]` for the third `[[peer]]`),
+/// given the text before the line.
+fn header(before: &str, line: &str) -> Option<String> {
+    let line = line.trim();
+    let array = line.starts_with("[[");
+    let name: String =
+        line.strip_prefix('[')?.trim_start_matches('[').chars().take_while(|&c| c != ']' && c != '#').collect();
+    let name = name.split('.').map(str::trim).collect::<Vec<_>>().join(".");
+    if !array {
+        return Some(name);
+    }
+    let same = |l: &str| {
+        let l = l.trim();
+        l.starts_with("[[")
+            && l.trim_start_matches('[')
+                .split(']')
+                .next()
+                .is_some_and(|n| n.split('.').map(str::trim).eq(name.split('.')))
+    };
+    Some(format!("{name}[{}]", before.lines().filter(|l| same(l)).count()))
+}

@@ -1,0 +1,563 @@
+//! The sidecar configuration: a full file loads, the examples parse, and every rule's error names
+//! its key and line.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use onem2m_sa::credential::NodeId;
+use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
+use onem2m_sa::flows::ChallengeKind;
+use onem2m_sa_sidecar::config::{Config, ConfigError, LogFormat};
+use onem2m_sa_sidecar::keys::{self, IssueRequest};
+
+const DAY: u64 = 86_400;
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// A directory with a trust anchor, a second key claiming the same anchor ID, and a node `/id-in`
+/// with a ticket valid from an hour ago for a year.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let fx = Fixture { dir: tempfile::tempdir().unwrap() };
+        keys::keygen(SignatureAlgorithm::Ed25519, &fx.path("anchor"), false).unwrap();
+        keys::keygen(SignatureAlgorithm::Ed25519, &fx.path("impostor"), false).unwrap();
+        keys::keygen(SignatureAlgorithm::EcdsaP256Sha256, &fx.path("id-in"), false).unwrap();
+        fx.ticket("id-in.ticket.json", "/id-in", "id-in", "/trust-anchor", "anchor", now() - 3600, now() + 365 * DAY);
+        fx
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Issues `file` for `subject` with the public key `key_prefix.pub.pem`, signed by
+    /// `anchor_prefix.key.pem` in the name of `anchor_id`.
+    #[allow(clippy::too_many_arguments)]
+    fn ticket(
+        &self,
+        file: &str,
+        subject: &str,
+        key_prefix: &str,
+        anchor_id: &str,
+        anchor_prefix: &str,
+        not_before: u64,
+        not_after: u64,
+    ) {
+        let ticket = keys::issue_ticket(&IssueRequest {
+            anchor_id: NodeId::new(anchor_id).unwrap(),
+            anchor_key: keys::read_private_key(&self.path(&format!("{anchor_prefix}.key.pem"))).unwrap(),
+            subject: NodeId::new(subject).unwrap(),
+            subject_key: keys::read_public_key(&self.path(&format!("{key_prefix}.pub.pem"))).unwrap(),
+            allow: vec![subject.parse().unwrap()],
+            not_before,
+            not_after,
+            max_sa_lifetime_secs: None,
+            description: None,
+        })
+        .unwrap();
+        std::fs::write(self.path(file), ticket.to_json()).unwrap();
+    }
+
+    fn load(&self, text: &str) -> Result<Config, ConfigError> {
+        let path = self.path("sidecar.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path)
+    }
+
+    /// Loads `text`, expecting an error about `key` on the line where `needle` first appears,
+    /// whose message contains `says`.
+    #[track_caller]
+    fn refuses(&self, text: &str, key: &str, needle: &str, says: &str) -> String {
+        let err = self.load(text).expect_err("the configuration should be refused");
+        let line = line_of(text, needle);
+        let msg = err.to_string();
+        assert_eq!((err.key(), err.line()), (Some(key), Some(line)), "{msg}");
+        let file = self.path("sidecar.toml");
+        assert!(msg.starts_with(&format!("{}:{line}: {key}: ", file.display())), "{msg}");
+        assert!(msg.contains(says), "{says:?} not in {msg:?}");
+        msg
+    }
+}
+
+#[track_caller]
+fn line_of(text: &str, needle: &str) -> usize {
+    let at = text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in the text"));
+    text[..at].matches('\n').count() + 1
+}
+
+/// `text` with `from` (which must be there) replaced by `to`.
+#[track_caller]
+fn edit(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "{from:?} not in the text");
+    text.replacen(from, to, 1)
+}
+
+const FULL: &str = r#"[node]
+id = "/id-in"
+key = "id-in.key.pem"
+ticket = "id-in.ticket.json"
+suites = ["X25519MLKEM768_AES256GCM_SHA384", "x25519_aes128gcm_sha256"]
+
+[[trust_anchor]]
+id = "/trust-anchor"
+public_key = "anchor.pub.pem"
+
+[ingress]
+upstream = "http://127.0.0.1:8080/"
+allow_plaintext_from = ["Clegacy*", "/id-old"]
+require_sa = false
+map_poa = true
+[ingress.http]
+listen = "0.0.0.0:8443"
+
+[egress]
+default_peer = "/id-mn"
+[egress.http]
+listen = "127.0.0.1:8081"
+
+[[peer]]
+id = "/id-mn"
+address = "http://mn.example.net:8443"
+
+[[peer]]
+id = "CAE01"
+address = "http://10.0.0.7:8443"
+
+[admin]
+listen = "127.0.0.1:9464"
+
+[log]
+format = "json"
+level = "onem2m_sa_sidecar=debug,info"
+
+[http]
+max_body_bytes = 2097152
+max_header_value_bytes = 4096
+max_headers = 50
+header_read_timeout_ms = 1000
+request_timeout_ms = 2000
+idle_timeout_ms = 3000
+connect_timeout_ms = 4000
+drain_timeout_ms = 0
+max_connections = 10
+
+[sa]
+rb_timeout_ms = 700
+rotate_keys_after_secs = 3600
+rotate_identifier_after_secs = 0
+replay_window = 2048
+max_half_open = 100
+max_half_open_per_peer = 4
+max_sas = 1000
+"#;
+
+/// The smallest useful file: a node with an egress to one peer.
+const MINIMAL: &str = r#"[node]
+id = "/id-in"
+key = "id-in.key.pem"
+ticket = "id-in.ticket.json"
+
+[[trust_anchor]]
+id = "/trust-anchor"
+public_key = "anchor.pub.pem"
+
+[egress.http]
+listen = "127.0.0.1:8081"
+
+[[peer]]
+id = "/id-mn"
+address = "http://mn.example.net:8443"
+"#;
+
+#[test]
+fn full_configuration_loads() {
+    let fx = Fixture::new();
+    let c = fx.load(FULL).unwrap();
+    assert_eq!(c.path, fx.path("sidecar.toml"));
+    assert_eq!(c.node.id.as_str(), "/id-in");
+    assert_eq!(c.node.credentials.node_id.as_str(), "/id-in");
+    assert_eq!(c.node.credentials.signing_key.algorithm(), SignatureAlgorithm::EcdsaP256Sha256);
+    assert_eq!(c.node.trust_anchors.len(), 1);
+    assert_eq!(c.node.suites, [Suite::X25519MLKEM768_AES256GCM_SHA384, Suite::X25519_AES128GCM_SHA256]);
+
+    let ingress = c.ingress.as_ref().unwrap();
+    assert_eq!(ingress.upstream, "http://127.0.0.1:8080", "trailing slash dropped");
+    let allowed: Vec<&str> = ingress.plaintext.allow.iter().map(|p| p.as_str()).collect();
+    assert_eq!(allowed, ["Clegacy*", "/id-old"]);
+    assert!(!ingress.plaintext.require_sa && ingress.map_poa);
+    assert_eq!(ingress.http.unwrap().listen, "0.0.0.0:8443".parse().unwrap());
+
+    let egress = c.egress.as_ref().unwrap();
+    assert_eq!(egress.default_peer.as_ref().unwrap().as_str(), "/id-mn");
+    assert_eq!(egress.http.unwrap().listen, "127.0.0.1:8081".parse().unwrap());
+    let peers: Vec<(&str, &str)> = c.peers.iter().map(|p| (p.id.as_str(), p.address.as_str())).collect();
+    assert_eq!(peers, [("/id-mn", "http://mn.example.net:8443"), ("CAE01", "http://10.0.0.7:8443")]);
+    assert_eq!(c.admin.unwrap().listen, "127.0.0.1:9464".parse().unwrap());
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(c.log.level, "onem2m_sa_sidecar=debug,info");
+
+    let h = c.http;
+    assert_eq!((h.max_body_bytes, h.max_header_value_bytes, h.max_headers, h.max_connections), (2 << 20, 4096, 50, 10));
+    let ms = Duration::from_millis;
+    assert_eq!(
+        (h.header_read_timeout, h.request_timeout, h.idle_timeout, h.connect_timeout, h.drain_timeout),
+        (ms(1000), ms(2000), ms(3000), ms(4000), ms(0))
+    );
+    assert_eq!(c.sa.rb_timeout, ms(700));
+    assert_eq!(c.sa.rotation.keys_after, Some(Duration::from_secs(3600)));
+    assert_eq!(c.sa.rotation.identifier_after, None);
+    assert_eq!(c.sa.replay_window, 2048);
+    assert_eq!((c.sa.limits.max_half_open, c.sa.limits.max_half_open_per_peer, c.sa.limits.max_sas), (100, 4, 1000));
+
+    let n = c.node_config();
+    assert_eq!(n.initiator.offer, c.node.suites);
+    assert_eq!(n.responder.supported, c.node.suites);
+    assert_eq!(n.initiator.responder_challenge, ChallengeKind::Encryption);
+    assert_eq!(n.responder.initiator_challenge, ChallengeKind::Authentication);
+    assert_eq!(n.table.window, 2048);
+    assert_eq!(n.limits, c.sa.limits);
+    assert_eq!(n.rb_timeout, ms(700));
+
+    // Nothing secret in Debug.
+    let debug = format!("{c:?}");
+    let pem = std::fs::read_to_string(fx.path("id-in.key.pem")).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(!debug.contains(&body), "{debug}");
+}
+
+#[test]
+fn minimal_configuration_takes_the_defaults() {
+    let fx = Fixture::new();
+    let c = fx.load(MINIMAL).unwrap();
+    assert!(c.ingress.is_none() && c.admin.is_none());
+    assert_eq!(c.egress.as_ref().unwrap().default_peer, None);
+    assert_eq!(c.node.suites, Suite::ALL);
+    assert_eq!((c.log.format, c.log.level.as_str()), (LogFormat::Human, "info"));
+    let h = c.http;
+    assert_eq!(
+        (h.max_body_bytes, h.max_header_value_bytes, h.max_headers, h.max_connections),
+        (1 << 20, 8192, 100, 1024)
+    );
+    let ms = Duration::from_millis;
+    assert_eq!(
+        (h.header_read_timeout, h.request_timeout, h.idle_timeout, h.connect_timeout, h.drain_timeout),
+        (ms(10_000), ms(30_000), ms(60_000), ms(5_000), ms(30_000))
+    );
+    assert_eq!(c.sa.rb_timeout, ms(5000));
+    assert_eq!(c.sa.rotation, Default::default());
+    assert_eq!(c.sa.replay_window, 1024);
+    assert_eq!(c.sa.limits, onem2m_sa::manage::Limits::default());
+}
+
+/// Copies an example next to freshly made key, public key and ticket files with the names it uses.
+fn check_example(name: &str) -> Config {
+    let fx = Fixture::new();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name);
+    let text = std::fs::read_to_string(&source).unwrap();
+    let doc: toml::Table = toml::from_str(&text).unwrap();
+    let node = doc["node"].as_table().unwrap();
+    let (id, key, ticket) =
+        (node["id"].as_str().unwrap(), node["key"].as_str().unwrap(), node["ticket"].as_str().unwrap());
+    let prefix = key.strip_suffix(".key.pem").unwrap();
+    if !fx.path(key).exists() {
+        keys::keygen(SignatureAlgorithm::Ed25519, &fx.path(prefix), false).unwrap();
+    }
+    for anchor in doc["trust_anchor"].as_array().unwrap() {
+        let public = anchor["public_key"].as_str().unwrap();
+        if public != "anchor.pub.pem" {
+            std::fs::copy(fx.path("anchor.pub.pem"), fx.path(public)).unwrap();
+        }
+        assert_eq!(anchor["id"].as_str(), Some("/trust-anchor"));
+    }
+    fx.ticket(ticket, id, prefix, "/trust-anchor", "anchor", now() - 60, now() + DAY);
+    let path = fx.path(name);
+    std::fs::write(&path, &text).unwrap();
+    Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn cse_example_parses() {
+    let c = check_example("sidecar-cse.toml");
+    assert_eq!(c.node.id.as_str(), "/id-in");
+    assert_eq!(c.ingress.unwrap().upstream, "http://127.0.0.1:8080");
+    assert!(c.egress.is_some() && c.admin.is_some());
+}
+
+#[test]
+fn ae_example_parses() {
+    let c = check_example("sidecar-ae.toml");
+    let ingress = c.ingress.unwrap();
+    assert!(ingress.plaintext.require_sa && !ingress.map_poa);
+    assert_eq!(c.egress.unwrap().default_peer.unwrap().as_str(), "/id-in");
+}
+
+#[test]
+fn syntax_error_names_key_and_line() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "listen = \"0.0.0.0:8443\"", "listen = \"0.0.0.0:8443");
+    fx.refuses(&text, "ingress.http.listen", "listen = \"0.0.0.0:8443", "invalid basic string");
+    let text = edit(FULL, "require_sa = false", "require_sa false");
+    fx.refuses(&text, "ingress.require_sa", "require_sa false", "expected `=`");
+    let text = edit(FULL, "[egress]", "[egress");
+    fx.refuses(&text, "egress", "[egress", "unclosed table");
+    let text = edit(FULL, "address = \"http://10.0.0.7:8443\"", "address = http://10.0.0.7:8443");
+    fx.refuses(&text, "peer[1].address", "address = http:", "");
+    let text = edit(FULL, "[admin]", "[ingress]");
+    fx.refuses(&text, "ingress", "[ingress]\nlisten", "duplicate key");
+}
+
+#[test]
+fn unknown_key_names_key_and_line() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "listen = \"0.0.0.0:8443\"", "listn = \"0.0.0.0:8443\"");
+    fx.refuses(&text, "ingress.http.listn", "listn", "unknown key `listn`, expected `listen`");
+    let text = edit(FULL, "[[peer]]\nid = \"CAE01\"", "[[peer]]\nid = \"CAE01\"\nport = 1");
+    fx.refuses(&text, "peer[1].port", "port = 1", "unknown key `port`");
+    let text = edit(FULL, "[log]", "[logging]");
+    fx.refuses(&text, "logging", "[logging]", "unknown key `logging`");
+}
+
+#[test]
+fn missing_key_names_key_and_table_line() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "upstream = \"http://127.0.0.1:8080/\"\n", "");
+    fx.refuses(&text, "ingress.upstream", "[ingress]", "missing key");
+    let text = edit(FULL, "address = \"http://10.0.0.7:8443\"\n", "");
+    fx.refuses(&text, "peer[1].address", "[[peer]]\nid = \"CAE01\"", "missing key");
+    let text = edit(FULL, "ticket = \"id-in.ticket.json\"\n", "");
+    fx.refuses(&text, "node.ticket", "[node]", "missing key");
+}
+
+#[test]
+fn wrong_type_names_key_and_line() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "max_body_bytes = 2097152", "max_body_bytes = \"2M\"");
+    fx.refuses(&text, "http.max_body_bytes", "\"2M\"", "invalid type: string \"2M\", expected u64");
+    let text = edit(FULL, "max_sas = 1000", "max_sas = -1");
+    fx.refuses(&text, "sa.max_sas", "max_sas", "invalid value: integer `-1`");
+    let text = edit(FULL, "require_sa = false", "require_sa = \"no\"");
+    fx.refuses(&text, "ingress.require_sa", "require_sa", "expected a boolean");
+    let text = edit(FULL, "\"/id-old\"]", "7]");
+    fx.refuses(&text, "ingress.allow_plaintext_from[1]", "allow_plaintext_from", "expected a string");
+    let text = edit(FULL, "format = \"json\"", "format = \"xml\"");
+    fx.refuses(&text, "log.format", "\"xml\"", "unknown variant `xml`, expected `human` or `json`");
+}
+
+#[test]
+fn ingress_or_egress_is_required() {
+    let fx = Fixture::new();
+    let text = MINIMAL.split("[egress.http]").next().unwrap();
+    let err = fx.load(text).unwrap_err();
+    assert_eq!((err.key(), err.line()), (Some("ingress"), Some(1)), "{err}");
+    assert!(err.to_string().contains("neither [ingress] nor [egress]"), "{err}");
+}
+
+#[test]
+fn ingress_needs_a_listener_and_an_http_upstream() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "[ingress.http]\nlisten = \"0.0.0.0:8443\"\n", "");
+    fx.refuses(&text, "ingress", "[ingress]", "no listener");
+    let text = edit(FULL, "http://127.0.0.1:8080/", "https://127.0.0.1:8080");
+    fx.refuses(&text, "ingress.upstream", "upstream", "https:// is not supported in this build");
+    let text = edit(FULL, "http://127.0.0.1:8080/", "127.0.0.1:8080");
+    fx.refuses(&text, "ingress.upstream", "upstream", "not an absolute http:// URL");
+    let text = edit(FULL, "http://127.0.0.1:8080/", "http://127.0.0.1:8080/?x=1");
+    fx.refuses(&text, "ingress.upstream", "upstream", "has a query");
+    let text = edit(FULL, "http://127.0.0.1:8080/", "http://exa mple");
+    fx.refuses(&text, "ingress.upstream", "upstream", "invalid URL");
+}
+
+#[test]
+fn coap_and_mqtt_are_refused_by_name() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "[egress]", "[ingress.coap]\nlisten = \"0.0.0.0:5683\"\n\n[egress]");
+    fx.refuses(&text, "ingress.coap", "[ingress.coap]", "not supported in this build");
+    let text = edit(FULL, "[[peer]]", "[egress.mqtt]\nbroker = \"mqtt://b\"\n\n[[peer]]");
+    fx.refuses(&text, "egress.mqtt", "[egress.mqtt]", "not supported in this build");
+    let text = edit(FULL, "http://10.0.0.7:8443", "coap://10.0.0.7:5683");
+    fx.refuses(&text, "peer[1].address", "coap://", "coap:// is not supported in this build");
+    let text = edit(FULL, "http://mn.example.net:8443", "mqtts://broker.example.net");
+    fx.refuses(&text, "peer[0].address", "mqtts://", "mqtts:// is not supported in this build");
+}
+
+#[test]
+fn egress_needs_a_listener_and_a_peer() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "[egress.http]\nlisten = \"127.0.0.1:8081\"\n", "");
+    fx.refuses(&text, "egress", "[egress]", "no listener");
+    let text = MINIMAL.split("[[peer]]").next().unwrap();
+    fx.refuses(text, "egress", "[egress.http]", "no [[peer]]");
+}
+
+#[test]
+fn default_peer_must_be_a_peer() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "default_peer = \"/id-mn\"", "default_peer = \"/id-asn\"");
+    fx.refuses(&text, "egress.default_peer", "default_peer", "/id-asn is not a [[peer]] (peers: /id-mn, CAE01)");
+}
+
+#[test]
+fn egress_listens_on_loopback_unless_allowed() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "listen = \"127.0.0.1:8081\"", "listen = \"0.0.0.0:8081\"");
+    fx.refuses(&text, "egress.http.listen", "0.0.0.0:8081", "not a loopback address");
+    let allowed = edit(&text, "[egress.http]", "allow_non_loopback = true\n[egress.http]");
+    assert_eq!(fx.load(&allowed).unwrap().egress.unwrap().http.unwrap().listen, "0.0.0.0:8081".parse().unwrap());
+    let v6 = edit(FULL, "listen = \"127.0.0.1:8081\"", "listen = \"[::1]:8081\"");
+    fx.load(&v6).unwrap();
+}
+
+#[test]
+fn admin_listens_on_loopback() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "listen = \"127.0.0.1:9464\"", "listen = \"192.0.2.1:9464\"");
+    fx.refuses(&text, "admin.listen", "192.0.2.1", "not a loopback address");
+}
+
+#[test]
+fn socket_addresses_are_checked() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "listen = \"0.0.0.0:8443\"", "listen = \"0.0.0.0:x\"");
+    let msg = fx.refuses(&text, "ingress.http.listen", "0.0.0.0:x", "invalid socket address \"0.0.0.0:x\"");
+    assert!(msg.ends_with("sidecar.toml:17: ingress.http.listen: invalid socket address \"0.0.0.0:x\""), "{msg}");
+    let text = edit(FULL, "listen = \"127.0.0.1:9464\"", "listen = \"localhost:9464\"");
+    fx.refuses(&text, "admin.listen", "localhost", "invalid socket address");
+    let text = edit(FULL, "listen = \"127.0.0.1:9464\"", "listen = \"127.0.0.1:8081\"");
+    fx.refuses(&text, "admin.listen", "listen = \"127.0.0.1:8081\"\n\n[log]", "overlaps egress.http.listen");
+    let text = edit(FULL, "listen = \"127.0.0.1:8081\"", "listen = \"127.0.0.1:8443\"");
+    fx.refuses(&text, "egress.http.listen", "127.0.0.1:8443", "overlaps ingress.http.listen 0.0.0.0:8443 (line 17)");
+}
+
+#[test]
+fn peers_are_unique_and_not_this_node() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "id = \"CAE01\"", "id = \"/id-mn\"");
+    fx.refuses(&text, "peer[1].id", "id = \"/id-mn\"\naddress = \"http://10", "listed twice (first on line 25)");
+    let text = edit(FULL, "id = \"CAE01\"", "id = \"/id-in\"");
+    fx.refuses(&text, "peer[1].id", "id = \"/id-in\"\naddress", "is this node");
+    let text = edit(FULL, "id = \"CAE01\"", "id = \"C AE\"");
+    fx.refuses(&text, "peer[1].id", "C AE", "invalid node ID");
+}
+
+#[test]
+fn numbers_have_bounds() {
+    let fx = Fixture::new();
+    for (from, to, key) in [
+        ("max_body_bytes = 2097152", "max_body_bytes = 67108865", "http.max_body_bytes"),
+        ("max_body_bytes = 2097152", "max_body_bytes = 0", "http.max_body_bytes"),
+        ("max_headers = 50", "max_headers = 0", "http.max_headers"),
+        ("request_timeout_ms = 2000", "request_timeout_ms = 0", "http.request_timeout_ms"),
+        ("idle_timeout_ms = 3000", "idle_timeout_ms = 0", "http.idle_timeout_ms"),
+        ("connect_timeout_ms = 4000", "connect_timeout_ms = 0", "http.connect_timeout_ms"),
+        ("header_read_timeout_ms = 1000", "header_read_timeout_ms = 0", "http.header_read_timeout_ms"),
+        ("max_connections = 10", "max_connections = 0", "http.max_connections"),
+        ("rb_timeout_ms = 700", "rb_timeout_ms = 0", "sa.rb_timeout_ms"),
+        ("replay_window = 2048", "replay_window = 32", "sa.replay_window"),
+        ("replay_window = 2048", "replay_window = 65537", "sa.replay_window"),
+        ("max_half_open = 100", "max_half_open = 0", "sa.max_half_open"),
+        ("max_half_open_per_peer = 4", "max_half_open_per_peer = 101", "sa.max_half_open_per_peer"),
+        ("max_sas = 1000", "max_sas = 0", "sa.max_sas"),
+        ("rotate_keys_after_secs = 3600", "rotate_keys_after_secs = 5", "sa.rotate_keys_after_secs"),
+    ] {
+        let text = edit(FULL, from, to);
+        let says = if to.contains("rotate") { "too short" } else { "out of range" };
+        fx.refuses(&text, key, to, says);
+    }
+    let text = edit(FULL, "replay_window = 2048", "replay_window = 65536");
+    assert_eq!(fx.load(&text).unwrap().sa.replay_window, 65536);
+}
+
+#[test]
+fn node_id_suites_and_log_level_are_checked() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "id = \"/id-in\"", "id = \"\"");
+    fx.refuses(&text, "node.id", "id = \"\"", "invalid node ID");
+    let text = edit(FULL, "\"x25519_aes128gcm_sha256\"", "\"ROT13\"");
+    fx.refuses(&text, "node.suites[1]", "ROT13", "unknown suite \"ROT13\" (known: X25519_AES128GCM_SHA256");
+    let text = edit(FULL, "\"x25519_aes128gcm_sha256\"", "\"X25519MLKEM768_AES256GCM_SHA384\"");
+    fx.refuses(&text, "node.suites[1]", "suites", "listed twice");
+    let text = edit(FULL, "suites = [\"X25519MLKEM768_AES256GCM_SHA384\", \"x25519_aes128gcm_sha256\"]", "suites = []");
+    fx.refuses(&text, "node.suites", "suites = []", "empty");
+    let text = edit(FULL, "level = \"onem2m_sa_sidecar=debug,info\"", "level = \"foo=loud\"");
+    fx.refuses(&text, "log.level", "foo=loud", "invalid filter directive");
+    let text = edit(FULL, "\"Clegacy*\"", "\"C*x\"");
+    fx.refuses(&text, "ingress.allow_plaintext_from[0]", "C*x", "invalid originator pattern");
+}
+
+#[test]
+fn trust_anchors_are_required_and_unique() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "[[trust_anchor]]\nid = \"/trust-anchor\"\npublic_key = \"anchor.pub.pem\"\n", "");
+    let err = fx.load(&text).unwrap_err();
+    assert_eq!((err.key(), err.line()), (Some("trust_anchor"), Some(1)), "{err}");
+    assert!(err.to_string().contains("at least one [[trust_anchor]]"), "{err}");
+    let twice = "[[trust_anchor]]\nid = \"/trust-anchor\"\npublic_key = \"impostor.pub.pem\"\n\n[ingress]";
+    let text = edit(FULL, "[ingress]", twice);
+    fx.refuses(&text, "trust_anchor[1].id", "id = \"/trust-anchor\"\npublic_key = \"impostor", "listed twice");
+}
+
+#[test]
+fn missing_files_are_named_with_their_resolved_path() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "key = \"id-in.key.pem\"", "key = \"keys/nope.key.pem\"");
+    let msg = fx.refuses(&text, "node.key", "keys/nope", "No such file");
+    assert!(msg.contains(&*fx.path("keys").join("nope.key.pem").to_string_lossy()), "{msg}");
+    let text = edit(FULL, "ticket = \"id-in.ticket.json\"", "ticket = \"gone.json\"");
+    let msg = fx.refuses(&text, "node.ticket", "gone.json", "No such file");
+    assert!(msg.contains(&*fx.path("gone.json").to_string_lossy()), "{msg}");
+    let text = edit(FULL, "public_key = \"anchor.pub.pem\"", "public_key = \"anchor.key.pem\"");
+    fx.refuses(&text, "trust_anchor[0].public_key", "anchor.key.pem", "this is a private key");
+    let text = edit(FULL, "key = \"id-in.key.pem\"", "key = \"id-in.pub.pem\"");
+    fx.refuses(&text, "node.key", "id-in.pub.pem", "this is a public key");
+    std::fs::write(fx.path("bad.json"), "not json").unwrap();
+    let text = edit(FULL, "ticket = \"id-in.ticket.json\"", "ticket = \"bad.json\"");
+    fx.refuses(&text, "node.ticket", "bad.json", "malformed ticket");
+    // The configuration file itself.
+    let err = Config::load(&fx.path("absent.toml")).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }) && err.to_string().contains("absent.toml"), "{err}");
+    assert_eq!(err.key(), None);
+}
+
+#[test]
+fn ticket_must_match_the_node() {
+    let fx = Fixture::new();
+    let n = now();
+    // Another subject.
+    fx.ticket("mn.json", "/id-mn", "id-in", "/trust-anchor", "anchor", n - 60, n + DAY);
+    let text = edit(FULL, "ticket = \"id-in.ticket.json\"", "ticket = \"mn.json\"");
+    fx.refuses(&text, "node.ticket", "mn.json", "the ticket is for /id-mn, not for node.id /id-in");
+    // Another key.
+    fx.ticket("other-key.json", "/id-in", "impostor", "/trust-anchor", "anchor", n - 60, n + DAY);
+    let text = edit(FULL, "ticket = \"id-in.ticket.json\"", "ticket = \"other-key.json\"");
+    fx.refuses(&text, "node.ticket", "other-key.json", "the ticket carries another key");
+}
+
+#[test]
+fn ticket_must_verify_now() {
+    let fx = Fixture::new();
+    let n = now();
+    let cases = [
+        ("expired.json", "/trust-anchor", "anchor", n - 10 * DAY, n - DAY, "the ticket expired at "),
+        ("early.json", "/trust-anchor", "anchor", n + DAY, n + 10 * DAY, "the ticket is not valid before "),
+        ("stranger.json", "/other-anchor", "anchor", n - 60, n + DAY, "issuer /other-anchor is not a configured"),
+        ("forged.json", "/trust-anchor", "impostor", n - 60, n + DAY, "signature does not verify"),
+    ];
+    for (file, anchor_id, anchor_key, nbf, naf, says) in cases {
+        fx.ticket(file, "/id-in", "id-in", anchor_id, anchor_key, nbf, naf);
+        let text = edit(FULL, "ticket = \"id-in.ticket.json\"", &format!("ticket = \"{file}\""));
+        fx.refuses(&text, "node.ticket", file, says);
+    }
+    // The clock is injectable: the fixture's ticket is expired in two years, early two days ago.
+    let path = fx.path("sidecar.toml");
+    let err = Config::parse_at(FULL, &path, n + 2 * 365 * DAY).unwrap_err();
+    assert!(err.to_string().contains("expired"), "{err}");
+    let err = Config::parse_at(FULL, &path, n - 2 * DAY).unwrap_err();
+    assert!(err.to_string().contains("not valid before"), "{err}");
+    assert_eq!(Config::parse_at(FULL, &path, n).unwrap().node.id.as_str(), "/id-in");
+}
