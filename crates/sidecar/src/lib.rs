@@ -1,0 +1,21 @@
+//! The `onem2m-sa` binary as a library: the sidecar proxy, its configuration, the CLI's key and
+//! ticket tools, SA administration, and the demo.
+//!
+//! * [`config`] — the TOML configuration, validated at start (errors name the key and line).
+//! * [`proxy`] — the runtime: ingress, egress and admin listeners around one node.
+//! * [`poa`] — notifications to AEs over SAs: mapping AE points of access at registration.
+//! * [`admin`] — `/metrics`, `/healthz`, `/readyz`, SA list and removal.
+//! * [`keys`] — `keygen` and `ticket issue|inspect`.
+//! * [`demo`] — `onem2m-sa demo`, and the topology the integration tests reuse.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod admin;
+pub mod admin_client;
+pub mod config;
+pub mod demo;
+pub mod keys;
+pub mod logging;
+pub mod poa;
+pub mod proxy;
+pub mod tap;

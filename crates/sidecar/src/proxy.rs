@@ -1,0 +1,419 @@
+//! The sidecar runtime: one [`Node`] and its listeners.
+//!
+//! * **ingress** — secured primitives in from the network: [`ReceiveSecure`](onem2m_sa_tower::ReceiveSecure)
+//!   answers SA flows, opens requests, checks identity binding and the plaintext policy; what
+//!   passes goes in plaintext to the upstream (the local CSE, or an AE's listener) and the answer
+//!   goes back sealed.
+//! * **egress** — plaintext primitives in from loopback (the local CSE's or AE's own requests):
+//!   [`SendSecure`](onem2m_sa_tower::SendSecure) establishes SAs on demand with the peer the
+//!   target names, seals, sends and opens the answer. Requests on a mapped point of access
+//!   (see [`crate::poa`]) go to the peer the mapping names.
+//! * **admin** — see [`crate::admin`].
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
+use onem2m_sa::credential::NodeId;
+use onem2m_sa_http::{
+    BoxError, ClientConfig, ClientError, HttpClient, Limits, PrimitiveService, ServerConfig, response_to_http, serve,
+};
+use onem2m_sa_tower::{InboundRequest, Node, ReceiveSecureLayer, Route, SendSecureLayer, route_by_cse_id};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower::{Layer, Service, ServiceExt};
+
+use crate::config::{Config, HttpSettings};
+use crate::poa::{self, PoaMap};
+
+/// Why the sidecar could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {what} {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A peer or upstream address is not usable.
+    #[error("{what}: {reason}")]
+    Address {
+        /// Which address.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The sidecar's sockets, bound before it starts (so port 0 can be used and the addresses
+/// learned first).
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// The HTTP ingress.
+    pub ingress_http: Option<TcpListener>,
+    /// The HTTP egress.
+    pub egress_http: Option<TcpListener>,
+    /// The admin endpoint.
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every listener the configuration names.
+    pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        async fn one(what: &'static str, addr: Option<SocketAddr>) -> Result<Option<TcpListener>, StartError> {
+            match addr {
+                None => Ok(None),
+                Some(addr) => {
+                    TcpListener::bind(addr).await.map(Some).map_err(|source| StartError::Bind { what, addr, source })
+                }
+            }
+        }
+        Ok(Self {
+            ingress_http: one("ingress.http", config.ingress.as_ref().and_then(|i| i.http.as_ref()).map(|l| l.listen))
+                .await?,
+            egress_http: one("egress.http", config.egress.as_ref().and_then(|e| e.http.as_ref()).map(|l| l.listen))
+                .await?,
+            admin: one("admin", config.admin.as_ref().map(|a| a.listen)).await?,
+        })
+    }
+}
+
+/// Where a running sidecar listens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Addresses {
+    /// The HTTP ingress.
+    pub ingress_http: Option<SocketAddr>,
+    /// The HTTP egress.
+    pub egress_http: Option<SocketAddr>,
+    /// The admin endpoint.
+    pub admin: Option<SocketAddr>,
+}
+
+/// The server settings for the configured HTTP limits and timeouts.
+pub fn server_config(http: &HttpSettings) -> ServerConfig {
+    ServerConfig {
+        limits: limits(http),
+        max_headers: http.max_headers,
+        header_read_timeout: http.header_read_timeout,
+        request_timeout: http.request_timeout,
+        idle_timeout: http.idle_timeout,
+        max_connections: http.max_connections,
+        drain_timeout: http.drain_timeout,
+        ..ServerConfig::default()
+    }
+}
+
+/// The client settings for the configured HTTP limits and timeouts.
+pub fn client_config(http: &HttpSettings) -> ClientConfig {
+    ClientConfig {
+        limits: limits(http),
+        connect_timeout: http.connect_timeout,
+        request_timeout: http.request_timeout,
+        ..ClientConfig::default()
+    }
+}
+
+fn limits(http: &HttpSettings) -> Limits {
+    Limits {
+        max_body_bytes: http.max_body_bytes,
+        max_header_value_bytes: http.max_header_value_bytes,
+        ..Limits::default()
+    }
+}
+
+/// The transport to the configured peers: a request goes to the peer its `to` names (the
+/// node ID itself, or the CSE-ID at the start of an SP-relative target).
+#[derive(Clone, Debug)]
+pub struct Peers {
+    clients: Arc<HashMap<NodeId, HttpClient>>,
+}
+
+impl Peers {
+    /// Clients for every configured peer, sharing one connection pool.
+    pub fn new(config: &Config) -> Result<Self, StartError> {
+        let cfg = client_config(&config.http);
+        let mut clients = HashMap::new();
+        let mut pool: Option<HttpClient> = None;
+        for (i, p) in config.peers.iter().enumerate() {
+            let bad = |e: onem2m_sa_http::BindingError| StartError::Address {
+                what: format!("peer[{i}].address"),
+                reason: e.to_string(),
+            };
+            let client = match &pool {
+                Some(c) => c.with_base(&p.address).map_err(bad)?,
+                None => HttpClient::new(&p.address, cfg.clone()).map_err(bad)?,
+            };
+            pool.get_or_insert_with(|| client.clone());
+            clients.insert(p.id.clone(), client);
+        }
+        Ok(Self { clients: Arc::new(clients) })
+    }
+
+    /// Whether `peer` is configured.
+    pub fn knows(&self, peer: &NodeId) -> bool {
+        self.clients.contains_key(peer)
+    }
+
+    fn client_for(&self, to: &str) -> Option<&HttpClient> {
+        if let Ok(id) = NodeId::new(to)
+            && let Some(c) = self.clients.get(&id)
+        {
+            return Some(c);
+        }
+        let cse = to.trim_start_matches("//").split('/').find(|s| !s.is_empty())?;
+        self.clients.get(&NodeId::new(format!("/{cse}")).ok()?)
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
+
+impl Service<RequestPrimitive> for Peers {
+    type Response = ResponsePrimitive;
+    type Error = BoxError;
+    type Future = BoxFuture<ResponsePrimitive>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: RequestPrimitive) -> Self::Future {
+        match self.client_for(&req.to).cloned() {
+            Some(client) => Box::pin(client.oneshot(req)),
+            None => {
+                let rsp = ResponsePrimitive::error(Rsc::TARGET_NOT_REACHABLE, &req.rqi, "no configured peer");
+                Box::pin(std::future::ready(Ok(rsp)))
+            }
+        }
+    }
+}
+
+/// The ingress's protected service: forwards opened requests to the upstream in plaintext.
+#[derive(Clone)]
+struct Upstream {
+    client: HttpClient,
+    poa: Option<PoaMap>,
+}
+
+impl Service<InboundRequest> for Upstream {
+    type Response = ResponsePrimitive;
+    type Error = BoxError;
+    type Future = BoxFuture<ResponsePrimitive>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, inbound: InboundRequest) -> Self::Future {
+        let (client, poa) = (self.client.clone(), self.poa.clone());
+        Box::pin(async move {
+            let mut req = inbound.primitive;
+            let rqi = req.rqi.clone();
+            let mapping = match (&poa, &inbound.peer) {
+                (Some(map), Some(peer)) if map.rewrite_request(&mut req, &peer.peer) > 0 => Some(map),
+                _ => None,
+            };
+            match client.oneshot(req).await {
+                Ok(mut rsp) => {
+                    if let Some(map) = mapping.or(poa.as_ref()) {
+                        map.restore_response(&mut rsp);
+                    }
+                    Ok(rsp)
+                }
+                // The answer still goes back sealed: the peer learns, authenticated, that the
+                // upstream failed.
+                Err(e) => {
+                    let rsc = e.downcast_ref::<ClientError>().map_or(Rsc::INTERNAL_SERVER_ERROR, ClientError::rsc);
+                    tracing::warn!(error = %e, %rsc, "upstream request failed");
+                    Ok(ResponsePrimitive::error(rsc, &rqi, "upstream not reachable"))
+                }
+            }
+        })
+    }
+}
+
+/// The egress's HTTP service: plaintext in, sealed to the peer.
+#[derive(Clone)]
+struct Egress {
+    node: Node,
+    peers: Peers,
+    limits: Limits,
+    routed: PrimitiveService<onem2m_sa_tower::SendSecure<Peers>>,
+}
+
+impl Egress {
+    fn new(node: Node, peers: Peers, route: Route, limits: Limits) -> Self {
+        let routed = PrimitiveService::new(SendSecureLayer::new(node.clone(), route).layer(peers.clone()), limits);
+        Self { node, peers, limits, routed }
+    }
+}
+
+fn http_error(rsc: Rsc, rqi: &str, why: &str) -> http::Response<Bytes> {
+    response_to_http(&ResponsePrimitive::error(rsc, rqi, why)).unwrap_or_else(|_| {
+        let mut r = http::Response::new(Bytes::new());
+        *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        r
+    })
+}
+
+impl Service<http::Request<Bytes>> for Egress {
+    type Response = http::Response<Bytes>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: http::Request<Bytes>) -> Self::Future {
+        if !req.uri().path().starts_with(poa::PREFIX) {
+            return Box::pin(self.routed.clone().oneshot(req));
+        }
+        let rqi = req.headers().get("x-m2m-ri").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let Some(mapped) = poa::decode_path(req.uri().path()) else {
+            return Box::pin(std::future::ready(Ok(http_error(Rsc::BAD_REQUEST, &rqi, "malformed mapped poa"))));
+        };
+        if !self.peers.knows(&mapped.peer) {
+            let rsp = http_error(Rsc::TARGET_NOT_REACHABLE, &rqi, "mapped poa names no configured peer");
+            return Box::pin(std::future::ready(Ok(rsp)));
+        }
+        // The notification goes to the registered point of access's path, at the peer.
+        match poa::path_of(&mapped.poa).parse::<http::Uri>() {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => {
+                return Box::pin(std::future::ready(Ok(http_error(Rsc::BAD_REQUEST, &rqi, "unusable mapped poa"))));
+            }
+        }
+        let peer = mapped.peer;
+        let route: Route = Arc::new(move |_: &RequestPrimitive| Some(peer.clone()));
+        let svc = PrimitiveService::new(
+            SendSecureLayer::new(self.node.clone(), route).layer(self.peers.clone()),
+            self.limits,
+        );
+        Box::pin(svc.oneshot(req))
+    }
+}
+
+/// A running sidecar.
+pub struct Sidecar {
+    node: Node,
+    addresses: Addresses,
+    ready: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
+    servers: Vec<JoinHandle<std::io::Result<()>>>,
+    agent: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Sidecar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sidecar").field("node", &self.node.id()).field("addresses", &self.addresses).finish()
+    }
+}
+
+impl Sidecar {
+    /// Starts the sidecar on already bound `listeners`. `metrics` renders `/metrics` on the
+    /// admin endpoint.
+    pub async fn start(
+        config: &Config,
+        listeners: Listeners,
+        metrics: Option<crate::admin::MetricsRender>,
+    ) -> Result<Self, StartError> {
+        let node = Node::new(config.node_config());
+        let peers = Peers::new(config)?;
+        let server = server_config(&config.http);
+        let (stop, stopped) = watch::channel(false);
+        let shutdown = move || {
+            let mut rx = stopped.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        let addresses = Addresses {
+            ingress_http: local(&listeners.ingress_http),
+            egress_http: local(&listeners.egress_http),
+            admin: local(&listeners.admin),
+        };
+        let ready = Arc::new(AtomicBool::new(false));
+        let mut servers = Vec::new();
+
+        if let (Some(ingress), Some(listener)) = (&config.ingress, listeners.ingress_http) {
+            let client = HttpClient::new(&ingress.upstream, client_config(&config.http))
+                .map_err(|e| StartError::Address { what: "ingress.upstream".into(), reason: e.to_string() })?;
+            let poa = match (ingress.map_poa, addresses.egress_http) {
+                (true, Some(egress)) => Some(PoaMap::new(format!("http://{egress}"))),
+                (true, None) => {
+                    tracing::info!("ingress.map_poa is on but there is no egress: AE points of access are not mapped");
+                    None
+                }
+                (false, _) => None,
+            };
+            let protected =
+                ReceiveSecureLayer::new(node.clone(), ingress.plaintext.clone()).layer(Upstream { client, poa });
+            let svc = PrimitiveService::new(protected, server.limits);
+            servers.push(tokio::spawn(serve(listener, svc, server.clone(), shutdown())));
+        }
+        if let (Some(egress), Some(listener)) = (&config.egress, listeners.egress_http) {
+            let known = peers.clone();
+            let by_cse = route_by_cse_id(egress.default_peer.clone());
+            let route: Route = Arc::new(move |req: &RequestPrimitive| by_cse(req).filter(|p| known.knows(p)));
+            let svc = Egress::new(node.clone(), peers.clone(), route, server.limits);
+            servers.push(tokio::spawn(serve(listener, svc, server.clone(), shutdown())));
+        }
+        if let Some(listener) = listeners.admin {
+            let admin = crate::admin::Admin::new(node.clone(), peers.clone(), ready.clone(), metrics);
+            // The admin endpoint answers small requests only.
+            let admin_server = ServerConfig { drain_timeout: Duration::from_secs(1), ..server.clone() };
+            servers.push(tokio::spawn(serve(listener, admin, admin_server, shutdown())));
+        }
+        let agent = node.spawn_agent(peers, Duration::from_secs(1), config.sa.rotation);
+        ready.store(true, Ordering::Release);
+        tracing::info!(
+            node = %node.id(),
+            ingress = ?addresses.ingress_http,
+            egress = ?addresses.egress_http,
+            admin = ?addresses.admin,
+            "sidecar started"
+        );
+        Ok(Self { node, addresses, ready, stop, servers, agent })
+    }
+
+    /// The node runtime (SA tables, SA Management).
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Where it listens.
+    pub fn addresses(&self) -> Addresses {
+        self.addresses
+    }
+
+    /// Graceful shutdown: readiness goes down, listeners stop accepting, requests in flight are
+    /// answered (up to the drain timeout), then the SA agent stops.
+    pub async fn shutdown(self) {
+        self.ready.store(false, Ordering::Release);
+        let _ = self.stop.send(true);
+        for server in self.servers {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "listener ended with an error"),
+                Err(e) => tracing::warn!(error = %e, "listener task failed"),
+            }
+        }
+        self.agent.abort();
+        tracing::info!(node = %self.node.id(), "sidecar stopped");
+    }
+}

@@ -1,0 +1,97 @@
+//! Helpers for the integration suite: sidecars on their own runtimes (so a test can kill one
+//! the way a crash would, every connection and task with it, and start it again on the same
+//! ports), and small clients.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::net::SocketAddr;
+
+use onem2m_primitive::{Operation, RequestPrimitive};
+use onem2m_sa_sidecar::config::Config;
+use onem2m_sa_sidecar::proxy::{Addresses, Listeners, Sidecar};
+use tokio::net::TcpListener;
+
+/// A sidecar running on a runtime of its own.
+pub struct Isolated {
+    runtime: Option<tokio::runtime::Runtime>,
+    sidecar: Option<Sidecar>,
+    addresses: Addresses,
+}
+
+impl Isolated {
+    /// Starts a sidecar for `config`, listening where `addresses` says (ingress/egress; a port
+    /// of 0 picks a free one).
+    pub fn start(config: &Config, ingress: Option<SocketAddr>, egress: Option<SocketAddr>) -> Self {
+        // Built and started on a thread of its own: this may be called from async code, where
+        // blocking on another runtime is not allowed.
+        let (runtime, sidecar) = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(1)
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    let sidecar = runtime.block_on(async {
+                        let bind = |a: Option<SocketAddr>| async move {
+                            match a {
+                                Some(a) => Some(TcpListener::bind(a).await.expect("bind")),
+                                None => None,
+                            }
+                        };
+                        let listeners = Listeners {
+                            ingress_http: bind(ingress).await,
+                            egress_http: bind(egress).await,
+                            admin: None,
+                        };
+                        Sidecar::start(config, listeners, None).await.expect("start")
+                    });
+                    (runtime, sidecar)
+                })
+                .join()
+                .expect("sidecar thread")
+        });
+        let addresses = sidecar.addresses();
+        Self { runtime: Some(runtime), sidecar: Some(sidecar), addresses }
+    }
+
+    /// Where it listens.
+    pub fn addresses(&self) -> Addresses {
+        self.addresses
+    }
+
+    /// The running sidecar.
+    pub fn sidecar(&self) -> &Sidecar {
+        self.sidecar.as_ref().expect("running")
+    }
+
+    /// Kills it as a crash would: every task and connection ends at once, all state is lost.
+    /// Returns once its sockets are closed, so it can be started again on the same ports.
+    pub fn kill(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        drop(self.sidecar.take());
+        if let Some(rt) = self.runtime.take() {
+            // Dropped tasks close their sockets; wait for the worker to finish dropping them
+            // (from a plain thread: this may run inside async code).
+            std::thread::scope(|s| {
+                s.spawn(|| rt.shutdown_timeout(std::time::Duration::from_secs(10)));
+            });
+        }
+    }
+}
+
+impl Drop for Isolated {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A request from `fr` with `rvi` 3.
+pub fn request(op: Operation, to: &str, fr: &str, rqi: &str) -> RequestPrimitive {
+    let mut r = RequestPrimitive::new(op, to, Some(fr.to_owned()), rqi);
+    r.rvi = Some("3".into());
+    r
+}
