@@ -1,27 +1,22 @@
 //! A hyper-based CSE gains SA security by adding two layers.
 //!
-//! The "CSE" is a tower service of primitives behind a plain hyper HTTP/1.1 server that carries
-//! one JSON primitive per POST body (a stand-in transport, not the TS-0009 binding: that is the
-//! HTTP adapter's job). A client node sends it CRUD requests. The lines marked `SA` are all it
+//! The "CSE" is a tower service of primitives served on the oneM2M HTTP binding (TS-0009, the
+//! `onem2m-sa-http` adapter). A client node sends it CRUD requests. The lines marked `SA` are all it
 //! takes to secure both sides: every request is sealed, the CSE only ever sees opened,
 //! authenticated primitives, and the SA is established on the first request.
 //!
 //! Run: `cargo run -p onem2m-sa-examples --example secure_cse`
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
 use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
 use onem2m_sa::manage::{Limits, Timing};
 use onem2m_sa::rng::SystemRng;
 use onem2m_sa::table::TableConfig;
 use onem2m_sa::testkit::{TestPki, initiator_config, responder_config};
+use onem2m_sa_http::{ClientConfig, HttpClient, PrimitiveService, ServerConfig};
 use onem2m_sa_tower::*;
 use tower::{Layer, ServiceExt, service_fn};
 
@@ -39,48 +34,18 @@ fn cse() -> BoxSvc<InboundRequest> {
     }))
 }
 
-/// Serves `svc` over HTTP/1.1 on 127.0.0.1 (a free port), one JSON primitive per POST.
+/// Serves `svc` on the oneM2M HTTP binding (TS-0009) on 127.0.0.1, a free port.
 async fn serve(svc: BoxSvc<RequestPrimitive>) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let svc = svc.clone();
-            tokio::spawn(async move {
-                let handler = hyper::service::service_fn(move |http: hyper::Request<hyper::body::Incoming>| {
-                    let svc = svc.clone();
-                    async move {
-                        let body = http.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        let rsp = match RequestPrimitive::from_json_slice(&body) {
-                            Ok(req) => svc.oneshot(req).await.unwrap_or_else(|e| {
-                                ResponsePrimitive::error(Rsc::INTERNAL_SERVER_ERROR, "", e.to_string())
-                            }),
-                            Err(e) => ResponsePrimitive::error(e.rsc(), "", e.to_string()),
-                        };
-                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(
-                            rsp.to_json_vec().unwrap_or_default(),
-                        ))))
-                    }
-                });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), handler).await;
-            });
-        }
-    });
+    let http = PrimitiveService::new(svc, onem2m_sa_http::Limits::default());
+    tokio::spawn(onem2m_sa_http::serve(listener, http, ServerConfig::default(), std::future::pending()));
     addr
 }
 
-/// A client transport that POSTs each primitive to `addr`.
+/// A pooled client of the HTTP binding, sending to `addr`.
 fn http_client(addr: std::net::SocketAddr) -> BoxSvc<RequestPrimitive> {
-    BoxSvc::new(service_fn(move |req: RequestPrimitive| async move {
-        let stream = tokio::net::TcpStream::connect(addr).await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        let body = Full::new(Bytes::from(req.to_json_vec()?));
-        let http = hyper::Request::post("/").header("content-type", "application/json").body(body)?;
-        let bytes = sender.send_request(http).await?.into_body().collect().await?.to_bytes();
-        Ok::<_, BoxError>(ResponsePrimitive::from_json_slice(&bytes)?)
-    }))
+    BoxSvc::new(HttpClient::new(&format!("http://{addr}"), ClientConfig::default()).expect("base"))
 }
 
 fn node(pki: &TestPki, id: &str, originators: &[&str]) -> Node {
