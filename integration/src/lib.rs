@@ -4,6 +4,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod fuzz_checks;
+
 use std::net::SocketAddr;
 
 use onem2m_primitive::{Operation, RequestPrimitive};
