@@ -32,7 +32,7 @@
 //! | 13 | Stale key | `stale_key_after_removal_is_refused_cheaply` | The CSE sidecar removes the SA: a message sealed before gets 4112 (no AES), the epoch's keys are freed, the peer re-establishes on its next request. |
 //! | 14 | Usage limits | `usage_limits_force_an_update_before_the_hard_limit` | Core: soft limit asks for an update, the update resets the counters under a new epoch, the hard limit refuses (no wrap). |
 //! | 15 | Key-transport oracle | `decrypt_failures_look_alike` | Core: every corruption of the transported keying material / key confirmation yields a byte-identical SaAuthReply; socket: every tag failure (ciphertext, tag, IV, header, reflection, other SA's keys) gets the same RSC 4115 and the same error text. |
-//! | 15 | Key-transport oracle | `decrypt_failures_look_alike_including_replay_and_staleness` | **Ignored (finding)**: replayed / too-old messages get the same RSC 4115 as a bad tag but a different `m2m:dbg` text. |
+//! | 15 | Key-transport oracle | `decrypt_failures_look_alike_including_replay_and_staleness` | Replayed and too-old messages get the same RSC 4115 and the same `m2m:dbg` text as a bad tag (no replay-window probe without keys). |
 //! | 16 | Clock and suspend | `clock_jumps_do_not_stretch_lifetimes` | Core: half-open expiry follows the monotonic clock even when wall time jumps back; a wall-clock jump forward (suspend) past the ticket expiry expires the SA. |
 
 use std::net::SocketAddr;
@@ -1087,7 +1087,6 @@ async fn decrypt_failures_look_alike() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: replayed and too-old messages share RSC 4115 with a bad tag, but the m2m:dbg text differs (\"replayed message\" / \"message too old…\" vs \"authentication tag did not verify\"), so an unauthenticated prober learns the receiver's replay-window state"]
 async fn decrypt_failures_look_alike_including_replay_and_staleness() {
     let cse = Cse::start(|c| c.sa.replay_window = 64).await;
     let p = peer(&cse, PEER, no_mitm());

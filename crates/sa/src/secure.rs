@@ -91,6 +91,16 @@ impl SecureError {
         }
     }
 
+    /// The text a receiver may tell the sender. Replay, staleness and a bad tag read alike, as
+    /// they share their RSC: a prober without keys must not learn the receiver's replay-window
+    /// state from the answer (the variant still reaches logs and metrics through [`Self::label`]).
+    pub fn peer_text(self) -> String {
+        match self {
+            Self::BadTag | Self::Replayed | Self::TooOld => "secured message not authentic".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
     /// A short label for metrics.
     pub fn label(self) -> &'static str {
         match self {

@@ -110,7 +110,7 @@ impl Sealing {
         let plain = answer.to_json_vec().map_err(|e| -> BoxError { Box::new(e) })?;
         let mut wire = Vec::with_capacity(plain.len() * 4 / 3 + 256);
         if let Err(e) = self.entry.seal_with(&self.epoch, Encoding::Jwe, &plain, &mut wire) {
-            return Ok(refuse(e.rsc(), &self.rqi, &e.to_string(), e.label()));
+            return Ok(refuse(e.rsc(), &self.rqi, &e.peer_text(), e.label()));
         }
         metrics::counter!("onem2m_sa_sealed_total").increment(1);
         let mut outer = ResponsePrimitive::new(Rsc::OK, &self.rqi);
@@ -202,7 +202,7 @@ where
         });
         let (inner_req, entry, epoch) = match opened {
             Ok(v) => v,
-            Err(e) => return ResponseFuture::ready(refuse(e.rsc(), &req.rqi, &e.to_string(), e.label())),
+            Err(e) => return ResponseFuture::ready(refuse(e.rsc(), &req.rqi, &e.peer_text(), e.label())),
         };
         metrics::counter!("onem2m_sa_opened_total").increment(1);
         let peer = Authenticated { peer: entry.peer().clone(), sa_id: entry.sa_id() };
