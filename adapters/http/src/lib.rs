@@ -60,7 +60,7 @@ pub use request::{
 };
 pub use response::{http_to_response, http_to_response_with_limits, response_to_http, response_to_http_as};
 pub use server::{RemoteAddr, ServerConfig, serve};
-pub use service::{BoxError, PrimitiveService};
+pub use service::{BoxError, PrimitiveService, refuse_request};
 
 /// Default largest header value accepted: 8 KiB.
 pub const MAX_HEADER_VALUE_BYTES: usize = 8 * 1024;

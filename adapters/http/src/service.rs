@@ -190,6 +190,19 @@ pub(crate) fn error_response(
     response
 }
 
+/// The error answer to `request` that a service refuses before mapping it: like every error
+/// answer of this crate, it carries `X-M2M-RSC`, echoes `X-M2M-RI` and `X-M2M-RVI`, and is in
+/// the media type the request negotiated.
+pub fn refuse_request<B>(
+    request: &http::Request<B>,
+    limits: &Limits,
+    rsc: ResponseStatusCode,
+    message: &str,
+) -> http::Response<Bytes> {
+    let headers = request.headers();
+    error_response(rsc, &Echo::of(headers, limits), message, answer_media(headers))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa::credential::NodeId;
 use onem2m_sa_http::{
-    BoxError, ClientConfig, ClientError, HttpClient, Limits, PrimitiveService, ServerConfig, response_to_http, serve,
+    BoxError, ClientConfig, ClientError, HttpClient, Limits, PrimitiveService, ServerConfig, refuse_request, serve,
 };
 use onem2m_sa_tower::{InboundRequest, Node, ReceiveSecureLayer, Route, SendSecureLayer, route_by_cse_id};
 use tokio::net::TcpListener;
@@ -222,13 +222,13 @@ impl Service<InboundRequest> for Upstream {
         Box::pin(async move {
             let mut req = inbound.primitive;
             let rqi = req.rqi.clone();
-            let mapping = match (&poa, &inbound.peer) {
-                (Some(map), Some(peer)) if map.rewrite_request(&mut req, &peer.peer) > 0 => Some(map),
-                _ => None,
-            };
+            if let (Some(map), Some(peer)) = (&poa, &inbound.peer) {
+                map.rewrite_request(&mut req, &peer.peer);
+            }
             match client.oneshot(req).await {
                 Ok(mut rsp) => {
-                    if let Some(map) = mapping.or(poa.as_ref()) {
+                    // Any AE representation going back shows the points of access as registered.
+                    if let Some(map) = &poa {
                         map.restore_response(&mut rsp);
                     }
                     Ok(rsp)
@@ -261,14 +261,6 @@ impl Egress {
     }
 }
 
-fn http_error(rsc: Rsc, rqi: &str, why: &str) -> http::Response<Bytes> {
-    response_to_http(&ResponsePrimitive::error(rsc, rqi, why)).unwrap_or_else(|_| {
-        let mut r = http::Response::new(Bytes::new());
-        *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-        r
-    })
-}
-
 impl Service<http::Request<Bytes>> for Egress {
     type Response = http::Response<Bytes>;
     type Error = Infallible;
@@ -282,20 +274,21 @@ impl Service<http::Request<Bytes>> for Egress {
         if !req.uri().path().starts_with(poa::PREFIX) {
             return Box::pin(self.routed.clone().oneshot(req));
         }
-        let rqi = req.headers().get("x-m2m-ri").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let limits = self.limits;
+        let refuse = |req: &http::Request<Bytes>, rsc, why| {
+            let answer = refuse_request(req, &limits, rsc, why);
+            Box::pin(std::future::ready(Ok(answer)))
+        };
         let Some(mapped) = poa::decode_path(req.uri().path()) else {
-            return Box::pin(std::future::ready(Ok(http_error(Rsc::BAD_REQUEST, &rqi, "malformed mapped poa"))));
+            return refuse(&req, Rsc::BAD_REQUEST, "malformed mapped poa");
         };
         if !self.peers.knows(&mapped.peer) {
-            let rsp = http_error(Rsc::TARGET_NOT_REACHABLE, &rqi, "mapped poa names no configured peer");
-            return Box::pin(std::future::ready(Ok(rsp)));
+            return refuse(&req, Rsc::TARGET_NOT_REACHABLE, "mapped poa names no configured peer");
         }
         // The notification goes to the registered point of access's path, at the peer.
         match poa::path_of(&mapped.poa).parse::<http::Uri>() {
             Ok(uri) => *req.uri_mut() = uri,
-            Err(_) => {
-                return Box::pin(std::future::ready(Ok(http_error(Rsc::BAD_REQUEST, &rqi, "unusable mapped poa"))));
-            }
+            Err(_) => return refuse(&req, Rsc::BAD_REQUEST, "unusable mapped poa"),
         }
         let peer = mapped.peer;
         let route: Route = Arc::new(move |_: &RequestPrimitive| Some(peer.clone()));

@@ -38,7 +38,11 @@ impl Tap {
         let state = shared.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((inbound, _)) = listener.accept().await else { continue };
+                let Ok((inbound, _)) = listener.accept().await else {
+                    // Out of descriptors, say: back off instead of spinning.
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                };
                 let state = state.clone();
                 tokio::spawn(async move {
                     let Ok(outbound) = TcpStream::connect(target).await else { return };

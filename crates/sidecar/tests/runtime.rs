@@ -153,3 +153,28 @@ async fn an_unreachable_upstream_is_5103_sealed_back() {
     p.ae.shutdown().await;
     p.cse.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapped_points_of_access_that_do_not_decode_or_name_no_peer_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = upstream(false, Arc::default(), Arc::default()).await;
+    let p = pair(&up, false).await;
+    let egress = p.ae.addresses().egress_http.unwrap();
+    let unknown = onem2m_sa_sidecar::poa::PoaMap::new("http://x").map(&"/id-nobody".parse().unwrap(), "http://h/n");
+    let unknown_path = onem2m_sa_sidecar::poa::path_of(&unknown).to_owned();
+    for (path, rsc) in [("/.sa-poa/!!/x", "4000"), (unknown_path.as_str(), "5103")] {
+        let mut s = tokio::net::TcpStream::connect(egress).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nX-M2M-Origin: /id-in\r\nX-M2M-RI: n1\r\nX-M2M-RVI: 3\r\n\
+             Content-Type: application/json\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{{}}"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).await.unwrap();
+        let lower = raw.to_ascii_lowercase();
+        assert!(lower.contains(&format!("x-m2m-rsc: {rsc}")), "{path}: {raw}");
+        assert!(lower.contains("x-m2m-ri: n1"), "{raw}");
+    }
+    p.ae.shutdown().await;
+    p.cse.shutdown().await;
+}
