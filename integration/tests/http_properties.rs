@@ -65,9 +65,7 @@ fn primitive() -> impl Strategy<Value = RequestPrimitive> {
                 r.ty = Some(ty);
             }
             r.rcn = rcn;
-            if op == Operation::Retrieve
-                && let Some(lbl) = lbl
-            {
+            if let (Operation::Retrieve, Some(lbl)) = (op, lbl) {
                 r.fc = Some(serde_json::from_value(serde_json::json!({"lbl": lbl, "fu": 1})).unwrap());
             }
             r

@@ -168,14 +168,14 @@ impl Peers {
         self.clients.contains_key(peer)
     }
 
+    /// The client for a transport request: SA messages and secured primitives address the peer
+    /// node itself; an SP-relative target (`/id-in/…`) is looked up by its CSE-ID.
     fn client_for(&self, to: &str) -> Option<&HttpClient> {
-        if let Ok(id) = NodeId::new(to)
-            && let Some(c) = self.clients.get(&id)
-        {
-            return Some(c);
-        }
-        let cse = to.trim_start_matches("//").split('/').find(|s| !s.is_empty())?;
-        self.clients.get(&NodeId::new(format!("/{cse}")).ok()?)
+        let exact = NodeId::new(to).ok().and_then(|id| self.clients.get(&id));
+        exact.or_else(|| {
+            let cse = to.strip_prefix('/')?.split('/').next()?;
+            self.clients.get(&NodeId::new(format!("/{cse}")).ok()?)
+        })
     }
 }
 
