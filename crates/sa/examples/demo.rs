@@ -21,6 +21,7 @@ fn kind(bytes: &[u8]) -> &'static str {
         Ok(Message::AuthReply(_)) => "SaAuthReply",
         Ok(Message::Control(_)) => "ControlEnvelope (sealed)",
         Ok(Message::ControlError(_)) => "ControlError",
+        Ok(Message::Cookie(_)) => "SaCookie",
         Err(_) => "?",
     }
 }

@@ -254,6 +254,10 @@ fn add_auth(t: &mut Transcript, m: &SaAuth) {
 #[derive(Debug, Clone, Copy)]
 pub struct Initiator;
 
+/// Cookies one establishment takes before it gives up (the second covers a key rotation at the
+/// Responder between the two sends).
+pub const MAX_COOKIES: u8 = 2;
+
 /// The Initiator after sending [`SaInit`], waiting for [`SaInitReply`].
 pub struct InitiatorAwaitingReply {
     config: InitiatorConfig,
@@ -261,6 +265,7 @@ pub struct InitiatorAwaitingReply {
     shares: Vec<KemDecapsulationKey>,
     transcript: Transcript,
     sent: Vec<u8>,
+    cookies: u8,
 }
 
 /// The Initiator after sending [`SaAuth`], waiting for [`SaAuthReply`].
@@ -315,6 +320,7 @@ impl Initiator {
                 .map(|k| KeyShare { kem: k.algorithm() as u8, public_key: k.public_key().to_vec() })
                 .collect(),
             nonce: random_array::<NONCE_LEN>(rng).to_vec(),
+            cookie: None,
         };
         let mut transcript = Transcript::new();
         add_init(&mut transcript, &msg);
@@ -325,6 +331,7 @@ impl Initiator {
             shares,
             transcript,
             sent: sent.clone(),
+            cookies: 0,
         };
         Ok((state, sent))
     }
@@ -356,6 +363,22 @@ impl InitiatorAwaitingReply {
     /// The Responder this establishment is with.
     pub fn responder(&self) -> &NodeId {
         &self.responder
+    }
+
+    /// Takes the Responder's cookie: [`SaInit`] is the same but for it (the transcript does not
+    /// cover it). Returns the bytes to send from now on, or `None` once [`MAX_COOKIES`] cookies
+    /// were taken (a Responder that keeps asking is not answering).
+    pub fn set_cookie(&mut self, cookie: Vec<u8>) -> Option<&[u8]> {
+        if self.cookies >= MAX_COOKIES {
+            return None;
+        }
+        self.cookies += 1;
+        let Ok(Message::Init(mut init)) = Message::decode(&self.sent) else {
+            unreachable!("sent holds the SaInit this state built")
+        };
+        init.cookie = Some(cookie);
+        self.sent = Message::Init(init).encode();
+        Some(&self.sent)
     }
 
     /// Processes [`SaInitReply`]; on success returns the next state and the bytes of [`SaAuth`].

@@ -55,20 +55,117 @@ impl Default for Timing {
     }
 }
 
-/// Bounds on the state a peer can make the Responder hold.
+/// Bounds on the state a peer can make the Responder hold, and when it asks for cookies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Half-open establishments in all.
     pub max_half_open: usize,
-    /// Half-open establishments claimed by one Initiator.
+    /// Half-open establishments from one source (the transport address the adapter reports),
+    /// or, when the transport reports none, claimed by one Initiator.
     pub max_half_open_per_peer: usize,
     /// Established SAs in all.
     pub max_sas: usize,
+    /// From this many half-open establishments on, every [`SaInit`] must carry a valid cookie
+    /// ([`SaCookie`]) before the Responder does any public-key work or keeps any state for it.
+    pub cookie_threshold: usize,
+    /// [`SaInit`] messages per second one source may send without a cookie; beyond it, that
+    /// source must present cookies. 0: always.
+    pub init_rate_per_source: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_half_open: 4096, max_half_open_per_peer: 8, max_sas: 100_000 }
+        Self {
+            max_half_open: 4096,
+            max_half_open_per_peer: 8,
+            max_sas: 100_000,
+            cookie_threshold: 256,
+            init_rate_per_source: 8,
+        }
+    }
+}
+
+/// How often the Responder draws a new cookie key; cookies of the previous key stay valid.
+pub const COOKIE_ROTATION_MS: u64 = 60_000;
+/// Sources whose [`SaInit`] rate the Responder tracks; beyond it, new sources need cookies.
+const MAX_TRACKED_SOURCES: usize = 4096;
+
+/// The Responder's cookie keys and per-source rates: all it holds for an unproven Initiator.
+struct Cookies {
+    /// (epoch, key) of the current and the previous key.
+    keys: [Option<(u32, Zeroizing<[u8; 32]>)>; 2],
+    epoch_started_ms: u64,
+    /// Source → (start of its one-second window, SaInits in it).
+    rates: HashMap<Vec<u8>, (u64, u32)>,
+}
+
+impl Cookies {
+    fn new() -> Self {
+        Self { keys: [None, None], epoch_started_ms: 0, rates: HashMap::new() }
+    }
+
+    /// Counts an SaInit from `source`; whether it passes the rate without a cookie.
+    fn within_rate(&mut self, source: &[u8], limit: u32, now: Now) -> bool {
+        if source.is_empty() {
+            return true;
+        }
+        if !self.rates.contains_key(source) && self.rates.len() >= MAX_TRACKED_SOURCES {
+            self.rates.retain(|_, (start, _)| now.mono_ms < *start + 1_000);
+            if self.rates.len() >= MAX_TRACKED_SOURCES {
+                return false;
+            }
+        }
+        let (start, count) = self.rates.entry(source.to_vec()).or_insert((now.mono_ms, 0));
+        if now.mono_ms >= *start + 1_000 {
+            (*start, *count) = (now.mono_ms, 0);
+        }
+        *count += 1;
+        *count <= limit
+    }
+
+    /// The current key, rotated every [`COOKIE_ROTATION_MS`].
+    fn current(&mut self, now: Now, rng: &mut dyn Rng) -> (u32, [u8; 32]) {
+        let stale = self.keys[0].is_none() || now.mono_ms >= self.epoch_started_ms + COOKIE_ROTATION_MS;
+        if stale {
+            let epoch = self.keys[0].as_ref().map_or(0, |(e, _)| e.wrapping_add(1));
+            let key = Zeroizing::new(random_array::<32>(rng));
+            self.keys[1] = self.keys[0].take();
+            self.keys[0] = Some((epoch, key));
+            self.epoch_started_ms = now.mono_ms;
+        }
+        let (epoch, key) = self.keys[0].as_ref().expect("drawn above");
+        (*epoch, **key)
+    }
+
+    fn mac(key: &[u8; 32], epoch: u32, source: &[u8], init: &SaInit) -> Vec<u8> {
+        let len = |b: &[u8]| (b.len() as u32).to_be_bytes();
+        let ini = init.initiator.as_str().as_bytes();
+        let mut tag = crypto::hmac(
+            HashAlgorithm::Sha256,
+            key,
+            &[b"onem2m-sa cookie v1", &epoch.to_be_bytes(), &len(source), source, &len(ini), ini, &init.nonce],
+        );
+        tag.truncate(16);
+        tag
+    }
+
+    /// A cookie for this SaInit from this source: the key epoch and a MAC over both.
+    fn make(&mut self, source: &[u8], init: &SaInit, now: Now, rng: &mut dyn Rng) -> Vec<u8> {
+        let (epoch, key) = self.current(now, rng);
+        let mut cookie = epoch.to_be_bytes().to_vec();
+        cookie.extend(Self::mac(&key, epoch, source, init));
+        cookie
+    }
+
+    /// Whether the SaInit carries a cookie made for it and this source, by the current or the
+    /// previous key.
+    fn valid(&self, source: &[u8], init: &SaInit) -> bool {
+        let Some(cookie) = init.cookie.as_deref().filter(|c| c.len() == 20) else { return false };
+        let epoch = u32::from_be_bytes(cookie[..4].try_into().expect("4 bytes"));
+        self.keys.iter().flatten().filter(|(e, _)| *e == epoch).any(|(_, key)| {
+            let expected = Self::mac(key, epoch, source, init);
+            crypto::ct_eq(&expected, &cookie[4..])
+        })
     }
 }
 
@@ -460,10 +557,23 @@ impl InitiatorSam {
         }
         let peer = pending.peer.clone();
         match pending.step {
-            Step::Init(state) => match state.handle(bytes, now, rng) {
-                Ok((next, out)) => vec![self.continue_with(id, peer, Step::Auth(Box::new(next)), out, now)],
-                Err(error) => vec![InitiatorEvent::EstablishFailed { confirm: error.to_confirm(), peer, error }],
-            },
+            Step::Init(mut state) => {
+                if let Ok(Message::Cookie(c)) = Message::decode(bytes) {
+                    // The Responder is under load: the same SaInit again, with its cookie, as a
+                    // new message of the exchange.
+                    return match state.set_cookie(c.cookie).map(<[u8]>::to_vec) {
+                        Some(out) => vec![self.continue_with(id, peer, Step::Init(state), out, now)],
+                        None => {
+                            let error = EstablishError::Rejected(RejectionCause::Busy);
+                            vec![InitiatorEvent::EstablishFailed { confirm: error.to_confirm(), peer, error }]
+                        }
+                    };
+                }
+                match state.handle(bytes, now, rng) {
+                    Ok((next, out)) => vec![self.continue_with(id, peer, Step::Auth(Box::new(next)), out, now)],
+                    Err(error) => vec![InitiatorEvent::EstablishFailed { confirm: error.to_confirm(), peer, error }],
+                }
+            }
             Step::Auth(state) => match state.handle(bytes) {
                 Ok(sa) => {
                     let confirm = sa.to_confirm();
@@ -483,7 +593,7 @@ impl InitiatorSam {
     fn answers(&self, step: &Step, bytes: &[u8]) -> bool {
         let Ok(msg) = Message::decode(bytes) else { return false };
         let sa_id = match step {
-            Step::Init(_) => return matches!(msg, Message::InitReply(_)),
+            Step::Init(_) => return matches!(msg, Message::InitReply(_) | Message::Cookie(_)),
             Step::Auth(s) => return matches!(msg, Message::AuthReply(r) if r.sa_id == s.sa_id()),
             Step::IdUpdate { sa_id, .. }
             | Step::IdUpdateResponse { sa_id, .. }
@@ -816,6 +926,8 @@ fn fresh_id(rng: &mut dyn Rng, taken: impl Fn(SaId) -> bool) -> SaId {
 
 struct HalfOpen {
     state: ResponderAwaitingAuth,
+    /// The transport source of its SaInit (empty when the transport reports none).
+    source: Vec<u8>,
     init_digest: Digest,
     reply: Vec<u8>,
     until_ms: u64,
@@ -848,6 +960,7 @@ pub struct ResponderSam {
     aliases: HashMap<SaId, (SaId, u64)>,
     tombstones: HashMap<SaId, (u64, Option<CachedReply>)>,
     seen_nonces: HashMap<Vec<u8>, u64>,
+    cookies: Cookies,
     key_policy: Box<dyn KeyUpdatePolicy + Send>,
     table: Option<Arc<SaTable>>,
 }
@@ -865,6 +978,7 @@ impl ResponderSam {
             aliases: HashMap::new(),
             tombstones: HashMap::new(),
             seen_nonces: HashMap::new(),
+            cookies: Cookies::new(),
             key_policy: Box::new(AcceptKeyUpdates),
             table: None,
         }
@@ -921,9 +1035,23 @@ impl ResponderSam {
         }
     }
 
-    /// Processes one message from an Initiator.
+    /// Processes one message from an Initiator, from a transport that reports no source.
     pub fn handle(
         &mut self,
+        bytes: &[u8],
+        now: Now,
+        rng: &mut dyn Rng,
+        agent: &mut dyn ResponderAgent,
+    ) -> ResponderOutput {
+        self.handle_from(&[], bytes, now, rng, agent)
+    }
+
+    /// Processes one message from an Initiator that arrived from `source`: the transport's view
+    /// of where it came from (an IP address, without the port), as opaque bytes. Cookies and the
+    /// per-source bounds are tied to it.
+    pub fn handle_from(
+        &mut self,
+        source: &[u8],
         bytes: &[u8],
         now: Now,
         rng: &mut dyn Rng,
@@ -934,7 +1062,7 @@ impl ResponderSam {
             Err(e) => return ResponderOutput { dropped: Some(e.into()), ..Default::default() },
         };
         match msg {
-            Message::Init(init) => self.on_init(&init, bytes, now, rng, agent),
+            Message::Init(init) => self.on_init(source, &init, bytes, now, rng, agent),
             Message::Auth(auth) => self.on_auth(&auth, bytes, now),
             Message::Control(env) => self.on_control(&env, bytes, now, rng),
             _ => ResponderOutput { dropped: Some(DropReason::WrongDirection), ..Default::default() },
@@ -943,6 +1071,7 @@ impl ResponderSam {
 
     fn on_init(
         &mut self,
+        source: &[u8],
         init: &SaInit,
         bytes: &[u8],
         now: Now,
@@ -958,11 +1087,26 @@ impl ResponderSam {
             // The nonce of an establishment that already ran: a replayed SaInit.
             return ResponderOutput { dropped: Some(DropReason::Replayed), ..Default::default() };
         }
+        // Under load, or from a source over its rate, the SaInit must prove that its sender
+        // receives at its address before anything is spent on it: a cookie, made and checked
+        // without state.
+        let within_rate = self.cookies.within_rate(source, self.limits.init_rate_per_source, now);
+        if (!within_rate || self.half_open.len() >= self.limits.cookie_threshold) && !self.cookies.valid(source, init) {
+            let cookie = self.cookies.make(source, init, now, rng);
+            let reply = Message::Cookie(SaCookie { version: PROTOCOL_VERSION, cookie });
+            return ResponderOutput { reply: Some(reply.encode()), ..Default::default() };
+        }
         let nonce_cap = self.limits.max_half_open.saturating_mul(16);
         if self.seen_nonces.len() >= nonce_cap {
             self.seen_nonces.retain(|_, until| *until > now.mono_ms);
         }
-        let per_peer = self.half_open.values().filter(|h| h.state.initiator() == &init.initiator).count();
+        // The per-peer bound counts what one source holds: a claimed Initiator ID proves
+        // nothing yet, so counting by it would let anyone lock a node out.
+        let per_peer = if source.is_empty() {
+            self.half_open.values().filter(|h| h.state.initiator() == &init.initiator).count()
+        } else {
+            self.half_open.values().filter(|h| h.source == source).count()
+        };
         if self.half_open.len() >= self.limits.max_half_open
             || per_peer >= self.limits.max_half_open_per_peer
             || self.sas.len() >= self.limits.max_sas
@@ -994,6 +1138,7 @@ impl ResponderSam {
                     sa_id,
                     HalfOpen {
                         state: accepted.state,
+                        source: source.to_vec(),
                         init_digest: digest,
                         reply: accepted.reply.clone(),
                         until_ms: now.mono_ms + self.timing.half_open_ms,
@@ -1285,6 +1430,7 @@ impl ResponderSam {
         self.aliases.retain(|_, (_, until)| *until > t);
         self.tombstones.retain(|_, (until, _)| *until > t);
         self.seen_nonces.retain(|_, until| *until > t);
+        self.cookies.rates.retain(|_, (start, _)| t < *start + 1_000);
         for record in self.sas.values_mut() {
             if record.previous.as_ref().is_some_and(|p| p.until_ms <= t) {
                 record.previous = None;

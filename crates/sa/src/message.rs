@@ -9,6 +9,7 @@
 //! | [`SaInitReply`] | R → I | SA Parameter Establishment cnf, Send Responder Key, Responder Keying Material req, Send Responder Authorization Context (optional), Send Responder Authorization Key, Initiator Authorization Challenge req |
 //! | [`SaAuth`] | I → R | Responder Keying Material cnf, Send Initiator Key, Initiator Keying Material req, Send Initiator Authorization Key, Initiator Authorization Challenge cnf, Responder Authorization Challenge req |
 //! | [`SaAuthReply`] | R → I | Initiator Keying Material cnf, Responder Authorization Challenge cnf |
+//! | [`SaCookie`] | R → I | (none: a stateless request to repeat [`SaInit`] with a cookie, under load) |
 //!
 //! Update and removal flows travel in a [`ControlEnvelope`], sealed under the SA's control keys.
 //! Every message is JSON, at most [`MAX_MESSAGE_BYTES`]; decoding checks every flow's NOTEs and
@@ -69,6 +70,27 @@ pub struct SaInit {
     /// The Initiator's fresh nonce.
     #[serde(rename = "nci", with = "crate::b64")]
     pub nonce: Vec<u8>,
+    /// The Responder's cookie, when it asked for one ([`SaCookie`]). Not part of the transcript:
+    /// it only proves that the Initiator receives at its address.
+    #[serde(rename = "ck", default, skip_serializing_if = "Option::is_none", with = "crate::b64::option")]
+    pub cookie: Option<Vec<u8>>,
+}
+
+/// Largest cookie a Responder may hand out.
+pub const MAX_COOKIE_BYTES: usize = 64;
+
+/// The Responder's stateless answer to an [`SaInit`] while it requires cookies: send the same
+/// `SaInit` again with this cookie. The Responder keeps no state and does no public-key work
+/// for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaCookie {
+    /// Protocol version.
+    #[serde(rename = "v")]
+    pub version: u8,
+    /// The cookie, opaque to the Initiator.
+    #[serde(rename = "ck", with = "crate::b64")]
+    pub cookie: Vec<u8>,
 }
 
 /// Second message, Responder → Initiator.
@@ -278,6 +300,9 @@ pub enum Message {
     /// The answer to a control envelope for an SA the receiver does not hold.
     #[serde(rename = "ctlErr")]
     ControlError(ControlError),
+    /// The Responder asks for its cookie before it spends anything on an [`SaInit`].
+    #[serde(rename = "cookie")]
+    Cookie(SaCookie),
 }
 
 /// Why a message was refused before any cryptography ran.
@@ -349,6 +374,7 @@ impl Message {
             Self::AuthReply(m) => m.version,
             Self::Control(m) => m.version,
             Self::ControlError(m) => m.version,
+            Self::Cookie(m) => m.version,
         }
     }
 
@@ -362,6 +388,9 @@ impl Message {
                     && m.nonce.len() == NONCE_LEN;
                 if !ok {
                     return Err(FlowError { flow: "SaInit", rule: "1 to 3 key shares and a 32-byte nonce" });
+                }
+                if m.cookie.as_ref().is_some_and(|c| c.is_empty() || c.len() > MAX_COOKIE_BYTES) {
+                    return Err(FlowError { flow: "SaInit", rule: "a cookie of 1 to 64 bytes" });
                 }
                 InitiateSaRequest { initiator: m.initiator.clone(), responder: m.responder.clone() }.validate()
             }
@@ -441,6 +470,12 @@ impl Message {
                 Ok(())
             }
             Self::ControlError(_) => Ok(()),
+            Self::Cookie(m) => {
+                if m.cookie.is_empty() || m.cookie.len() > MAX_COOKIE_BYTES {
+                    return Err(FlowError { flow: "SaCookie", rule: "a cookie of 1 to 64 bytes" });
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -569,7 +569,7 @@ fn out_of_order_flows_are_rejected() {
 #[test]
 fn half_open_bounds_per_peer_and_overall() {
     let mut w = world();
-    let limits = Limits { max_half_open: 5, max_half_open_per_peer: 3, max_sas: 10 };
+    let limits = Limits { max_half_open: 5, max_half_open_per_peer: 3, max_sas: 10, ..Limits::default() };
     let mut sam =
         ResponderSam::new(responder_config(w.r.clone(), w.pki.anchors.clone(), &Suite::ALL), Timing::default(), limits);
     let busy = |bytes: &[u8]| matches!(Message::decode(bytes).unwrap(), Message::InitReply(r) if r.parameters.cause == Some(RejectionCause::Busy));
