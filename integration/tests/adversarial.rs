@@ -19,9 +19,9 @@
 //! | 7c | Nonce reuse (retransmission) | `lost_last_message_of_establishment_and_update_recovers` | The retransmitted SaAuth is byte-identical (no re-signing under new randomness). |
 //! | 7d | Nonce reuse (threads) | `nonce_reuse_across_threads_never_happens` | 48 concurrent requests over one SA: every (SA, key phase, seq) on the wire is unique, in both directions, and every request executed exactly once. |
 //! | 7b | Nonce reuse (restarts) | `nonce_reuse_across_restarts_never_happens` | A peer restarted with its state lost, and a CSE sidecar restarted: each restart ends with a fresh SA (new identifier, so new keys; the peer recovers from the CSE side's 4112 by itself), all 9 requests execute once, and no (SA, direction, phase, seq) repeats on the wire. |
-//! | 8 | Handshake flood | `handshake_flood_from_one_claimed_peer_is_capped_and_others_still_establish` | 20 bogus SaInits claiming one ID: exactly `max_half_open_per_peer` are held, the rest get Busy; a legitimate peer still establishes. |
-//! | 8 | Handshake flood | `handshake_flood_claiming_the_legitimate_peers_id_does_not_lock_it_out` | **Ignored (finding)**: bogus SaInits that claim the legitimate peer's own ID fill its per-peer half-open quota; its real establishment gets Busy (needs a stateless cookie). |
-//! | 8/9 | Handshake flood | `handshake_flood_from_many_spoofed_ids_does_not_lock_out_other_peers` | **Ignored (finding)**: bogus SaInits under many spoofed IDs fill the global half-open cap; every legitimate establishment gets Busy until they expire. |
+//! | 8 | Handshake flood | `handshake_flood_from_one_claimed_peer_is_capped_and_others_still_establish` | 20 bogus SaInits from one other source: exactly `max_half_open_per_peer` are held, the rest get Busy; a legitimate peer still establishes. |
+//! | 8 | Handshake flood | `handshake_flood_claiming_the_legitimate_peers_id_does_not_lock_it_out` | Bogus SaInits claiming the legitimate peer's own ID, from another source, fill only that source's quota (the bound is per source, not per claimed ID): the real peer establishes. |
+//! | 8/9 | Handshake flood | `handshake_flood_from_many_spoofed_ids_does_not_lock_out_other_peers` | Bogus SaInits under 20 IDs from 20 sources: from `cookie_threshold` on each gets a stateless cookie request (no state, no public-key work); the legitimate peer returns its cookie and establishes. |
 //! | 9 | State exhaustion | `state_exhaustion_half_open_and_sa_caps_hold` | Half-open state never exceeds the global cap (the surplus gets Busy before any state is allocated); with `max_sas` reached, a further peer gets no SA (4107) and nothing is executed for it. |
 //! | 10 | SA-ID guessing | `sa_identifier_guessing_gets_unknown_key_id` | 64 random SA identifiers in otherwise genuine sealed requests: 4112 each, nothing executed; the genuine request still works after. |
 //! | 10 | SA-ID collision | `sa_identifier_collision_and_reuse_after_removal_are_avoided` | Core, responder's RNG scripted to repeat a live SA ID, then a removed (tombstoned) one: a different ID is assigned each time. |
@@ -118,6 +118,38 @@ impl Cse {
     /// Sends one primitive straight to the ingress, as an attacker on the wire would.
     async fn raw(&self, req: RequestPrimitive) -> ResponsePrimitive {
         client(self.ingress).oneshot(req).await.unwrap()
+    }
+
+    /// Like [`Self::raw`], from the loopback address `from` (127.0.0.0/8): another source than
+    /// the legitimate peers, which connect from 127.0.0.1.
+    async fn raw_from(&self, from: [u8; 4], req: RequestPrimitive) -> ResponsePrimitive {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let http = onem2m_sa_http::primitive_to_request(&req, &format!("http://{}", self.ingress)).unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((from, 0))).unwrap();
+        let mut stream = socket.connect(self.ingress).await.unwrap();
+        let target = http.uri().path_and_query().map_or("/", |p| p.as_str());
+        let mut head =
+            format!("{} {target} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n", http.method(), self.ingress);
+        for (name, value) in http.headers() {
+            head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+        }
+        head.push_str(&format!("content-length: {}\r\n\r\n", http.body().len()));
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(http.body()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = std::str::from_utf8(&raw[..end]).unwrap();
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+        let mut answer = http::Response::builder().status(status);
+        for line in lines {
+            let (name, value) = line.split_once(':').unwrap();
+            answer = answer.header(name.trim(), value.trim());
+        }
+        let answer = answer.body(bytes::Bytes::copy_from_slice(&raw[end + 4..])).unwrap();
+        onem2m_sa_http::http_to_response(&answer).unwrap()
     }
 
     /// Kills the CSE-side sidecar (all SA state lost) and starts it again (new ingress port).
@@ -582,7 +614,23 @@ async fn nonce_reuse_across_restarts_never_happens() {
 // ---------------------------------------------------------------------------------------------
 // 8/9. Handshake flood and state exhaustion
 
-const FLOOD_LIMITS: Limits = Limits { max_half_open: 8, max_half_open_per_peer: 3, max_sas: 100 };
+/// Small bounds: cookies from 4 half-open establishments on, 8 at most, 3 per source.
+const FLOOD_LIMITS: Limits = Limits {
+    max_half_open: 8,
+    max_half_open_per_peer: 3,
+    max_sas: 100,
+    cookie_threshold: 4,
+    init_rate_per_source: u32::MAX,
+};
+
+/// An attacker's address: another loopback address than the peers' 127.0.0.1.
+fn attacker(n: u8) -> [u8; 4] {
+    [127, 0, 1, n]
+}
+
+fn is_cookie(rsp: &ResponsePrimitive) -> bool {
+    matches!(Message::decode(&rb::message_of(rsp.pc.as_ref()).expect("an SA reply")), Ok(Message::Cookie(_)))
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_flood_from_one_claimed_peer_is_capped_and_others_still_establish() {
@@ -590,10 +638,10 @@ async fn handshake_flood_from_one_claimed_peer_is_capped_and_others_still_establ
     let rogue = DemoPki::new(); // a stranger's keys: nothing of it will ever complete
     let mut busy = 0;
     for _ in 0..20 {
-        let rsp = cse.raw(bogus_init(&rogue, "/id-flood")).await;
+        let rsp = cse.raw_from(attacker(1), bogus_init(&rogue, "/id-flood")).await;
         busy += usize::from(is_busy(&rsp));
     }
-    assert_eq!(busy, 20 - FLOOD_LIMITS.max_half_open_per_peer, "half-open state for one ID is capped");
+    assert_eq!(busy, 20 - FLOOD_LIMITS.max_half_open_per_peer, "half-open state for one source is capped");
     let p = peer(&cse, PEER, no_mitm());
     assert_ok(&p.get(PEER_AE, "legit").await, "a legitimate peer during the flood");
     assert_eq!((cse.inbound(), cse.executed()), (1, 1));
@@ -601,13 +649,13 @@ async fn handshake_flood_from_one_claimed_peer_is_capped_and_others_still_establ
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: an unauthenticated SaInit claiming a peer's ID fills that peer's half-open quota; its real establishment gets Busy (stateless cookie planned)"]
 async fn handshake_flood_claiming_the_legitimate_peers_id_does_not_lock_it_out() {
     let cse = Cse::start(|c| c.sa.limits = FLOOD_LIMITS).await;
     let rogue = DemoPki::new();
     for _ in 0..10 {
-        cse.raw(bogus_init(&rogue, PEER)).await;
+        cse.raw_from(attacker(1), bogus_init(&rogue, PEER)).await;
     }
+    // The bound is per source: a claimed ID proves nothing before the establishment completes.
     let p = peer(&cse, PEER, no_mitm());
     let rsp = p.get(PEER_AE, "legit").await;
     assert_ok(&rsp, "the real /id-ae2 during a flood under its name");
@@ -615,28 +663,36 @@ async fn handshake_flood_claiming_the_legitimate_peers_id_does_not_lock_it_out()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: unauthenticated SaInits under many spoofed IDs fill the global half-open cap; every legitimate establishment gets Busy until they expire (stateless cookie planned)"]
 async fn handshake_flood_from_many_spoofed_ids_does_not_lock_out_other_peers() {
     let cse = Cse::start(|c| c.sa.limits = FLOOD_LIMITS).await;
     let rogue = DemoPki::new();
+    let mut cookies = 0;
     for n in 0..20 {
-        cse.raw(bogus_init(&rogue, &format!("/id-spoof{n}"))).await;
+        let rsp = cse.raw_from(attacker(n + 1), bogus_init(&rogue, &format!("/id-spoof{n}"))).await;
+        cookies += usize::from(is_cookie(&rsp));
     }
+    // From the threshold on, a flooder that does not return cookies costs no state and no
+    // public-key work.
+    assert_eq!(cookies, 20 - FLOOD_LIMITS.cookie_threshold);
     let p = peer(&cse, PEER, no_mitm());
     assert_ok(&p.get(PEER_AE, "legit").await, "a legitimate peer during a spoofed flood");
+    let cookie_rounds = p.rb_exchanges().iter().filter(|(_, a)| is_cookie(a)).count();
+    assert_eq!(cookie_rounds, 1, "the legitimate peer returned its cookie");
     cse.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_exhaustion_half_open_and_sa_caps_hold() {
-    let cse = Cse::start(|c| c.sa.limits = FLOOD_LIMITS).await;
+    // No cookies here, so that only the caps stand between the flood and the state.
+    let caps = Limits { cookie_threshold: usize::MAX, ..FLOOD_LIMITS };
+    let cse = Cse::start(|c| c.sa.limits = caps).await;
     let rogue = DemoPki::new();
     let mut held = 0;
     for n in 0..30 {
-        let rsp = cse.raw(bogus_init(&rogue, &format!("/id-spoof{n}"))).await;
+        let rsp = cse.raw_from(attacker(n + 1), bogus_init(&rogue, &format!("/id-spoof{n}"))).await;
         held += usize::from(!is_busy(&rsp));
     }
-    assert_eq!(held, FLOOD_LIMITS.max_half_open, "the global half-open cap holds");
+    assert_eq!(held, caps.max_half_open, "the global half-open cap holds");
     assert_eq!(cse.inbound(), 0);
     cse.shutdown().await;
 

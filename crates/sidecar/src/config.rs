@@ -450,6 +450,8 @@ struct RawSa {
     max_half_open: Number,
     max_half_open_per_peer: Number,
     max_sas: Number,
+    cookie_threshold: Number,
+    init_rate_per_source: Number,
 }
 
 /// The text being checked, for turning spans into located errors.
@@ -866,6 +868,18 @@ impl Doc<'_> {
                     1..=max_half_open as u64,
                 )?,
                 max_sas: count(&s.max_sas, "sa.max_sas", d.limits.max_sas, 1..=10_000_000)?,
+                cookie_threshold: count(
+                    &s.cookie_threshold,
+                    "sa.cookie_threshold",
+                    d.limits.cookie_threshold.min(max_half_open),
+                    0..=max_half_open as u64,
+                )?,
+                init_rate_per_source: count(
+                    &s.init_rate_per_source,
+                    "sa.init_rate_per_source",
+                    d.limits.init_rate_per_source as usize,
+                    0..=1_000_000,
+                )? as u32,
             },
         })
     }

@@ -24,9 +24,10 @@ use bytes::Bytes;
 use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa::credential::NodeId;
 use onem2m_sa_http::{
-    BoxError, ClientConfig, ClientError, HttpClient, Limits, PrimitiveService, ServerConfig, refuse_request, serve,
+    BoxError, ClientConfig, ClientError, HttpClient, Limits, PrimitiveService, RemoteAddr, ServerConfig,
+    refuse_request, serve,
 };
-use onem2m_sa_tower::{InboundRequest, Node, ReceiveSecureLayer, Route, SendSecureLayer, route_by_cse_id};
+use onem2m_sa_tower::{InboundRequest, Node, ReceiveSecureLayer, Route, SendSecureLayer, route_by_cse_id, with_source};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -300,6 +301,33 @@ impl Service<http::Request<Bytes>> for Egress {
     }
 }
 
+/// Handles each request with the peer's IP address as its transport source, for the
+/// Responder's per-source flood defences (cookies, half-open bounds).
+#[derive(Clone)]
+struct Sourced<S>(S);
+
+impl<S> Service<http::Request<Bytes>> for Sourced<S>
+where
+    S: Service<http::Request<Bytes>, Response = http::Response<Bytes>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Bytes>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Bytes>) -> Self::Future {
+        let inner = self.0.clone();
+        match req.extensions().get::<RemoteAddr>().map(|a| a.0.ip()) {
+            Some(ip) => Box::pin(with_source(ip, inner.oneshot(req))),
+            None => Box::pin(inner.oneshot(req)),
+        }
+    }
+}
+
 /// A running sidecar.
 pub struct Sidecar {
     node: Node,
@@ -356,7 +384,7 @@ impl Sidecar {
             };
             let protected =
                 ReceiveSecureLayer::new(node.clone(), ingress.plaintext.clone()).layer(Upstream { client, poa });
-            let svc = PrimitiveService::new(protected, server.limits);
+            let svc = Sourced(PrimitiveService::new(protected, server.limits));
             servers.push(tokio::spawn(serve(listener, svc, server.clone(), shutdown())));
         }
         if let (Some(egress), Some(listener)) = (&config.egress, listeners.egress_http) {

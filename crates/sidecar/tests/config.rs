@@ -155,6 +155,8 @@ replay_window = 2048
 max_half_open = 100
 max_half_open_per_peer = 4
 max_sas = 1000
+cookie_threshold = 50
+init_rate_per_source = 3
 "#;
 
 /// The smallest useful file: a node with an egress to one peer.
@@ -214,6 +216,7 @@ fn full_configuration_loads() {
     assert_eq!(c.sa.rotation.identifier_after, None);
     assert_eq!(c.sa.replay_window, 2048);
     assert_eq!((c.sa.limits.max_half_open, c.sa.limits.max_half_open_per_peer, c.sa.limits.max_sas), (100, 4, 1000));
+    assert_eq!((c.sa.limits.cookie_threshold, c.sa.limits.init_rate_per_source), (50, 3));
 
     let n = c.node_config();
     assert_eq!(n.initiator.offer, c.node.suites);
@@ -463,6 +466,8 @@ fn numbers_have_bounds() {
         ("max_half_open = 100", "max_half_open = 0", "sa.max_half_open"),
         ("max_half_open_per_peer = 4", "max_half_open_per_peer = 101", "sa.max_half_open_per_peer"),
         ("max_sas = 1000", "max_sas = 0", "sa.max_sas"),
+        ("cookie_threshold = 50", "cookie_threshold = 101", "sa.cookie_threshold"),
+        ("init_rate_per_source = 3", "init_rate_per_source = 1000001", "sa.init_rate_per_source"),
         ("rotate_keys_after_secs = 3600", "rotate_keys_after_secs = 5", "sa.rotate_keys_after_secs"),
     ] {
         let text = edit(FULL, from, to);

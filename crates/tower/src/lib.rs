@@ -40,6 +40,7 @@ mod node;
 pub mod rb;
 mod receive;
 mod send;
+mod source;
 
 pub use node::{Node, NodeConfig, Rotation, SaEndpoint, SaFailure};
 /// Response future of [`ReceiveSecure`].
@@ -48,6 +49,7 @@ pub use receive::{Authenticated, InboundRequest, PlaintextPolicy, ReceiveSecure,
 /// Response future of [`SendSecure`].
 pub use send::ResponseFuture as SendFuture;
 pub use send::{Route, SendSecure, SendSecureLayer, route_by_cse_id};
+pub use source::with_source;
 
 /// The error type at Tower boundaries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -407,9 +407,10 @@ impl Node {
         let Some(bytes) = rb::message_of(req.pc.as_ref()) else {
             return ResponsePrimitive::error(Rsc::BAD_REQUEST, &req.rqi, "no SA message");
         };
+        let source = crate::source::current();
         let out = {
             let mut agent = lock(&self.shared.agent);
-            lock(&self.shared.responder).handle(&bytes, self.now(), &mut SystemRng, agent.as_mut())
+            lock(&self.shared.responder).handle_from(&source, &bytes, self.now(), &mut SystemRng, agent.as_mut())
         };
         self.publish(out.events);
         metrics::gauge!("onem2m_sa_half_open").set(lock(&self.shared.responder).half_open() as f64);
