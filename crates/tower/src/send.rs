@@ -123,7 +123,13 @@ where
                         continue;
                     }
                     if rsp.rsc != Rsc::OK {
-                        return Ok(ResponsePrimitive { rqi: req.rqi.clone(), ..rsp });
+                        // An answer that is not sealed is not authenticated: a refusal (an error
+                        // code) is passed on as a code alone, anything else is refused.
+                        if rsp.rsc.is_error() {
+                            let why = format!("refused by the peer ({}); the answer is not authenticated", rsp.rsc);
+                            return Ok(failed(rsp.rsc, &req.rqi, &why));
+                        }
+                        return Ok(failed(Rsc::ESPRIM_BAD_MAC, &req.rqi, "answer not secured"));
                     }
                     let opened = rsp
                         .pc
