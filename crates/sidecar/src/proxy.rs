@@ -372,7 +372,14 @@ impl Sidecar {
         let mut servers = Vec::new();
 
         if let (Some(ingress), Some(listener)) = (&config.ingress, listeners.ingress_http) {
-            let client = HttpClient::new(&ingress.upstream, client_config(&config.http))
+            // The upstream gets a little less time than the request as a whole, so that a slow
+            // upstream is answered by a sealed 4008 from here rather than by the server's own
+            // (unsealed) timeout.
+            let upstream = ClientConfig {
+                request_timeout: config.http.request_timeout.mul_f64(0.9),
+                ..client_config(&config.http)
+            };
+            let client = HttpClient::new(&ingress.upstream, upstream)
                 .map_err(|e| StartError::Address { what: "ingress.upstream".into(), reason: e.to_string() })?;
             let poa = match (ingress.map_poa, addresses.egress_http) {
                 (true, Some(egress)) => Some(PoaMap::new(format!("http://{egress}"))),
