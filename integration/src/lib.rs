@@ -5,8 +5,10 @@
 #![deny(missing_docs)]
 
 pub mod fuzz_checks;
+pub mod relay;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use onem2m_primitive::{Operation, RequestPrimitive};
 use onem2m_sa_sidecar::config::Config;
@@ -88,6 +90,24 @@ impl Isolated {
 impl Drop for Isolated {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A free loopback port for a sidecar that may be killed and started again where it was.
+///
+/// Taken below the usual ephemeral range (32768–60999 on Linux): a port-0 port, released and
+/// bound again later, can meanwhile become the source port of one of the many connections the
+/// relays open, and the bind fails. Ports here are only ever bound explicitly; the counter
+/// keeps one process's tests apart, the process ID concurrent test processes.
+pub fn free_port() -> SocketAddr {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let base = 20_000 + (std::process::id() as usize % 100) * 100;
+    loop {
+        let port = 20_000 + (base - 20_000 + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port as u16));
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
     }
 }
 

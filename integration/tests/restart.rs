@@ -2,20 +2,15 @@
 //! again mid-workload: the workload completes, and nothing is executed twice at the CSE.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use onem2m_primitive::{Operation, ResponseStatusCode as Rsc};
 use onem2m_sa_examples::demo_cse::DemoCse;
 use onem2m_sa_examples::demo_http::{serve_demo_cse, serve_receiver};
 use onem2m_sa_http::{ClientConfig, HttpClient};
-use onem2m_sa_integration::{Isolated, request};
+use onem2m_sa_integration::{Isolated, free_port, request};
 use onem2m_sa_sidecar::demo::{AE_ID, CSE_BASE, CSE_ID, DemoPki, ae_sidecar_config, cse_sidecar_config, loopback};
 use serde_json::json;
 use tower::ServiceExt;
-
-async fn free_port() -> SocketAddr {
-    loopback().await.unwrap().local_addr().unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn either_sidecar_restarts_mid_workload_and_nothing_runs_twice() {
@@ -23,7 +18,7 @@ async fn either_sidecar_restarts_mid_workload_and_nothing_runs_twice() {
     let cse = serve_demo_cse(loopback().await.unwrap(), DemoCse::new(CSE_ID, CSE_BASE)).await.unwrap();
     let mut receiver = serve_receiver(loopback().await.unwrap()).await.unwrap();
     // Fixed ports for this test's lifetime, so restarted sidecars are found where they were.
-    let (cse_in, cse_out, ae_in, ae_out) = (free_port().await, free_port().await, free_port().await, free_port().await);
+    let (cse_in, cse_out, ae_in, ae_out) = (free_port(), free_port(), free_port(), free_port());
     let cse_config = cse_sidecar_config(&pki, &cse.base(), ae_in);
     let ae_config = ae_sidecar_config(&pki, cse_in, &format!("http://{}", receiver.addr));
     let start_cse = || Isolated::start(&cse_config, Some(cse_in), Some(cse_out));
