@@ -88,6 +88,10 @@ pub fn hmac(alg: HashAlgorithm, key: &[u8], data: &[&[u8]]) -> Vec<u8> {
 /// Checks an HMAC tag in constant time. A tag of the wrong length, or a wrong tag, is
 /// [`CryptoError::InvalidSignature`].
 pub fn hmac_verify(alg: HashAlgorithm, key: &[u8], data: &[&[u8]], tag: &[u8]) -> Result<(), CryptoError> {
+    #[cfg(fuzzing)]
+    if super::fuzzing::active() {
+        return Ok(());
+    }
     let expected = hmac(alg, key, data);
     if ct_eq(&expected, tag) { Ok(()) } else { Err(CryptoError::InvalidSignature) }
 }

@@ -13,6 +13,38 @@ pub use suite::{AeadAlgorithm, HashAlgorithm, KemAlgorithm, SignatureAlgorithm, 
 use aws_lc_rs::aead;
 use zeroize::Zeroizing;
 
+/// **Fuzzing only**: a switch under which signature and MAC checks pass, so that a fuzzer feeding
+/// arbitrary messages to the state machines reaches the states behind them (a test-only stand-in
+/// for rustls' fuzzing provider).
+///
+/// It exists only in builds with `--cfg fuzzing`, which cargo-fuzz sets for its own builds; no
+/// other build compiles it, and inside one it is off unless a fuzz target turns it on for the
+/// duration of a closure, on its own thread.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    use std::cell::Cell;
+
+    thread_local! {
+        static PERMISSIVE: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Runs `f` with every signature and MAC check passing, on this thread.
+    pub fn permissive<T>(f: impl FnOnce() -> T) -> T {
+        struct Reset(bool);
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                PERMISSIVE.with(|p| p.set(self.0));
+            }
+        }
+        let _reset = Reset(PERMISSIVE.with(|p| p.replace(true)));
+        f()
+    }
+
+    pub(crate) fn active() -> bool {
+        PERMISSIVE.with(Cell::get)
+    }
+}
+
 /// A cryptographic failure. It never carries key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -169,6 +169,10 @@ impl SigningKey {
 /// uncompressed SEC1, signature fixed-length `r‖s`). Every failure is
 /// [`CryptoError::InvalidSignature`].
 pub fn verify(alg: SignatureAlgorithm, public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), CryptoError> {
+    #[cfg(fuzzing)]
+    if super::fuzzing::active() {
+        return Ok(());
+    }
     let verifier: &dyn signature::VerificationAlgorithm = match alg {
         SignatureAlgorithm::Ed25519 => &signature::ED25519,
         SignatureAlgorithm::EcdsaP256Sha256 => &signature::ECDSA_P256_SHA256_FIXED,
