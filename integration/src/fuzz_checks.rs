@@ -6,7 +6,7 @@
 //! invariants that are cheap to state: decoding never panics, and whatever decodes re-encodes
 //! to something that decodes to the same value. A failed assertion is a finding.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -15,14 +15,19 @@ use bytes::Bytes;
 use onem2m_primitive::{RequestPrimitive, ResponsePrimitive};
 use onem2m_sa::credential::{NodeId, Ticket, TrustAnchors};
 use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
+use onem2m_sa::establish::{AcceptAll, InitiatorConfig, ResponderConfig};
 use onem2m_sa::flows::{self, Flow};
+use onem2m_sa::flows::{
+    EstablishResult, InitiateSaRequest, RemovalRequest, RemoveSaRequest, UpdateOperation, UpdateResult, UpdateSaRequest,
+};
+use onem2m_sa::manage::{DropReason, Exchange, ExchangeId, Limits as SamLimits, Timing};
 use onem2m_sa::message::{ControlFlow, Message};
 use onem2m_sa::replay::{ReplayError, ReplayWindow};
 use onem2m_sa::rng::SeededRng;
 use onem2m_sa::secure::{Encoding, SecureError, decode_compact, decode_jwe};
-use onem2m_sa::table::{SaEntry, TableConfig};
-use onem2m_sa::testkit::{TestPki, linked};
-use onem2m_sa::{Now, SaId};
+use onem2m_sa::table::{SaEntry, SaTable, TableConfig};
+use onem2m_sa::testkit::{TestPki, initiator_config, linked, responder_config};
+use onem2m_sa::{EstablishedSa, InitiatorEvent, InitiatorSam, Now, ResponderEvent, ResponderSam, SaId};
 use onem2m_sa_http::{Limits, MediaType, http_to_response, primitive_to_request, request_to_primitive_with_limits};
 
 /// The fixed time every check runs at (tickets and SAs are made around it).
@@ -505,5 +510,1102 @@ pub fn replay_window_ops(input: &WindowInput) {
             }
         }
         assert_eq!(window.highest(), model.highest, "op {i}: highest");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeds of the structured targets: the byte format `arbitrary` 1.x reads
+
+/// Writes structured values in the byte format the derived `Arbitrary` implementations read, so
+/// that seeds of the structured targets are made from values (and the replay test checks that
+/// they read back to the same values).
+pub trait SeedBytes {
+    /// Appends the bytes that `Arbitrary::arbitrary` reads back as `self`.
+    fn write_seed(&self, out: &mut Vec<u8>);
+}
+
+/// The enum discriminant `index` of `count` variants, as the derive reads it (a `u32`, scaled).
+fn seed_tag(out: &mut Vec<u8>, index: u64, count: u64) {
+    let v = (index << 32).div_ceil(count);
+    out.extend_from_slice(&u32::try_from(v).expect("index < count").to_le_bytes());
+}
+
+/// A `Vec` read by `arbitrary_take_rest`: each element after a `true` byte.
+pub fn seed_ops<T: SeedBytes>(ops: &[T]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for op in ops {
+        out.push(1);
+        op.write_seed(&mut out);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// responder_sam / initiator_sam
+
+/// Seed of the RNG that makes the credentials of the SAM targets (from the fixed PKI).
+pub const SAM_CREDENTIAL_SEED: u8 = 31;
+/// Seed of the fuzzed Responder's RNG, the same for every input.
+pub const SAM_RESPONDER_RNG_SEED: u8 = 32;
+/// Seed of the fuzzed Initiator's RNG, the same for every input.
+pub const SAM_INITIATOR_RNG_SEED: u8 = 33;
+/// Operations run per input (the rest is ignored): keeps an input well under 5 ms.
+pub const SAM_MAX_OPS: usize = 48;
+/// Small bounds, so that the fuzzer reaches every one of them.
+pub const SAM_LIMITS: SamLimits =
+    SamLimits { max_half_open: 4, max_half_open_per_peer: 2, max_sas: 2, cookie_threshold: 3, init_rate_per_source: 4 };
+/// The transport sources a message can come from (none, and two addresses).
+pub const SAM_SOURCES: [&[u8]; 3] = [&[], &[10, 0, 0, 1], &[10, 0, 0, 2]];
+
+struct SamWorld {
+    initiator: InitiatorConfig,
+    responder: ResponderConfig,
+}
+
+/// Credentials of `/id-asn` (Initiator) and `/id-in` (Responder) from the fixed PKI, made once.
+fn sam_world() -> &'static SamWorld {
+    static WORLD: OnceLock<SamWorld> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let pki = fuzz_pki();
+        let mut rng = SeededRng::new([SAM_CREDENTIAL_SEED; 32]);
+        let i = pki.node("/id-asn", SignatureAlgorithm::Ed25519, &["C*", "/id-asn"], &mut rng);
+        let r = pki.node("/id-in", SignatureAlgorithm::Ed25519, &["/id-in"], &mut rng);
+        SamWorld {
+            initiator: initiator_config(i, pki.anchors.clone(), &LINK_SUITES),
+            responder: responder_config(r, pki.anchors.clone(), &Suite::ALL),
+        }
+    })
+}
+
+fn sam_request() -> InitiateSaRequest {
+    InitiateSaRequest {
+        initiator: NodeId::new("/id-asn").expect("valid"),
+        responder: NodeId::new("/id-in").expect("valid"),
+    }
+}
+
+/// `now` after `elapsed_ms` from [`FUZZ_NOW`], both clocks.
+fn sam_now(elapsed_ms: u64) -> Now {
+    Now { mono_ms: FUZZ_NOW.mono_ms + elapsed_ms, unix_secs: FUZZ_NOW.unix_secs + elapsed_ms / 1000 }
+}
+
+/// What is done to a recorded message before it is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Arbitrary)]
+pub enum Mutation {
+    /// Deliver it as recorded.
+    None,
+    /// Flip one bit (position modulo the length in bits).
+    FlipBit(u16),
+    /// Keep this many bytes (modulo the length).
+    Truncate(u16),
+    /// Overwrite one byte.
+    SetByte(u16, u8),
+    /// The message up to `at`, then pool entry `other` from `from` on.
+    Splice {
+        /// The other pool entry.
+        other: u8,
+        /// Cut point in this message (modulo its length + 1).
+        at: u16,
+        /// Start in the other message (modulo its length + 1).
+        from: u16,
+    },
+}
+
+impl SeedBytes for Mutation {
+    fn write_seed(&self, out: &mut Vec<u8>) {
+        match *self {
+            Mutation::None => seed_tag(out, 0, 5),
+            Mutation::FlipBit(p) => {
+                seed_tag(out, 1, 5);
+                out.extend_from_slice(&p.to_le_bytes());
+            }
+            Mutation::Truncate(p) => {
+                seed_tag(out, 2, 5);
+                out.extend_from_slice(&p.to_le_bytes());
+            }
+            Mutation::SetByte(p, b) => {
+                seed_tag(out, 3, 5);
+                out.extend_from_slice(&p.to_le_bytes());
+                out.push(b);
+            }
+            Mutation::Splice { other, at, from } => {
+                seed_tag(out, 4, 5);
+                out.push(other);
+                out.extend_from_slice(&at.to_le_bytes());
+                out.extend_from_slice(&from.to_le_bytes());
+            }
+        }
+    }
+}
+
+/// Pool entry `entry` (modulo the pool's size) with `mutation` applied.
+fn mutated(pool: &[Vec<u8>], entry: u8, mutation: Mutation) -> Vec<u8> {
+    if pool.is_empty() {
+        return Vec::new();
+    }
+    let pick = |k: u8| &pool[usize::from(k) % pool.len()];
+    let mut bytes = pick(entry).clone();
+    let len = bytes.len();
+    match mutation {
+        Mutation::None => {}
+        Mutation::FlipBit(p) if len > 0 => {
+            let bit = usize::from(p) % (len * 8);
+            bytes[bit / 8] ^= 1 << (bit % 8);
+        }
+        Mutation::Truncate(p) if len > 0 => bytes.truncate(usize::from(p) % len),
+        Mutation::SetByte(p, b) if len > 0 => bytes[usize::from(p) % len] = b,
+        Mutation::Splice { other, at, from } => {
+            let other = pick(other);
+            bytes.truncate(usize::from(at) % (len + 1));
+            bytes.extend_from_slice(&other[usize::from(from) % (other.len() + 1)..]);
+        }
+        _ => {}
+    }
+    bytes
+}
+
+/// One step of [`responder_sam`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Arbitrary)]
+pub enum ResponderOp {
+    /// `handle_from(SAM_SOURCES[source % 3], mutated pool entry)`.
+    Deliver {
+        /// Pool entry (modulo the pool's size).
+        entry: u8,
+        /// Source (modulo [`SAM_SOURCES`]).
+        source: u8,
+        /// What is done to the entry.
+        mutation: Mutation,
+    },
+    /// Time passes (milliseconds), then `handle_timeout` and `SaTable::sweep`.
+    Advance(u16),
+    /// Time passes (seconds), then `handle_timeout` and `SaTable::sweep`.
+    AdvanceLong(u16),
+    /// `remove_local` of an SA identifier seen so far (modulo their number, in order).
+    RemoveLocal(u8),
+}
+
+impl SeedBytes for ResponderOp {
+    fn write_seed(&self, out: &mut Vec<u8>) {
+        match *self {
+            ResponderOp::Deliver { entry, source, mutation } => {
+                seed_tag(out, 0, 4);
+                out.extend_from_slice(&[entry, source]);
+                mutation.write_seed(out);
+            }
+            ResponderOp::Advance(ms) => {
+                seed_tag(out, 1, 4);
+                out.extend_from_slice(&ms.to_le_bytes());
+            }
+            ResponderOp::AdvanceLong(s) => {
+                seed_tag(out, 2, 4);
+                out.extend_from_slice(&s.to_le_bytes());
+            }
+            ResponderOp::RemoveLocal(k) => {
+                seed_tag(out, 3, 4);
+                out.push(k);
+            }
+        }
+    }
+}
+
+/// What a run of [`responder_sam_ops`] did (for the seed tests: the recorded sequence must reach
+/// deep states).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponderStats {
+    /// Replies sent.
+    pub replies: usize,
+    /// Messages dropped.
+    pub dropped: usize,
+    /// Successful SA Establishment Complete events.
+    pub established: usize,
+    /// SA Updated events.
+    pub updated: usize,
+    /// SA Removed events.
+    pub removed: usize,
+}
+
+/// A fresh Responder SAM (same seeds every time) with its table, and the checks of every step.
+struct ResponderHarness {
+    sam: ResponderSam,
+    table: Arc<SaTable>,
+    rng: SeededRng,
+    agent: AcceptAll,
+    elapsed_ms: u64,
+    /// Every SA identifier seen (current, old, removed), in order, for lookups.
+    known: BTreeSet<SaId>,
+    /// The table dropped SAs past their expiry (the SAM keeps them): from then on the table
+    /// may hold fewer SAs than the SAM.
+    table_expired: bool,
+    last_reply: Option<Vec<u8>>,
+    stats: ResponderStats,
+}
+
+impl ResponderHarness {
+    fn new() -> Self {
+        let world = sam_world();
+        let mut sam = ResponderSam::new(world.responder.clone(), Timing::default(), SAM_LIMITS);
+        let table = Arc::new(SaTable::new(TableConfig::default()));
+        sam.attach_table(table.clone());
+        Self {
+            sam,
+            table,
+            rng: SeededRng::new([SAM_RESPONDER_RNG_SEED; 32]),
+            agent: AcceptAll,
+            elapsed_ms: 0,
+            known: BTreeSet::new(),
+            table_expired: false,
+            last_reply: None,
+            stats: ResponderStats::default(),
+        }
+    }
+
+    fn now(&self) -> Now {
+        sam_now(self.elapsed_ms)
+    }
+
+    fn sa_count(&self) -> usize {
+        self.sam.sas().count()
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.elapsed_ms += ms;
+        let now = self.now();
+        for event in self.sam.handle_timeout(now) {
+            match event {
+                ResponderEvent::SaEstablishmentComplete(c) => {
+                    assert_ne!(c.result, EstablishResult::Success, "a timeout completed an establishment");
+                    assert!(self.sam.sa(c.sa_id).is_none(), "timed out, yet established");
+                }
+                other => panic!("unexpected event on a timeout: {other:?}"),
+            }
+        }
+        if !self.table.sweep(now).is_empty() {
+            self.table_expired = true;
+        }
+    }
+
+    fn apply(&mut self, op: ResponderOp, pool: &[Vec<u8>]) {
+        self.last_reply = None;
+        match op {
+            ResponderOp::Deliver { entry, source, mutation } => {
+                let bytes = mutated(pool, entry, mutation);
+                let source = SAM_SOURCES[usize::from(source) % SAM_SOURCES.len()];
+                let decodes = Message::decode(&bytes).is_ok();
+                let before = (self.sam.half_open(), self.sa_count(), self.table.len());
+                let now = self.now();
+                let out = self.sam.handle_from(source, &bytes, now, &mut self.rng, &mut self.agent);
+                if !decodes {
+                    assert!(matches!(out.dropped, Some(DropReason::Decode(_))), "undecodable, yet {:?}", out.dropped);
+                    assert!(out.reply.is_none() && out.events.is_empty(), "undecodable message answered");
+                    let after = (self.sam.half_open(), self.sa_count(), self.table.len());
+                    assert_eq!(before, after, "an undecodable message changed the state");
+                }
+                if let Some(reply) = &out.reply {
+                    assert!(out.dropped.is_none(), "both answered and dropped");
+                    if let Err(e) = Message::decode(reply) {
+                        panic!("reply does not decode: {e:?}");
+                    }
+                    self.stats.replies += 1;
+                }
+                if out.dropped.is_some() {
+                    self.stats.dropped += 1;
+                }
+                for event in &out.events {
+                    match event {
+                        ResponderEvent::SaEstablishmentComplete(c) if c.result == EstablishResult::Success => {
+                            assert!(self.sam.sa(c.sa_id).is_some(), "established SA missing");
+                            self.known.insert(c.sa_id);
+                            self.stats.established += 1;
+                        }
+                        ResponderEvent::SaUpdated(u) => {
+                            self.known.insert(u.existing_sa_id);
+                            if let Some(new) = u.new_sa_id {
+                                assert!(self.sam.sa(new).is_some(), "renamed SA missing");
+                                self.known.insert(new);
+                            }
+                            self.stats.updated += 1;
+                        }
+                        ResponderEvent::SaRemoved(r) => {
+                            assert!(self.sam.sa(r.sa_id).is_none(), "removed SA still there");
+                            assert!(self.table.get(r.sa_id).is_none(), "removed SA still in the table");
+                            self.stats.removed += 1;
+                        }
+                        _ => {}
+                    }
+                }
+                self.last_reply = out.reply;
+            }
+            ResponderOp::Advance(ms) => self.advance(u64::from(ms)),
+            ResponderOp::AdvanceLong(s) => self.advance(u64::from(s) * 1000),
+            ResponderOp::RemoveLocal(k) => {
+                let Some(&id) = self.known.iter().nth(usize::from(k) % self.known.len().max(1)) else { return };
+                let now = self.now();
+                let current = self.sam.sas().any(|r| r.sa.sa_id == id);
+                let confirm = self.sam.remove_local(id, now);
+                assert_eq!(confirm.0.result == UpdateResult::Accepted, current, "remove_local({id:?}): {confirm:?}");
+                if current {
+                    assert!(self.sam.sa(id).is_none() && self.table.get(id).is_none(), "removed, yet resolves");
+                }
+            }
+        }
+        self.check();
+    }
+
+    fn check(&mut self) {
+        assert!(self.sam.half_open() <= SAM_LIMITS.max_half_open, "half-open {}", self.sam.half_open());
+        let sas: BTreeSet<SaId> = self.sam.sas().map(|r| r.sa.sa_id).collect();
+        assert!(sas.len() <= SAM_LIMITS.max_sas, "{} SAs", sas.len());
+        let entries: Vec<SaId> = self.table.entries().iter().map(|e| e.sa_id()).collect();
+        let listed: BTreeSet<SaId> = entries.iter().copied().collect();
+        assert_eq!(listed.len(), entries.len(), "entries lists an SA twice: {entries:?}");
+        assert!(listed.is_subset(&sas), "table holds SAs the SAM does not: {listed:?} vs {sas:?}");
+        if !self.table_expired {
+            assert_eq!(listed, sas, "the SAM holds SAs the table does not");
+        }
+        self.known.extend(sas.iter().copied());
+        for &id in &self.known {
+            let in_table = self.table.get(id).map(|e| e.sa_id());
+            let in_sam = self.sam.sa(id).map(|r| r.sa.sa_id);
+            if let Some(current) = in_table {
+                assert_eq!(in_sam, Some(current), "the table resolves {id:?}, the SAM does not agree");
+            }
+            if !self.table_expired {
+                assert_eq!(in_table, in_sam, "the SAM resolves {id:?}, the table does not agree");
+            }
+        }
+    }
+}
+
+/// The structured input of [`responder_sam`].
+#[derive(Debug, Clone, Arbitrary)]
+pub struct ResponderInput {
+    /// The operations, in order (the first [`SAM_MAX_OPS`] run).
+    pub ops: Vec<ResponderOp>,
+}
+
+/// A fresh `ResponderSam` (fixed credentials, fixed RNG seed, an attached `SaTable`) driven by
+/// arbitrary operations on messages from the recorded pool ([`sam_recording`]).
+pub fn responder_sam(data: &[u8]) {
+    let Ok(input) = ResponderInput::arbitrary_take_rest(Unstructured::new(data)) else { return };
+    responder_sam_ops(&input.ops);
+}
+
+/// [`responder_sam`] over already structured operations; what they did.
+pub fn responder_sam_ops(ops: &[ResponderOp]) -> ResponderStats {
+    let pool = &sam_recording().i2r;
+    let mut h = ResponderHarness::new();
+    for &op in ops.iter().take(SAM_MAX_OPS) {
+        h.apply(op, pool);
+    }
+    h.stats
+}
+
+/// One step of [`initiator_sam`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Arbitrary)]
+pub enum InitiatorOp {
+    /// `handle_response` for an exchange started so far (modulo their number, in order) with a
+    /// mutated pool entry.
+    Reply {
+        /// The exchange.
+        exchange: u8,
+        /// Pool entry (modulo the pool's size).
+        entry: u8,
+        /// What is done to the entry.
+        mutation: Mutation,
+    },
+    /// Time passes (milliseconds), then `handle_timeout` and `SaTable::sweep`.
+    Advance(u16),
+    /// Time passes (seconds), then `handle_timeout` and `SaTable::sweep`.
+    AdvanceLong(u16),
+    /// `update` of an SA identifier seen so far (modulo their number, in order); operation
+    /// modulo 3: identifier, keys, both.
+    Update {
+        /// The SA.
+        sa: u8,
+        /// The operation.
+        operation: u8,
+    },
+    /// `remove` of an SA identifier seen so far.
+    Remove(u8),
+    /// `initiate` another establishment.
+    Initiate,
+    /// `abandon` an exchange started so far.
+    Abandon(u8),
+}
+
+impl SeedBytes for InitiatorOp {
+    fn write_seed(&self, out: &mut Vec<u8>) {
+        match *self {
+            InitiatorOp::Reply { exchange, entry, mutation } => {
+                seed_tag(out, 0, 7);
+                out.extend_from_slice(&[exchange, entry]);
+                mutation.write_seed(out);
+            }
+            InitiatorOp::Advance(ms) => {
+                seed_tag(out, 1, 7);
+                out.extend_from_slice(&ms.to_le_bytes());
+            }
+            InitiatorOp::AdvanceLong(s) => {
+                seed_tag(out, 2, 7);
+                out.extend_from_slice(&s.to_le_bytes());
+            }
+            InitiatorOp::Update { sa, operation } => {
+                seed_tag(out, 3, 7);
+                out.extend_from_slice(&[sa, operation]);
+            }
+            InitiatorOp::Remove(k) => {
+                seed_tag(out, 4, 7);
+                out.push(k);
+            }
+            InitiatorOp::Initiate => seed_tag(out, 5, 7),
+            InitiatorOp::Abandon(k) => {
+                seed_tag(out, 6, 7);
+                out.push(k);
+            }
+        }
+    }
+}
+
+/// What a run of [`initiator_sam_ops`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InitiatorStats {
+    /// Exchanges started (`initiate`, `update`, `remove`).
+    pub started: usize,
+    /// Established events.
+    pub established: usize,
+    /// EstablishFailed events.
+    pub establish_failed: usize,
+    /// Accepted updates.
+    pub updated: usize,
+    /// Rejected updates.
+    pub update_rejected: usize,
+    /// Removed events.
+    pub removed: usize,
+}
+
+/// A fresh Initiator SAM (same seeds every time) that has started one establishment, with its
+/// table, and the checks of every step.
+struct InitiatorHarness {
+    sam: InitiatorSam,
+    table: Arc<SaTable>,
+    rng: SeededRng,
+    elapsed_ms: u64,
+    /// Every exchange started, in order.
+    exchanges: Vec<ExchangeId>,
+    /// Every SA identifier seen, in order.
+    known: BTreeSet<SaId>,
+    table_expired: bool,
+    /// Requests to send (the recording delivers them to a Responder).
+    outbox: VecDeque<(ExchangeId, Vec<u8>)>,
+    /// The new identifier of the last accepted identifier update.
+    last_renamed: Option<SaId>,
+    stats: InitiatorStats,
+}
+
+impl InitiatorHarness {
+    fn new() -> Self {
+        let mut sam = InitiatorSam::new(sam_world().initiator.clone(), Timing::default());
+        let table = Arc::new(SaTable::new(TableConfig::default()));
+        sam.attach_table(table.clone());
+        let mut h = Self {
+            sam,
+            table,
+            rng: SeededRng::new([SAM_INITIATOR_RNG_SEED; 32]),
+            elapsed_ms: 0,
+            exchanges: Vec::new(),
+            known: BTreeSet::new(),
+            table_expired: false,
+            outbox: VecDeque::new(),
+            last_renamed: None,
+            stats: InitiatorStats::default(),
+        };
+        h.initiate();
+        h
+    }
+
+    fn now(&self) -> Now {
+        sam_now(self.elapsed_ms)
+    }
+
+    fn initiate(&mut self) {
+        let now = self.now();
+        if let Ok(ex) = self.sam.initiate(&sam_request(), now, &mut self.rng) {
+            self.started(ex);
+        }
+    }
+
+    fn started(&mut self, ex: Exchange) {
+        assert!(!self.exchanges.contains(&ex.id), "exchange id {} reused", ex.id);
+        assert!(Message::decode(&ex.bytes).is_ok(), "request does not decode");
+        self.exchanges.push(ex.id);
+        self.outbox.push_back((ex.id, ex.bytes));
+        self.stats.started += 1;
+    }
+
+    fn pick<T: Copy>(items: impl ExactSizeIterator<Item = T>, k: u8) -> Option<T> {
+        let len = items.len();
+        if len == 0 { None } else { items.into_iter().nth(usize::from(k) % len) }
+    }
+
+    /// The events of one step; `reply` is the message it processed, if any.
+    fn absorb(&mut self, events: Vec<InitiatorEvent>, reply: Option<&[u8]>) {
+        for event in events {
+            match event {
+                InitiatorEvent::Transmit(ex) => {
+                    assert!(self.exchanges.contains(&ex.id), "transmit for unknown exchange {}", ex.id);
+                    assert!(Message::decode(&ex.bytes).is_ok(), "request does not decode");
+                    self.outbox.push_back((ex.id, ex.bytes));
+                }
+                InitiatorEvent::Established { confirm, .. } => {
+                    let sa = confirm.security_association.as_ref().expect("success names the SA");
+                    let reply = reply.expect("established without a reply");
+                    match Message::decode(reply) {
+                        Ok(Message::AuthReply(r)) => {
+                            assert_eq!(r.sa_id, sa.sa_id, "established another SA than the reply names");
+                            assert_eq!(r.result, EstablishResult::Success, "established on a failed SaAuthReply");
+                        }
+                        other => panic!("established on {other:?}"),
+                    }
+                    assert!(self.sam.sa(sa.sa_id).is_some(), "established SA missing");
+                    assert!(self.table.get(sa.sa_id).is_some(), "established SA not in the table");
+                    self.known.insert(sa.sa_id);
+                    self.stats.established += 1;
+                }
+                InitiatorEvent::EstablishFailed { .. } => self.stats.establish_failed += 1,
+                InitiatorEvent::Updated { confirm, .. } => {
+                    self.known.insert(confirm.existing_sa_id);
+                    if confirm.result == UpdateResult::Accepted {
+                        let current = confirm.new_sa_id.unwrap_or(confirm.existing_sa_id);
+                        assert!(self.sam.sa(current).is_some(), "updated SA missing: {confirm:?}");
+                        if confirm.new_sa_id.is_some() {
+                            self.last_renamed = Some(current);
+                        }
+                        self.stats.updated += 1;
+                    } else {
+                        self.stats.update_rejected += 1;
+                    }
+                }
+                InitiatorEvent::Removed(c) => {
+                    assert!(self.sam.sa(c.0.sa_id).is_none(), "removed SA still there");
+                    assert!(self.table.get(c.0.sa_id).is_none(), "removed SA still in the table");
+                    self.stats.removed += 1;
+                }
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+    }
+
+    fn terminal(&self) -> usize {
+        let s = &self.stats;
+        s.established + s.establish_failed + s.updated + s.update_rejected + s.removed
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.elapsed_ms += ms;
+        let now = self.now();
+        let events = self.sam.handle_timeout(now);
+        self.absorb(events, None);
+        if !self.table.sweep(now).is_empty() {
+            self.table_expired = true;
+        }
+    }
+
+    fn apply(&mut self, op: InitiatorOp, pool: &[Vec<u8>]) {
+        match op {
+            InitiatorOp::Reply { exchange, entry, mutation } => {
+                let Some(id) = Self::pick(self.exchanges.iter().copied(), exchange) else { return };
+                let bytes = mutated(pool, entry, mutation);
+                let now = self.now();
+                let events = self.sam.handle_response(id, &bytes, now, &mut self.rng);
+                self.absorb(events, Some(&bytes));
+            }
+            InitiatorOp::Advance(ms) => self.advance(u64::from(ms)),
+            InitiatorOp::AdvanceLong(s) => self.advance(u64::from(s) * 1000),
+            InitiatorOp::Update { sa, operation } => {
+                let Some(id) = Self::pick(self.known.iter().copied(), sa) else { return };
+                let operation =
+                    [UpdateOperation::Identifier, UpdateOperation::Keys, UpdateOperation::IdentifierAndKeys]
+                        [usize::from(operation) % 3];
+                let now = self.now();
+                let request = UpdateSaRequest { existing_sa_id: id, operation };
+                if let Ok(ex) = self.sam.update(&request, now, &mut self.rng) {
+                    self.started(ex);
+                }
+            }
+            InitiatorOp::Remove(k) => {
+                let Some(id) = Self::pick(self.known.iter().copied(), k) else { return };
+                let now = self.now();
+                let held = self.sam.sa(id).is_some();
+                match self.sam.remove(&RemoveSaRequest(RemovalRequest { sa_id: id }), now) {
+                    Ok(ex) => {
+                        assert!(held, "removal started for an SA it did not hold");
+                        self.started(ex);
+                    }
+                    Err(c) => {
+                        assert!(!held, "an SA it holds was not removed: {c:?}");
+                        self.stats.started += 1; // a confirm at once: started and ended
+                        self.stats.removed += 1;
+                    }
+                }
+                assert!(self.sam.sa(id).is_none(), "removed, yet the SAM holds it");
+                if held {
+                    // An old identifier of a renamed SA is no SA of the SAM (it refuses to remove
+                    // it), yet the table maps it during the grace period: only a removed SA must
+                    // be gone from the table, under every identifier.
+                    assert!(self.table.get(id).is_none(), "removed, yet the table resolves it");
+                }
+            }
+            InitiatorOp::Initiate => self.initiate(),
+            InitiatorOp::Abandon(k) => {
+                let Some(id) = Self::pick(self.exchanges.iter().copied(), k) else { return };
+                let events = self.sam.abandon(id);
+                self.absorb(events, None);
+            }
+        }
+        self.check();
+    }
+
+    fn check(&mut self) {
+        let terminal = self.terminal();
+        assert!(terminal <= self.stats.started, "{terminal} exchanges ended, {} started", self.stats.started);
+        let open = self.stats.started - terminal;
+        assert!(self.sam.in_flight() <= open, "{} in flight, {open} open", self.sam.in_flight());
+        assert!(self.sam.in_flight() <= SAM_MAX_OPS + 1, "pending exchanges unbounded");
+        if self.sam.in_flight() > 0 {
+            assert!(self.sam.poll_timeout().is_some(), "exchanges in flight without a deadline");
+        }
+        let sas: BTreeSet<SaId> = self.sam.sas().map(|r| r.sa.sa_id).collect();
+        let entries: Vec<SaId> = self.table.entries().iter().map(|e| e.sa_id()).collect();
+        let listed: BTreeSet<SaId> = entries.iter().copied().collect();
+        assert_eq!(listed.len(), entries.len(), "entries lists an SA twice: {entries:?}");
+        assert!(listed.is_subset(&sas), "table holds SAs the SAM does not: {listed:?} vs {sas:?}");
+        if !self.table_expired {
+            assert_eq!(listed, sas, "the SAM holds SAs the table does not");
+        }
+        self.known.extend(sas.iter().copied());
+        for &id in &self.known {
+            if let Some(e) = self.table.get(id) {
+                assert!(sas.contains(&e.sa_id()), "the table resolves {id:?} to an SA the SAM does not hold");
+            }
+        }
+    }
+}
+
+/// The structured input of [`initiator_sam`].
+#[derive(Debug, Clone, Arbitrary)]
+pub struct InitiatorInput {
+    /// The operations, in order (the first [`SAM_MAX_OPS`] run).
+    pub ops: Vec<InitiatorOp>,
+}
+
+/// A fresh `InitiatorSam` (fixed credentials, fixed RNG seed, an attached `SaTable`) that has
+/// started an establishment, driven by arbitrary operations: replies from the recorded pool
+/// ([`sam_recording`]), timeouts, updates, removals.
+pub fn initiator_sam(data: &[u8]) {
+    let Ok(input) = InitiatorInput::arbitrary_take_rest(Unstructured::new(data)) else { return };
+    initiator_sam_ops(&input.ops);
+}
+
+/// [`initiator_sam`] over already structured operations; what they did.
+pub fn initiator_sam_ops(ops: &[InitiatorOp]) -> InitiatorStats {
+    let pool = &sam_recording().r2i;
+    let mut h = InitiatorHarness::new();
+    for &op in ops.iter().take(SAM_MAX_OPS) {
+        h.apply(op, pool);
+    }
+    h.stats
+}
+
+/// The messages of one real run between the harnesses' Initiator and Responder (establishment,
+/// key update, identifier update, both, removal, then two establishments at once), and the
+/// operations that replay it on each side.
+#[derive(Debug)]
+pub struct SamRecording {
+    /// Initiator → Responder: the pool of [`responder_sam`].
+    pub i2r: Vec<Vec<u8>>,
+    /// Responder → Initiator: the pool of [`initiator_sam`].
+    pub r2i: Vec<Vec<u8>>,
+    /// The Responder's side of the run.
+    pub responder_ops: Vec<ResponderOp>,
+    /// The Initiator's side of the run.
+    pub initiator_ops: Vec<InitiatorOp>,
+}
+
+/// Records the run once per process. Both sides are the fuzz harnesses themselves, seeded as
+/// every fuzz input is, so the recorded operations replay identically and every message in the
+/// pools is valid again whenever the fuzzer reaches the same state.
+pub fn sam_recording() -> &'static SamRecording {
+    static RECORDING: OnceLock<SamRecording> = OnceLock::new();
+    RECORDING.get_or_init(|| {
+        let mut rec =
+            SamRecording { i2r: Vec::new(), r2i: Vec::new(), responder_ops: Vec::new(), initiator_ops: Vec::new() };
+        let mut ini = InitiatorHarness::new();
+        let mut rsp = ResponderHarness::new();
+        let entry = |pool: &mut Vec<Vec<u8>>, bytes: Vec<u8>| {
+            let k = pool.iter().position(|b| *b == bytes).unwrap_or_else(|| {
+                pool.push(bytes);
+                pool.len() - 1
+            });
+            u8::try_from(k).expect("a small pool")
+        };
+        fn ini_op(rec: &mut SamRecording, ini: &mut InitiatorHarness, op: InitiatorOp) {
+            ini.apply(op, &rec.r2i);
+            rec.initiator_ops.push(op);
+        }
+        fn rsp_op(rec: &mut SamRecording, rsp: &mut ResponderHarness, op: ResponderOp) {
+            rsp.apply(op, &rec.i2r);
+            rec.responder_ops.push(op);
+        }
+        let pump = |rec: &mut SamRecording, ini: &mut InitiatorHarness, rsp: &mut ResponderHarness| {
+            while let Some((id, bytes)) = ini.outbox.pop_front() {
+                let k = entry(&mut rec.i2r, bytes);
+                rsp_op(rec, rsp, ResponderOp::Deliver { entry: k, source: 1, mutation: Mutation::None });
+                let reply = rsp.last_reply.take().expect("the Responder answers");
+                let k = entry(&mut rec.r2i, reply);
+                let exchange = ini.exchanges.iter().position(|e| *e == id).expect("started");
+                let exchange = u8::try_from(exchange).expect("few exchanges");
+                ini_op(rec, ini, InitiatorOp::Reply { exchange, entry: k, mutation: Mutation::None });
+            }
+        };
+        let advance = |rec: &mut SamRecording, ini: &mut InitiatorHarness, rsp: &mut ResponderHarness| {
+            ini_op(rec, ini, InitiatorOp::Advance(5_000));
+            rsp_op(rec, rsp, ResponderOp::Advance(5_000));
+        };
+        pump(&mut rec, &mut ini, &mut rsp);
+        assert_eq!(ini.stats.established, 1, "the recorded establishment failed: {:?}", ini.stats);
+        for operation in [1, 0, 2] {
+            // Keys, identifier, both; the only SA is the first one known.
+            advance(&mut rec, &mut ini, &mut rsp);
+            let sa = ini.known.iter().position(|id| ini.sam.sa(*id).is_some()).expect("one SA");
+            let sa = u8::try_from(sa).expect("few SAs");
+            ini_op(&mut rec, &mut ini, InitiatorOp::Update { sa, operation });
+            pump(&mut rec, &mut ini, &mut rsp);
+        }
+        assert_eq!(ini.stats.updated, 3, "a recorded update failed: {:?}", ini.stats);
+        advance(&mut rec, &mut ini, &mut rsp);
+        let first = ini.last_renamed.expect("renamed");
+        let k = ini.known.iter().position(|id| *id == first).expect("known");
+        ini_op(&mut rec, &mut ini, InitiatorOp::Remove(u8::try_from(k).expect("few SAs")));
+        pump(&mut rec, &mut ini, &mut rsp);
+        assert_eq!(ini.stats.removed, 1, "the recorded removal failed: {:?}", ini.stats);
+        assert_eq!(rsp.stats.removed, 1, "the Responder did not remove: {:?}", rsp.stats);
+        // Two establishments at once: the Responder sees SaInit, SaInit, SaAuth, SaAuth.
+        advance(&mut rec, &mut ini, &mut rsp);
+        ini_op(&mut rec, &mut ini, InitiatorOp::Initiate);
+        ini_op(&mut rec, &mut ini, InitiatorOp::Initiate);
+        pump(&mut rec, &mut ini, &mut rsp);
+        assert_eq!(ini.stats.established, 3, "the concurrent establishments failed: {:?}", ini.stats);
+        assert_eq!(rsp.stats.established, 3, "the concurrent establishments failed: {:?}", rsp.stats);
+        rec
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// sa_table
+
+/// Operations of [`sa_table`] run per input (the largest inputs stay around 5 ms).
+pub const TABLE_MAX_OPS: usize = 512;
+/// Seeds of the SAs of [`sa_table`] (made once with [`linked`]; distinct seeds, distinct IDs).
+pub const TABLE_SEEDS: [u8; 4] = [41, 42, 43, 44];
+/// Identifiers of [`sa_table`] that no SA starts with (targets of renames).
+pub const TABLE_EXTRA_IDS: [SaId; 4] = [SaId([0xa0; 8]), SaId([0xa1; 8]), SaId([0xa2; 8]), SaId([0xa3; 8])];
+
+struct TableWorld {
+    /// Two Initiator-side SAs (peer `/id-in`), two Responder-side ones (peer `/id-asn`).
+    sas: Vec<EstablishedSa>,
+    /// The SAs' identifiers, then [`TABLE_EXTRA_IDS`].
+    ids: Vec<SaId>,
+    /// The SAs' peers and one stranger.
+    peers: Vec<NodeId>,
+}
+
+fn table_world() -> &'static TableWorld {
+    static WORLD: OnceLock<TableWorld> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let sas: Vec<EstablishedSa> = TABLE_SEEDS
+            .iter()
+            .enumerate()
+            .map(|(i, &seed)| {
+                let l = linked(LINK_SUITES[0], TableConfig::default(), seed, FUZZ_NOW);
+                let record = if i < 2 { l.pair.initiator.sas().next() } else { l.pair.responder.sas().next() };
+                let sa = record.expect("established").sa.clone();
+                assert!(sa.peer_context.max_sa_lifetime_secs.is_none(), "the model expects the ticket's expiry");
+                sa
+            })
+            .collect();
+        let mut ids: Vec<SaId> = sas.iter().map(|s| s.sa_id).collect();
+        ids.extend(TABLE_EXTRA_IDS);
+        let distinct: HashSet<SaId> = ids.iter().copied().collect();
+        assert_eq!(distinct.len(), ids.len(), "the table SAs need distinct IDs");
+        let peers = vec![sas[0].peer.clone(), sas[2].peer.clone(), NodeId::new("/stranger").expect("valid")];
+        assert_ne!(peers[0], peers[1]);
+        TableWorld { sas, ids, peers }
+    })
+}
+
+/// One step of [`sa_table`]. Identifiers index the fixed list (the SAs' IDs, then
+/// [`TABLE_EXTRA_IDS`]), modulo its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Arbitrary)]
+pub enum TableOp {
+    /// `install` fixed SA `k` (skipped while its identifier is mapped: a SAM never reuses one).
+    Install(u8),
+    /// `rekey` an identifier with the keys of fixed SA `keys`.
+    Rekey {
+        /// The identifier.
+        id: u8,
+        /// Whose keys.
+        keys: u8,
+    },
+    /// `rename` (skipped unless `old` is an SA's current identifier and `new` is free, as a SAM
+    /// guarantees; an unmapped `old` is passed through and must change nothing).
+    Rename {
+        /// Old identifier.
+        old: u8,
+        /// New identifier.
+        new: u8,
+    },
+    /// `remove` an identifier.
+    Remove(u8),
+    /// `unmap` an identifier.
+    Unmap(u8),
+    /// Time passes (milliseconds).
+    Advance(u16),
+    /// Time passes (hours).
+    AdvanceHours(u8),
+    /// `sweep` now.
+    Sweep,
+    /// `get` an identifier.
+    Get(u8),
+    /// `by_peer` (modulo the two peers and a stranger).
+    ByPeer(u8),
+    /// `entries`.
+    Entries,
+}
+
+impl SeedBytes for TableOp {
+    fn write_seed(&self, out: &mut Vec<u8>) {
+        const N: u64 = 11;
+        match *self {
+            TableOp::Install(k) => {
+                seed_tag(out, 0, N);
+                out.push(k);
+            }
+            TableOp::Rekey { id, keys } => {
+                seed_tag(out, 1, N);
+                out.extend_from_slice(&[id, keys]);
+            }
+            TableOp::Rename { old, new } => {
+                seed_tag(out, 2, N);
+                out.extend_from_slice(&[old, new]);
+            }
+            TableOp::Remove(k) => {
+                seed_tag(out, 3, N);
+                out.push(k);
+            }
+            TableOp::Unmap(k) => {
+                seed_tag(out, 4, N);
+                out.push(k);
+            }
+            TableOp::Advance(ms) => {
+                seed_tag(out, 5, N);
+                out.extend_from_slice(&ms.to_le_bytes());
+            }
+            TableOp::AdvanceHours(h) => {
+                seed_tag(out, 6, N);
+                out.push(h);
+            }
+            TableOp::Sweep => seed_tag(out, 7, N),
+            TableOp::Get(k) => {
+                seed_tag(out, 8, N);
+                out.push(k);
+            }
+            TableOp::ByPeer(k) => {
+                seed_tag(out, 9, N);
+                out.push(k);
+            }
+            TableOp::Entries => seed_tag(out, 10, N),
+        }
+    }
+}
+
+/// The structured input of [`sa_table`].
+#[derive(Debug, Clone, Arbitrary)]
+pub struct TableInput {
+    /// The operations, in order (the first [`TABLE_MAX_OPS`] run).
+    pub ops: Vec<TableOp>,
+}
+
+/// One installed SA of the model.
+struct Installed {
+    /// Index into the fixed SAs.
+    sa: usize,
+    entry: Arc<SaEntry>,
+    current: SaId,
+    /// Still mapped.
+    mapped: bool,
+    /// Removed (keys wiped), not just unmapped.
+    wiped: bool,
+}
+
+/// The reference model: which identifier resolves to which installed SA, and until when the
+/// old ones do.
+struct TableModel {
+    now: Now,
+    installed: Vec<Installed>,
+    /// Identifier (current or alias) → index into `installed`.
+    ids: HashMap<SaId, usize>,
+    /// Alias → end of its grace (monotonic ms).
+    aliases: HashMap<SaId, u64>,
+}
+
+impl TableModel {
+    fn resolve(&self, id: SaId) -> Option<&Installed> {
+        self.ids.get(&id).map(|&i| &self.installed[i])
+    }
+
+    /// Takes installed SA `i` out of the map (every identifier of it).
+    fn unmap(&mut self, i: usize, wipe: bool) {
+        let gone: Vec<SaId> = self.ids.iter().filter(|(_, k)| **k == i).map(|(id, _)| *id).collect();
+        for id in gone {
+            self.ids.remove(&id);
+            self.aliases.remove(&id);
+        }
+        self.installed[i].mapped = false;
+        self.installed[i].wiped |= wipe;
+    }
+
+    fn current_ids<'a>(&'a self, peer: Option<&'a NodeId>) -> BTreeSet<SaId> {
+        let sas = &table_world().sas;
+        self.installed
+            .iter()
+            .filter(|s| s.mapped && peer.is_none_or(|p| sas[s.sa].peer == *p))
+            .map(|s| s.current)
+            .collect()
+    }
+}
+
+fn check_list(what: &str, listed: &[Arc<SaEntry>], expected: &BTreeSet<SaId>) {
+    let ids: Vec<SaId> = listed.iter().map(|e| e.sa_id()).collect();
+    let set: BTreeSet<SaId> = ids.iter().copied().collect();
+    assert_eq!(set.len(), ids.len(), "{what} lists an SA twice: {ids:?}");
+    assert_eq!(&set, expected, "{what} disagrees with the model");
+    assert!(listed.iter().all(|e| e.is_active()), "{what} lists a removed SA");
+}
+
+fn check_get(table: &SaTable, model: &TableModel, id: SaId) {
+    let got = table.get(id);
+    match (model.resolve(id), &got) {
+        (None, None) => {}
+        (Some(m), Some(e)) => {
+            assert!(Arc::ptr_eq(&m.entry, e), "{id:?} resolves to another entry");
+            assert_eq!(e.sa_id(), m.current, "{id:?} resolves under a stale identifier");
+            assert!(e.is_active() && e.current_epoch().is_some(), "{id:?} resolves to a dead entry");
+        }
+        (m, g) => panic!("get({id:?}): table {:?}, model {:?}", g.as_ref().map(|e| e.sa_id()), m.map(|m| m.current)),
+    }
+}
+
+/// `SaTable` driven by arbitrary operations and compared with a reference model after each one.
+pub fn sa_table(data: &[u8]) {
+    let Ok(input) = TableInput::arbitrary_take_rest(Unstructured::new(data)) else { return };
+    sa_table_ops(&input.ops);
+}
+
+/// [`sa_table`] over already structured operations.
+pub fn sa_table_ops(ops: &[TableOp]) {
+    let world = table_world();
+    let config = TableConfig::default();
+    let table = SaTable::new(config);
+    let mut model = TableModel { now: FUZZ_NOW, installed: Vec::new(), ids: HashMap::new(), aliases: HashMap::new() };
+    let id_at = |k: u8| world.ids[usize::from(k) % world.ids.len()];
+    for (step, &op) in ops.iter().take(TABLE_MAX_OPS).enumerate() {
+        match op {
+            TableOp::Install(k) => {
+                let sa = usize::from(k) % world.sas.len();
+                let id = world.sas[sa].sa_id;
+                if model.ids.contains_key(&id) {
+                    continue;
+                }
+                let entry = table.install(&world.sas[sa]);
+                assert_eq!(entry.sa_id(), id);
+                model.ids.insert(id, model.installed.len());
+                model.installed.push(Installed { sa, entry, current: id, mapped: true, wiped: false });
+            }
+            TableOp::Rekey { id, keys } => {
+                let keys = &world.sas[usize::from(keys) % world.sas.len()].keys;
+                table.rekey(id_at(id), keys, model.now);
+            }
+            TableOp::Rename { old, new } => {
+                let (old, new) = (id_at(old), id_at(new));
+                match model.ids.get(&old).copied() {
+                    None => table.rename(old, new, model.now),
+                    Some(i) if model.installed[i].current == old && !model.ids.contains_key(&new) => {
+                        table.rename(old, new, model.now);
+                        model.aliases.insert(old, model.now.mono_ms + config.grace_ms);
+                        model.ids.insert(new, i);
+                        model.installed[i].current = new;
+                    }
+                    Some(_) => continue,
+                }
+            }
+            TableOp::Remove(k) | TableOp::Unmap(k) => {
+                let id = id_at(k);
+                let wipe = matches!(op, TableOp::Remove(_));
+                let done = if wipe { table.remove(id) } else { table.unmap(id) };
+                let expected = model.ids.get(&id).copied();
+                assert_eq!(done, expected.is_some(), "step {step}: {op:?} of {id:?}");
+                if let Some(i) = expected {
+                    model.unmap(i, wipe);
+                }
+            }
+            TableOp::Advance(ms) => model.now = model.now.after_ms(u64::from(ms)),
+            TableOp::AdvanceHours(h) => {
+                model.now = Now {
+                    mono_ms: model.now.mono_ms + u64::from(h) * 3_600_000,
+                    unix_secs: model.now.unix_secs + u64::from(h) * 3_600,
+                }
+            }
+            TableOp::Sweep => {
+                let swept: BTreeSet<SaId> = table.sweep(model.now).into_iter().collect();
+                let ended: Vec<SaId> =
+                    model.aliases.iter().filter(|(_, u)| **u <= model.now.mono_ms).map(|(id, _)| *id).collect();
+                for id in ended {
+                    model.aliases.remove(&id);
+                    model.ids.remove(&id);
+                }
+                let expired: Vec<usize> = (0..model.installed.len())
+                    .filter(|&i| {
+                        let s = &model.installed[i];
+                        s.mapped && world.sas[s.sa].peer_ticket_not_after <= model.now.unix_secs
+                    })
+                    .collect();
+                let expected: BTreeSet<SaId> = expired.iter().map(|&i| model.installed[i].current).collect();
+                for i in expired {
+                    model.unmap(i, true);
+                }
+                assert_eq!(swept, expected, "step {step}: sweep removed other SAs");
+            }
+            TableOp::Get(k) => check_get(&table, &model, id_at(k)),
+            TableOp::ByPeer(k) => {
+                let peer = &world.peers[usize::from(k) % world.peers.len()];
+                check_list("by_peer", &table.by_peer(peer), &model.current_ids(Some(peer)));
+            }
+            TableOp::Entries => check_list("entries", &table.entries(), &model.current_ids(None)),
+        }
+        // After every step: every query agrees with the model.
+        for &id in &world.ids {
+            check_get(&table, &model, id);
+        }
+        for peer in &world.peers {
+            check_list("by_peer", &table.by_peer(peer), &model.current_ids(Some(peer)));
+        }
+        check_list("entries", &table.entries(), &model.current_ids(None));
+        assert_eq!(table.len(), model.ids.len(), "step {step}: len");
+        for s in &model.installed {
+            assert_eq!(s.entry.is_active(), !s.wiped, "step {step}: removed is not unmapped");
+            if s.wiped {
+                assert!(s.entry.current_epoch().is_none(), "a removed SA keeps its keys");
+            }
+        }
     }
 }

@@ -9,6 +9,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use arbitrary::{Arbitrary, Unstructured};
 use onem2m_primitive::{Operation, RequestPrimitive};
 use onem2m_sa::credential::NodeId;
 use onem2m_sa::crypto::SignatureAlgorithm;
@@ -16,7 +17,10 @@ use onem2m_sa::flows::{self, *};
 use onem2m_sa::message::{ControlFlow, Message};
 use onem2m_sa::secure::Encoding;
 use onem2m_sa_http::{MediaType, primitive_to_request_as};
-use onem2m_sa_integration::fuzz_checks::{self, SeqRef, WindowInput, WindowOp};
+use onem2m_sa_integration::fuzz_checks::{
+    self, InitiatorInput, InitiatorOp, Mutation, ResponderInput, ResponderOp, SeqRef, TableInput, TableOp, WindowInput,
+    WindowOp, seed_ops,
+};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
@@ -70,7 +74,10 @@ replay_test!(
     http_request,
     http_cbor,
     sidecar_config,
-    replay_window
+    replay_window,
+    responder_sam,
+    initiator_sam,
+    sa_table
 );
 
 /// The seeds decode where they should, so the fuzzer starts from deep inside each decoder.
@@ -125,6 +132,103 @@ fn replay_model_examples() {
         WindowOp::Check(BelowHighest(1)),
     ];
     fuzz_checks::replay_window_ops(&WindowInput { size: 100, ops });
+}
+
+/// The seeds of the structured targets, as values: (target, file, operations as bytes).
+fn structured_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let rec = fuzz_checks::sam_recording();
+    let deliver = |entry| ResponderOp::Deliver { entry, source: 1, mutation: Mutation::None };
+    let reply = |exchange, entry| InitiatorOp::Reply { exchange, entry, mutation: Mutation::None };
+    use TableOp::*;
+    let table = [
+        Install(0),
+        Install(1),
+        Install(2),
+        Install(3),
+        Rekey { id: 0, keys: 1 },
+        Rename { old: 0, new: 4 },
+        Advance(1_000),
+        Rename { old: 4, new: 5 },
+        Get(0),
+        ByPeer(0),
+        Entries,
+        Advance(30_000),
+        Sweep,
+        Remove(1),
+        Unmap(2),
+        Install(1),
+        Rename { old: 3, new: 6 },
+        AdvanceHours(30),
+        Sweep,
+        Entries,
+    ];
+    vec![
+        ("responder_sam", "recorded-run.bin", seed_ops(&rec.responder_ops)),
+        ("responder_sam", "establish.bin", seed_ops(&rec.responder_ops[..2])),
+        ("responder_sam", "half-open-expiry.bin", seed_ops(&[deliver(0), ResponderOp::Advance(20_000), deliver(1)])),
+        (
+            "responder_sam",
+            "mutations.bin",
+            seed_ops(&[
+                ResponderOp::Deliver { entry: 0, source: 2, mutation: Mutation::FlipBit(100) },
+                ResponderOp::Deliver { entry: 0, source: 0, mutation: Mutation::Truncate(50) },
+                ResponderOp::Deliver { entry: 1, source: 1, mutation: Mutation::Splice { other: 3, at: 20, from: 20 } },
+                ResponderOp::Deliver { entry: 2, source: 1, mutation: Mutation::SetByte(30, b'x') },
+                ResponderOp::RemoveLocal(0),
+                ResponderOp::AdvanceLong(400),
+            ]),
+        ),
+        ("initiator_sam", "recorded-run.bin", seed_ops(&rec.initiator_ops)),
+        ("initiator_sam", "establish.bin", seed_ops(&rec.initiator_ops[..2])),
+        ("initiator_sam", "timeouts.bin", seed_ops(&[InitiatorOp::Advance(1_000); 6])),
+        (
+            "initiator_sam",
+            "mutations.bin",
+            seed_ops(&[
+                reply(0, 0),
+                reply(0, 1),
+                InitiatorOp::Reply { exchange: 0, entry: 1, mutation: Mutation::FlipBit(300) },
+                InitiatorOp::Update { sa: 0, operation: 2 },
+                InitiatorOp::Abandon(1),
+                InitiatorOp::Initiate,
+                InitiatorOp::AdvanceLong(100),
+            ]),
+        ),
+        ("sa_table", "lifecycle.bin", seed_ops(&table)),
+    ]
+}
+
+/// The structured seeds read back as the operations they were written from, are up to date on
+/// disk, and the recorded runs reach deep states (establishment, three updates, removal, two
+/// concurrent establishments) in the fuzzed SAMs.
+#[test]
+fn structured_seeds_replay_the_recorded_run() {
+    for (target, name, bytes) in structured_seeds() {
+        let on_disk = fs::read(fuzz_dir().join("corpus").join(target).join(name)).unwrap();
+        assert!(on_disk == bytes, "{target}/{name} is stale: run write_seeds");
+        let u = || Unstructured::new(&bytes);
+        match target {
+            "responder_sam" => {
+                let ops = ResponderInput::arbitrary_take_rest(u()).unwrap().ops;
+                assert_eq!(seed_ops(&ops), bytes, "{name} does not read back");
+            }
+            "initiator_sam" => {
+                let ops = InitiatorInput::arbitrary_take_rest(u()).unwrap().ops;
+                assert_eq!(seed_ops(&ops), bytes, "{name} does not read back");
+            }
+            _ => {
+                let ops = TableInput::arbitrary_take_rest(u()).unwrap().ops;
+                assert_eq!(seed_ops(&ops), bytes, "{name} does not read back");
+            }
+        }
+    }
+    let rec = fuzz_checks::sam_recording();
+    let r = fuzz_checks::responder_sam_ops(&rec.responder_ops);
+    // SA Updated: keys, identifier, then identifier and keys as two events.
+    assert_eq!((r.established, r.updated, r.removed, r.dropped), (3, 4, 1, 0), "{r:?}");
+    let i = fuzz_checks::initiator_sam_ops(&rec.initiator_ops);
+    assert_eq!((i.established, i.updated, i.removed, i.establish_failed), (3, 3, 1, 0), "{i:?}");
+    assert!(rec.responder_ops.len() <= fuzz_checks::SAM_MAX_OPS && rec.initiator_ops.len() <= fuzz_checks::SAM_MAX_OPS);
 }
 
 /// Writes the generated seeds into `fuzz/corpus/`. Run on demand (see the module docs).
@@ -260,4 +364,9 @@ fn write_seeds() {
     let mut seed = vec![3u8];
     seed.extend_from_slice(http.body());
     write("http_cbor", "create-ae.cbor", &seed);
+
+    // The structured targets: the recorded SAM run and a table lifecycle.
+    for (target, name, bytes) in structured_seeds() {
+        write(target, name, &bytes);
+    }
 }
