@@ -418,6 +418,14 @@ impl InitiatorSam {
         self.sas.values()
     }
 
+    fn id_in_use(&self, id: SaId) -> bool {
+        let establishing = self.pending.values().any(|p| matches!(&p.step, Step::Auth(s) if s.sa_id() == id));
+        establishing
+            || self.sas.contains_key(&id)
+            || self.tombstones.contains_key(&id)
+            || self.table.as_ref().is_some_and(|t| t.get(id).is_some())
+    }
+
     /// Number of exchanges in flight.
     pub fn in_flight(&self) -> usize {
         self.pending.len()
@@ -570,6 +578,12 @@ impl InitiatorSam {
                     };
                 }
                 match state.handle(bytes, now, rng) {
+                    // The Responder picks the identifier: one this node already uses (with another
+                    // peer, or as a tombstone) would let that peer's SA be replaced. Refused.
+                    Ok((next, _)) if self.id_in_use(next.sa_id()) => {
+                        let error = EstablishError::Protocol("the responder chose an SA identifier already in use");
+                        vec![InitiatorEvent::EstablishFailed { confirm: error.to_confirm(), peer, error }]
+                    }
                     Ok((next, out)) => vec![self.continue_with(id, peer, Step::Auth(Box::new(next)), out, now)],
                     Err(error) => vec![InitiatorEvent::EstablishFailed { confirm: error.to_confirm(), peer, error }],
                 }
@@ -1109,7 +1123,8 @@ impl ResponderSam {
         };
         if self.half_open.len() >= self.limits.max_half_open
             || per_peer >= self.limits.max_half_open_per_peer
-            || self.sas.len() >= self.limits.max_sas
+            // A half-open establishment may become an SA: it holds one of max_sas already.
+            || self.sas.len() + self.half_open.len() >= self.limits.max_sas
             || self.seen_nonces.len() >= nonce_cap
         {
             let reply = Message::InitReply(SaInitReply {

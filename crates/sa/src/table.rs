@@ -243,8 +243,13 @@ impl SaTable {
         self.control.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Installs a freshly established SA.
+    /// Installs a freshly established SA. An entry already mapped under its identifier (the
+    /// SA Managements never ask for that) is taken out first, so no index keeps pointing at it.
     pub fn install(&self, sa: &EstablishedSa) -> Arc<SaEntry> {
+        if let Some(old) = self.get(sa.sa_id) {
+            old.wipe();
+            self.unmap_entry(&old, sa.sa_id);
+        }
         let entry = Arc::new(SaEntry::new(sa, &self.config));
         self.map.pin().insert(sa.sa_id, entry.clone());
         self.control().by_peer.entry(sa.peer.clone()).or_default().push(sa.sa_id);

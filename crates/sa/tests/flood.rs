@@ -259,3 +259,71 @@ fn cookies_do_not_enter_the_transcript_and_establishment_completes_with_one() {
     assert_eq!(establish(&mut w, &mut sam, &mut agent, "/id-mn2", &[], T0).unwrap(), 1, "no source: still works");
     assert_eq!(sam.sas().count(), 2);
 }
+
+#[test]
+fn concurrent_establishments_never_take_the_responder_past_max_sas() {
+    let mut w = world();
+    let mut sam = responder(&w, Limits { max_sas: 2, ..Limits::default() });
+    let mut agent = Counting::default();
+    establish(&mut w, &mut sam, &mut agent, "/id-mn0", &[], T0).unwrap();
+    // Two establishments at once with one SA left: the second SaInit is refused at once.
+    let mut a = initiator(&mut w, "/id-mn1");
+    let mut b = initiator(&mut w, "/id-mn2");
+    let ea = a.initiate(&request("/id-mn1"), T0, &mut w.rng).unwrap();
+    let eb = b.initiate(&request("/id-mn2"), T0, &mut w.rng).unwrap();
+    let ra = sam.handle(&ea.bytes, T0, &mut w.rng, &mut agent).reply.unwrap();
+    let rb = sam.handle(&eb.bytes, T0, &mut w.rng, &mut agent).reply.unwrap();
+    let busy = |r: &[u8]| matches!(Message::decode(r), Ok(Message::InitReply(m)) if m.parameters.cause == Some(RejectionCause::Busy));
+    assert!(!busy(&ra) && busy(&rb), "the half-open establishment holds the last SA");
+    let Some(InitiatorEvent::Transmit(auth)) = a.handle_response(ea.id, &ra, T0, &mut w.rng).into_iter().next() else {
+        panic!("SaAuth expected")
+    };
+    let done = sam.handle(&auth.bytes, T0, &mut w.rng, &mut agent).reply.unwrap();
+    assert!(matches!(
+        a.handle_response(auth.id, &done, T0, &mut w.rng).into_iter().next(),
+        Some(InitiatorEvent::Established { .. })
+    ));
+    assert_eq!(sam.sas().count(), 2);
+}
+
+#[test]
+fn an_initiator_refuses_an_sa_identifier_it_already_uses_with_another_peer() {
+    use onem2m_sa::testkit::ScriptedRng;
+    let mut w = world();
+    let other = w.pki.node("/id-mn9", SignatureAlgorithm::Ed25519, &["/id-mn9"], &mut w.rng);
+    let mut first = responder(&w, Limits::default());
+    let mut second = ResponderSam::new(
+        responder_config(other, w.pki.anchors.clone(), &Suite::ALL),
+        Timing::default(),
+        Limits::default(),
+    );
+    let mut ini = initiator(&mut w, "/id-asn");
+    let table = std::sync::Arc::new(onem2m_sa::table::SaTable::new(Default::default()));
+    ini.attach_table(table.clone());
+
+    // An SA with /id-in.
+    let run = |ini: &mut InitiatorSam, sam: &mut ResponderSam, to: &str, rng: &mut dyn onem2m_sa::rng::Rng| {
+        let req = InitiateSaRequest { initiator: "/id-asn".parse().unwrap(), responder: to.parse().unwrap() };
+        let mut ex = ini.initiate(&req, T0, rng).unwrap();
+        loop {
+            let reply = sam.handle(&ex.bytes, T0, rng, &mut Counting::default()).reply.unwrap();
+            match ini.handle_response(ex.id, &reply, T0, rng).into_iter().next() {
+                Some(InitiatorEvent::Transmit(next)) => ex = next,
+                other => return other,
+            }
+        }
+    };
+    assert!(matches!(run(&mut ini, &mut first, "/id-in", &mut w.rng), Some(InitiatorEvent::Established { .. })));
+    let taken = table.entries()[0].sa_id();
+    // /id-mn9 picks the same identifier (it saw it on the wire): refused, the first SA untouched.
+    let mut forced = ScriptedRng::new(vec![taken.0.to_vec()], 3);
+    match run(&mut ini, &mut second, "/id-mn9", &mut forced) {
+        Some(InitiatorEvent::EstablishFailed { error, .. }) => {
+            assert!(matches!(error, EstablishError::Protocol(_)), "{error:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(table.get(taken).unwrap().peer().as_str(), "/id-in");
+    assert_eq!(table.by_peer(&"/id-in".parse().unwrap()).len(), 1);
+    assert_eq!(ini.sas().count(), 1);
+}
