@@ -1,18 +1,21 @@
 //! Requests per second and p99 latency through the sidecar pair (AE-side egress → CSE-side
-//! ingress, SA-secured) against a plaintext hyper proxy pair (two HTTP forwarders) in front of
-//! the same upstream, in the same run, as ratios. Not a test: it asserts nothing about time.
+//! ingress, SA-secured) against two references in front of the same upstream, in the same run,
+//! as ratios: a plaintext hyper proxy pair (two HTTP forwarders) and a rustls TLS proxy pair (the
+//! same forwarders with TLS 1.3 and mutual authentication on the hop between them). Not a test: it
+//! asserts nothing about time.
 //!
 //! `cargo bench -p onem2m-sa-sidecar --bench proxy` (`PROXY_BENCH_SECS`, `PROXY_BENCH_CLIENTS`
 //! and `PROXY_BENCH_ROUNDS` change the run length, concurrency and number of alternations).
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa_http::{BoxError, ClientConfig, HttpClient, Limits, PrimitiveService, ServerConfig, serve};
 use onem2m_sa_sidecar::demo::{AE_ID, CSE_ID, DemoPki, ae_sidecar_config, cse_sidecar_config, loopback};
@@ -43,34 +46,149 @@ async fn upstream() -> SocketAddr {
     addr
 }
 
-/// A plaintext HTTP forwarder: every request goes unchanged to `target`.
-async fn forwarder(target: SocketAddr) -> SocketAddr {
+/// A plaintext HTTP client as the forwarders use it (pooled, `TCP_NODELAY` like our own client).
+fn plain_client() -> Client<HttpConnector, Full<Bytes>> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// Sends every request unchanged to `base` (scheme and authority) through `client`; 502 on failure.
+async fn forward<C>(client: Client<C, Full<Bytes>>, base: Arc<str>, req: http::Request<Bytes>) -> http::Response<Bytes>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    let (mut parts, body) = req.into_parts();
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    parts.uri = format!("{base}{pq}").parse().unwrap();
+    match client.request(http::Request::from_parts(parts, Full::new(body))).await {
+        Ok(rsp) => {
+            let (parts, body) = rsp.into_parts();
+            let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            http::Response::from_parts(parts, bytes)
+        }
+        Err(_) => {
+            let mut r = http::Response::new(Bytes::new());
+            *r.status_mut() = http::StatusCode::BAD_GATEWAY;
+            r
+        }
+    }
+}
+
+/// An HTTP forwarder on our server: every request goes unchanged to `base` through `client`.
+async fn forwarder<C>(client: Client<C, Full<Bytes>>, base: String) -> SocketAddr
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let base: Arc<str> = base.into();
     let svc = service_fn(move |req: http::Request<Bytes>| {
-        let client = client.clone();
-        async move {
-            let (mut parts, body) = req.into_parts();
-            let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-            parts.uri = format!("http://{target}{pq}").parse().unwrap();
-            let rsp = match client.request(http::Request::from_parts(parts, Full::new(body))).await {
-                Ok(rsp) => {
-                    let (parts, body) = rsp.into_parts();
-                    let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                    http::Response::from_parts(parts, bytes)
-                }
-                Err(_) => {
-                    let mut r = http::Response::new(Bytes::new());
-                    *r.status_mut() = http::StatusCode::BAD_GATEWAY;
-                    r
-                }
-            };
-            Ok::<_, std::convert::Infallible>(rsp)
-        }
+        let (client, base) = (client.clone(), base.clone());
+        async move { Ok::<_, std::convert::Infallible>(forward(client, base, req).await) }
     });
     tokio::spawn(serve(listener, svc, ServerConfig::default(), std::future::pending()));
     addr
+}
+
+/// The plaintext pair: two forwarders in front of `target`; the front's address.
+async fn plain_pair(target: SocketAddr) -> SocketAddr {
+    let back = forwarder(plain_client(), format!("http://{target}")).await;
+    forwarder(plain_client(), format!("http://{back}")).await
+}
+
+/// The TLS pair: a front forwarder that sends over TLS to a back forwarder that terminates it and
+/// sends plaintext to `target`; the front's address. TLS 1.3 only, AES-128-GCM and X25519 (the SA
+/// pair's suite), ECDSA P-256 certificates from one fresh CA, the client authenticated
+/// (`WebPkiClientVerifier`), HTTP/1.1 over pooled connections as on the other pairs.
+async fn tls_pair(target: SocketAddr) -> SocketAddr {
+    let (client_config, server_config) = tls_configs();
+    // Back: accept TLS, serve HTTP/1.1 with hyper, forward in plaintext.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let back = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+    let (client, base): (_, Arc<str>) = (plain_client(), format!("http://{target}").into());
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, client, base) = (acceptor.clone(), client.clone(), base.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let (client, base) = (client.clone(), base.clone());
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body.collect().await?.to_bytes();
+                        let rsp = forward(client, base, http::Request::from_parts(parts, body)).await;
+                        Ok::<_, hyper::Error>(rsp.map(Full::new))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc).await;
+            });
+        }
+    });
+    // Front: our server, forwarding over TLS.
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(client_config)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http);
+    forwarder(Client::builder(TokioExecutor::new()).build(https), format!("https://{back}")).await
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, and the configurations.
+fn tls_configs() -> (rustls::ClientConfig, Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    use rustls::crypto::aws_lc_rs::{cipher_suite, default_provider, kx_group};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let alg = &rcgen::PKCS_ECDSA_P256_SHA256;
+    let provider = Arc::new(rustls::crypto::CryptoProvider {
+        cipher_suites: vec![cipher_suite::TLS13_AES_128_GCM_SHA256],
+        kx_groups: vec![kx_group::X25519],
+        ..default_provider()
+    });
+    let ca_key = KeyPair::generate_for(alg).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let ca = Issuer::new(ca_params, ca_key);
+    let leaf = |eku: ExtendedKeyUsagePurpose| -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let key = KeyPair::generate_for(alg).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = vec![rcgen::SanType::IpAddress(Ipv4Addr::LOCALHOST.into())];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![eku];
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &ca).unwrap();
+        (vec![cert.der().clone()], PrivateKeyDer::from(key))
+    };
+    let (server_chain, server_key) = leaf(ExtendedKeyUsagePurpose::ServerAuth);
+    let (client_chain, client_key) = leaf(ExtendedKeyUsagePurpose::ClientAuth);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_cert.der().clone()).unwrap();
+    let roots = Arc::new(roots);
+    let versions = &[&rustls::version::TLS13];
+    let client = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_client_auth_cert(client_chain, client_key)
+        .unwrap();
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider.clone()).build().unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(server_chain, server_key)
+        .unwrap();
+    (client, Arc::new(server))
 }
 
 struct Outcome {
@@ -139,8 +257,8 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async move {
         let target = upstream().await;
-        // The plaintext pair.
-        let plain_front = forwarder(forwarder(target).await).await;
+        let plain_front = plain_pair(target).await;
+        let tls_front = tls_pair(target).await;
         // The sidecar pair.
         let pki = DemoPki::new();
         let (cse_in, ae_in, ae_out) = (loopback().await.unwrap(), loopback().await.unwrap(), loopback().await.unwrap());
@@ -161,14 +279,16 @@ fn main() {
         println!(
             "proxy pair: {clients} clients, {secs} s per run, {rounds} alternations, RETRIEVE with a small answer"
         );
-        println!("{:<22} {:>10} {:>10} {:>10} {:>7}", "run", "req/s", "p50 ms", "p99 ms", "errors");
+        println!("{:<24} {:>10} {:>10} {:>10} {:>7}", "run", "req/s", "p50 ms", "p99 ms", "errors");
+        // Per round: (throughput, p99) of the SA pair over the plaintext pair, then over the TLS pair.
         let mut ratios = Vec::new();
         for round in 0..rounds {
             let plain = load(plain_front, clients, secs).await;
+            let tls = load(tls_front, clients, secs).await;
             let sa = load(front, clients, secs).await;
-            for (name, o) in [("plaintext hyper pair", &plain), ("sidecar pair (SA)", &sa)] {
+            for (name, o) in [("plaintext hyper pair", &plain), ("rustls TLS pair", &tls), ("sidecar pair (SA)", &sa)] {
                 println!(
-                    "{:<22} {:>10.0} {:>10.3} {:>10.3} {:>7}",
+                    "{:<24} {:>10.0} {:>10.3} {:>10.3} {:>7}",
                     format!("{name} #{round}"),
                     o.rps,
                     o.p50.as_secs_f64() * 1e3,
@@ -176,12 +296,22 @@ fn main() {
                     o.errors
                 );
             }
-            ratios.push((sa.rps / plain.rps, sa.p99.as_secs_f64() / plain.p99.as_secs_f64()));
+            let p99 = |o: &Outcome| o.p99.as_secs_f64();
+            ratios.push([sa.rps / plain.rps, p99(&sa) / p99(&plain), sa.rps / tls.rps, p99(&sa) / p99(&tls)]);
         }
-        for (i, (r, p)) in ratios.iter().enumerate() {
-            println!("round {i}: throughput ratio (SA / plaintext) {r:.2}, p99 ratio {p:.2}");
+        for (i, r) in ratios.iter().enumerate() {
+            println!(
+                "round {i}: SA / plaintext throughput {:.2}, p99 {:.2}; SA / TLS throughput {:.2}, p99 {:.2}",
+                r[0], r[1], r[2], r[3]
+            );
         }
-        let mean = |f: fn(&(f64, f64)) -> f64| ratios.iter().map(f).sum::<f64>() / ratios.len() as f64;
-        println!("mean: throughput {:.2}x plaintext, p99 {:.2}x plaintext", mean(|r| r.0), mean(|r| r.1));
+        let mean = |k: usize| ratios.iter().map(|r| r[k]).sum::<f64>() / ratios.len() as f64;
+        println!(
+            "mean: throughput {:.2}x plaintext, {:.2}x TLS; p99 {:.2}x plaintext, {:.2}x TLS",
+            mean(0),
+            mean(2),
+            mean(1),
+            mean(3)
+        );
     });
 }
