@@ -132,6 +132,24 @@ impl NotificationReceiver {
     }
 }
 
+/// Serves `service` (primitives in, primitives out) over the HTTP binding on `listener`, with the
+/// default limits and server configuration, for as long as the runtime runs: a stand-in upstream
+/// for tests and benchmarks. Returns its base URL, `http://<address>`.
+pub fn serve_stand_in<S>(listener: TcpListener, service: S) -> std::io::Result<String>
+where
+    S: tower::Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+{
+    let addr = listener.local_addr()?;
+    tokio::spawn(serve(
+        listener,
+        PrimitiveService::new(service, Limits::default()),
+        ServerConfig::default(),
+        std::future::pending(),
+    ));
+    Ok(format!("http://{addr}"))
+}
+
 /// Serves a notification receiver on `listener`.
 pub async fn serve_receiver(listener: TcpListener) -> std::io::Result<NotificationReceiver> {
     let addr = listener.local_addr()?;

@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
-use onem2m_sa_http::{BoxError, ClientConfig, HttpClient, Limits, PrimitiveService, ServerConfig, serve};
+use onem2m_sa_examples::demo_http::serve_stand_in;
+use onem2m_sa_http::{BoxError, ClientConfig, HttpClient};
 use onem2m_sa_integration::request;
 use onem2m_sa_sidecar::admin::install_prometheus;
 use onem2m_sa_sidecar::demo::{CSE_ID, DemoPki, base_config, cse_sidecar_config, loopback};
@@ -66,8 +67,6 @@ async fn run_load(sas: usize, per_sa: usize, concurrency: usize) -> Report {
     // The upstream: answers every request at once, and counts them.
     let calls = Arc::new(AtomicU64::new(0));
     let upstream = {
-        let listener = loopback().await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let calls = calls.clone();
         let svc = service_fn(move |req: RequestPrimitive| {
             calls.fetch_add(1, Ordering::Relaxed);
@@ -75,13 +74,7 @@ async fn run_load(sas: usize, per_sa: usize, concurrency: usize) -> Report {
             rsp.rvi = Some("3".into());
             async move { Ok::<_, BoxError>(rsp) }
         });
-        tokio::spawn(serve(
-            listener,
-            PrimitiveService::new(svc, Limits::default()),
-            ServerConfig::default(),
-            std::future::pending(),
-        ));
-        format!("http://{addr}")
+        serve_stand_in(loopback().await.unwrap(), svc).unwrap()
     };
 
     // One ingress sidecar. All initiators share one address here, so the per-source bounds

@@ -17,7 +17,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
-use onem2m_sa_http::{BoxError, ClientConfig, HttpClient, Limits, PrimitiveService, ServerConfig, serve};
+use onem2m_sa_examples::demo_http::serve_stand_in;
+use onem2m_sa_http::{BoxError, ClientConfig, HttpClient, ServerConfig, serve};
 use onem2m_sa_sidecar::demo::{AE_ID, CSE_ID, DemoPki, ae_sidecar_config, cse_sidecar_config, loopback};
 use onem2m_sa_sidecar::proxy::{Listeners, Sidecar};
 use tokio::net::TcpListener;
@@ -27,23 +28,15 @@ fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// The upstream: answers every request with a small container representation.
-async fn upstream() -> SocketAddr {
-    let listener = loopback().await.unwrap();
-    let addr = listener.local_addr().unwrap();
+/// The upstream: answers every request with a small container representation; its base URL.
+async fn upstream() -> String {
     let svc = service_fn(|req: RequestPrimitive| async move {
         let mut rsp = ResponsePrimitive::new(Rsc::OK, &req.rqi);
         rsp.rvi = Some("3".into());
         rsp.pc = Some(serde_json::json!({"m2m:cin": {"rn": "v1", "con": "21.5", "cnf": "text/plain:0", "st": 7}}));
         Ok::<_, BoxError>(rsp)
     });
-    tokio::spawn(serve(
-        listener,
-        PrimitiveService::new(svc, Limits::default()),
-        ServerConfig::default(),
-        std::future::pending(),
-    ));
-    addr
+    serve_stand_in(loopback().await.unwrap(), svc).unwrap()
 }
 
 /// A plaintext HTTP client as the forwarders use it (pooled, `TCP_NODELAY` like our own client).
@@ -91,23 +84,23 @@ where
     addr
 }
 
-/// The plaintext pair: two forwarders in front of `target`; the front's address.
-async fn plain_pair(target: SocketAddr) -> SocketAddr {
-    let back = forwarder(plain_client(), format!("http://{target}")).await;
+/// The plaintext pair: two forwarders in front of `upstream` (a base URL); the front's address.
+async fn plain_pair(upstream: &str) -> SocketAddr {
+    let back = forwarder(plain_client(), upstream.to_owned()).await;
     forwarder(plain_client(), format!("http://{back}")).await
 }
 
 /// The TLS pair: a front forwarder that sends over TLS to a back forwarder that terminates it and
-/// sends plaintext to `target`; the front's address. TLS 1.3 only, AES-128-GCM and X25519 (the SA
+/// sends plaintext to `upstream`; the front's address. TLS 1.3 only, AES-128-GCM and X25519 (the SA
 /// pair's suite), ECDSA P-256 certificates from one fresh CA, the client authenticated
 /// (`WebPkiClientVerifier`), HTTP/1.1 over pooled connections as on the other pairs.
-async fn tls_pair(target: SocketAddr) -> SocketAddr {
+async fn tls_pair(upstream: &str) -> SocketAddr {
     let (client_config, server_config) = tls_configs();
     // Back: accept TLS, serve HTTP/1.1 with hyper, forward in plaintext.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let back = listener.local_addr().unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
-    let (client, base): (_, Arc<str>) = (plain_client(), format!("http://{target}").into());
+    let (client, base): (_, Arc<str>) = (plain_client(), upstream.into());
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else { continue };
@@ -257,13 +250,13 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async move {
         let target = upstream().await;
-        let plain_front = plain_pair(target).await;
-        let tls_front = tls_pair(target).await;
+        let plain_front = plain_pair(&target).await;
+        let tls_front = tls_pair(&target).await;
         // The sidecar pair.
         let pki = DemoPki::new();
         let (cse_in, ae_in, ae_out) = (loopback().await.unwrap(), loopback().await.unwrap(), loopback().await.unwrap());
-        let cse_cfg = cse_sidecar_config(&pki, &format!("http://{target}"), ae_in.local_addr().unwrap());
-        let ae_cfg = ae_sidecar_config(&pki, cse_in.local_addr().unwrap(), &format!("http://{target}"));
+        let cse_cfg = cse_sidecar_config(&pki, &target, ae_in.local_addr().unwrap());
+        let ae_cfg = ae_sidecar_config(&pki, cse_in.local_addr().unwrap(), &target);
         let front = ae_out.local_addr().unwrap();
         let _cse = Sidecar::start(&cse_cfg, Listeners { ingress_http: Some(cse_in), ..Listeners::default() }, None)
             .await

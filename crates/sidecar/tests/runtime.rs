@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
-use onem2m_sa_http::{BoxError, ClientConfig, HttpClient, Limits, PrimitiveService, ServerConfig, serve};
+use onem2m_sa_examples::demo_http::serve_stand_in;
+use onem2m_sa_http::{BoxError, ClientConfig, HttpClient};
 use onem2m_sa_sidecar::admin::install_prometheus;
 use onem2m_sa_sidecar::admin_client;
 use onem2m_sa_sidecar::config::Admin;
@@ -22,8 +23,6 @@ fn request(rqi: &str) -> RequestPrimitive {
 
 /// An upstream that answers 2000, after `gate` is notified when `hold` is set.
 async fn upstream(hold: bool, gate: Arc<Notify>, calls: Arc<AtomicUsize>) -> String {
-    let listener = loopback().await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let svc = service_fn(move |req: RequestPrimitive| {
         let (gate, calls) = (gate.clone(), calls.clone());
         async move {
@@ -34,13 +33,7 @@ async fn upstream(hold: bool, gate: Arc<Notify>, calls: Arc<AtomicUsize>) -> Str
             Ok::<_, BoxError>(ResponsePrimitive::new(Rsc::OK, &req.rqi))
         }
     });
-    tokio::spawn(serve(
-        listener,
-        PrimitiveService::new(svc, Limits::default()),
-        ServerConfig::default(),
-        std::future::pending(),
-    ));
-    format!("http://{addr}")
+    serve_stand_in(loopback().await.unwrap(), svc).unwrap()
 }
 
 struct Pair {
