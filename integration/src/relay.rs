@@ -415,7 +415,8 @@ impl Relay {
         self.shared.lock().counts
     }
 
-    /// Every request handled to the end so far, in the order they ended.
+    /// Every request handled so far, in the order they ended (an exchange is logged before its
+    /// answer is forwarded).
     pub fn log(&self) -> Vec<Exchange> {
         self.shared.lock().log.clone()
     }
@@ -517,6 +518,10 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
         let outcome = apply(&shared, fault, request, &mut exchange).await;
         // The request held for reordering goes now that this one has been answered.
         drop(release);
+        // Logged before the answer is forwarded: whoever sees the answer finds the exchange in
+        // the log.
+        shared.lock().log.push(exchange);
+        shared.changed.notify_waiters();
         let keep_open = match outcome {
             Outcome::Answer(answer) => {
                 let closes_after = closes || answer.closes();
@@ -533,8 +538,6 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
             }
             Outcome::Close => false,
         };
-        shared.lock().log.push(exchange);
-        shared.changed.notify_waiters();
         if !keep_open {
             let _ = client.shutdown().await;
             return;
