@@ -71,7 +71,8 @@ fn a_version_1_node_answers_nothing_to_another_version() {
 
 #[test]
 fn unknown_and_duplicate_members_are_refused_everywhere() {
-    let edits: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let edits: Vec<(&str, Edit)> = vec![
         ("message kind", Box::new(|m| *m = json!({"hello": m["init"].clone()}))),
         ("second kind", Box::new(|m| m["auth"] = m["init"].clone())),
         ("message member", Box::new(|m| m["init"]["x"] = 1.into())),
