@@ -162,3 +162,45 @@ fn compact_versions_and_suites_other_than_known_are_unsupported() {
     let s = decode_compact(&mut m).unwrap();
     assert_eq!((s.header.key_phase, s.header.aead), (1, Suite::X25519MLKEM768_AES256GCM_SHA384.aead()));
 }
+
+/// §3.2: `cr = 1` is unauthenticated, so the Initiator ends the establishment and sends nothing
+/// more — no retry with another offer.
+#[test]
+fn no_parameters_in_common_ends_the_establishment_without_a_retry() {
+    use onem2m_sa::establish::EstablishError;
+    use onem2m_sa::flows::InitiateSaRequest;
+    use onem2m_sa::manage::{InitiatorEvent, InitiatorSam};
+    use onem2m_sa::testkit::initiator_config;
+
+    let mut rng = SeededRng::new([0x5a; 32]);
+    let pki = TestPki::new(&mut rng, NOW.unix_secs);
+    let i = pki.node("/id-asn", SignatureAlgorithm::Ed25519, &["/id-asn"], &mut rng);
+    let r = pki.node("/id-in", SignatureAlgorithm::Ed25519, &["/id-in"], &mut rng);
+    let mut ini = InitiatorSam::new(
+        initiator_config(
+            i.clone(),
+            pki.anchors.clone(),
+            &[Suite::X25519_AES128GCM_SHA256, Suite::X25519_AES256GCM_SHA384],
+        ),
+        Timing::default(),
+    );
+    let mut rsp = ResponderSam::new(
+        responder_config(r.clone(), pki.anchors.clone(), &[Suite::MLKEM768_AES256GCM_SHA384]),
+        Timing::default(),
+        Limits::default(),
+    );
+    let ex = ini
+        .initiate(&InitiateSaRequest { initiator: i.node_id.clone(), responder: r.node_id.clone() }, NOW, &mut rng)
+        .unwrap();
+    let reply = rsp.handle(&ex.bytes, NOW, &mut rng, &mut AcceptAll).reply.unwrap();
+    let v: Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(v["initReply"]["spe"], json!({"rs": 2, "cr": 1}));
+    let events = ini.handle_response(ex.id, &reply, NOW, &mut rng);
+    assert!(matches!(
+        events.as_slice(),
+        [InitiatorEvent::EstablishFailed { error: EstablishError::NoParametersInCommon, .. }]
+    ));
+    assert_eq!(events.len(), 1, "no new SaInit");
+    assert_eq!(ini.poll_timeout(), None, "nothing left to send");
+    assert!(ini.handle_timeout(NOW.after_ms(60_000)).is_empty(), "no retransmission either");
+}
