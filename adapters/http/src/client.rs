@@ -163,11 +163,7 @@ impl HttpClient {
     /// Sends `req` as [`Service::call`] does, with `extra` headers set on the HTTP request after
     /// the mapping (each replaces any header of its name): what the primitive cannot carry, such
     /// as the sidecar's `X-SA-Peer`.
-    pub fn call_with_headers(
-        &self,
-        req: &RequestPrimitive,
-        extra: HeaderMap,
-    ) -> Pin<Box<dyn Future<Output = Result<ResponsePrimitive, BoxError>> + Send>> {
+    pub fn call_with_headers(&self, req: &RequestPrimitive, extra: HeaderMap) -> ResponseFuture {
         let media = self.config.media;
         let mut request = match primitive_to_request_as(req, &self.base, media) {
             Ok(request) => request,

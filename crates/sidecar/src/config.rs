@@ -768,7 +768,7 @@ impl Doc<'_> {
                     "ingress.require_sa",
                     "plaintext is now refused unless allow-listed, so `false` no longer admits AEs: remove the \
                      key and list who may talk in plaintext in ingress.allow_plaintext_from (the old behaviour was \
-                     about [\"C*\", \"S*\", \"\"]; see docs/deploy.md, \"Plaintext\")",
+                     about [\"C*\", \"S*\", \"\"]; see docs/deploy.md §5)",
                 ));
             }
             Some(v) => self.warn(
@@ -966,8 +966,8 @@ impl Doc<'_> {
 
 /// Whether an `http://` URL's host is a loopback address or `localhost`.
 fn is_loopback_url(url: &str) -> bool {
-    let Some(host) = url.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_owned)) else { return false };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let Ok(uri) = url.parse::<http::Uri>() else { return false };
+    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 

@@ -26,6 +26,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa::credential::NodeId;
 use onem2m_sa_http::{
@@ -40,7 +41,6 @@ use tower::{Layer, Service, ServiceExt};
 
 use crate::config::{Config, HttpSettings};
 use crate::poa::{self, PoaMap};
-use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Set by the ingress on each request it forwards to the upstream that came over an SA: the
 /// node ID of the peer the SA authenticated (`/id-ae-host`). Absent on plaintext requests.
