@@ -812,6 +812,16 @@ impl Doc<'_> {
                         ),
                     ));
                 }
+                if !listen.ip().is_loopback() {
+                    self.warn(
+                        v,
+                        "egress.http.listen",
+                        format!(
+                            "{listen} is not a loopback address (egress.allow_non_loopback = true): whoever reaches \
+                             the egress speaks as this node; keep it behind a firewall"
+                        ),
+                    );
+                }
                 Some(Listener { listen })
             }
             None => None,

@@ -485,7 +485,15 @@ fn egress_listens_on_loopback_unless_allowed() {
     let text = edit(FULL, "listen = \"127.0.0.1:8081\"", "listen = \"0.0.0.0:8081\"");
     fx.refuses(&text, "egress.http.listen", "0.0.0.0:8081", "not a loopback address");
     let allowed = edit(&text, "[egress.http]", "allow_non_loopback = true\n[egress.http]");
-    assert_eq!(fx.load(&allowed).unwrap().egress.unwrap().http.unwrap().listen, "0.0.0.0:8081".parse().unwrap());
+    let c = fx.load(&allowed).unwrap();
+    assert_eq!(c.egress.unwrap().http.unwrap().listen, "0.0.0.0:8081".parse().unwrap());
+    // Allowed, and said out loud: whoever reaches it speaks as this node.
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert_eq!(
+        (c.warnings[0].key.as_str(), c.warnings[0].line),
+        ("egress.http.listen", line_of(&allowed, "0.0.0.0:8081"))
+    );
+    assert!(c.warnings[0].message.contains("speaks as this node"), "{}", c.warnings[0]);
     let v6 = edit(FULL, "listen = \"127.0.0.1:8081\"", "listen = \"[::1]:8081\"");
     fx.load(&v6).unwrap();
 }
