@@ -1196,3 +1196,115 @@ fn clock_jumps_do_not_stretch_lifetimes() {
     assert!(l.responder_table.sweep(Now { mono_ms: T0.mono_ms + 30, unix_secs: T0.unix_secs }).is_empty());
     assert!(l.responder_table.get(l.sa_id).is_none());
 }
+
+// ---------------------------------------------------------------------------------------------
+// 17. Plaintext identity bypass and 18. forged authentication headers (secure by default at the
+// sidecar). Self-contained, so that it merges with the rows others add.
+
+mod sidecar_defaults {
+    use bytes::Bytes;
+    use http::{HeaderMap, HeaderValue};
+    use onem2m_sa_http::{ServerConfig, request_to_primitive, response_to_http, serve};
+    use onem2m_sa_sidecar::proxy::{PEER_HEADER, SA_ID_HEADER};
+    use onem2m_sa_tower::PlaintextPolicy;
+
+    use super::*;
+
+    fn from(fr: Option<&str>, rqi: &str) -> RequestPrimitive {
+        let mut req = request(Operation::Retrieve, &base(), "-", rqi);
+        req.fr = fr.map(str::to_owned);
+        req
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn plaintext_claiming_an_authorized_originator_is_refused_by_default() {
+        // The sidecar's default policy: no allow-list. An attacker on the network claims, in
+        // plaintext, the legitimate peer's AE-ID (inside its ticket), an AE-ID in general, the
+        // CSE's own ID, or no originator at all (an AE registration asking for an AE-ID).
+        let cse = Cse::start(|c| c.ingress.as_mut().unwrap().plaintext = PlaintextPolicy::default()).await;
+        for (n, fr) in
+            [Some(PEER_AE), Some("Cattacker"), Some("Sattacker"), Some(CSE_ID), Some(""), None].into_iter().enumerate()
+        {
+            let rsp = cse.raw(from(fr, &format!("plain-{n}"))).await;
+            assert_eq!(rsp.rsc, Rsc::SECURITY_ASSOCIATION_REQUIRED, "{fr:?}");
+        }
+        let mut register = request(Operation::Create, &base(), "-", "register");
+        (register.fr, register.ty) = (None, Some(2));
+        register.pc = Some(serde_json::json!({"m2m:ae": {"rn": "intruder", "api": "Nx", "rr": false, "srv": ["3"]}}));
+        assert_eq!(cse.raw(register).await.rsc, Rsc::SECURITY_ASSOCIATION_REQUIRED);
+        assert_eq!(cse.executed(), 0, "nothing in plaintext reached the CSE");
+        // The legitimate peer, over its SA, is served.
+        let legit = peer(&cse, PEER, no_mitm());
+        assert_ok(&legit.get(PEER_AE, "legit").await, "over the SA");
+        assert_eq!(cse.executed(), 1);
+        cse.shutdown().await;
+    }
+
+    /// Every request the upstream received: its `rqi` and its `X-SA-Peer` / `X-SA-Id` values.
+    type Seen = Arc<Mutex<Vec<(String, Vec<String>, Vec<String>)>>>;
+
+    /// A stand-in CSE on raw HTTP (the demo CSE sees primitives only, not headers).
+    async fn recording_cse() -> (String, Seen) {
+        let listener = loopback().await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Seen = Arc::default();
+        let rec = seen.clone();
+        let svc = service_fn(move |req: http::Request<Bytes>| {
+            let values = |name| req.headers().get_all(name).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+            let prim = request_to_primitive(&req).unwrap();
+            rec.lock().unwrap().push((prim.rqi.clone(), values(PEER_HEADER), values(SA_ID_HEADER)));
+            let answer = response_to_http(&ResponsePrimitive::new(Rsc::OK, &prim.rqi)).unwrap();
+            async move { Ok::<_, std::convert::Infallible>(answer) }
+        });
+        tokio::spawn(serve(listener, svc, ServerConfig::default(), std::future::pending()));
+        (format!("http://{addr}"), seen)
+    }
+
+    /// What an attacker adds: the legitimate peer's ID, another SA's identifier, in every case
+    /// variant a header name may come in.
+    fn forged() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.append("X-SA-Peer", HeaderValue::from_static(PEER));
+        h.append("x-sa-peer", HeaderValue::from_static(CSE_ID));
+        h.append("X-SA-Id", HeaderValue::from_static("0123456789abcdef"));
+        h.append("X-Sa-Anything", HeaderValue::from_static("reserved"));
+        h
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn forged_authentication_headers_never_reach_the_cse() {
+        let (upstream, seen) = recording_cse().await;
+        let pki = DemoPki::new();
+        let nowhere = loopback().await.unwrap().local_addr().unwrap();
+        let mut config = cse_sidecar_config(&pki, &upstream, nowhere);
+        config.ingress.as_mut().unwrap().plaintext.allow = vec!["Clegacy".parse().unwrap()];
+        let (sidecar, ingress) = start_sidecar(&config).await;
+        let http = client(ingress);
+
+        // Plaintext, allow-listed, claiming to have come over the legitimate peer's SA.
+        let rsp = http.call_with_headers(&from(Some("Clegacy"), "plain-listed"), forged()).await.unwrap();
+        assert_eq!(rsp.rsc, Rsc::OK);
+        // Plaintext, not allow-listed: refused whatever it claims.
+        let rsp = http.call_with_headers(&from(Some(PEER_AE), "plain-refused"), forged()).await.unwrap();
+        assert_eq!(rsp.rsc, Rsc::SECURITY_ASSOCIATION_REQUIRED);
+
+        // The legitimate peer over its SA, with a MITM adding the forged headers to every outer
+        // request (rb and data).
+        let node = Node::new(base_config(pki.node(PEER, &["Cae2*"])).node_config());
+        let transport = service_fn(move |req: RequestPrimitive| http.call_with_headers(&req, forged()));
+        let route: Route = Arc::new(|_: &RequestPrimitive| Some(CSE_ID.parse().unwrap()));
+        let svc = SendSecureLayer::new(node.clone(), route).layer(transport);
+        for rqi in ["sealed-1", "sealed-2"] {
+            assert_ok(&svc.clone().oneshot(request(Operation::Retrieve, &base(), PEER_AE, rqi)).await.unwrap(), rqi);
+        }
+
+        let sa_id = sidecar.node().inbound().entries()[0].sa_id().to_string();
+        let sealed = |rqi: &str| (rqi.to_owned(), vec![PEER.to_owned()], vec![sa_id.clone()]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [("plain-listed".to_owned(), vec![], vec![]), sealed("sealed-1"), sealed("sealed-2")],
+            "the CSE learns the true peer of sealed requests, and nothing else"
+        );
+        sidecar.shutdown().await;
+    }
+}

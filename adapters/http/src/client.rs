@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
 use hyper_util::client::legacy::Client;
@@ -157,23 +157,35 @@ fn checked_base(base: &str) -> Result<Arc<str>, BindingError> {
     Ok(Arc::from(base.trim_end_matches('/')))
 }
 
-impl Service<RequestPrimitive> for HttpClient {
-    type Response = ResponsePrimitive;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<ResponsePrimitive, BoxError>> + Send>>;
+type ResponseFuture = Pin<Box<dyn Future<Output = Result<ResponsePrimitive, BoxError>> + Send>>;
 
-    /// Always ready: the pool opens connections on demand.
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: RequestPrimitive) -> Self::Future {
+impl HttpClient {
+    /// Sends `req` as [`Service::call`] does, with `extra` headers set on the HTTP request after
+    /// the mapping (each replaces any header of its name): what the primitive cannot carry, such
+    /// as the sidecar's `X-SA-Peer`.
+    pub fn call_with_headers(&self, req: &RequestPrimitive, extra: HeaderMap) -> ResponseFuture {
         let media = self.config.media;
-        let mut request = match primitive_to_request_as(&req, &self.base, media) {
+        let mut request = match primitive_to_request_as(req, &self.base, media) {
             Ok(request) => request,
             Err(e) => return Box::pin(std::future::ready(Err(ClientError::InvalidRequest(e).into()))),
         };
-        request.headers_mut().insert(http::header::ACCEPT, HeaderValue::from_static(media.as_str()));
+        let headers = request.headers_mut();
+        headers.insert(http::header::ACCEPT, HeaderValue::from_static(media.as_str()));
+        let mut last = None;
+        for (name, value) in extra {
+            // `HeaderMap::into_iter` names only the first of several values of one header.
+            match name {
+                Some(name) => {
+                    headers.insert(name.clone(), value);
+                    last = Some(name);
+                }
+                None => {
+                    if let Some(name) = &last {
+                        headers.append(name.clone(), value);
+                    }
+                }
+            }
+        }
         let sent = self.client.request(request.map(Full::new));
         let config = self.config.clone();
         Box::pin(async move {
@@ -200,6 +212,21 @@ impl Service<RequestPrimitive> for HttpClient {
                 Err(_) => Err(ClientError::Timeout.into()),
             }
         })
+    }
+}
+
+impl Service<RequestPrimitive> for HttpClient {
+    type Response = ResponsePrimitive;
+    type Error = BoxError;
+    type Future = ResponseFuture;
+
+    /// Always ready: the pool opens connections on demand.
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: RequestPrimitive) -> Self::Future {
+        self.call_with_headers(&req, HeaderMap::new())
     }
 }
 

@@ -107,3 +107,34 @@ async fn unmappable_primitives_are_not_sent() {
     assert!(matches!(err, ClientError::InvalidRequest(_)), "{err:?}");
     assert_eq!(err.rsc(), Rsc::INTERNAL_SERVER_ERROR);
 }
+
+#[tokio::test]
+async fn extra_headers_are_sent_after_the_mapping() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let rec = seen.clone();
+    let cse = PrimitiveService::new(EchoCse::default(), Limits::default());
+    let service = service_fn(move |req: http::Request<Bytes>| {
+        rec.lock().unwrap().push(req.headers().clone());
+        cse.clone().oneshot(req)
+    });
+    let server = start_http(service, ServerConfig::default()).await;
+    let client = HttpClient::new(&server.base(), ClientConfig::default()).unwrap();
+    let mut extra = http::HeaderMap::new();
+    extra.append("x-sa-peer", http::HeaderValue::from_static("/id-ae-host"));
+    extra.append("x-multi", http::HeaderValue::from_static("one"));
+    extra.append("x-multi", http::HeaderValue::from_static("two"));
+    // A mapped header named again is replaced.
+    extra.append("x-m2m-ri", http::HeaderValue::from_static("replaced"));
+    let rsp = client.call_with_headers(&retrieve("h1"), extra).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::OK);
+    assert_eq!(rsp.rqi, "replaced");
+    let headers = seen.lock().unwrap()[0].clone();
+    assert_eq!(headers["x-sa-peer"], "/id-ae-host");
+    assert_eq!(headers.get_all("x-multi").iter().collect::<Vec<_>>(), ["one", "two"]);
+    assert_eq!(headers.get_all("x-m2m-ri").iter().count(), 1);
+    assert_eq!(headers["x-m2m-origin"], "CAE1", "the mapping's headers stay");
+    // The plain call sends none of them.
+    client.clone().oneshot(retrieve("h2")).await.unwrap();
+    assert!(seen.lock().unwrap()[1].get("x-sa-peer").is_none());
+    server.shutdown().await;
+}

@@ -6,6 +6,7 @@
 //! `[ingress.mqtt]`, `[egress.coap]`, `[egress.mqtt]` and `coap://`/`mqtt://` addresses are
 //! recognised and refused as not supported in this build, so those bindings slot in later.
 
+use std::cell::RefCell;
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::ops::{Range, RangeInclusive};
@@ -97,6 +98,28 @@ pub struct Config {
     pub http: HttpSettings,
     /// SA runtime settings.
     pub sa: SaSettings,
+    /// What in the file works but deserves attention (deprecated keys, a private key others can
+    /// read, a plaintext hop off the host): logged at start, printed by `--check`.
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// Something in the configuration that is accepted but deserves the operator's attention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// The configuration file.
+    pub file: PathBuf,
+    /// The line, from 1.
+    pub line: usize,
+    /// The dotted key.
+    pub key: String,
+    /// What deserves attention.
+    pub message: String,
+}
+
+impl Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}: {}", self.file.display(), self.line, self.key, self.message)
+    }
 }
 
 /// This node's identity and cryptography.
@@ -117,7 +140,7 @@ pub struct NodeSettings {
 pub struct Ingress {
     /// The protected service's base URL (`http://127.0.0.1:8080`), no trailing slash.
     pub upstream: String,
-    /// What to do with requests that come without an SA.
+    /// Which requests may come without an SA (`ingress.allow_plaintext_from`; none by default).
     pub plaintext: PlaintextPolicy,
     /// Rewrite AE points of access at registration so notifications travel over SAs.
     pub map_poa: bool,
@@ -270,7 +293,12 @@ impl Config {
 
     /// [`Config::parse`] with the ticket verified at `unix_now`.
     pub fn parse_at(text: &str, origin: &Path, unix_now: u64) -> Result<Config, ConfigError> {
-        let doc = Doc { text, file: origin, base: origin.parent().unwrap_or(Path::new("")).to_owned() };
+        let doc = Doc {
+            text,
+            file: origin,
+            base: origin.parent().unwrap_or(Path::new("")).to_owned(),
+            warnings: RefCell::default(),
+        };
         let raw: RawConfig = toml::from_str(text).map_err(|e| doc.toml_error(&e))?;
         // The file's own rules first, then the files it names.
         let id = doc.node_id(&raw.node.get_ref().id, "node.id")?;
@@ -305,7 +333,8 @@ impl Config {
         let credentials = doc.credentials(raw.node.get_ref(), &id, &trust_anchors, unix_now)?;
         let node =
             NodeSettings { id, credentials: Arc::new(credentials), trust_anchors: Arc::new(trust_anchors), suites };
-        Ok(Config { path: origin.to_owned(), node, ingress, egress, peers, admin, log, http, sa })
+        let warnings = doc.warnings.into_inner();
+        Ok(Config { path: origin.to_owned(), node, ingress, egress, peers, admin, log, http, sa, warnings })
     }
 
     /// The SA runtime's settings: the Initiator offers `node.suites` and sends the Responder an
@@ -379,8 +408,9 @@ struct RawIngress {
     upstream: Spanned<String>,
     #[serde(default)]
     allow_plaintext_from: Vec<Spanned<String>>,
-    #[serde(default)]
-    require_sa: bool,
+    /// Deprecated: plaintext is refused unless allow-listed. `true` is accepted with a warning,
+    /// `false` refused with the migration.
+    require_sa: Option<Spanned<bool>>,
     #[serde(default = "yes")]
     map_poa: bool,
     http: Option<Spanned<RawListener>>,
@@ -459,6 +489,7 @@ struct Doc<'a> {
     text: &'a str,
     file: &'a Path,
     base: PathBuf,
+    warnings: RefCell<Vec<ConfigWarning>>,
 }
 
 const HOUR_MS: u64 = 3_600_000;
@@ -480,6 +511,15 @@ impl Doc<'_> {
 
     fn at<T>(&self, value: &Spanned<T>, key: impl Into<String>, message: impl Display) -> ConfigError {
         self.err(value.span(), key, message)
+    }
+
+    fn warn<T>(&self, value: &Spanned<T>, key: impl Into<String>, message: impl Display) {
+        self.warnings.borrow_mut().push(ConfigWarning {
+            file: self.file.to_owned(),
+            line: self.line(value.span().start),
+            key: key.into(),
+            message: message.to_string(),
+        });
     }
 
     /// A toml or serde error, located: the key is recovered from the error's span.
@@ -572,6 +612,18 @@ impl Doc<'_> {
     ) -> Result<Credentials, ConfigError> {
         let key_path = self.resolve(n.key.get_ref());
         let signing_key = keys::read_private_key(&key_path).map_err(|e| self.at(&n.key, "node.key", e))?;
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(&key_path) {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                self.warn(
+                    &n.key,
+                    "node.key",
+                    format!("{} can be read by other users (mode {mode:03o}): chmod 600 it", key_path.display()),
+                );
+            }
+        }
         let ticket_path = self.resolve(n.ticket.get_ref());
         let ticket = keys::read_ticket(&ticket_path).map_err(|e| self.at(&n.ticket, "node.ticket", e))?;
         let ticket_error = |message: String| self.at(&n.ticket, "node.ticket", message);
@@ -681,20 +733,52 @@ impl Doc<'_> {
         self.unsupported(&i.coap, "ingress.coap", "a CoAP listener")?;
         self.unsupported(&i.mqtt, "ingress.mqtt", "an MQTT listener")?;
         let upstream = self.url(&i.upstream, "ingress.upstream")?;
-        let allow = i
-            .allow_plaintext_from
-            .iter()
-            .enumerate()
-            .map(|(n, p)| {
-                p.get_ref().parse::<OriginatorPattern>().map_err(|_| {
-                    self.at(
-                        p,
-                        format!("ingress.allow_plaintext_from[{n}]"),
-                        format!("invalid originator pattern {:?}: an ID, a prefix ending in *, or *", p.get_ref()),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        if !is_loopback_url(&upstream) {
+            self.warn(
+                &i.upstream,
+                "ingress.upstream",
+                format!(
+                    "{upstream} is not on loopback: the hop to it is plaintext, and its X-SA-Peer header can be \
+                     trusted only if nothing but this sidecar reaches it (keep it on the host or in the pod)"
+                ),
+            );
+        }
+        let mut plaintext = PlaintextPolicy::default();
+        for (n, p) in i.allow_plaintext_from.iter().enumerate() {
+            if p.get_ref().is_empty() {
+                plaintext.allow_anonymous = true;
+                continue;
+            }
+            let pattern = p.get_ref().parse::<OriginatorPattern>().map_err(|_| {
+                self.at(
+                    p,
+                    format!("ingress.allow_plaintext_from[{n}]"),
+                    format!(
+                        "invalid originator pattern {:?}: an ID, a prefix ending in *, *, or \"\" (no originator)",
+                        p.get_ref()
+                    ),
+                )
+            })?;
+            plaintext.allow.push(pattern);
+        }
+        match &i.require_sa {
+            Some(v) if !*v.get_ref() => {
+                return Err(self.at(
+                    v,
+                    "ingress.require_sa",
+                    "plaintext is now refused unless allow-listed, so `false` no longer admits AEs: remove the \
+                     key and list who may talk in plaintext in ingress.allow_plaintext_from (the old behaviour was \
+                     about [\"C*\", \"S*\", \"\"]; see docs/deploy.md §5)",
+                ));
+            }
+            Some(v) => self.warn(
+                v,
+                "ingress.require_sa",
+                "deprecated and now the default (plaintext is refused unless in ingress.allow_plaintext_from): \
+                 remove the key",
+            ),
+            None => {}
+        }
         let http = match &i.http {
             Some(l) => Some(Listener { listen: self.socket(&l.get_ref().listen, "ingress.http.listen")? }),
             None => None,
@@ -702,12 +786,7 @@ impl Doc<'_> {
         if http.is_none() {
             return Err(self.at(raw, "ingress", "no listener: add [ingress.http] with listen = \"0.0.0.0:8443\""));
         }
-        Ok(Ingress {
-            upstream,
-            plaintext: PlaintextPolicy { allow, require_sa: i.require_sa },
-            map_poa: i.map_poa,
-            http,
-        })
+        Ok(Ingress { upstream, plaintext, map_poa: i.map_poa, http })
     }
 
     fn egress(
@@ -732,6 +811,16 @@ impl Doc<'_> {
                              (set egress.allow_non_loopback = true if that is intended)"
                         ),
                     ));
+                }
+                if !listen.ip().is_loopback() {
+                    self.warn(
+                        v,
+                        "egress.http.listen",
+                        format!(
+                            "{listen} is not a loopback address (egress.allow_non_loopback = true): whoever reaches \
+                             the egress speaks as this node; keep it behind a firewall"
+                        ),
+                    );
                 }
                 Some(Listener { listen })
             }
@@ -883,6 +972,13 @@ impl Doc<'_> {
             },
         })
     }
+}
+
+/// Whether an `http://` URL's host is a loopback address or `localhost`.
+fn is_loopback_url(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else { return false };
+    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn join(prefix: &str, key: &str) -> String {

@@ -127,6 +127,7 @@ pub fn base_config(node: NodeSettings) -> Config {
         log: LogSettings::default(),
         http: HttpSettings::default(),
         sa: SaSettings::default(),
+        warnings: Vec::new(),
     }
 }
 
@@ -136,7 +137,7 @@ pub fn cse_sidecar_config(pki: &DemoPki, upstream: &str, ae_ingress: SocketAddr)
     let mut c = base_config(pki.node(CSE_ID, &[CSE_ID]));
     c.ingress = Some(Ingress {
         upstream: upstream.to_owned(),
-        plaintext: PlaintextPolicy { allow: Vec::new(), require_sa: true },
+        plaintext: PlaintextPolicy::default(),
         map_poa: true,
         http: Some(Listener { listen: loopback_any() }),
     });
@@ -151,7 +152,7 @@ pub fn ae_sidecar_config(pki: &DemoPki, cse_ingress: SocketAddr, listener: &str)
     let mut c = base_config(pki.node(AE_NODE, &[AE_NODE, "C*"]));
     c.ingress = Some(Ingress {
         upstream: listener.to_owned(),
-        plaintext: PlaintextPolicy { allow: Vec::new(), require_sa: true },
+        plaintext: PlaintextPolicy::default(),
         map_poa: false,
         http: Some(Listener { listen: loopback_any() }),
     });

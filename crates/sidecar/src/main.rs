@@ -107,10 +107,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, Box<dyn std::error::Error>> {
 fn sidecar(path: PathBuf, check: bool) -> Outcome {
     let config = Config::load(&path)?;
     if check {
+        for warning in &config.warnings {
+            eprintln!("warning: {warning}");
+        }
         println!("{}: ok (node {})", path.display(), config.node.id);
         return Ok(true);
     }
     logging::init(&config.log)?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let metrics = config.admin.as_ref().map(|_| onem2m_sa_sidecar::admin::install_prometheus());
     runtime()?.block_on(async move {
         let listeners = proxy::Listeners::bind(&config).await?;

@@ -9,6 +9,11 @@
 //!   target names, seals, sends and opens the answer. Requests on a mapped point of access
 //!   (see [`crate::poa`]) go to the peer the mapping names.
 //! * **admin** — see [`crate::admin`].
+//!
+//! The upstream learns which requests came over an SA, and from whom: the ingress sets
+//! [`PEER_HEADER`] (`X-SA-Peer`, the authenticated peer's node ID) and [`SA_ID_HEADER`]
+//! (`X-SA-Id`) on those, and on no others. Every header whose name starts with `X-SA-` is
+//! removed from what arrives at the ingress and at the egress, so no client can forge them.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -21,6 +26,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa::credential::NodeId;
 use onem2m_sa_http::{
@@ -35,6 +41,36 @@ use tower::{Layer, Service, ServiceExt};
 
 use crate::config::{Config, HttpSettings};
 use crate::poa::{self, PoaMap};
+
+/// Set by the ingress on each request it forwards to the upstream that came over an SA: the
+/// node ID of the peer the SA authenticated (`/id-ae-host`). Absent on plaintext requests.
+pub const PEER_HEADER: HeaderName = HeaderName::from_static("x-sa-peer");
+
+/// Set with [`PEER_HEADER`]: the identifier of the SA the request came over, 16 hex digits as
+/// `onem2m-sa sa list` shows it.
+pub const SA_ID_HEADER: HeaderName = HeaderName::from_static("x-sa-id");
+
+/// Names reserved to the sidecar: headers starting with this never pass from the network.
+const RESERVED_PREFIX: &str = "x-sa-";
+
+/// Removes every header whose name starts with `X-SA-` from a request that arrived from a
+/// client: only the ingress sets them, and only from an opened SA.
+fn strip_reserved(req: &mut http::Request<Bytes>) {
+    let headers = req.headers_mut();
+    let reserved: Vec<HeaderName> =
+        headers.keys().filter(|n| n.as_str().starts_with(RESERVED_PREFIX)).cloned().collect();
+    for name in reserved {
+        headers.remove(name);
+    }
+}
+
+/// The headers telling the upstream who an SA authenticated.
+fn authenticated_headers(peer: &onem2m_sa_tower::Authenticated) -> Result<HeaderMap, http::header::InvalidHeaderValue> {
+    let mut headers = HeaderMap::with_capacity(2);
+    headers.insert(PEER_HEADER, HeaderValue::from_str(peer.peer.as_str())?);
+    headers.insert(SA_ID_HEADER, HeaderValue::from_str(&peer.sa_id.to_string())?);
+    Ok(headers)
+}
 
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
@@ -226,7 +262,13 @@ impl Service<InboundRequest> for Upstream {
             if let (Some(map), Some(peer)) = (&poa, &inbound.peer) {
                 map.rewrite_request(&mut req, &peer.peer);
             }
-            match client.oneshot(req).await {
+            let headers = match inbound.peer.as_ref().map(authenticated_headers).transpose() {
+                Ok(headers) => headers.unwrap_or_default(),
+                Err(_) => {
+                    return Ok(ResponsePrimitive::error(Rsc::INTERNAL_SERVER_ERROR, &rqi, "unusable peer ID"));
+                }
+            };
+            match client.call_with_headers(&req, headers).await {
                 Ok(mut rsp) => {
                     // Any AE representation going back shows the points of access as registered.
                     if let Some(map) = &poa {
@@ -272,6 +314,7 @@ impl Service<http::Request<Bytes>> for Egress {
     }
 
     fn call(&mut self, mut req: http::Request<Bytes>) -> Self::Future {
+        strip_reserved(&mut req);
         if !req.uri().path().starts_with(poa::PREFIX) {
             return Box::pin(self.routed.clone().oneshot(req));
         }
@@ -301,8 +344,9 @@ impl Service<http::Request<Bytes>> for Egress {
     }
 }
 
-/// Handles each request with the peer's IP address as its transport source, for the
-/// Responder's per-source flood defences (cookies, half-open bounds).
+/// The ingress's HTTP front: removes the reserved `X-SA-` headers, and handles each request with
+/// the peer's IP address as its transport source, for the Responder's per-source flood defences
+/// (cookies, half-open bounds).
 #[derive(Clone)]
 struct Sourced<S>(S);
 
@@ -319,7 +363,8 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<Bytes>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<Bytes>) -> Self::Future {
+        strip_reserved(&mut req);
         let inner = self.0.clone();
         match req.extensions().get::<RemoteAddr>().map(|a| a.0.ip()) {
             Some(ip) => Box::pin(with_source(ip, inner.oneshot(req))),

@@ -51,3 +51,45 @@ fn sa_list_without_a_sidecar_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the admin endpoint"));
 }
+
+#[test]
+fn check_prints_the_warnings_and_require_sa_false_fails_with_the_migration() {
+    use onem2m_sa::crypto::SignatureAlgorithm;
+    use onem2m_sa_sidecar::keys::{self, IssueRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    keys::keygen(SignatureAlgorithm::Ed25519, &path("anchor"), false).unwrap();
+    keys::keygen(SignatureAlgorithm::Ed25519, &path("id-in"), false).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let ticket = keys::issue_ticket(&IssueRequest {
+        anchor_id: "/trust-anchor".parse().unwrap(),
+        anchor_key: keys::read_private_key(&path("anchor.key.pem")).unwrap(),
+        subject: "/id-in".parse().unwrap(),
+        subject_key: keys::read_public_key(&path("id-in.pub.pem")).unwrap(),
+        allow: vec!["/id-in".parse().unwrap()],
+        not_before: now - 60,
+        not_after: now + 3600,
+        max_sa_lifetime_secs: None,
+        description: None,
+    })
+    .unwrap();
+    std::fs::write(path("id-in.ticket.json"), ticket.to_json()).unwrap();
+    let config = |require_sa: &str| {
+        format!(
+            "[node]\nid = \"/id-in\"\nkey = \"id-in.key.pem\"\nticket = \"id-in.ticket.json\"\n\n\
+             [[trust_anchor]]\nid = \"/trust-anchor\"\npublic_key = \"anchor.pub.pem\"\n\n\
+             [ingress]\nupstream = \"http://127.0.0.1:8080\"\nrequire_sa = {require_sa}\n\
+             [ingress.http]\nlisten = \"127.0.0.1:8443\"\n"
+        )
+    };
+    std::fs::write(path("sidecar.toml"), config("true")).unwrap();
+    let out = bin().args(["sidecar", "--config"]).arg(path("sidecar.toml")).arg("--check").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("warning: ") && err.contains("sidecar.toml:12: ingress.require_sa: deprecated"), "{err}");
+    std::fs::write(path("sidecar.toml"), config("false")).unwrap();
+    let out = bin().args(["sidecar", "--config"]).arg(path("sidecar.toml")).arg("--check").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("sidecar.toml:12: ingress.require_sa: ") && err.contains("allow_plaintext_from"), "{err}");
+}

@@ -110,8 +110,8 @@ public_key = "anchor.pub.pem"
 
 [ingress]
 upstream = "http://127.0.0.1:8080/"
-allow_plaintext_from = ["Clegacy*", "/id-old"]
-require_sa = false
+allow_plaintext_from = ["Clegacy*", "/id-old", ""]
+# "": requests without an originator
 map_poa = true
 [ingress.http]
 listen = "0.0.0.0:8443"
@@ -192,7 +192,7 @@ fn full_configuration_loads() {
     assert_eq!(ingress.upstream, "http://127.0.0.1:8080", "trailing slash dropped");
     let allowed: Vec<&str> = ingress.plaintext.allow.iter().map(|p| p.as_str()).collect();
     assert_eq!(allowed, ["Clegacy*", "/id-old"]);
-    assert!(!ingress.plaintext.require_sa && ingress.map_poa);
+    assert!(ingress.plaintext.allow_anonymous && ingress.map_poa);
     assert_eq!(ingress.http.unwrap().listen, "0.0.0.0:8443".parse().unwrap());
 
     let egress = c.egress.as_ref().unwrap();
@@ -201,6 +201,7 @@ fn full_configuration_loads() {
     let peers: Vec<(&str, &str)> = c.peers.iter().map(|p| (p.id.as_str(), p.address.as_str())).collect();
     assert_eq!(peers, [("/id-mn", "http://mn.example.net:8443"), ("CAE01", "http://10.0.0.7:8443")]);
     assert_eq!(c.admin.unwrap().listen, "127.0.0.1:9464".parse().unwrap());
+    assert_eq!(c.warnings, [], "nothing to warn about");
     assert_eq!(c.log.format, LogFormat::Json);
     assert_eq!(c.log.level, "onem2m_sa_sidecar=debug,info");
 
@@ -281,7 +282,80 @@ fn check_example(name: &str) -> Config {
     fx.ticket(ticket, id, prefix, "/trust-anchor", "anchor", now() - 60, now() + DAY);
     let path = fx.path(name);
     std::fs::write(&path, &text).unwrap();
-    Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.warnings, [], "{name}");
+    config
+}
+
+#[test]
+fn plaintext_is_refused_unless_allow_listed() {
+    let fx = Fixture::new();
+    // No allow-list: nothing in plaintext, whatever the originator (the old default admitted
+    // every originator not starting with `/`, so `fr: "C…"` bypassed identity binding).
+    let text = edit(FULL, "allow_plaintext_from = [\"Clegacy*\", \"/id-old\", \"\"]\n", "");
+    let policy = fx.load(&text).unwrap().ingress.unwrap().plaintext;
+    for fr in [Some("Cattacker"), Some("Sattacker"), Some("attacker"), Some("/id-old"), Some(""), None] {
+        assert!(!policy.admits(fr), "{fr:?}");
+    }
+    // The patterns, and "" for requests that name no originator.
+    let policy = fx.load(FULL).unwrap().ingress.unwrap().plaintext;
+    for (fr, admitted) in [
+        (Some("Clegacy-meter"), true),
+        (Some("/id-old"), true),
+        (Some(""), true),
+        (None, true),
+        (Some("Cattacker"), false),
+        (Some("/id-in"), false),
+    ] {
+        assert_eq!(policy.admits(fr), admitted, "{fr:?}");
+    }
+    let text = edit(FULL, "\"/id-old\", \"\"]", "\"/id-old\"]");
+    let policy = fx.load(&text).unwrap().ingress.unwrap().plaintext;
+    assert!(!policy.admits(None) && !policy.admits(Some("")), "no originator only with \"\"");
+}
+
+#[test]
+fn require_sa_false_is_refused_with_the_migration_and_true_is_a_warning() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "map_poa = true", "require_sa = false\nmap_poa = true");
+    fx.refuses(
+        &text,
+        "ingress.require_sa",
+        "require_sa",
+        "list who may talk in plaintext in ingress.allow_plaintext_from",
+    );
+    let text = edit(FULL, "map_poa = true", "require_sa = true\nmap_poa = true");
+    let c = fx.load(&text).unwrap();
+    let line = line_of(&text, "require_sa");
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    let w = c.warnings[0].to_string();
+    assert!(
+        w.starts_with(&format!("{}:{line}: ingress.require_sa: deprecated", fx.path("sidecar.toml").display())),
+        "{w}"
+    );
+}
+
+#[test]
+fn a_plaintext_hop_off_the_host_and_a_key_others_can_read_are_warned_about() {
+    let fx = Fixture::new();
+    for local in ["http://localhost:8080", "http://[::1]:8080", "http://127.0.0.2:8080"] {
+        let text = edit(FULL, "http://127.0.0.1:8080/", local);
+        assert_eq!(fx.load(&text).unwrap().warnings, [], "{local}");
+    }
+    let text = edit(FULL, "http://127.0.0.1:8080/", "http://cse.internal:8080");
+    let c = fx.load(&text).unwrap();
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert_eq!((c.warnings[0].key.as_str(), c.warnings[0].line), ("ingress.upstream", line_of(&text, "upstream")));
+    assert!(c.warnings[0].message.contains("not on loopback"), "{}", c.warnings[0]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(fx.path("id-in.key.pem"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let c = fx.load(FULL).unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert_eq!((c.warnings[0].key.as_str(), c.warnings[0].line), ("node.key", line_of(FULL, "key = ")));
+        assert!(c.warnings[0].message.contains("mode 644): chmod 600"), "{}", c.warnings[0]);
+    }
 }
 
 #[test]
@@ -296,7 +370,7 @@ fn cse_example_parses() {
 fn ae_example_parses() {
     let c = check_example("sidecar-ae.toml");
     let ingress = c.ingress.unwrap();
-    assert!(ingress.plaintext.require_sa && !ingress.map_poa);
+    assert!(ingress.plaintext.allow.is_empty() && !ingress.plaintext.allow_anonymous && !ingress.map_poa);
     assert_eq!(c.egress.unwrap().default_peer.unwrap().as_str(), "/id-in");
 }
 
@@ -305,8 +379,8 @@ fn syntax_error_names_key_and_line() {
     let fx = Fixture::new();
     let text = edit(FULL, "listen = \"0.0.0.0:8443\"", "listen = \"0.0.0.0:8443");
     fx.refuses(&text, "ingress.http.listen", "listen = \"0.0.0.0:8443", "invalid basic string");
-    let text = edit(FULL, "require_sa = false", "require_sa false");
-    fx.refuses(&text, "ingress.require_sa", "require_sa false", "expected `=`");
+    let text = edit(FULL, "map_poa = true", "map_poa true");
+    fx.refuses(&text, "ingress.map_poa", "map_poa true", "expected `=`");
     let text = edit(FULL, "[egress]", "[egress");
     fx.refuses(&text, "egress", "[egress", "unclosed table");
     let text = edit(FULL, "address = \"http://10.0.0.7:8443\"", "address = http://10.0.0.7:8443");
@@ -344,9 +418,9 @@ fn wrong_type_names_key_and_line() {
     fx.refuses(&text, "http.max_body_bytes", "\"2M\"", "invalid type: string \"2M\", expected u64");
     let text = edit(FULL, "max_sas = 1000", "max_sas = -1");
     fx.refuses(&text, "sa.max_sas", "max_sas", "invalid value: integer `-1`");
-    let text = edit(FULL, "require_sa = false", "require_sa = \"no\"");
-    fx.refuses(&text, "ingress.require_sa", "require_sa", "expected a boolean");
-    let text = edit(FULL, "\"/id-old\"]", "7]");
+    let text = edit(FULL, "map_poa = true", "map_poa = \"no\"");
+    fx.refuses(&text, "ingress.map_poa", "map_poa", "expected a boolean");
+    let text = edit(FULL, "\"/id-old\", ", "7, ");
     fx.refuses(&text, "ingress.allow_plaintext_from[1]", "allow_plaintext_from", "expected a string");
     let text = edit(FULL, "format = \"json\"", "format = \"xml\"");
     fx.refuses(&text, "log.format", "\"xml\"", "unknown variant `xml`, expected `human` or `json`");
@@ -411,7 +485,15 @@ fn egress_listens_on_loopback_unless_allowed() {
     let text = edit(FULL, "listen = \"127.0.0.1:8081\"", "listen = \"0.0.0.0:8081\"");
     fx.refuses(&text, "egress.http.listen", "0.0.0.0:8081", "not a loopback address");
     let allowed = edit(&text, "[egress.http]", "allow_non_loopback = true\n[egress.http]");
-    assert_eq!(fx.load(&allowed).unwrap().egress.unwrap().http.unwrap().listen, "0.0.0.0:8081".parse().unwrap());
+    let c = fx.load(&allowed).unwrap();
+    assert_eq!(c.egress.unwrap().http.unwrap().listen, "0.0.0.0:8081".parse().unwrap());
+    // Allowed, and said out loud: whoever reaches it speaks as this node.
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert_eq!(
+        (c.warnings[0].key.as_str(), c.warnings[0].line),
+        ("egress.http.listen", line_of(&allowed, "0.0.0.0:8081"))
+    );
+    assert!(c.warnings[0].message.contains("speaks as this node"), "{}", c.warnings[0]);
     let v6 = edit(FULL, "listen = \"127.0.0.1:8081\"", "listen = \"[::1]:8081\"");
     fx.load(&v6).unwrap();
 }

@@ -40,23 +40,26 @@ pub struct InboundRequest {
     pub peer: Option<Authenticated>,
 }
 
-/// What to do with requests that do not come over an SA.
+/// Which requests may come without an SA. The default admits none: every plaintext request
+/// is refused with 4107 (SECURITY_ASSOCIATION_REQUIRED) before the protected service sees it.
 #[derive(Debug, Clone, Default)]
 pub struct PlaintextPolicy {
-    /// Originators allowed in plaintext even if they look like CSE-IDs.
+    /// Originators admitted in plaintext (CSE-IDs included, if listed). `*` covers every
+    /// originator that is named, not a request without one.
     pub allow: Vec<OriginatorPattern>,
-    /// Refuse every plaintext request (with 4107), not only those from CSE-IDs.
-    pub require_sa: bool,
+    /// Admit plaintext requests with no or an empty `fr` (e.g. an AE registering without an
+    /// AE-ID for the CSE to assign one).
+    pub allow_anonymous: bool,
 }
 
 impl PlaintextPolicy {
-    fn admits(&self, fr: Option<&str>) -> bool {
-        let fr = fr.unwrap_or_default();
-        if self.allow.iter().any(|p| p.covers(fr)) {
-            return true;
+    /// Whether a plaintext request from `fr` is admitted: only an originator the allow-list
+    /// covers, or a missing (or empty) one when `allow_anonymous` is set.
+    pub fn admits(&self, fr: Option<&str>) -> bool {
+        match fr.filter(|fr| !fr.is_empty()) {
+            None => self.allow_anonymous,
+            Some(fr) => self.allow.iter().any(|p| p.covers(fr)),
         }
-        // TS-0004 §7.3.2.1: a CSE-ID originator outside any SA gets 4107.
-        !self.require_sa && !fr.starts_with('/')
     }
 }
 

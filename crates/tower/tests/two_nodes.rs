@@ -213,10 +213,14 @@ async fn spoofed_originator_gets_4116_and_plaintext_from_a_cse_gets_4107() {
     let rsp = ingress_b.clone().oneshot(request(Operation::Retrieve, "/id-in/cb", "/id-asn", "plain")).await.unwrap();
     assert_eq!(rsp.rsc, Rsc::SECURITY_ASSOCIATION_REQUIRED);
     assert_eq!(p.cse_b.seen.load(Ordering::SeqCst), seen, "nothing failing a check reached the CSE");
-    // An AE in plaintext is let through by the default policy (the CSE's own access control
-    // applies), and arrives without an authenticated peer.
+    // The default policy admits no plaintext at all, from an AE-ID neither …
     let rsp = ingress_b.oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE77", "ae")).await.unwrap();
-    assert_eq!(rsp.rsc, Rsc::OK);
+    assert_eq!(rsp.rsc, Rsc::SECURITY_ASSOCIATION_REQUIRED);
+    assert_eq!(p.cse_b.seen.load(Ordering::SeqCst), seen, "nothing failing a check reached the CSE");
+    // … and an allow-listed one arrives without an authenticated peer.
+    let policy = PlaintextPolicy { allow: vec!["CAE77".parse().unwrap()], allow_anonymous: false };
+    let rsp = ingress(&p.b, &p.cse_b, policy).oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE77", "ae")).await;
+    assert_eq!(rsp.unwrap().rsc, Rsc::OK);
     assert_eq!(p.cse_b.peers.lock().unwrap().last().unwrap(), &None);
 }
 
