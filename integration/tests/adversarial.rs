@@ -34,6 +34,8 @@
 //! | 15 | Key-transport oracle | `decrypt_failures_look_alike` | Core: every corruption of the transported keying material / key confirmation yields a byte-identical SaAuthReply; socket: every tag failure (ciphertext, tag, IV, header, reflection, other SA's keys) gets the same RSC 4115 and the same error text. |
 //! | 15 | Key-transport oracle | `decrypt_failures_look_alike_including_replay_and_staleness` | Replayed and too-old messages get the same RSC 4115 and the same `m2m:dbg` text as a bad tag (no replay-window probe without keys). |
 //! | 16 | Clock and suspend | `clock_jumps_do_not_stretch_lifetimes` | Core: half-open expiry follows the monotonic clock even when wall time jumps back; a wall-clock jump forward (suspend) past the ticket expiry expires the SA. |
+//! | 17 | Plaintext identity bypass | `sidecar_defaults::plaintext_claiming_an_authorized_originator_is_refused_by_default` | With the sidecar's default policy, plaintext claiming the legitimate peer's AE-ID, any AE-ID, an SP-relative ID, the CSE-ID, an empty or no originator (an AE registration included) gets 4107 and nothing is executed; the peer over its SA is served. |
+//! | 18 | Forged authentication header | `sidecar_defaults::forged_authentication_headers_never_reach_the_cse` | `X-SA-*` headers an attacker adds to allow-listed plaintext, to refused plaintext and to a legitimate peer's sealed traffic never reach the CSE; sealed requests arrive with the true `X-SA-Peer` and `X-SA-Id`, plaintext with neither. |
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
