@@ -215,7 +215,8 @@ struct Fixture {
     behind: Acme,
     direct_listener: Listener,
     pair_listener: Listener,
-    cse_side: Isolated,
+    /// Held, not read: the CSE-side sidecar runs as long as the fixture.
+    _cse_side: Isolated,
     ae_side: Isolated,
 }
 
@@ -241,7 +242,7 @@ fn fixture() -> &'static Fixture {
         let any = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         let cse_side = Isolated::start(&cse_sidecar_config(&pki, &behind.url(), ae_in), Some(cse_in), any);
         let ae_side = Isolated::start(&ae_sidecar_config(&pki, cse_in, &pair_listener.url()), Some(ae_in), any);
-        Fixture { direct, behind, direct_listener, pair_listener, cse_side, ae_side }
+        Fixture { direct, behind, direct_listener, pair_listener, _cse_side: cse_side, ae_side }
     })
 }
 
