@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod acme;
 pub mod fuzz_checks;
 pub mod relay;
 

@@ -51,6 +51,15 @@ pub enum BindingError {
     /// The `ty` parameter of `Content-Type` is not a resource type number, or occurs twice.
     #[error("invalid resource type `ty={0}` in Content-Type")]
     InvalidResourceType(String),
+    /// `Content-Type` has a `ty` parameter on a request that is not a POST: only a CREATE
+    /// carries `ty` (TS-0009 §6.4.3), and dropping it would execute a malformed request.
+    #[error("`ty={ty}` in the Content-Type of a {method} request: only a CREATE (POST) carries ty")]
+    ResourceTypeNotAllowed {
+        /// The HTTP method.
+        method: String,
+        /// The `ty` value.
+        ty: u32,
+    },
     /// A body was sent without `Content-Type` (TS-0009 §6.4.3).
     #[error("a message body requires a Content-Type header")]
     MissingContentType,

@@ -42,6 +42,8 @@ pub(crate) const AS: &str = "X-M2M-AS";
 pub(crate) const ASRI: &str = "X-M2M-ASRI";
 /// `Content-Type` (§6.4.3).
 pub(crate) const CONTENT_TYPE: &str = "Content-Type";
+/// `Content-Location`: the created resource's URI in a CREATE answer (§6.4.4).
+pub(crate) const CONTENT_LOCATION: &str = "Content-Location";
 
 /// Checks every header value of a received message against the size limit.
 pub(crate) fn check_sizes(headers: &HeaderMap, limits: &Limits) -> Result<(), BindingError> {

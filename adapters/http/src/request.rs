@@ -25,7 +25,9 @@ pub fn request_to_primitive<B: AsRef<[u8]>>(request: &http::Request<B>) -> Resul
 ///
 /// * Sizes are checked first: every header value, the request-target, the body.
 /// * `op` from the method (TS-0009 Table 6.2.1-1): POST is CREATE when `Content-Type` has a
-///   `ty` parameter, else NOTIFY. A `ty` on another method is ignored.
+///   `ty` parameter, else NOTIFY. A `ty` on another method is refused
+///   ([`BindingError::ResourceTypeNotAllowed`], 4000), as a CSE refuses it: dropping it would
+///   execute a malformed request.
 /// * `to` from the path (§6.2.2.1): `/~/…` SP-relative (`/…`), `/_/…` absolute (`//…`),
 ///   anything else CSE-relative (leading `/` removed). Percent-escapes are decoded after the
 ///   form is recognized, so `/%7E/x` is the CSE-relative `~/x`.
@@ -64,14 +66,15 @@ pub fn request_to_primitive_with_limits<B: AsRef<[u8]>>(
         Method::DELETE => Operation::Delete,
         ref other => return Err(BindingError::UnsupportedMethod(other.to_string())),
     };
+    if let Some(ty) = ty.filter(|_| op != Operation::Create) {
+        return Err(BindingError::ResourceTypeNotAllowed { method: request.method().to_string(), ty });
+    }
     let to = path_to_id(uri.path())?;
     let rqi =
         single(h, headers::RI, limits)?.filter(|r| !r.is_empty()).ok_or(BindingError::MissingHeader(headers::RI))?;
     let fr = single(h, headers::ORIGIN, limits)?;
     let mut req = RequestPrimitive::new(op, to, fr, rqi);
-    if op == Operation::Create {
-        req.ty = ty;
-    }
+    req.ty = ty;
     let atrl = query::decode(uri.query().unwrap_or_default(), &mut req)?;
     read_headers(h, limits, &mut req)?;
     req.pc = body::decode(body, content_type.as_ref(), limits)?;

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::body::{self, ContentType, MediaType};
 use crate::headers::{self, parsed, put, single};
 use crate::query::abs_rel;
-use crate::{BindingError, Limits};
+use crate::{BindingError, Limits, percent};
 
 /// Builds the HTTP response for a response primitive.
 ///
@@ -16,6 +16,14 @@ use crate::{BindingError, Limits};
 /// carries the exact code (§6.4.17); `X-M2M-RI`, `X-M2M-RVI`, `X-M2M-Origin` (`fr`),
 /// `X-M2M-OT`, `X-M2M-RST`, `X-M2M-EC`, `X-M2M-CTS`, `X-M2M-CTO`, `X-M2M-ATI`, `X-M2M-ASRI`
 /// and `X-M2M-VSI` carry the other parameters; the body is `pc` as `application/json`.
+///
+/// `Content-Type` is always written, also without a body (an answer from ACME to a DELETE
+/// has one): the primitive cannot tell whether the CSE sent it, and the header is harmless
+/// where §6.4.3 does not require it. `Content-Location` (§6.4.4) is written for a 2001
+/// (CREATED) answer whose content holds the created resource's URI (`m2m:uri` with `rcn` 2,
+/// `m2m:rce`/`uri` with `rcn` 3), percent-encoding what a header value cannot hold; the
+/// [`PrimitiveService`](crate::PrimitiveService), which knows the request, writes it for
+/// every answer to a CREATE (also a non-blocking CREATE's 1001), as ACME does.
 ///
 /// `to` and `extra` members are not carried. `tqf` (Token Request Information, which §6.5 puts
 /// in the body of a 4103 response) is not supported yet and gives [`BindingError::Unmappable`].
@@ -27,6 +35,16 @@ pub fn response_to_http(rsp: &ResponsePrimitive) -> Result<http::Response<Bytes>
 ///
 /// As [`response_to_http`]; the `Content-Type` is `application/json` or `application/cbor`.
 pub fn response_to_http_as(rsp: &ResponsePrimitive, media: MediaType) -> Result<http::Response<Bytes>, BindingError> {
+    encode_response(rsp, media, rsp.rsc == ResponseStatusCode::CREATED)
+}
+
+/// [`response_to_http_as`], with `Content-Location` written when `to_create` (the answer is to
+/// a CREATE request) and the content names a URI.
+pub(crate) fn encode_response(
+    rsp: &ResponsePrimitive,
+    media: MediaType,
+    to_create: bool,
+) -> Result<http::Response<Bytes>, BindingError> {
     if rsp.tqf.is_some() {
         return Err(BindingError::Unmappable {
             element: "tqf".to_owned(),
@@ -35,7 +53,6 @@ pub fn response_to_http_as(rsp: &ResponsePrimitive, media: MediaType) -> Result<
     }
     let status = StatusCode::from_u16(rsp.rsc.http_status()).map_err(|e| BindingError::Encode(e.to_string()))?;
     let body = body::encode(rsp.pc.as_ref(), media)?;
-    let has_body = rsp.pc.is_some();
     let mut response =
         http::Response::builder().status(status).body(body).map_err(|e| BindingError::Encode(e.to_string()))?;
     let h = response.headers_mut();
@@ -52,10 +69,25 @@ pub fn response_to_http_as(rsp: &ResponsePrimitive, media: MediaType) -> Result<
     opt(h, headers::ATI, rsp.ati.as_ref().map(encode_ati).transpose()?)?;
     opt(h, headers::ASRI, rsp.asri.map(|v| v.to_string()))?;
     opt(h, headers::VSI, rsp.vsi.clone())?;
-    if has_body {
-        put(h, headers::CONTENT_TYPE, &ContentType { media, ty: None }.to_string())?;
+    put(h, headers::CONTENT_TYPE, &ContentType { media, ty: None }.to_string())?;
+    if let Some(uri) = created_uri(rsp.pc.as_ref()).filter(|_| to_create) {
+        let mut location = String::with_capacity(uri.len());
+        percent::encode_into(&mut location, uri, LOCATION_KEEP);
+        put(h, headers::CONTENT_LOCATION, &location)?;
     }
     Ok(response)
+}
+
+/// Characters a `Content-Location` value keeps as they are: RFC 3986 reserved characters and
+/// `%` (a URI the CSE already escaped is not escaped twice); everything else that is not
+/// unreserved (non-ASCII, controls, space) is percent-encoded.
+const LOCATION_KEEP: &[u8] = b":/?#[]@!$&'()*+,;=%";
+
+/// The URI of the created resource in a CREATE answer's content (TS-0004 §7.3.3.12):
+/// `m2m:uri` (`rcn` 2) or `m2m:rce`/`uri` (`rcn` 3).
+fn created_uri(pc: Option<&Value>) -> Option<&str> {
+    let pc = pc?;
+    pc.get("m2m:uri").or_else(|| pc.get("m2m:rce")?.get("uri"))?.as_str()
 }
 
 /// Maps a received HTTP response to a response primitive with the default [`Limits`].

@@ -8,12 +8,13 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode};
+use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode};
 use serde_json::{Map, Value};
 use tower::{Service, ServiceExt};
 
 use crate::body::{self, MediaType};
-use crate::{ClientError, Limits, request_to_primitive_with_limits, response_to_http_as};
+use crate::response::encode_response;
+use crate::{ClientError, Limits, request_to_primitive_with_limits};
 
 /// The error type at the Tower boundaries of this crate (inner services, [`HttpClient`](crate::HttpClient)).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -83,9 +84,10 @@ where
             }
         };
         let inner = self.inner.clone();
+        let to_create = primitive.op == Operation::Create;
         Box::pin(async move {
             let answer = match inner.oneshot(primitive).await {
-                Ok(rsp) => response_to_http_as(&rsp, media).unwrap_or_else(|e| {
+                Ok(rsp) => encode_response(&rsp, media, to_create).unwrap_or_else(|e| {
                     tracing::warn!(error = %e, rsc = %rsp.rsc, "answer cannot be carried over HTTP");
                     let rsc = ResponseStatusCode::INTERNAL_SERVER_ERROR;
                     error_response(rsc, &echo, "the answer cannot be carried over HTTP", media)

@@ -1,0 +1,224 @@
+//! The ACME oneM2M CSE (<https://github.com/ankraft/ACME-oneM2M-CSE>, PyPI `acmecse`) as a
+//! child process: a real, independent CSE for the differential suite.
+//!
+//! [`Acme::start`] installs nothing: it runs `acmecse` from a virtualenv, found at `$ACME_VENV`
+//! or else at `target/acme-venv` under the workspace root, which `.ci/run` creates:
+//!
+//! ```text
+//! python3 -m venv target/acme-venv && target/acme-venv/bin/pip install acmecse==2026.5.3
+//! ```
+//!
+//! Without it, [`Acme::start`] panics with that command: a test that needs ACME fails, it is
+//! never skipped.
+//!
+//! Each instance gets a scratch directory with a generated `acme.ini` (see [`ACME_INI`]): CSE-ID
+//! `/id-in`, CSE name `cse-in`, admin originator `CAdmin`, an in-memory database, HTTP only on
+//! a free loopback port, no TLS, no MQTT/CoAP/WebSocket, no console UI, no web UI, the log in
+//! the scratch directory. It is ready once it answers a RETRIEVE of its CSEBase, polled with a
+//! deadline.
+//!
+//! The process is killed on drop. So that none survives a test process that ends without
+//! dropping it (a shared instance in a `static`, an abort), `acmecse` runs under a small
+//! Python wrapper that exits as soon as its stdin, a pipe held by this process, reaches end of
+//! file: when the test process is gone, so is ACME.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The `acmecse` version `.ci/run` installs and this harness was written against.
+pub const ACME_VERSION: &str = "2026.5.3";
+
+/// The CSE-ID of every instance.
+pub const ACME_CSE_ID: &str = "/id-in";
+/// The CSE name (CSEBase resource name) of every instance.
+pub const ACME_CSE_NAME: &str = "cse-in";
+/// The admin originator of every instance.
+pub const ACME_ADMIN: &str = "CAdmin";
+
+/// How long ACME may take to answer its first RETRIEVE.
+const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The `acme.ini` written for each instance; `{port}` is replaced by its HTTP port. The keys
+/// are those of `acmecse/init/acme.ini.default` in the installed package: `[basic.config]`
+/// supplies the values the default file interpolates, the other sections override defaults.
+pub const ACME_INI: &str = include_str!("../acme/acme.ini");
+
+/// The wrapper `acmecse` runs under: a thread waits for end of file on stdin (the test
+/// process holds the other end of the pipe), removes the scratch directory and ends the
+/// process; then ACME's own `main`.
+const WRAPPER: &str = r#"
+import os, shutil, sys, threading
+def _watch():
+    try:
+        sys.stdin.buffer.read()
+    finally:
+        shutil.rmtree(os.environ.get("ONEM2M_SA_ACME_SCRATCH", "/nonexistent"), ignore_errors=True)
+        os._exit(0)
+threading.Thread(target=_watch, daemon=True).start()
+sys.argv = ["acmecse"] + sys.argv[1:]
+from acmecse.__main__ import main
+sys.exit(main())
+"#;
+
+/// The virtualenv holding `acmecse`: `$ACME_VENV`, else `target/acme-venv` in the workspace.
+pub fn venv() -> PathBuf {
+    match std::env::var_os("ACME_VENV") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/acme-venv"),
+    }
+}
+
+/// How to get ACME, for the failure message.
+fn how_to_install(venv: &Path) -> String {
+    format!(
+        "the ACME CSE is not installed at {venv}: this test runs against the real ACME oneM2M CSE. \
+         Install it with `python3 -m venv target/acme-venv && target/acme-venv/bin/pip install \
+         acmecse=={ACME_VERSION}` in the workspace root (Python >= 3.11), or set ACME_VENV to a \
+         virtualenv that has it (.ci/run does this)",
+        venv = venv.display()
+    )
+}
+
+/// A running ACME CSE on loopback, killed on drop.
+#[derive(Debug)]
+pub struct Acme {
+    child: Child,
+    /// Held open: ACME's wrapper exits when it closes.
+    _lifeline: Option<ChildStdin>,
+    dir: PathBuf,
+    addr: SocketAddr,
+    started_in: Duration,
+}
+
+impl Acme {
+    /// Starts an instance and waits until it answers; panics (with how to install ACME) if it
+    /// is not installed, or with its log if it does not come up.
+    pub fn start() -> Self {
+        let venv = venv();
+        let python = venv.join("bin/python");
+        let probe =
+            Command::new(&python).args(["-c", "import acmecse"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        assert!(probe.is_ok_and(|s| s.success()), "{}", how_to_install(&venv));
+        // A port taken by someone else between the probe and ACME's bind: try another one.
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start(&python) {
+                Ok(acme) => return acme,
+                Err(e) => last = e,
+            }
+        }
+        panic!("ACME did not start: {last}");
+    }
+
+    fn try_start(python: &Path) -> Result<Self, String> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let began = Instant::now();
+        let dir = std::env::temp_dir().join(format!(
+            "onem2m-sa-acme-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("scratch dir {}: {e}", dir.display()))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let ini = ACME_INI.replace("{port}", &port.to_string());
+        std::fs::write(dir.join("acme.ini"), ini).map_err(|e| format!("acme.ini: {e}"))?;
+        let mut child = Command::new(python)
+            .arg("-c")
+            .arg(WRAPPER)
+            .arg("-dir")
+            .arg(&dir)
+            .arg("--headless")
+            .current_dir(&dir)
+            .env("ONEM2M_SA_ACME_SCRATCH", &dir)
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create(dir.join("stdout.log")).map_err(|e| e.to_string())?)
+            .stderr(std::fs::File::create(dir.join("stderr.log")).map_err(|e| e.to_string())?)
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+        let lifeline = child.stdin.take();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut acme = Self { child, _lifeline: lifeline, dir, addr, started_in: Duration::ZERO };
+        let deadline = began + STARTUP_DEADLINE;
+        loop {
+            if let Ok(Some(status)) = acme.child.try_wait() {
+                return Err(format!("ACME exited with {status} while starting:\n{}", acme.log_tail()));
+            }
+            if acme.answers() {
+                acme.started_in = began.elapsed();
+                return Ok(acme);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("ACME did not answer within {STARTUP_DEADLINE:?}:\n{}", acme.log_tail()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether it answers a RETRIEVE of its CSEBase with 2000.
+    fn answers(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)) else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let head = format!(
+            "GET /{ACME_CSE_NAME} HTTP/1.1\r\nHost: {}\r\nX-M2M-Origin: {ACME_ADMIN}\r\nX-M2M-RI: ready\r\n\
+             X-M2M-RVI: 3\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        let mut answer = Vec::new();
+        s.write_all(head.as_bytes()).is_ok()
+            && s.read_to_end(&mut answer).is_ok()
+            && String::from_utf8_lossy(&answer).to_ascii_lowercase().contains("x-m2m-rsc: 2000")
+    }
+
+    /// Its HTTP address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its HTTP base URL, `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// How long it took from spawning to the first answer.
+    pub fn started_in(&self) -> Duration {
+        self.started_in
+    }
+
+    /// Its scratch directory (`acme.ini`, `logs/`, `stdout.log`, `stderr.log`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The last lines of its logs, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let mut out = String::new();
+        let logs = std::fs::read_dir(self.dir.join("logs")).into_iter().flatten().flatten().map(|e| e.path());
+        for path in [self.dir.join("stderr.log"), self.dir.join("stdout.log")].into_iter().chain(logs) {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                let lines: Vec<&str> = text.lines().collect();
+                out.push_str(&format!("--- {} (last 40 lines)\n", path.display()));
+                for line in &lines[lines.len().saturating_sub(40)..] {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Acme {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
