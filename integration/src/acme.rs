@@ -1,15 +1,17 @@
 //! The ACME oneM2M CSE (<https://github.com/ankraft/ACME-oneM2M-CSE>, PyPI `acmecse`) as a
 //! child process: a real, independent CSE for the differential suite.
 //!
-//! [`Acme::start`] installs nothing: it runs `acmecse` from a virtualenv, found at `$ACME_VENV`
-//! or else at `target/acme-venv` under the workspace root, which `.ci/run` creates:
+//! [`Acme::start`] runs `acmecse` from a virtualenv: `$ACME_VENV` when set, else
+//! `target/acme-venv` under the workspace root. When that default virtualenv is missing it is
+//! made on first use (so `cargo test --workspace` works on a fresh machine with Python >= 3.11
+//! and PyPI in reach), the same way `.ci/run` makes it:
 //!
 //! ```text
 //! python3 -m venv target/acme-venv && target/acme-venv/bin/pip install acmecse==2026.5.3
 //! ```
 //!
-//! Without it, [`Acme::start`] panics with that command: a test that needs ACME fails, it is
-//! never skipped.
+//! If that fails, or `$ACME_VENV` names a virtualenv without ACME, [`Acme::start`] panics with
+//! that command: a test that needs ACME fails, it is never skipped.
 //!
 //! Each instance gets a scratch directory with a generated `acme.ini` (see [`ACME_INI`]): CSE-ID
 //! `/id-in`, CSE name `cse-in`, admin originator `CAdmin`, an in-memory database, HTTP only on
@@ -72,6 +74,29 @@ pub fn venv() -> PathBuf {
     }
 }
 
+fn has_acme(python: &Path) -> bool {
+    let probe =
+        Command::new(python).args(["-c", "import acmecse"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    probe.is_ok_and(|s| s.success())
+}
+
+/// Makes the default virtualenv: built beside it under a name of this process's own, then
+/// renamed into place, so test processes that race here never see half an install (the loser
+/// of the rename drops its copy and uses the winner's). Failures are left to the caller's check.
+fn install(venv: &Path) {
+    let staging = venv.with_file_name(format!("acme-venv.staging-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    eprintln!("installing the ACME CSE {ACME_VERSION} into {} (once)", venv.display());
+    let made = Command::new("python3").arg("-m").arg("venv").arg(&staging).status().is_ok_and(|s| s.success())
+        && Command::new(staging.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check", &format!("acmecse=={ACME_VERSION}")])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !made || std::fs::rename(&staging, venv).is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+}
+
 /// How to get ACME, for the failure message.
 fn how_to_install(venv: &Path) -> String {
     format!(
@@ -100,9 +125,10 @@ impl Acme {
     pub fn start() -> Self {
         let venv = venv();
         let python = venv.join("bin/python");
-        let probe =
-            Command::new(&python).args(["-c", "import acmecse"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
-        assert!(probe.is_ok_and(|s| s.success()), "{}", how_to_install(&venv));
+        if !has_acme(&python) && std::env::var_os("ACME_VENV").is_none() {
+            install(&venv);
+        }
+        assert!(has_acme(&python), "{}", how_to_install(&venv));
         // A port taken by someone else between the probe and ACME's bind: try another one.
         let mut last = String::new();
         for _ in 0..3 {
