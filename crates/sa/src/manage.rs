@@ -1777,3 +1777,101 @@ impl ResponderSam {
         events
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{SignatureAlgorithm, Suite};
+    use crate::rng::SeededRng;
+    use crate::table::TableConfig;
+    use crate::testkit::{Pair, TestPki, initiator_config, responder_config};
+
+    const T0: Now = Now { mono_ms: 1_000, unix_secs: 1_800_000_000 };
+
+    fn pair() -> Pair {
+        let mut rng = SeededRng::new([5; 32]);
+        let pki = TestPki::new(&mut rng, T0.unix_secs);
+        let i = pki.node("/id-asn", SignatureAlgorithm::Ed25519, &["C*", "/id-asn"], &mut rng);
+        let r = pki.node("/id-in", SignatureAlgorithm::Ed25519, &["/id-in"], &mut rng);
+        Pair::new(
+            initiator_config(i, pki.anchors.clone(), &[Suite::X25519_AES128GCM_SHA256]),
+            responder_config(r, pki.anchors.clone(), &Suite::ALL),
+            5,
+            T0,
+        )
+    }
+
+    fn establish(p: &mut Pair) -> SaId {
+        let request = InitiateSaRequest { initiator: "/id-asn".parse().unwrap(), responder: "/id-in".parse().unwrap() };
+        let ex = p.initiator.initiate(&request, p.now, &mut p.rng).unwrap();
+        p.send(ex);
+        p.run(100);
+        match p.initiator_events.pop() {
+            Some(InitiatorEvent::Established { confirm, .. }) => confirm.security_association.unwrap().sa_id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Seals `flow` as the Initiator of `sa_id` would, with its next control sequence number.
+    fn seal_as_initiator(p: &mut Pair, sa_id: SaId, flow: &ControlFlow) -> Vec<u8> {
+        p.initiator.sas.get_mut(&sa_id).unwrap().seal(Role::Initiator, flow)
+    }
+
+    #[test]
+    fn a_removal_naming_another_sas_old_identifier_is_refused() {
+        let mut p = pair();
+        let a = establish(&mut p);
+        let b = establish(&mut p);
+        p.advance(5_000);
+        let ex = p
+            .initiator
+            .update(&UpdateSaRequest { existing_sa_id: b, operation: UpdateOperation::Identifier }, p.now, &mut p.rng)
+            .unwrap();
+        p.send(ex);
+        p.run(100);
+        let b2 = p.responder.sa(b).expect("b's old identifier still resolves").sa.sa_id;
+        assert_ne!(b2, b);
+        // SA Removal under A's keys, naming B's old identifier inside.
+        let flow = ControlFlow::SaRemovalRequest(SaRemovalRequest(RemovalRequest { sa_id: b }));
+        let bytes = seal_as_initiator(&mut p, a, &flow);
+        let out = p.responder.handle(&bytes, p.now, &mut p.rng, &mut crate::establish::AcceptAll);
+        assert!(out.reply.is_none() && out.events.is_empty(), "{out:?}");
+        assert!(p.responder.sa(a).is_some() && p.responder.sa(b2).is_some(), "an SA was removed");
+    }
+
+    #[test]
+    fn a_counter_proposed_identifier_the_table_holds_is_refused() {
+        let mut p = pair();
+        let table = Arc::new(SaTable::new(TableConfig::default()));
+        p.initiator.attach_table(table.clone());
+        let a = establish(&mut p);
+        // Another SA of this node is mapped under X in the table (not in the SAM's records).
+        let x = SaId([0x42; 8]);
+        let mut other = p.initiator.sa(a).unwrap().sa.clone();
+        other.sa_id = x;
+        table.install(&other);
+        p.advance(5_000);
+        let ex = p
+            .initiator
+            .update(&UpdateSaRequest { existing_sa_id: a, operation: UpdateOperation::Identifier }, p.now, &mut p.rng)
+            .unwrap();
+        // The Responder counter-proposes X.
+        let record = p.initiator.sa(a).unwrap();
+        let cnf = ControlFlow::SaIdentifierUpdateConfirm(SaIdentifierUpdateConfirm {
+            existing_sa_id: Some(a),
+            new_sa_id: x,
+            result: UpdateResult::Rejected,
+        });
+        let reply = control::seal(record.sa.suite.aead(), &record.sa.keys, a, 1, Role::Responder, &cnf);
+        let events = p.initiator.handle_response(ex.id, &reply, p.now, &mut p.rng);
+        let [InitiatorEvent::Transmit(next)] = events.as_slice() else { panic!("{events:?}") };
+        let Ok(Message::Control(env)) = Message::decode(&next.bytes) else { panic!("a control envelope") };
+        let record = p.initiator.sa(a).unwrap();
+        match control::open(record.sa.suite.aead(), &record.sa.keys, &env, Role::Initiator) {
+            Ok(ControlFlow::SaIdentifierUpdateResponse(r)) => assert_eq!(r.result, UpdateResult::Rejected),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(table.get(x).unwrap().sa_id(), x, "the other SA lost its identifier");
+        assert_eq!(p.initiator.sa(a).unwrap().sa.sa_id, a);
+    }
+}

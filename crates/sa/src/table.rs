@@ -505,3 +505,49 @@ impl SaTable {
         expired
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Suite;
+    use crate::testkit::linked;
+
+    const T0: Now = Now { mono_ms: 1_000, unix_secs: 1_800_000_000 };
+
+    #[test]
+    fn rename_never_takes_another_sas_identifier() {
+        let l = linked(Suite::X25519_AES128GCM_SHA256, TableConfig::default(), 3, T0);
+        let sa = l.pair.initiator.sa(l.sa_id).unwrap().sa.clone();
+        let table = SaTable::new(TableConfig::default());
+        let a = table.install(&sa);
+        let mut other = sa.clone();
+        other.sa_id = SaId([9; 8]);
+        let b = table.install(&other);
+        assert!(!table.rename(sa.sa_id, other.sa_id, T0), "renamed over another SA");
+        assert!(Arc::ptr_eq(&table.get(other.sa_id).unwrap(), &b));
+        assert!(Arc::ptr_eq(&table.get(sa.sa_id).unwrap(), &a));
+        assert_eq!(a.sa_id(), sa.sa_id);
+        // Removing one leaves the other whole.
+        assert!(table.remove(sa.sa_id));
+        assert!(Arc::ptr_eq(&table.get(other.sa_id).unwrap(), &b) && b.is_active());
+        assert_eq!(table.by_peer(&sa.peer).len(), 1);
+    }
+
+    #[test]
+    fn removing_an_sa_keeps_the_old_identifiers_of_others() {
+        let l = linked(Suite::X25519_AES128GCM_SHA256, TableConfig::default(), 4, T0);
+        let sa = l.pair.initiator.sa(l.sa_id).unwrap().sa.clone();
+        let table = SaTable::new(TableConfig::default());
+        let mut other = sa.clone();
+        other.sa_id = SaId([9; 8]);
+        table.install(&sa);
+        let b = table.install(&other);
+        let b_new = SaId([10; 8]);
+        assert!(table.rename(other.sa_id, b_new, T0));
+        table.remove(sa.sa_id);
+        // B's old identifier still resolves during its grace, and ends with it.
+        assert!(Arc::ptr_eq(&table.get(other.sa_id).unwrap(), &b));
+        table.sweep(T0.after_ms(TableConfig::default().grace_ms));
+        assert!(table.get(other.sa_id).is_none() && Arc::ptr_eq(&table.get(b_new).unwrap(), &b));
+    }
+}
