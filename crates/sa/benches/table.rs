@@ -494,7 +494,7 @@ fn by_peer_section() {
     for p in 0..PEERS {
         let mut s = sa.clone();
         s.sa_id = SaId((p as u64 + 1).to_be_bytes());
-        s.peer = NodeId::new(&format!("/peer-{p}")).unwrap();
+        s.peer = NodeId::new(format!("/peer-{p}")).unwrap();
         table.install(&s);
         index.0.lock().unwrap().entry(s.peer.clone()).or_default().push(s.sa_id);
         peers.push(s.peer);
