@@ -300,6 +300,7 @@ fn write_seeds() {
         sa_id,
         new_keying_material: vec![7; 32].into(),
         responder_keying_material_requested: true,
+        fresh_kem_public_key: None,
     });
     write("sa_message", "plain-control-key-update.json", &serde_json::to_vec(&flow).unwrap());
     let initiate =

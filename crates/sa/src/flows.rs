@@ -1056,6 +1056,12 @@ pub struct SaKeyUpdateRequest {
     /// Initiator's request, see "Clarifications of the seed").
     #[serde(rename = "rkq", default, skip_serializing_if = "std::ops::Not::not")]
     pub responder_keying_material_requested: bool,
+    /// A fresh KEM public key of the SA's suite (an extension of the seed): the Responder
+    /// encapsulates a secret to it and the next epoch's keys mix that secret in, so that whoever
+    /// knew this epoch's secrets (and only listened) cannot derive the next one. Absent: the
+    /// update derives from `nkm` and `rkm` alone, byte for byte as before.
+    #[serde(rename = "kpk", default, skip_serializing_if = "Option::is_none", with = "crate::b64::option")]
+    pub fresh_kem_public_key: Option<Vec<u8>>,
 }
 
 /// SA Key Update, confirm part (table 39).
@@ -1074,6 +1080,10 @@ pub struct SaKeyUpdateConfirm {
     /// Rejection reason (NOTE 3).
     #[serde(rename = "rr", default, skip_serializing_if = "Option::is_none")]
     pub rejection_reason: Option<KeyUpdateRejection>,
+    /// The KEM ciphertext encapsulated to the request's `kpk`: present exactly when the request
+    /// carried one and the update is accepted.
+    #[serde(rename = "kct", default, skip_serializing_if = "Option::is_none", with = "crate::b64::option")]
+    pub fresh_kem_ciphertext: Option<Vec<u8>>,
 }
 
 /// SA Key Update Response (table 40), unconfirmed, Initiator → Responder.
@@ -1101,6 +1111,11 @@ impl Flow for SaKeyUpdateRequest {
             self.new_keying_material.len() == KEY_UPDATE_MATERIAL_LEN,
             Self::NAME,
             "New keying material must be 32 random bytes",
+        )?;
+        rule(
+            self.fresh_kem_public_key.as_deref().is_none_or(bounded),
+            Self::NAME,
+            "fresh KEM public key empty or over the element limit",
         )
     }
 }
@@ -1114,6 +1129,12 @@ impl SaKeyUpdateConfirm {
             expected == self.responder_keying_material.is_some(),
             Self::NAME,
             "table 39 NOTE 2: Responder keying material included exactly when it was requested",
+        )?;
+        let kem = request.fresh_kem_public_key.is_some() && self.result == UpdateResult::Accepted;
+        rule(
+            kem == self.fresh_kem_ciphertext.is_some(),
+            Self::NAME,
+            "KEM ciphertext included exactly when a fresh KEM public key was sent and the update accepted",
         )
     }
 }
@@ -1130,6 +1151,11 @@ impl Flow for SaKeyUpdateConfirm {
             self.responder_keying_material.as_ref().is_none_or(|m| m.len() == KEY_UPDATE_MATERIAL_LEN),
             Self::NAME,
             "Responder keying material must be 32 random bytes",
+        )?;
+        rule(
+            self.fresh_kem_ciphertext.as_deref().is_none_or(bounded),
+            Self::NAME,
+            "KEM ciphertext empty or over the element limit",
         )
     }
 }

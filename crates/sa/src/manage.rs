@@ -448,6 +448,8 @@ enum Step {
         sa_id: SaId,
         material: KeyMaterial,
         rkm_requested: bool,
+        /// The fresh KEM key of the update, when it runs one.
+        kem: Option<Box<crypto::KemDecapsulationKey>>,
     },
     KeyUpdateResponse {
         request: UpdateSaRequest,
@@ -479,6 +481,7 @@ pub struct InitiatorSam {
     sas: HashMap<SaId, SaRecord>,
     tombstones: HashMap<SaId, u64>,
     request_responder_keying_material: bool,
+    fresh_kem_key_updates: bool,
     table: Option<Arc<SaTable>>,
 }
 
@@ -493,8 +496,18 @@ impl InitiatorSam {
             sas: HashMap::new(),
             tombstones: HashMap::new(),
             request_responder_keying_material: true,
+            fresh_kem_key_updates: false,
             table: None,
         }
+    }
+
+    /// Whether SA Key Update runs a fresh KEM exchange (post-compromise security): the next
+    /// epoch's keys then mix a secret that whoever held this epoch's secrets and only listened
+    /// cannot know. Off by default in the core, because a Responder that predates it refuses the
+    /// request (unknown member `kpk`) and v1 has no capability negotiation; a runtime whose
+    /// peers all run this version turns it on for its scheduled rotations.
+    pub fn set_fresh_kem_key_updates(&mut self, yes: bool) {
+        self.fresh_kem_key_updates = yes;
     }
 
     /// Keeps `table` (the data path's view) in step with every SA this SAM establishes,
@@ -598,14 +611,23 @@ impl InitiatorSam {
     fn key_update_step(&mut self, request: UpdateSaRequest, sa_id: SaId, rng: &mut dyn Rng) -> (Step, Vec<u8>) {
         let material = KeyMaterial::from(Zeroizing::new(random_array::<KEY_UPDATE_MATERIAL_LEN>(rng)).as_slice());
         let rkm_requested = self.request_responder_keying_material;
+        let suite = self.sas.get(&sa_id).expect("caller checked").sa.suite;
+        // A fresh KEM key per update (post-compromise security); a key generation failure (never
+        // seen in practice) falls back to an update without it.
+        let kem = if self.fresh_kem_key_updates {
+            crypto::KemDecapsulationKey::generate(suite.kem(), rng).ok().map(Box::new)
+        } else {
+            None
+        };
         let flow = ControlFlow::SaKeyUpdateRequest(SaKeyUpdateRequest {
             sa_id,
             new_keying_material: material.clone(),
             responder_keying_material_requested: rkm_requested,
+            fresh_kem_public_key: kem.as_ref().map(|k| k.public_key().to_vec()),
         });
         let record = self.sas.get_mut(&sa_id).expect("caller checked");
         let bytes = record.seal(Role::Initiator, &flow);
-        (Step::KeyUpdate { request, sa_id, material, rkm_requested }, bytes)
+        (Step::KeyUpdate { request, sa_id, material, rkm_requested, kem }, bytes)
     }
 
     /// Remove SA (table 42): marks the SA invalid at once and informs the Responder.
@@ -856,24 +878,37 @@ impl InitiatorSam {
                 self.rename(sa_id, new_id, now);
                 self.after_id_update(id, peer, request, new_id, now, rng)
             }
-            (Step::KeyUpdate { request, sa_id, material, rkm_requested }, flow) => {
+            (Step::KeyUpdate { request, sa_id, material, rkm_requested, kem }, flow) => {
                 let req = SaKeyUpdateRequest {
                     sa_id,
                     new_keying_material: material.clone(),
                     responder_keying_material_requested: rkm_requested,
+                    fresh_kem_public_key: kem.as_ref().map(|k| k.public_key().to_vec()),
                 };
-                let (response, new_keys) = match flow {
-                    Ok(ControlFlow::SaKeyUpdateConfirm(c)) if c.validate_against(&req).is_ok() => {
-                        if c.result == UpdateResult::Rejected {
-                            let reason = c.rejection_reason.expect("validated: present when rejected");
-                            return rejected(self, UpdateFailure::KeyUpdate(reason));
-                        }
+                let confirm = match flow {
+                    Ok(ControlFlow::SaKeyUpdateConfirm(c)) if c.validate_against(&req).is_ok() => Some(c),
+                    _ => None,
+                };
+                if let Some(c) = confirm.as_ref().filter(|c| c.result == UpdateResult::Rejected) {
+                    let reason = c.rejection_reason.expect("validated: present when rejected");
+                    return rejected(self, UpdateFailure::KeyUpdate(reason));
+                }
+                // The secret of the fresh KEM exchange; a ciphertext that does not decapsulate
+                // fails the update like a confirm that does not open.
+                let kem_secret = match (&kem, confirm.as_ref().and_then(|c| c.fresh_kem_ciphertext.as_deref())) {
+                    (Some(k), Some(ct)) => k.decapsulate(ct).map(Some).map_err(|_| ()),
+                    _ => Ok(None),
+                };
+                drop(kem); // the fresh KEM private key is zeroized here
+                let (response, new_keys) = match (confirm, kem_secret) {
+                    (Some(c), Ok(kem_secret)) => {
                         let record = self.sas.get(&sa_id).expect("present");
                         let keys = record.sa.keys.next_epoch(
                             record.sa.suite,
                             sa_id,
                             &material,
                             c.responder_keying_material.as_deref(),
+                            kem_secret.as_ref().map(|s| s.as_bytes()),
                         );
                         (
                             SaKeyUpdateResponse { sa_id, result: UpdateResult::Accepted, rejection_reason: None },
@@ -1602,25 +1637,37 @@ impl ResponderSam {
                 };
                 let half_open_ms = self.timing.half_open_ms;
                 let record = self.sas.get_mut(&current).expect("resolved");
-                let cnf = match reason {
-                    Some(reason) => {
+                // The fresh KEM exchange, when the Initiator asks for one: a key that does not fit
+                // the suite is "Unable to encrypt with Initiator key".
+                let kem = match (&reason, &req.fresh_kem_public_key) {
+                    (None, Some(pk)) => match crypto::encapsulate(record.sa.suite.kem(), pk, rng) {
+                        Ok(pair) => Ok(Some(pair)),
+                        Err(_) => Err(KeyUpdateRejection::UnableToEncryptWithInitiatorKey),
+                    },
+                    _ => Ok(None),
+                };
+                let cnf = match (reason, kem) {
+                    (Some(reason), _) | (None, Err(reason)) => {
                         record.renamed_from = None;
                         SaKeyUpdateConfirm {
                             sa_id: current,
                             responder_keying_material: None,
                             result: UpdateResult::Rejected,
                             rejection_reason: Some(reason),
+                            fresh_kem_ciphertext: None,
                         }
                     }
-                    None => {
+                    (None, Ok(kem)) => {
                         let rkm = req.responder_keying_material_requested.then(|| {
                             KeyMaterial::from(Zeroizing::new(random_array::<KEY_UPDATE_MATERIAL_LEN>(rng)).as_slice())
                         });
+                        let (ct, ss) = kem.unzip();
                         record.next_keys = Some(record.sa.keys.next_epoch(
                             record.sa.suite,
                             current,
                             &req.new_keying_material,
                             rkm.as_deref(),
+                            ss.as_ref().map(|s| s.as_bytes()),
                         ));
                         record.next_keys_until_ms = now.mono_ms + half_open_ms;
                         SaKeyUpdateConfirm {
@@ -1628,6 +1675,7 @@ impl ResponderSam {
                             responder_keying_material: rkm,
                             result: UpdateResult::Accepted,
                             rejection_reason: None,
+                            fresh_kem_ciphertext: ct,
                         }
                     }
                 };
@@ -1873,5 +1921,82 @@ mod tests {
         }
         assert_eq!(table.get(x).unwrap().sa_id(), x, "the other SA lost its identifier");
         assert_eq!(p.initiator.sa(a).unwrap().sa.sa_id, a);
+    }
+
+    /// Every update flow on the wire that opens under `keys`.
+    fn opened_under(p: &Pair, keys: &SessionKeys, suite: Suite) -> Vec<ControlFlow> {
+        p.wire
+            .iter()
+            .filter_map(|(to_responder, bytes)| match Message::decode(bytes) {
+                Ok(Message::Control(env)) if env.epoch == keys.epoch => {
+                    let sender = if *to_responder { Role::Initiator } else { Role::Responder };
+                    control::open(suite.aead(), keys, &env, sender).ok()
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_passive_holder_of_an_epochs_secrets_cannot_derive_the_next_one() {
+        for fresh_kem in [true, false] {
+            let mut p = pair();
+            p.initiator.set_fresh_kem_key_updates(fresh_kem);
+            let a = establish(&mut p);
+            let record = p.initiator.sa(a).unwrap();
+            let (stolen, suite) = (record.sa.keys.clone(), record.sa.suite);
+            p.advance(5_000);
+            p.wire.clear();
+            let ex = p
+                .initiator
+                .update(&UpdateSaRequest { existing_sa_id: a, operation: UpdateOperation::Keys }, p.now, &mut p.rng)
+                .unwrap();
+            p.send(ex);
+            p.run(100);
+            let actual = p.initiator.sa(a).unwrap().sa.keys.clone();
+            assert_eq!(actual.epoch, 1);
+            assert_eq!(actual.i2r.key(), p.responder.sa(a).unwrap().sa.keys.i2r.key());
+            // The attacker reads nkm and rkm with the stolen keys, and sees kpk and kct.
+            let flows = opened_under(&p, &stolen, suite);
+            let req = flows.iter().find_map(|f| match f {
+                ControlFlow::SaKeyUpdateRequest(r) => Some(r.clone()),
+                _ => None,
+            });
+            let cnf = flows.iter().find_map(|f| match f {
+                ControlFlow::SaKeyUpdateConfirm(c) => Some(c.clone()),
+                _ => None,
+            });
+            let (req, cnf) = (req.expect("request read"), cnf.expect("confirm read"));
+            assert_eq!(req.fresh_kem_public_key.is_some(), fresh_kem);
+            assert_eq!(cnf.fresh_kem_ciphertext.is_some(), fresh_kem);
+            let guess =
+                stolen.next_epoch(suite, a, &req.new_keying_material, cnf.responder_keying_material.as_deref(), None);
+            assert_eq!(guess.i2r.key() == actual.i2r.key(), !fresh_kem, "fresh KEM: {fresh_kem}");
+        }
+    }
+
+    #[test]
+    fn a_fresh_kem_key_that_does_not_fit_the_suite_is_refused() {
+        let mut p = pair();
+        let a = establish(&mut p);
+        p.advance(5_000);
+        let flow = ControlFlow::SaKeyUpdateRequest(SaKeyUpdateRequest {
+            sa_id: a,
+            new_keying_material: vec![1; KEY_UPDATE_MATERIAL_LEN].into(),
+            responder_keying_material_requested: true,
+            fresh_kem_public_key: Some(vec![9; 5]),
+        });
+        let bytes = seal_as_initiator(&mut p, a, &flow);
+        let reply = p.responder.handle(&bytes, p.now, &mut p.rng, &mut crate::establish::AcceptAll).reply.unwrap();
+        let Ok(Message::Control(env)) = Message::decode(&reply) else { panic!("a control reply") };
+        let record = p.responder.sa(a).unwrap();
+        match control::open(record.sa.suite.aead(), &record.sa.keys, &env, Role::Responder) {
+            Ok(ControlFlow::SaKeyUpdateConfirm(c)) => {
+                assert_eq!(c.result, UpdateResult::Rejected);
+                assert_eq!(c.rejection_reason, Some(KeyUpdateRejection::UnableToEncryptWithInitiatorKey));
+                assert!(c.fresh_kem_ciphertext.is_none() && c.responder_keying_material.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -386,12 +386,14 @@ fn key_update_material_is_redacted_in_debug() {
         sa_id,
         new_keying_material: material.clone().into(),
         responder_keying_material_requested: true,
+        fresh_kem_public_key: None,
     };
     let cnf = SaKeyUpdateConfirm {
         sa_id,
         responder_keying_material: Some(material.into()),
         result: UpdateResult::Accepted,
         rejection_reason: None,
+        fresh_kem_ciphertext: None,
     };
     for text in [
         format!("{req:?}"),
@@ -457,4 +459,24 @@ fn live_by_peer_is_the_newest_active_sa() {
     assert_eq!(d.it.live_by_peer(&peer).unwrap().sa_id(), a2);
     d.it.remove(a2);
     assert!(d.it.live_by_peer(&peer).is_none() && d.it.by_peer(&peer).is_empty());
+}
+
+#[test]
+fn key_updates_with_a_fresh_kem_exchange_work_on_every_suite() {
+    for suite in Suite::ALL {
+        let mut d = duo_with(Timing::default(), Limits::default(), None, &[suite], &Suite::ALL);
+        d.p.initiator.set_fresh_kem_key_updates(true);
+        let sa_id = establish(&mut d.p);
+        for _ in 0..2 {
+            d.p.advance(5_000);
+            let c = update(&mut d.p, sa_id, UpdateOperation::Keys);
+            assert_eq!(c.result, UpdateResult::Accepted, "{}: {:?}", suite.name(), last_update(&d.p).1);
+            same_keys(&d.p, sa_id);
+            round_trip(&d, sa_id).unwrap();
+        }
+        d.p.advance(5_000);
+        let c = update(&mut d.p, sa_id, UpdateOperation::IdentifierAndKeys);
+        assert_eq!(c.result, UpdateResult::Accepted, "{}", suite.name());
+        same_keys(&d.p, c.new_sa_id.unwrap());
+    }
 }
