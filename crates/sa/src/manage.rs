@@ -544,6 +544,13 @@ impl InitiatorSam {
         self.pending.len()
     }
 
+    /// Whether exchange `id` is still in flight: a driver that got no event from
+    /// [`Self::handle_response`] resends only while it is (an update abandoned because its SA was
+    /// removed or expired is not).
+    pub fn is_pending(&self, id: ExchangeId) -> bool {
+        self.pending.contains_key(&id)
+    }
+
     fn start(&mut self, peer: NodeId, step: Step, bytes: Vec<u8>, now: Now) -> Exchange {
         let id = self.next_exchange;
         self.next_exchange += 1;
@@ -1178,6 +1185,9 @@ pub struct ResponderSam {
     /// SA records per authenticated Initiator.
     per_peer: HashMap<NodeId, usize>,
     max_sas_per_peer: usize,
+    /// Events of SAs removed while handling a message (expired ones pruned to make room),
+    /// reported with that message's output.
+    deferred: Vec<ResponderEvent>,
 }
 
 impl ResponderSam {
@@ -1198,6 +1208,7 @@ impl ResponderSam {
             table: None,
             per_peer: HashMap::new(),
             max_sas_per_peer: DEFAULT_MAX_SAS_PER_PEER,
+            deferred: Vec::new(),
         }
     }
 
@@ -1334,12 +1345,16 @@ impl ResponderSam {
             Ok(m) => m,
             Err(e) => return ResponderOutput { dropped: Some(e.into()), ..Default::default() },
         };
-        match msg {
+        let mut out = match msg {
             Message::Init(init) => self.on_init(source, &init, bytes, now, rng, agent),
             Message::Auth(auth) => self.on_auth(&auth, bytes, now),
             Message::Control(env) => self.on_control(&env, bytes, now, rng),
             _ => ResponderOutput { dropped: Some(DropReason::WrongDirection), ..Default::default() },
+        };
+        if !self.deferred.is_empty() {
+            out.events.splice(0..0, self.deferred.drain(..));
         }
+        out
     }
 
     fn on_init(
@@ -1371,7 +1386,8 @@ impl ResponderSam {
         }
         if self.sas.len() + self.half_open.len() >= self.limits.max_sas {
             // Full: SAs past their expiry may not have been swept yet.
-            self.expire_sas(now);
+            let pruned = self.expire_sas(now);
+            self.deferred.extend(pruned);
         }
         let nonce_cap = self.limits.max_half_open.saturating_mul(16);
         if self.seen_nonces.len() >= nonce_cap {

@@ -480,3 +480,15 @@ fn key_updates_with_a_fresh_kem_exchange_work_on_every_suite() {
         same_keys(&d.p, c.new_sa_id.unwrap());
     }
 }
+
+#[test]
+fn a_full_responder_makes_room_from_expired_sas_before_refusing() {
+    let mut d = duo(Timing::default(), Limits { max_sas: 1, ..Limits::default() }, Some(LIFETIME_SECS));
+    let old = establish(&mut d.p);
+    // Past the expiry, before any timer ran: the next establishment is not refused Busy.
+    d.p.now = d.p.now.after_ms((LIFETIME_SECS + 1) * 1000);
+    let new = establish(&mut d.p);
+    assert_ne!(new, old);
+    assert!(d.p.responder.sa(old).is_none() && d.rt.get(old).is_none());
+    assert!(d.p.responder_events.iter().any(|e| matches!(e, ResponderEvent::SaRemoved(r) if r.sa_id == old)));
+}
