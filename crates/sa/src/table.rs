@@ -205,7 +205,10 @@ impl SaEntry {
             return Err(SecureError::UnknownSa);
         }
         let info = epoch.seal(self.sa_id(), self.suite, encoding, plaintext, &self.limits, out)?;
-        if info.update_due {
+        // Only the current epoch's usage asks for an update: a message sealed under an epoch an
+        // update just replaced must not ask for another one at once (two updates in a row bring
+        // back the key phase of messages still in flight, which then fail as forgeries).
+        if info.update_due && self.current.load().as_deref().is_some_and(|c| std::ptr::eq(c, epoch)) {
             self.update_requested.store(true, Relaxed);
         }
         self.mark_used();
@@ -531,6 +534,38 @@ mod tests {
         assert!(table.remove(sa.sa_id));
         assert!(Arc::ptr_eq(&table.get(other.sa_id).unwrap(), &b) && b.is_active());
         assert_eq!(table.by_peer(&sa.peer).len(), 1);
+    }
+
+    #[test]
+    fn a_message_sealed_under_a_replaced_epoch_does_not_ask_for_another_update() {
+        let limits = UsageLimits { soft_messages: 2, ..UsageLimits::default() };
+        let config = TableConfig { limits, ..TableConfig::default() };
+        let l = linked(Suite::X25519_AES128GCM_SHA256, config, 5, T0);
+        let entry = l.initiator_table.get(l.sa_id).unwrap();
+        let mut out = Vec::new();
+        let epoch0 = entry.current_epoch().unwrap();
+        for _ in 0..3 {
+            entry.seal(Encoding::Jwe, b"{}", &mut out).unwrap();
+        }
+        assert!(entry.update_requested());
+        // The update commits while a request is being sealed under the old epoch.
+        let next = l.pair.initiator.sa(l.sa_id).unwrap().sa.keys.next_epoch(
+            Suite::X25519_AES128GCM_SHA256,
+            l.sa_id,
+            &[1; 32],
+            None,
+            None,
+        );
+        l.initiator_table.rekey(l.sa_id, &next, T0);
+        assert!(!entry.update_requested());
+        let info = entry.seal_with(&epoch0, Encoding::Jwe, b"{}", &mut out).unwrap();
+        assert!(info.update_due);
+        assert!(!entry.update_requested(), "the replaced epoch asked for a second update");
+        // The current epoch's own usage still does.
+        for _ in 0..3 {
+            entry.seal(Encoding::Jwe, b"{}", &mut out).unwrap();
+        }
+        assert!(entry.update_requested());
     }
 
     #[test]
