@@ -492,3 +492,28 @@ fn a_full_responder_makes_room_from_expired_sas_before_refusing() {
     assert!(d.p.responder.sa(old).is_none() && d.rt.get(old).is_none());
     assert!(d.p.responder_events.iter().any(|e| matches!(e, ResponderEvent::SaRemoved(r) if r.sa_id == old)));
 }
+
+#[test]
+fn removing_or_expiring_an_sa_ends_its_update_in_flight() {
+    let mut d = duo(Timing::default(), Limits::default(), Some(LIFETIME_SECS));
+    let a = establish(&mut d.p);
+    let b = establish(&mut d.p);
+    d.p.advance(5_000);
+    let update = |p: &mut Pair, sa_id| {
+        p.initiator.update(
+            &UpdateSaRequest { existing_sa_id: sa_id, operation: UpdateOperation::Keys },
+            p.now,
+            &mut p.rng,
+        )
+    };
+    let ua = update(&mut d.p, a).unwrap();
+    let ub = update(&mut d.p, b).unwrap();
+    assert!(d.p.initiator.is_pending(ua.id) && d.p.initiator.is_pending(ub.id));
+    d.p.initiator.remove(&RemoveSaRequest(RemovalRequest { sa_id: a }), d.p.now).unwrap();
+    assert!(!d.p.initiator.is_pending(ua.id), "an update of a removed SA is still in flight");
+    // A stale answer to it is ignored, and no resend is asked for.
+    assert!(d.p.initiator.handle_response(ua.id, b"{}", d.p.now, &mut d.p.rng).is_empty());
+    d.p.now = d.p.now.after_ms((LIFETIME_SECS + 1) * 1000);
+    d.p.initiator.expire(d.p.now);
+    assert!(!d.p.initiator.is_pending(ub.id), "an update of an expired SA is still in flight");
+}
