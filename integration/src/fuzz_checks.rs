@@ -733,9 +733,6 @@ struct ResponderHarness {
     elapsed_ms: u64,
     /// Every SA identifier seen (current, old, removed), in order, for lookups.
     known: BTreeSet<SaId>,
-    /// The table dropped SAs past their expiry (the SAM keeps them): from then on the table
-    /// may hold fewer SAs than the SAM.
-    table_expired: bool,
     last_reply: Option<Vec<u8>>,
     stats: ResponderStats,
 }
@@ -753,7 +750,6 @@ impl ResponderHarness {
             agent: AcceptAll,
             elapsed_ms: 0,
             known: BTreeSet::new(),
-            table_expired: false,
             last_reply: None,
             stats: ResponderStats::default(),
         }
@@ -776,12 +772,16 @@ impl ResponderHarness {
                     assert_ne!(c.result, EstablishResult::Success, "a timeout completed an establishment");
                     assert!(self.sam.sa(c.sa_id).is_none(), "timed out, yet established");
                 }
+                // An SA past its expiry: gone from the SAM and the table alike.
+                ResponderEvent::SaRemoved(r) => {
+                    assert!(self.sam.sa(r.sa_id).is_none(), "expired SA still there");
+                    assert!(self.table.get(r.sa_id).is_none(), "expired SA still in the table");
+                }
                 other => panic!("unexpected event on a timeout: {other:?}"),
             }
         }
-        if !self.table.sweep(now).is_empty() {
-            self.table_expired = true;
-        }
+        // The SAM removed what expired: the table's own sweep finds nothing left.
+        assert_eq!(self.table.sweep(now), Vec::new(), "the table expired SAs the SAM still held");
     }
 
     fn apply(&mut self, op: ResponderOp, pool: &[Vec<u8>]) {
@@ -859,9 +859,7 @@ impl ResponderHarness {
         let listed: BTreeSet<SaId> = entries.iter().copied().collect();
         assert_eq!(listed.len(), entries.len(), "entries lists an SA twice: {entries:?}");
         assert!(listed.is_subset(&sas), "table holds SAs the SAM does not: {listed:?} vs {sas:?}");
-        if !self.table_expired {
-            assert_eq!(listed, sas, "the SAM holds SAs the table does not");
-        }
+        assert_eq!(listed, sas, "the SAM holds SAs the table does not");
         self.known.extend(sas.iter().copied());
         for &id in &self.known {
             let in_table = self.table.get(id).map(|e| e.sa_id());
@@ -869,9 +867,7 @@ impl ResponderHarness {
             if let Some(current) = in_table {
                 assert_eq!(in_sam, Some(current), "the table resolves {id:?}, the SAM does not agree");
             }
-            if !self.table_expired {
-                assert_eq!(in_table, in_sam, "the SAM resolves {id:?}, the table does not agree");
-            }
+            assert_eq!(in_table, in_sam, "the SAM resolves {id:?}, the table does not agree");
         }
     }
 }
@@ -994,7 +990,6 @@ struct InitiatorHarness {
     exchanges: Vec<ExchangeId>,
     /// Every SA identifier seen, in order.
     known: BTreeSet<SaId>,
-    table_expired: bool,
     /// Requests to send (the recording delivers them to a Responder).
     outbox: VecDeque<(ExchangeId, Vec<u8>)>,
     /// The new identifier of the last accepted identifier update.
@@ -1014,7 +1009,6 @@ impl InitiatorHarness {
             elapsed_ms: 0,
             exchanges: Vec::new(),
             known: BTreeSet::new(),
-            table_expired: false,
             outbox: VecDeque::new(),
             last_renamed: None,
             stats: InitiatorStats::default(),
@@ -1090,6 +1084,10 @@ impl InitiatorHarness {
                     assert!(self.table.get(c.0.sa_id).is_none(), "removed SA still in the table");
                     self.stats.removed += 1;
                 }
+                InitiatorEvent::Expired { sa_id, .. } => {
+                    assert!(self.sam.sa(sa_id).is_none(), "expired SA still there");
+                    assert!(self.table.get(sa_id).is_none(), "expired SA still in the table");
+                }
                 other => panic!("unexpected event {other:?}"),
             }
         }
@@ -1105,9 +1103,7 @@ impl InitiatorHarness {
         let now = self.now();
         let events = self.sam.handle_timeout(now);
         self.absorb(events, None);
-        if !self.table.sweep(now).is_empty() {
-            self.table_expired = true;
-        }
+        assert_eq!(self.table.sweep(now), Vec::new(), "the table expired SAs the SAM still held");
     }
 
     fn apply(&mut self, op: InitiatorOp, pool: &[Vec<u8>]) {
@@ -1179,9 +1175,7 @@ impl InitiatorHarness {
         let listed: BTreeSet<SaId> = entries.iter().copied().collect();
         assert_eq!(listed.len(), entries.len(), "entries lists an SA twice: {entries:?}");
         assert!(listed.is_subset(&sas), "table holds SAs the SAM does not: {listed:?} vs {sas:?}");
-        if !self.table_expired {
-            assert_eq!(listed, sas, "the SAM holds SAs the table does not");
-        }
+        assert_eq!(listed, sas, "the SAM holds SAs the table does not");
         self.known.extend(sas.iter().copied());
         for &id in &self.known {
             if let Some(e) = self.table.get(id) {
@@ -1538,9 +1532,13 @@ pub fn sa_table_ops(ops: &[TableOp]) {
             TableOp::Rename { old, new } => {
                 let (old, new) = (id_at(old), id_at(new));
                 match model.ids.get(&old).copied() {
-                    None => table.rename(old, new, model.now),
+                    None => assert!(!table.rename(old, new, model.now), "step {step}: renamed an unknown SA"),
+                    // A rename never takes an identifier another SA is mapped under.
+                    Some(i) if model.installed[i].current == old && model.ids.get(&new).is_some_and(|j| *j != i) => {
+                        assert!(!table.rename(old, new, model.now), "step {step}: rename over another SA");
+                    }
                     Some(i) if model.installed[i].current == old && !model.ids.contains_key(&new) => {
-                        table.rename(old, new, model.now);
+                        assert!(table.rename(old, new, model.now), "step {step}: rename refused");
                         model.aliases.insert(old, model.now.mono_ms + config.grace_ms);
                         model.ids.insert(new, i);
                         model.installed[i].current = new;

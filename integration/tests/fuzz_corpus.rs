@@ -298,8 +298,9 @@ fn write_seeds() {
     write("sa_message", "plain-control-removal.json", &serde_json::to_vec(&flow).unwrap());
     let flow = ControlFlow::SaKeyUpdateRequest(SaKeyUpdateRequest {
         sa_id,
-        new_keying_material: vec![7; 32],
+        new_keying_material: vec![7; 32].into(),
         responder_keying_material_requested: true,
+        fresh_kem_public_key: None,
     });
     write("sa_message", "plain-control-key-update.json", &serde_json::to_vec(&flow).unwrap());
     let initiate =

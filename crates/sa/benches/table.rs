@@ -18,7 +18,12 @@
 //! while 10,000 keys are inserted (entries allocated beforehand), next to a model estimate from
 //! the maps' capacities.
 //!
-//! Run: `cargo bench -p onem2m-sa --bench table`.
+//! Per-peer lookup (the send path's `live_outbound`): the former `SaTable::by_peer` (a Mutex
+//! over peer → identifiers, the list cloned, each identifier looked up, the first active entry
+//! taken) against `SaTable::live_by_peer` (a lock-free `papaya` map of peer → entry list), on a
+//! real `SaTable` of 1,000 peers, T = 1, 2, 4 reader threads.
+//!
+//! Run: `cargo bench -p onem2m-sa --bench table` (`-- --by-peer` for the per-peer part only).
 
 use std::collections::{HashMap, VecDeque};
 use std::hint::black_box;
@@ -27,6 +32,11 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, RwLock};
 use std::time::Instant;
+
+use onem2m_sa::credential::NodeId;
+use onem2m_sa::crypto::Suite;
+use onem2m_sa::table::{SaEntry, SaTable, TableConfig};
+use onem2m_sa::{Now, SaId};
 
 /// Entries in the table at all times.
 const ENTRIES: usize = 10_000;
@@ -420,6 +430,10 @@ fn main() {
     }
 
     let started = Instant::now();
+    by_peer_section();
+    if args.iter().any(|a| a == "--by-peer") {
+        return;
+    }
     let keys = Keys::new();
     println!(
         "SA table lookup under contention: {ENTRIES} entries of {} B, {LOOKUPS} lookups per reader per run, median of {RUNS} runs after 1 warm-up run",
@@ -453,4 +467,78 @@ fn main() {
     }
     println!();
     println!("total bench time: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Peers in the per-peer lookup table, one SA each.
+const PEERS: usize = 1_000;
+/// Per-peer lookups per reader thread per run.
+const PEER_LOOKUPS: usize = 1_000_000;
+
+/// The per-peer index as it was: a Mutex over peer → identifiers, cloned per lookup.
+struct LockedPeerIndex(std::sync::Mutex<HashMap<NodeId, Vec<SaId>>>);
+
+impl LockedPeerIndex {
+    fn live(&self, table: &SaTable, peer: &NodeId) -> Option<Arc<SaEntry>> {
+        let ids = self.0.lock().unwrap().get(peer).cloned().unwrap_or_default();
+        ids.into_iter().filter_map(|id| table.get(id)).find(|e| e.is_active())
+    }
+}
+
+fn by_peer_section() {
+    let now = Now::new(1_000, 1_800_000_000);
+    let linked = onem2m_sa::testkit::linked(Suite::X25519_AES128GCM_SHA256, TableConfig::default(), 1, now);
+    let sa = linked.pair.initiator.sa(linked.sa_id).unwrap().sa.clone();
+    let table = SaTable::new(TableConfig::default());
+    let index = LockedPeerIndex(std::sync::Mutex::new(HashMap::new()));
+    let mut peers = Vec::new();
+    for p in 0..PEERS {
+        let mut s = sa.clone();
+        s.sa_id = SaId((p as u64 + 1).to_be_bytes());
+        s.peer = NodeId::new(format!("/peer-{p}")).unwrap();
+        table.install(&s);
+        index.0.lock().unwrap().entry(s.peer.clone()).or_default().push(s.sa_id);
+        peers.push(s.peer);
+    }
+    let mut rng = SplitMix(0x9EE7);
+    let orders: Vec<Vec<usize>> =
+        (0..4).map(|_| (0..PEER_LOOKUPS.min(65_536)).map(|_| rng.below(PEERS)).collect()).collect();
+    println!("### Per-peer lookup of the live SA ({PEERS} peers), lookups per second per reader thread");
+    println!();
+    println!("| threads | Mutex + Vec clone (former `by_peer`) | `live_by_peer` | ratio |");
+    println!("|---:|---:|---:|---:|");
+    for threads in THREADS {
+        let run = |lockfree: bool| {
+            let barrier = Barrier::new(threads);
+            let rates: Vec<f64> = std::thread::scope(|s| {
+                let handles: Vec<_> = orders[..threads]
+                    .iter()
+                    .map(|order| {
+                        let (barrier, table, index, peers) = (&barrier, &table, &index, &peers);
+                        s.spawn(move || {
+                            barrier.wait();
+                            let start = Instant::now();
+                            let mut hits = 0usize;
+                            for &p in order.iter().cycle().take(PEER_LOOKUPS) {
+                                let peer = black_box(&peers[p]);
+                                let e = if lockfree { table.live_by_peer(peer) } else { index.live(table, peer) };
+                                hits += usize::from(e.is_some());
+                            }
+                            assert_eq!(hits, PEER_LOOKUPS);
+                            PEER_LOOKUPS as f64 / start.elapsed().as_secs_f64()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            rates.iter().sum::<f64>() / rates.len() as f64
+        };
+        let (mut old, mut new) = (Vec::new(), Vec::new());
+        for _ in 0..=RUNS {
+            old.push(run(false));
+            new.push(run(true));
+        }
+        let (old, new) = (median(old[1..].to_vec()), median(new[1..].to_vec()));
+        println!("| {threads} | {} | {} | {:.1}x |", mops(old), mops(new), new / old);
+    }
+    println!();
 }

@@ -186,6 +186,15 @@ impl EstablishedSa {
             cause: None,
         }
     }
+
+    /// When the SA expires (UNIX seconds): the peer's ticket expiry or the end of the lifetime
+    /// its authorization context allows, whichever comes first. The SA Managements and the
+    /// table apply this one rule.
+    pub fn expires_unix(&self) -> u64 {
+        let lifetime_end =
+            self.peer_context.max_sa_lifetime_secs.map_or(u64::MAX, |lt| self.established_unix.saturating_add(lt));
+        self.peer_ticket_not_after.min(lifetime_end)
+    }
 }
 
 fn kem_digest(pk: &[u8]) -> Vec<u8> {
@@ -848,6 +857,17 @@ impl ResponderAwaitingAuth {
         auth: &SaAuth,
         now: Now,
     ) -> Result<(EstablishedSa, Vec<u8>, SaEstablishmentComplete), AuthRefusal> {
+        self.verify(auth, now)
+    }
+
+    /// [`Self::handle`] without giving up the state: a [`SaAuth`] that fails verification (a
+    /// forgery by anyone who saw the identifier in the clear [`SaInitReply`]) leaves the
+    /// establishment waiting for the genuine one.
+    pub fn verify(
+        &self,
+        auth: &SaAuth,
+        now: Now,
+    ) -> Result<(EstablishedSa, Vec<u8>, SaEstablishmentComplete), AuthRefusal> {
         let sa_id = self.sa_id;
         let refuse = |error: EstablishError| AuthRefusal {
             reply: auth_failure(sa_id, error.cause()),
@@ -865,12 +885,12 @@ impl ResponderAwaitingAuth {
     }
 
     fn finish(
-        self,
+        &self,
         auth: &SaAuth,
         now: Now,
     ) -> Result<(EstablishedSa, Vec<u8>, SaEstablishmentComplete), EstablishError> {
         let hash = self.suite.hash();
-        let mut transcript = self.transcript;
+        let mut transcript = self.transcript.clone();
         let th2s = transcript.hash(hash);
         if !verify_confirmation(hash, &self.ss_r, LABEL_RKM, &th2s, &auth.responder_keying_material.0.response) {
             return Err(EstablishError::BadConfirmation);
@@ -953,7 +973,7 @@ impl ResponderAwaitingAuth {
             role: Role::Responder,
             suite: self.suite,
             local: creds.node_id.clone(),
-            peer: self.initiator,
+            peer: self.initiator.clone(),
             peer_context: ticket.context().clone(),
             peer_ticket_not_after: ticket.ticket().not_after,
             established_unix: now.unix_secs,

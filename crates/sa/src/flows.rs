@@ -11,6 +11,7 @@
 //! (see [`crate::message::ControlEnvelope`]), which encrypts all of them at once.
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::SaId;
 use crate::credential::{NodeId, Ticket};
@@ -183,6 +184,10 @@ code_enum! {
         UnknownSaIdentifier = 1,
         /// "SA Identifier already marked invalid".
         AlreadyMarkedInvalid = 2,
+        /// The Responder did not confirm the removal: it could not authenticate the request
+        /// (`ctlErr` 3), or never answered (an extension of the seed's list, reported by the
+        /// Initiator's SA Management only). The SA is invalid on this side all the same.
+        NotConfirmed = 3,
     }
 }
 
@@ -988,6 +993,55 @@ impl Flow for SaIdentifierUpdateResponse {
 // ---------------------------------------------------------------------------------------------
 // Tables 39 and 40: SA Key Update, SA Key Update Response (rb)
 
+/// Keying material of a key update (`nkm`, `rkm`): zeroized when dropped, never printed by
+/// `Debug`; base64url on the wire.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyMaterial(Zeroizing<Vec<u8>>);
+
+impl KeyMaterial {
+    /// The material's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for KeyMaterial {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<Vec<u8>> for KeyMaterial {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+}
+
+impl From<&[u8]> for KeyMaterial {
+    fn from(bytes: &[u8]) -> Self {
+        Self(Zeroizing::new(bytes.to_vec()))
+    }
+}
+
+impl std::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyMaterial(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+impl Serialize for KeyMaterial {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::b64::serialize(&self.0.as_slice(), s)
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyMaterial {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::b64::deserialize(d).map(Into::into)
+    }
+}
+
 /// SA Key Update, request part (table 39), Initiator → Responder, inside the sealed envelope.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -996,12 +1050,18 @@ pub struct SaKeyUpdateRequest {
     #[serde(rename = "sid")]
     pub sa_id: SaId,
     /// New keying material: a random string from which the new keys are derived (NOTE 1).
-    #[serde(rename = "nkm", with = "crate::b64")]
-    pub new_keying_material: Vec<u8>,
+    #[serde(rename = "nkm")]
+    pub new_keying_material: KeyMaterial,
     /// Responder keying material requested (the seed lists it in the confirm column; it is the
     /// Initiator's request, see "Clarifications of the seed").
     #[serde(rename = "rkq", default, skip_serializing_if = "std::ops::Not::not")]
     pub responder_keying_material_requested: bool,
+    /// A fresh KEM public key of the SA's suite (an extension of the seed): the Responder
+    /// encapsulates a secret to it and the next epoch's keys mix that secret in, so that whoever
+    /// knew this epoch's secrets (and only listened) cannot derive the next one. Absent: the
+    /// update derives from `nkm` and `rkm` alone, byte for byte as before.
+    #[serde(rename = "kpk", default, skip_serializing_if = "Option::is_none", with = "crate::b64::option")]
+    pub fresh_kem_public_key: Option<Vec<u8>>,
 }
 
 /// SA Key Update, confirm part (table 39).
@@ -1012,14 +1072,18 @@ pub struct SaKeyUpdateConfirm {
     #[serde(rename = "sid")]
     pub sa_id: SaId,
     /// Responder keying material (NOTE 1, NOTE 2).
-    #[serde(rename = "rkm", default, skip_serializing_if = "Option::is_none", with = "crate::b64::option")]
-    pub responder_keying_material: Option<Vec<u8>>,
+    #[serde(rename = "rkm", default, skip_serializing_if = "Option::is_none")]
+    pub responder_keying_material: Option<KeyMaterial>,
     /// Result.
     #[serde(rename = "rs")]
     pub result: UpdateResult,
     /// Rejection reason (NOTE 3).
     #[serde(rename = "rr", default, skip_serializing_if = "Option::is_none")]
     pub rejection_reason: Option<KeyUpdateRejection>,
+    /// The KEM ciphertext encapsulated to the request's `kpk`: present exactly when the request
+    /// carried one and the update is accepted.
+    #[serde(rename = "kct", default, skip_serializing_if = "Option::is_none", with = "crate::b64::option")]
+    pub fresh_kem_ciphertext: Option<Vec<u8>>,
 }
 
 /// SA Key Update Response (table 40), unconfirmed, Initiator → Responder.
@@ -1047,6 +1111,11 @@ impl Flow for SaKeyUpdateRequest {
             self.new_keying_material.len() == KEY_UPDATE_MATERIAL_LEN,
             Self::NAME,
             "New keying material must be 32 random bytes",
+        )?;
+        rule(
+            self.fresh_kem_public_key.as_deref().is_none_or(bounded),
+            Self::NAME,
+            "fresh KEM public key empty or over the element limit",
         )
     }
 }
@@ -1060,6 +1129,12 @@ impl SaKeyUpdateConfirm {
             expected == self.responder_keying_material.is_some(),
             Self::NAME,
             "table 39 NOTE 2: Responder keying material included exactly when it was requested",
+        )?;
+        let kem = request.fresh_kem_public_key.is_some() && self.result == UpdateResult::Accepted;
+        rule(
+            kem == self.fresh_kem_ciphertext.is_some(),
+            Self::NAME,
+            "KEM ciphertext included exactly when a fresh KEM public key was sent and the update accepted",
         )
     }
 }
@@ -1076,6 +1151,11 @@ impl Flow for SaKeyUpdateConfirm {
             self.responder_keying_material.as_ref().is_none_or(|m| m.len() == KEY_UPDATE_MATERIAL_LEN),
             Self::NAME,
             "Responder keying material must be 32 random bytes",
+        )?;
+        rule(
+            self.fresh_kem_ciphertext.as_deref().is_none_or(bounded),
+            Self::NAME,
+            "KEM ciphertext empty or over the element limit",
         )
     }
 }
@@ -1223,7 +1303,12 @@ impl Flow for SaRemovalRequest {
 impl Flow for SaRemovalConfirm {
     const NAME: &'static str = "SA Removal confirm";
     fn validate(&self) -> Result<(), FlowError> {
-        validate_removal_confirm(&self.0, Self::NAME)
+        validate_removal_confirm(&self.0, Self::NAME)?;
+        rule(
+            self.0.rejection_reason != Some(RemovalRejection::NotConfirmed),
+            Self::NAME,
+            "\"not confirmed\" is the Initiator's local report, never sent",
+        )
     }
 }
 impl Flow for SaRemoved {

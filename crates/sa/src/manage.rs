@@ -40,6 +40,10 @@ pub struct Timing {
     /// The Responder refuses ("Unwilling to change key") a key update that comes sooner than this
     /// after the previous one of the same SA.
     pub min_key_update_interval_ms: u64,
+    /// An SA with no message sealed or opened under it (data path, seen through the attached
+    /// table, or control flows) for this long is removed as if it had expired. `None`: no idle
+    /// timeout (the default); the SA still ends at its expiry.
+    pub idle_timeout_ms: Option<u64>,
 }
 
 impl Default for Timing {
@@ -51,6 +55,7 @@ impl Default for Timing {
             grace_ms: 30_000,
             tombstone_ms: 300_000,
             min_key_update_interval_ms: 1_000,
+            idle_timeout_ms: None,
         }
     }
 }
@@ -83,6 +88,38 @@ impl Default for Limits {
             init_rate_per_source: 8,
         }
     }
+}
+
+/// Established SAs one authenticated Initiator may hold at the Responder unless
+/// [`ResponderSam::set_max_sas_per_peer`] says otherwise. A further establishment by that
+/// Initiator replaces its oldest SA (it is never refused: a peer that restarted and lost its
+/// SAs must be able to establish again).
+pub const DEFAULT_MAX_SAS_PER_PEER: usize = 8;
+
+/// [`SaAuth`] messages that fail verification before the Responder gives up a half-open
+/// establishment: a forgery does not end it, a flood of them does not cost unbounded work.
+pub const MAX_AUTH_FAILURES: u32 = 8;
+
+/// How much state a SA Management holds, for tests and metrics: every count returns to its
+/// baseline once the SAs are gone and the timers have run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// SA records.
+    pub sas: usize,
+    /// Half-open establishments (Responder) or exchanges in flight (Initiator).
+    pub pending: usize,
+    /// Old identifiers still resolving (Responder).
+    pub aliases: usize,
+    /// Removed identifiers remembered.
+    pub tombstones: usize,
+    /// SaInit nonces remembered (Responder).
+    pub nonces: usize,
+    /// SaInit digests of half-open establishments (Responder).
+    pub inits: usize,
+    /// Sources whose SaInit rate is tracked (Responder).
+    pub sources: usize,
+    /// SA records per peer (Responder).
+    pub peers: usize,
 }
 
 /// How often the Responder draws a new cookie key; cookies of the previous key stay valid.
@@ -215,6 +252,13 @@ pub enum InitiatorEvent {
     },
     /// Remove SA confirm (table 42).
     Removed(RemoveSaConfirm),
+    /// An SA reached its expiry or idle timeout and was removed (keys zeroized, tombstoned).
+    Expired {
+        /// The SA.
+        sa_id: SaId,
+        /// The Responder.
+        peer: NodeId,
+    },
 }
 
 /// Why an Update SA was rejected.
@@ -294,6 +338,21 @@ pub struct SaRecord {
     ctl_in: Option<u64>,
     /// Responder: the next epoch's keys, installed when the Initiator confirms.
     next_keys: Option<SessionKeys>,
+    /// Responder: until when `next_keys` wait for the Initiator's response.
+    next_keys_until_ms: u64,
+    /// Responder: the Initiator is known to use the current keys (a message opened under them).
+    /// Until then the previous epoch is kept, and an authenticated message under it shows the
+    /// Initiator never committed the update: the Responder rolls back.
+    current_confirmed: bool,
+    /// Responder: the identifier this SA had before a rename that a key update may complete
+    /// (table 41's "identifier and keys").
+    renamed_from: Option<SaId>,
+    /// When the SA expires (UNIX seconds), see [`EstablishedSa::expires_unix`].
+    expires_unix: u64,
+    /// When the SA was established (monotonic milliseconds).
+    established_ms: u64,
+    /// Last time a message was seen under the SA (monotonic milliseconds), for the idle timeout.
+    last_active_ms: u64,
     /// Responder: a counter-proposed identifier waiting for SA Identifier Update Response.
     proposed_id: Option<SaId>,
     /// Responder: the last control reply, for retransmitted requests.
@@ -321,6 +380,12 @@ pub struct Previous {
 impl SaRecord {
     fn new(sa: EstablishedSa, now: Now) -> Self {
         Self {
+            expires_unix: sa.expires_unix(),
+            established_ms: now.mono_ms,
+            last_active_ms: now.mono_ms,
+            next_keys_until_ms: 0,
+            current_confirmed: true,
+            renamed_from: None,
             sa,
             previous: None,
             keys_since_ms: now.mono_ms,
@@ -343,6 +408,18 @@ impl SaRecord {
     fn retire(&mut self, old_id: SaId, old_keys: SessionKeys, now: Now, grace_ms: u64) {
         self.previous = Some(Previous { sa_id: old_id, keys: old_keys, until_ms: now.mono_ms + grace_ms });
     }
+
+    /// When the SA is over at `now`: past its expiry, or idle for longer than `idle_ms`.
+    fn is_over(&self, now: Now, idle_ms: Option<u64>) -> bool {
+        self.expires_unix <= now.unix_secs || idle_ms.is_some_and(|idle| now.mono_ms >= self.last_active_ms + idle)
+    }
+
+    /// Takes the data path's activity mark of the SA into account.
+    fn note_activity(&mut self, table: Option<&Arc<SaTable>>, now: Now) {
+        if table.and_then(|t| t.get(self.sa.sa_id)).is_some_and(|e| e.take_activity()) {
+            self.last_active_ms = now.mono_ms;
+        }
+    }
 }
 
 fn digest_of(bytes: &[u8]) -> Digest {
@@ -355,11 +432,36 @@ fn digest_of(bytes: &[u8]) -> Digest {
 enum Step {
     Init(Box<InitiatorAwaitingReply>),
     Auth(Box<InitiatorAwaitingAuthReply>),
-    IdUpdate { request: UpdateSaRequest, sa_id: SaId, proposal: SaId },
-    IdUpdateResponse { request: UpdateSaRequest, sa_id: SaId, new_id: SaId, accepted: bool },
-    KeyUpdate { request: UpdateSaRequest, sa_id: SaId, material: Zeroizing<Vec<u8>>, rkm_requested: bool },
-    KeyUpdateResponse { request: UpdateSaRequest, sa_id: SaId, accepted: Option<SessionKeys> },
-    Removal { sa_id: SaId },
+    IdUpdate {
+        request: UpdateSaRequest,
+        sa_id: SaId,
+        proposal: SaId,
+    },
+    IdUpdateResponse {
+        request: UpdateSaRequest,
+        sa_id: SaId,
+        new_id: SaId,
+        accepted: bool,
+    },
+    KeyUpdate {
+        request: UpdateSaRequest,
+        sa_id: SaId,
+        material: KeyMaterial,
+        rkm_requested: bool,
+        /// The fresh KEM key of the update, when it runs one.
+        kem: Option<Box<crypto::KemDecapsulationKey>>,
+    },
+    KeyUpdateResponse {
+        request: UpdateSaRequest,
+        sa_id: SaId,
+        accepted: Option<SessionKeys>,
+    },
+    /// The removal keys stay until the confirm is checked or the exchange ends (then zeroized).
+    Removal {
+        sa_id: SaId,
+        suite: crate::crypto::Suite,
+        keys: SessionKeys,
+    },
 }
 
 struct Pending {
@@ -379,6 +481,7 @@ pub struct InitiatorSam {
     sas: HashMap<SaId, SaRecord>,
     tombstones: HashMap<SaId, u64>,
     request_responder_keying_material: bool,
+    fresh_kem_key_updates: bool,
     table: Option<Arc<SaTable>>,
 }
 
@@ -393,8 +496,18 @@ impl InitiatorSam {
             sas: HashMap::new(),
             tombstones: HashMap::new(),
             request_responder_keying_material: true,
+            fresh_kem_key_updates: false,
             table: None,
         }
+    }
+
+    /// Whether SA Key Update runs a fresh KEM exchange (post-compromise security): the next
+    /// epoch's keys then mix a secret that whoever held this epoch's secrets and only listened
+    /// cannot know. Off by default in the core, because a Responder that predates it refuses the
+    /// request (unknown member `kpk`) and v1 has no capability negotiation; a runtime whose
+    /// peers all run this version turns it on for its scheduled rotations.
+    pub fn set_fresh_kem_key_updates(&mut self, yes: bool) {
+        self.fresh_kem_key_updates = yes;
     }
 
     /// Keeps `table` (the data path's view) in step with every SA this SAM establishes,
@@ -429,6 +542,13 @@ impl InitiatorSam {
     /// Number of exchanges in flight.
     pub fn in_flight(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Whether exchange `id` is still in flight: a driver that got no event from
+    /// [`Self::handle_response`] resends only while it is (an update abandoned because its SA was
+    /// removed or expired is not).
+    pub fn is_pending(&self, id: ExchangeId) -> bool {
+        self.pending.contains_key(&id)
     }
 
     fn start(&mut self, peer: NodeId, step: Step, bytes: Vec<u8>, now: Now) -> Exchange {
@@ -482,7 +602,7 @@ impl InitiatorSam {
         let peer = record.sa.peer.clone();
         let sa_id = request.existing_sa_id;
         let (step, bytes) = if request.operation.changes_identifier() {
-            let proposal = fresh_id(rng, |id| self.sas.contains_key(&id) || self.tombstones.contains_key(&id));
+            let proposal = fresh_id(rng, |id| self.id_in_use(id));
             let record = self.sas.get_mut(&sa_id).expect("checked");
             let flow = ControlFlow::SaIdentifierUpdateRequest(SaIdentifierUpdateRequest {
                 existing_sa_id: sa_id,
@@ -496,16 +616,25 @@ impl InitiatorSam {
     }
 
     fn key_update_step(&mut self, request: UpdateSaRequest, sa_id: SaId, rng: &mut dyn Rng) -> (Step, Vec<u8>) {
-        let material = Zeroizing::new(random_array::<KEY_UPDATE_MATERIAL_LEN>(rng).to_vec());
+        let material = KeyMaterial::from(Zeroizing::new(random_array::<KEY_UPDATE_MATERIAL_LEN>(rng)).as_slice());
         let rkm_requested = self.request_responder_keying_material;
+        let suite = self.sas.get(&sa_id).expect("caller checked").sa.suite;
+        // A fresh KEM key per update (post-compromise security); a key generation failure (never
+        // seen in practice) falls back to an update without it.
+        let kem = if self.fresh_kem_key_updates {
+            crypto::KemDecapsulationKey::generate(suite.kem(), rng).ok().map(Box::new)
+        } else {
+            None
+        };
         let flow = ControlFlow::SaKeyUpdateRequest(SaKeyUpdateRequest {
             sa_id,
-            new_keying_material: material.to_vec(),
+            new_keying_material: material.clone(),
             responder_keying_material_requested: rkm_requested,
+            fresh_kem_public_key: kem.as_ref().map(|k| k.public_key().to_vec()),
         });
         let record = self.sas.get_mut(&sa_id).expect("caller checked");
         let bytes = record.seal(Role::Initiator, &flow);
-        (Step::KeyUpdate { request, sa_id, material, rkm_requested }, bytes)
+        (Step::KeyUpdate { request, sa_id, material, rkm_requested, kem }, bytes)
     }
 
     /// Remove SA (table 42): marks the SA invalid at once and informs the Responder.
@@ -517,35 +646,49 @@ impl InitiatorSam {
         if self.tombstones.contains_key(&sa_id) {
             return Err(RemoveSaConfirm(RemovalConfirm::rejected(sa_id, RemovalRejection::AlreadyMarkedInvalid)));
         }
-        let Some(mut record) = self.sas.remove(&sa_id) else {
+        let Some(mut record) = self.discard(sa_id, now) else {
             return Err(RemoveSaConfirm(RemovalConfirm::rejected(sa_id, RemovalRejection::UnknownSaIdentifier)));
         };
-        // Any update in flight on this SA is abandoned.
-        self.pending.retain(|_, p| {
-            !matches!(&p.step,
-            Step::IdUpdate { sa_id: s, .. } | Step::IdUpdateResponse { sa_id: s, .. }
-            | Step::KeyUpdate { sa_id: s, .. } | Step::KeyUpdateResponse { sa_id: s, .. } if *s == sa_id)
-        });
-        self.tombstones.insert(sa_id, now.mono_ms + self.timing.tombstone_ms);
         if let Some(t) = &self.table {
             t.remove(sa_id);
         }
         let bytes =
             record.seal(Role::Initiator, &ControlFlow::SaRemovalRequest(SaRemovalRequest(RemovalRequest { sa_id })));
         let peer = record.sa.peer.clone();
-        drop(record); // keys zeroized here
-        Ok(self.start(peer, Step::Removal { sa_id }, bytes, now))
+        // The keys stay with the exchange, to authenticate the Responder's confirm; they are
+        // zeroized when it ends (the rest of the record now).
+        let step = Step::Removal { sa_id, suite: record.sa.suite, keys: record.sa.keys.clone() };
+        drop(record);
+        Ok(self.start(peer, step, bytes, now))
+    }
+
+    /// Takes an SA's record out (tombstoned) and abandons any update in flight on it.
+    fn discard(&mut self, sa_id: SaId, now: Now) -> Option<SaRecord> {
+        let record = self.sas.remove(&sa_id)?;
+        self.pending.retain(|_, p| {
+            !matches!(&p.step,
+            Step::IdUpdate { sa_id: s, .. } | Step::IdUpdateResponse { sa_id: s, .. }
+            | Step::KeyUpdate { sa_id: s, .. } | Step::KeyUpdateResponse { sa_id: s, .. } if *s == sa_id)
+        });
+        self.tombstones.insert(sa_id, now.mono_ms + self.timing.tombstone_ms);
+        Some(record)
     }
 
     /// Forgets an SA the Responder no longer knows (it answered "unknown SA"): the record is
     /// dropped and its keys zeroized, without a message to the peer and without touching the
     /// attached table (the caller decides what the data path does with in-flight traffic).
     pub fn forget(&mut self, sa_id: SaId, now: Now) -> bool {
-        let known = self.sas.remove(&sa_id).is_some();
-        if known {
-            self.tombstones.insert(sa_id, now.mono_ms + self.timing.tombstone_ms);
+        self.discard(sa_id, now).is_some()
+    }
+
+    /// How much state the SAM holds.
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            sas: self.sas.len(),
+            pending: self.pending.len(),
+            tombstones: self.tombstones.len(),
+            ..Footprint::default()
         }
-        known
     }
 
     /// Processes the Responder's answer to exchange `id`.
@@ -613,11 +756,14 @@ impl InitiatorSam {
             | Step::IdUpdateResponse { sa_id, .. }
             | Step::KeyUpdate { sa_id, .. }
             | Step::KeyUpdateResponse { sa_id, .. }
-            | Step::Removal { sa_id } => *sa_id,
+            | Step::Removal { sa_id, .. } => *sa_id,
         };
         match msg {
             Message::ControlError(e) => e.sa_id == sa_id,
-            Message::Control(env) if matches!(step, Step::Removal { .. }) => env.sa_id == sa_id,
+            // Only the Responder can seal the confirm: anything else is not an answer.
+            Message::Control(env) if matches!(step, Step::Removal { .. }) => {
+                env.sa_id == sa_id && Self::removal_confirm(step, &env).is_some()
+            }
             Message::Control(env) => {
                 env.sa_id == sa_id && self.sas.get(&sa_id).is_some_and(|r| r.ctl_in.is_none_or(|last| env.seq > last))
             }
@@ -639,22 +785,30 @@ impl InitiatorSam {
             | Step::IdUpdateResponse { sa_id, request, .. }
             | Step::KeyUpdate { sa_id, request, .. }
             | Step::KeyUpdateResponse { sa_id, request, .. } => (*sa_id, Some(request.clone())),
-            Step::Removal { sa_id } => (*sa_id, None),
+            Step::Removal { sa_id, .. } => (*sa_id, None),
             Step::Init(_) | Step::Auth(_) => unreachable!("handled by the caller"),
         };
         let msg = Message::decode(bytes);
         if let Step::Removal { .. } = step {
-            // The SA is gone on this side whatever the answer; an authenticated confirm cannot be
-            // checked any more since the keys were zeroized, so any answer concludes.
+            // The SA is gone on this side whatever the answer. Only a confirm sealed under the
+            // removal keys says "accepted"; the unauthenticated ctlErr say what they say, and a
+            // Responder that could not authenticate the request (ctlErr 3) did not remove it.
             let confirm = match msg {
-                Ok(Message::ControlError(e)) if e.reason == ControlRejection::UnknownSaIdentifier => {
-                    RemovalConfirm::rejected(sa_id, RemovalRejection::UnknownSaIdentifier)
-                }
-                Ok(Message::ControlError(e)) if e.reason == ControlRejection::AlreadyMarkedInvalid => {
-                    RemovalConfirm::rejected(sa_id, RemovalRejection::AlreadyMarkedInvalid)
-                }
-                _ => RemovalConfirm::accepted(sa_id),
+                Ok(Message::Control(env)) => match Self::removal_confirm(&step, &env) {
+                    Some(c) => c,
+                    None => RemovalConfirm::rejected(sa_id, RemovalRejection::NotConfirmed),
+                },
+                Ok(Message::ControlError(e)) => RemovalConfirm::rejected(
+                    sa_id,
+                    match e.reason {
+                        ControlRejection::UnknownSaIdentifier => RemovalRejection::UnknownSaIdentifier,
+                        ControlRejection::AlreadyMarkedInvalid => RemovalRejection::AlreadyMarkedInvalid,
+                        _ => RemovalRejection::NotConfirmed,
+                    },
+                ),
+                _ => RemovalConfirm::rejected(sa_id, RemovalRejection::NotConfirmed),
             };
+            drop(step); // the removal keys are zeroized here
             return vec![InitiatorEvent::Removed(RemoveSaConfirm(confirm))];
         }
         let request = request.expect("update steps carry their request");
@@ -688,6 +842,7 @@ impl InitiatorSam {
                 match control::open(record.sa.suite.aead(), keys, &env, Role::Responder) {
                     Ok(flow) => {
                         record.ctl_in = Some(env.seq);
+                        record.last_active_ms = now.mono_ms;
                         Ok(flow)
                     }
                     Err(e) => Err(e),
@@ -708,7 +863,7 @@ impl InitiatorSam {
                     return self.after_id_update(id, peer, request, proposal, now, rng);
                 }
                 // A counter-proposal: take it if it is free here too.
-                let accepted = !self.sas.contains_key(&c.new_sa_id) && !self.tombstones.contains_key(&c.new_sa_id);
+                let accepted = !self.id_in_use(c.new_sa_id);
                 let flow = ControlFlow::SaIdentifierUpdateResponse(SaIdentifierUpdateResponse {
                     existing_sa_id: accepted.then_some(sa_id),
                     new_sa_id: c.new_sa_id,
@@ -730,24 +885,37 @@ impl InitiatorSam {
                 self.rename(sa_id, new_id, now);
                 self.after_id_update(id, peer, request, new_id, now, rng)
             }
-            (Step::KeyUpdate { request, sa_id, material, rkm_requested }, flow) => {
+            (Step::KeyUpdate { request, sa_id, material, rkm_requested, kem }, flow) => {
                 let req = SaKeyUpdateRequest {
                     sa_id,
-                    new_keying_material: material.to_vec(),
+                    new_keying_material: material.clone(),
                     responder_keying_material_requested: rkm_requested,
+                    fresh_kem_public_key: kem.as_ref().map(|k| k.public_key().to_vec()),
                 };
-                let (response, new_keys) = match flow {
-                    Ok(ControlFlow::SaKeyUpdateConfirm(c)) if c.validate_against(&req).is_ok() => {
-                        if c.result == UpdateResult::Rejected {
-                            let reason = c.rejection_reason.expect("validated: present when rejected");
-                            return rejected(self, UpdateFailure::KeyUpdate(reason));
-                        }
+                let confirm = match flow {
+                    Ok(ControlFlow::SaKeyUpdateConfirm(c)) if c.validate_against(&req).is_ok() => Some(c),
+                    _ => None,
+                };
+                if let Some(c) = confirm.as_ref().filter(|c| c.result == UpdateResult::Rejected) {
+                    let reason = c.rejection_reason.expect("validated: present when rejected");
+                    return rejected(self, UpdateFailure::KeyUpdate(reason));
+                }
+                // The secret of the fresh KEM exchange; a ciphertext that does not decapsulate
+                // fails the update like a confirm that does not open.
+                let kem_secret = match (&kem, confirm.as_ref().and_then(|c| c.fresh_kem_ciphertext.as_deref())) {
+                    (Some(k), Some(ct)) => k.decapsulate(ct).map(Some).map_err(|_| ()),
+                    _ => Ok(None),
+                };
+                drop(kem); // the fresh KEM private key is zeroized here
+                let (response, new_keys) = match (confirm, kem_secret) {
+                    (Some(c), Ok(kem_secret)) => {
                         let record = self.sas.get(&sa_id).expect("present");
                         let keys = record.sa.keys.next_epoch(
                             record.sa.suite,
                             sa_id,
                             &material,
                             c.responder_keying_material.as_deref(),
+                            kem_secret.as_ref().map(|s| s.as_bytes()),
                         );
                         (
                             SaKeyUpdateResponse { sa_id, result: UpdateResult::Accepted, rejection_reason: None },
@@ -812,6 +980,19 @@ impl InitiatorSam {
         }
     }
 
+    /// The Responder's SA Removal confirm in `env`, when it opens under the removal keys and
+    /// names the SA.
+    fn removal_confirm(step: &Step, env: &ControlEnvelope) -> Option<RemovalConfirm> {
+        let Step::Removal { sa_id, suite, keys } = step else { return None };
+        if env.epoch != keys.epoch {
+            return None;
+        }
+        match control::open(suite.aead(), keys, env, Role::Responder) {
+            Ok(ControlFlow::SaRemovalConfirm(SaRemovalConfirm(c))) if c.sa_id == *sa_id => Some(c),
+            _ => None,
+        }
+    }
+
     fn rename(&mut self, old: SaId, new: SaId, now: Now) {
         let mut record = self.sas.remove(&old).expect("present");
         record.sa.sa_id = new;
@@ -862,7 +1043,9 @@ impl InitiatorSam {
     pub fn poll_timeout(&self) -> Option<Deadline> {
         let sends = self.pending.values().map(|p| p.next_send_ms);
         let graces = self.sas.values().filter_map(|r| r.previous.as_ref().map(|p| p.until_ms));
-        sends.chain(graces).chain(self.tombstones.values().copied()).min()
+        let idle = self.timing.idle_timeout_ms;
+        let idles = self.sas.values().filter_map(|r| idle.map(|i| r.last_active_ms + i));
+        sends.chain(graces).chain(idles).chain(self.tombstones.values().copied()).min()
     }
 
     /// Retransmits what is due, fails exchanges out of attempts, ends grace periods.
@@ -881,19 +1064,36 @@ impl InitiatorSam {
             let p = self.pending.remove(&id).expect("listed");
             events.extend(self.give_up(p));
         }
-        self.expire(now);
+        let expired = self.expire(now);
+        events.extend(expired.into_iter().map(|(sa_id, peer)| InitiatorEvent::Expired { sa_id, peer }));
         events
     }
 
-    /// Ends grace periods and forgets old tombstones, without touching exchanges in flight (for a
-    /// driver that runs its own retransmissions, see [`Self::abandon`]).
-    pub fn expire(&mut self, now: Now) {
+    /// Ends grace periods, removes the SAs past their expiry or idle timeout (everywhere: record
+    /// zeroized, attached table, tombstoned, updates in flight abandoned) and forgets old
+    /// tombstones, without touching other exchanges in flight (for a driver that runs its own
+    /// retransmissions, see [`Self::abandon`]). Returns the SAs it removed, with their peers.
+    pub fn expire(&mut self, now: Now) -> Vec<(SaId, NodeId)> {
+        let table = self.table.clone();
         for record in self.sas.values_mut() {
             if record.previous.as_ref().is_some_and(|p| p.until_ms <= now.mono_ms) {
                 record.previous = None;
             }
+            record.note_activity(table.as_ref(), now);
         }
         self.tombstones.retain(|_, until| *until > now.mono_ms);
+        let over: Vec<SaId> =
+            self.sas.values().filter(|r| r.is_over(now, self.timing.idle_timeout_ms)).map(|r| r.sa.sa_id).collect();
+        let mut removed = Vec::new();
+        for sa_id in over {
+            if let Some(record) = self.discard(sa_id, now) {
+                if let Some(t) = &table {
+                    t.remove(sa_id);
+                }
+                removed.push((sa_id, record.sa.peer.clone()));
+            }
+        }
+        removed
     }
 
     fn give_up(&mut self, p: Pending) -> Vec<InitiatorEvent> {
@@ -921,7 +1121,10 @@ impl InitiatorSam {
             | Step::KeyUpdate { request, sa_id, .. }
             | Step::KeyUpdateResponse { request, sa_id, .. } => update_timeout(self, sa_id, request),
             // The SA is already invalid here; the Responder will learn on its next use of it.
-            Step::Removal { sa_id } => InitiatorEvent::Removed(RemoveSaConfirm(RemovalConfirm::accepted(sa_id))),
+            Step::Removal { sa_id, .. } => InitiatorEvent::Removed(RemoveSaConfirm(RemovalConfirm::rejected(
+                sa_id,
+                RemovalRejection::NotConfirmed,
+            ))),
         }]
     }
 }
@@ -945,6 +1148,8 @@ struct HalfOpen {
     init_digest: Digest,
     reply: Vec<u8>,
     until_ms: u64,
+    /// [`SaAuth`] messages for it that failed verification so far.
+    failures: u32,
 }
 
 /// Hook for the Responder's decisions on key updates.
@@ -977,6 +1182,12 @@ pub struct ResponderSam {
     cookies: Cookies,
     key_policy: Box<dyn KeyUpdatePolicy + Send>,
     table: Option<Arc<SaTable>>,
+    /// SA records per authenticated Initiator.
+    per_peer: HashMap<NodeId, usize>,
+    max_sas_per_peer: usize,
+    /// Events of SAs removed while handling a message (expired ones pruned to make room),
+    /// reported with that message's output.
+    deferred: Vec<ResponderEvent>,
 }
 
 impl ResponderSam {
@@ -995,6 +1206,30 @@ impl ResponderSam {
             cookies: Cookies::new(),
             key_policy: Box::new(AcceptKeyUpdates),
             table: None,
+            per_peer: HashMap::new(),
+            max_sas_per_peer: DEFAULT_MAX_SAS_PER_PEER,
+            deferred: Vec::new(),
+        }
+    }
+
+    /// Established SAs one authenticated Initiator may hold (at least 1; default
+    /// [`DEFAULT_MAX_SAS_PER_PEER`]). An establishment beyond it replaces that Initiator's
+    /// oldest SA, which is removed as by [`Self::remove_local`].
+    pub fn set_max_sas_per_peer(&mut self, max: usize) {
+        self.max_sas_per_peer = max.max(1);
+    }
+
+    /// How much state the SAM holds.
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            sas: self.sas.len(),
+            pending: self.half_open.len(),
+            aliases: self.aliases.len(),
+            tombstones: self.tombstones.len(),
+            nonces: self.seen_nonces.len(),
+            inits: self.by_init.len(),
+            sources: self.cookies.rates.len(),
+            peers: self.per_peer.len(),
         }
     }
 
@@ -1029,6 +1264,33 @@ impl ResponderSam {
             || self.half_open.contains_key(&id)
             || self.aliases.contains_key(&id)
             || self.tombstones.contains_key(&id)
+            || self.table.as_ref().is_some_and(|t| t.get(id).is_some())
+    }
+
+    /// Takes an SA out everywhere: its record (returned, zeroized when dropped), its old
+    /// identifiers, the per-peer count and the attached table. The caller tombstones it.
+    fn discard(&mut self, sa_id: SaId) -> Option<SaRecord> {
+        let record = self.sas.remove(&sa_id)?;
+        if let Some(t) = &self.table {
+            t.remove(sa_id);
+        }
+        self.aliases.retain(|_, (cur, _)| *cur != sa_id);
+        if let Some(n) = self.per_peer.get_mut(&record.sa.peer) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_peer.remove(&record.sa.peer);
+            }
+        }
+        Some(record)
+    }
+
+    /// [`Self::discard`] and a tombstone without a cached reply.
+    fn remove_now(&mut self, sa_id: SaId, now: Now) -> bool {
+        let known = self.discard(sa_id).is_some();
+        if known {
+            self.tombstones.insert(sa_id, (now.mono_ms + self.timing.tombstone_ms, None));
+        }
+        known
     }
 
     /// Removes an SA locally, without telling the Initiator (its next use of the SA is refused).
@@ -1036,17 +1298,25 @@ impl ResponderSam {
         if self.tombstones.contains_key(&sa_id) {
             return RemoveSaConfirm(RemovalConfirm::rejected(sa_id, RemovalRejection::AlreadyMarkedInvalid));
         }
-        match self.sas.remove(&sa_id) {
-            Some(_) => {
-                if let Some(t) = &self.table {
-                    t.remove(sa_id);
-                }
-                self.aliases.retain(|_, (cur, _)| *cur != sa_id);
-                self.tombstones.insert(sa_id, (now.mono_ms + self.timing.tombstone_ms, None));
-                RemoveSaConfirm(RemovalConfirm::accepted(sa_id))
-            }
-            None => RemoveSaConfirm(RemovalConfirm::rejected(sa_id, RemovalRejection::UnknownSaIdentifier)),
+        if self.remove_now(sa_id, now) {
+            RemoveSaConfirm(RemovalConfirm::accepted(sa_id))
+        } else {
+            RemoveSaConfirm(RemovalConfirm::rejected(sa_id, RemovalRejection::UnknownSaIdentifier))
         }
+    }
+
+    /// Removes the SAs past their expiry or idle timeout; the events for the Agent.
+    fn expire_sas(&mut self, now: Now) -> Vec<ResponderEvent> {
+        let table = self.table.clone();
+        for record in self.sas.values_mut() {
+            record.note_activity(table.as_ref(), now);
+        }
+        let over: Vec<SaId> =
+            self.sas.values().filter(|r| r.is_over(now, self.timing.idle_timeout_ms)).map(|r| r.sa.sa_id).collect();
+        over.into_iter()
+            .filter(|id| self.remove_now(*id, now))
+            .map(|sa_id| ResponderEvent::SaRemoved(SaRemoved { sa_id }))
+            .collect()
     }
 
     /// Processes one message from an Initiator, from a transport that reports no source.
@@ -1075,12 +1345,16 @@ impl ResponderSam {
             Ok(m) => m,
             Err(e) => return ResponderOutput { dropped: Some(e.into()), ..Default::default() },
         };
-        match msg {
+        let mut out = match msg {
             Message::Init(init) => self.on_init(source, &init, bytes, now, rng, agent),
             Message::Auth(auth) => self.on_auth(&auth, bytes, now),
             Message::Control(env) => self.on_control(&env, bytes, now, rng),
             _ => ResponderOutput { dropped: Some(DropReason::WrongDirection), ..Default::default() },
+        };
+        if !self.deferred.is_empty() {
+            out.events.splice(0..0, self.deferred.drain(..));
         }
+        out
     }
 
     fn on_init(
@@ -1109,6 +1383,11 @@ impl ResponderSam {
             let cookie = self.cookies.make(source, init, now, rng);
             let reply = Message::Cookie(SaCookie { version: PROTOCOL_VERSION, cookie });
             return ResponderOutput { reply: Some(reply.encode()), ..Default::default() };
+        }
+        if self.sas.len() + self.half_open.len() >= self.limits.max_sas {
+            // Full: SAs past their expiry may not have been swept yet.
+            let pruned = self.expire_sas(now);
+            self.deferred.extend(pruned);
         }
         let nonce_cap = self.limits.max_half_open.saturating_mul(16);
         if self.seen_nonces.len() >= nonce_cap {
@@ -1157,6 +1436,7 @@ impl ResponderSam {
                         init_digest: digest,
                         reply: accepted.reply.clone(),
                         until_ms: now.mono_ms + self.timing.half_open_ms,
+                        failures: 0,
                     },
                 );
                 ResponderOutput {
@@ -1183,6 +1463,7 @@ impl ResponderSam {
     }
 
     fn on_auth(&mut self, auth: &SaAuth, bytes: &[u8], now: Now) -> ResponderOutput {
+        let mut events = Vec::new();
         let digest = digest_of(bytes);
         if let Some(record) = self.sas.get(&auth.sa_id) {
             // A retransmitted SaAuth gets the same reply; any other is a replay.
@@ -1193,29 +1474,48 @@ impl ResponderSam {
                 _ => ResponderOutput { dropped: Some(DropReason::NoSuchEstablishment), ..Default::default() },
             };
         }
-        let Some(half) = self.half_open.remove(&auth.sa_id) else {
+        let Some(half) = self.half_open.get_mut(&auth.sa_id) else {
             return ResponderOutput { dropped: Some(DropReason::NoSuchEstablishment), ..Default::default() };
         };
-        self.by_init.remove(&half.init_digest);
-        match half.state.handle(auth, now) {
+        // Verify first: the identifier travelled in the clear, so anyone can send an SaAuth for
+        // it; one that fails leaves the establishment waiting for the genuine one (until its
+        // timeout, or MAX_AUTH_FAILURES failures).
+        match half.state.verify(auth, now) {
             Ok((sa, reply, complete)) => {
+                let half = self.half_open.remove(&auth.sa_id).expect("present");
+                self.by_init.remove(&half.init_digest);
+                // The Initiator is authenticated now: over its cap, its oldest SA makes room.
+                let peer = sa.peer.clone();
+                while self.per_peer.get(&peer).is_some_and(|n| *n >= self.max_sas_per_peer) {
+                    let oldest = self
+                        .sas
+                        .values()
+                        .filter(|r| r.sa.peer == peer)
+                        .min_by_key(|r| (r.established_ms, r.sa.sa_id.to_u64()))
+                        .map(|r| r.sa.sa_id)
+                        .expect("counted");
+                    self.remove_now(oldest, now);
+                    events.push(ResponderEvent::SaRemoved(SaRemoved { sa_id: oldest }));
+                }
                 if let Some(t) = &self.table {
                     t.install(&sa);
                 }
                 let mut record = SaRecord::new(sa, now);
                 record.established_by = Some((digest, reply.clone()));
                 self.sas.insert(auth.sa_id, record);
-                ResponderOutput {
-                    reply: Some(reply),
-                    events: vec![ResponderEvent::SaEstablishmentComplete(complete)],
-                    dropped: None,
-                }
+                *self.per_peer.entry(peer).or_default() += 1;
+                events.push(ResponderEvent::SaEstablishmentComplete(complete));
+                ResponderOutput { reply: Some(reply), events, dropped: None }
             }
-            Err(refusal) => ResponderOutput {
-                reply: Some(refusal.reply),
-                events: vec![ResponderEvent::SaEstablishmentComplete(refusal.complete)],
-                dropped: None,
-            },
+            Err(refusal) => {
+                half.failures += 1;
+                if half.failures >= MAX_AUTH_FAILURES {
+                    let half = self.half_open.remove(&auth.sa_id).expect("present");
+                    self.by_init.remove(&half.init_digest);
+                    events.push(ResponderEvent::SaEstablishmentComplete(refusal.complete));
+                }
+                ResponderOutput { reply: Some(refusal.reply), events, dropped: None }
+            }
         }
     }
 
@@ -1241,6 +1541,7 @@ impl ResponderSam {
         } else {
             return Self::control_error(env.sa_id, ControlRejection::UnknownSaIdentifier);
         };
+        let in_use = self.table.as_ref().and_then(|t| t.get(current)).is_some_and(|e| e.current_epoch_in_use());
         let record = self.sas.get_mut(&current).expect("resolved");
         if let Some((seq, d, reply)) = &record.last_reply {
             if *seq == env.seq && *d == digest {
@@ -1250,20 +1551,54 @@ impl ResponderSam {
         if record.ctl_in.is_some_and(|last| env.seq <= last) {
             return ResponderOutput { dropped: Some(DropReason::Replayed), ..Default::default() };
         }
+        record.current_confirmed |= in_use;
         let aead = record.sa.suite.aead();
-        let opened = if env.epoch == record.sa.keys.epoch {
-            control::open(aead, &record.sa.keys, env, Role::Initiator)
+        // The current keys; the next epoch's during a key update; the previous epoch's while the
+        // Initiator has not been seen under the current one, or for a removal during the grace
+        // period.
+        let previous =
+            record.previous.as_ref().filter(|p| p.keys.epoch == env.epoch && p.keys.epoch != record.sa.keys.epoch);
+        let (opened, under_previous) = if env.epoch == record.sa.keys.epoch {
+            (control::open(aead, &record.sa.keys, env, Role::Initiator), false)
         } else if let Some(next) = record.next_keys.as_ref().filter(|k| k.epoch == env.epoch) {
-            control::open(aead, next, env, Role::Initiator)
+            (control::open(aead, next, env, Role::Initiator), false)
+        } else if let Some(p) = previous {
+            (control::open(aead, &p.keys, env, Role::Initiator), true)
         } else {
-            Err(SealError::BadTag)
+            (Err(SealError::BadTag), false)
         };
         let flow = match opened {
             Ok(flow) => flow,
             Err(SealError::BadTag) => return Self::control_error(env.sa_id, ControlRejection::DecryptionFailure),
             Err(_) => return ResponderOutput { dropped: Some(DropReason::UnexpectedFlow), ..Default::default() },
         };
+        // Keys to seal the answer under: those of the request (the previous epoch's only for a
+        // removal the Initiator sealed during the grace period).
+        let mut reply_keys = None;
+        if under_previous {
+            if !record.current_confirmed {
+                // An authenticated message under the previous epoch, and none yet under the
+                // current one: the Initiator never committed the key update (it lost our Ack).
+                // Roll back to the keys it uses.
+                let previous = record.previous.take().expect("matched");
+                record.sa.keys = previous.keys;
+                if let Some(t) = &self.table {
+                    t.roll_back(current);
+                }
+            } else if matches!(flow, ControlFlow::SaRemovalRequest(_)) {
+                reply_keys = record.previous.as_ref().map(|p| p.keys.clone());
+            } else {
+                return Self::control_error(env.sa_id, ControlRejection::DecryptionFailure);
+            }
+        }
+        if env.epoch == record.sa.keys.epoch {
+            record.current_confirmed = true;
+        }
         record.ctl_in = Some(env.seq);
+        record.last_active_ms = now.mono_ms;
+        if !matches!(flow, ControlFlow::SaKeyUpdateRequest(_) | ControlFlow::SaKeyUpdateResponse(_)) {
+            record.renamed_from = None;
+        }
         let mut events = Vec::new();
         let answer = match flow {
             ControlFlow::SaIdentifierUpdateRequest(req) if req.existing_sa_id == current => {
@@ -1307,35 +1642,56 @@ impl ResponderSam {
             }
             ControlFlow::SaKeyUpdateRequest(req) if req.sa_id == current => {
                 let record = self.sas.get_mut(&current).expect("resolved");
+                // A newer authenticated request shows that the Initiator abandoned any update
+                // still pending here (it commits only after our Ack): its keys are dropped.
+                record.next_keys = None;
                 let too_soon = now.mono_ms < record.keys_since_ms + self.timing.min_key_update_interval_ms;
-                let reason = if too_soon || record.next_keys.is_some() {
+                let reason = if too_soon {
                     Some(KeyUpdateRejection::UnwillingToChangeKey)
                 } else {
                     self.key_policy.key_update(current, req.responder_keying_material_requested)
                 };
+                let half_open_ms = self.timing.half_open_ms;
                 let record = self.sas.get_mut(&current).expect("resolved");
-                let cnf = match reason {
-                    Some(reason) => SaKeyUpdateConfirm {
-                        sa_id: current,
-                        responder_keying_material: None,
-                        result: UpdateResult::Rejected,
-                        rejection_reason: Some(reason),
+                // The fresh KEM exchange, when the Initiator asks for one: a key that does not fit
+                // the suite is "Unable to encrypt with Initiator key".
+                let kem = match (&reason, &req.fresh_kem_public_key) {
+                    (None, Some(pk)) => match crypto::encapsulate(record.sa.suite.kem(), pk, rng) {
+                        Ok(pair) => Ok(Some(pair)),
+                        Err(_) => Err(KeyUpdateRejection::UnableToEncryptWithInitiatorKey),
                     },
-                    None => {
-                        let rkm = req
-                            .responder_keying_material_requested
-                            .then(|| random_array::<KEY_UPDATE_MATERIAL_LEN>(rng).to_vec());
+                    _ => Ok(None),
+                };
+                let cnf = match (reason, kem) {
+                    (Some(reason), _) | (None, Err(reason)) => {
+                        record.renamed_from = None;
+                        SaKeyUpdateConfirm {
+                            sa_id: current,
+                            responder_keying_material: None,
+                            result: UpdateResult::Rejected,
+                            rejection_reason: Some(reason),
+                            fresh_kem_ciphertext: None,
+                        }
+                    }
+                    (None, Ok(kem)) => {
+                        let rkm = req.responder_keying_material_requested.then(|| {
+                            KeyMaterial::from(Zeroizing::new(random_array::<KEY_UPDATE_MATERIAL_LEN>(rng)).as_slice())
+                        });
+                        let (ct, ss) = kem.unzip();
                         record.next_keys = Some(record.sa.keys.next_epoch(
                             record.sa.suite,
                             current,
                             &req.new_keying_material,
                             rkm.as_deref(),
+                            ss.as_ref().map(|s| s.as_bytes()),
                         ));
+                        record.next_keys_until_ms = now.mono_ms + half_open_ms;
                         SaKeyUpdateConfirm {
                             sa_id: current,
                             responder_keying_material: rkm,
                             result: UpdateResult::Accepted,
                             rejection_reason: None,
+                            fresh_kem_ciphertext: ct,
                         }
                     }
                 };
@@ -1348,41 +1704,52 @@ impl ResponderSam {
                     return ResponderOutput { dropped: Some(DropReason::UnexpectedFlow), ..Default::default() };
                 };
                 let accepted = rsp.result == UpdateResult::Accepted && env.epoch == next.epoch;
+                let renamed_from = record.renamed_from.take();
                 if accepted {
                     let old = std::mem::replace(&mut record.sa.keys, next);
                     record.retire(current, old, now, grace);
                     record.keys_since_ms = now.mono_ms;
+                    // The Initiator commits when our Ack arrives: until it is seen under the new
+                    // keys, the previous ones stay and a message under them rolls back.
+                    record.current_confirmed = false;
                     if let Some(t) = &self.table {
                         t.rekey(current, &record.sa.keys, now);
                     }
-                    events.push(ResponderEvent::SaUpdated(SaUpdated {
-                        existing_sa_id: current,
-                        operation: SaUpdatedOperation::KeysUpdated,
-                        new_sa_id: None,
+                    events.push(ResponderEvent::SaUpdated(match renamed_from {
+                        // The key half of an Update SA "identifier and keys" (table 41).
+                        Some(old_id) => SaUpdated {
+                            existing_sa_id: old_id,
+                            operation: SaUpdatedOperation::IdentifierAndKeysUpdated,
+                            new_sa_id: Some(current),
+                        },
+                        None => SaUpdated {
+                            existing_sa_id: current,
+                            operation: SaUpdatedOperation::KeysUpdated,
+                            new_sa_id: None,
+                        },
                     }));
                 }
                 record.seal(Role::Responder, &ControlFlow::Ack { seq: env.seq })
             }
-            ControlFlow::SaRemovalRequest(req) if req.0.sa_id == current || self.aliases.contains_key(&req.0.sa_id) => {
-                let mut record = self.sas.remove(&current).expect("resolved");
-                let reply = record.seal(
-                    Role::Responder,
-                    &ControlFlow::SaRemovalConfirm(SaRemovalConfirm(RemovalConfirm::accepted(current))),
-                );
+            // Only this SA's own identifiers (current, or an old one in its grace period).
+            ControlFlow::SaRemovalRequest(req)
+                if req.0.sa_id == current || self.aliases.get(&req.0.sa_id).is_some_and(|(cur, _)| *cur == current) =>
+            {
+                let mut record = self.discard(current).expect("resolved");
+                let flow = ControlFlow::SaRemovalConfirm(SaRemovalConfirm(RemovalConfirm::accepted(current)));
+                let reply = match &reply_keys {
+                    Some(keys) => {
+                        record.ctl_out += 1;
+                        control::seal(record.sa.suite.aead(), keys, current, record.ctl_out, Role::Responder, &flow)
+                    }
+                    None => record.seal(Role::Responder, &flow),
+                };
+                drop(reply_keys);
                 drop(record); // keys zeroized here
-                if let Some(t) = &self.table {
-                    t.remove(current);
-                }
-                self.aliases.retain(|_, (cur, _)| *cur != current);
-                self.tombstones.insert(
-                    current,
-                    (now.mono_ms + self.timing.tombstone_ms, Some((env.seq, digest.clone(), reply.clone()))),
-                );
+                let cached = (now.mono_ms + self.timing.tombstone_ms, Some((env.seq, digest.clone(), reply.clone())));
+                self.tombstones.insert(current, cached.clone());
                 if env.sa_id != current {
-                    self.tombstones.insert(
-                        env.sa_id,
-                        (now.mono_ms + self.timing.tombstone_ms, Some((env.seq, digest.clone(), reply.clone()))),
-                    );
+                    self.tombstones.insert(env.sa_id, cached);
                 }
                 events.push(ResponderEvent::SaRemoved(SaRemoved { sa_id: current }));
                 return ResponderOutput { reply: Some(reply), events, dropped: None };
@@ -1401,6 +1768,7 @@ impl ResponderSam {
         let mut record = self.sas.remove(&old).expect("present");
         record.sa.sa_id = new;
         record.id_since_ms = now.mono_ms;
+        record.renamed_from = Some(old);
         let keys = record.sa.keys.clone();
         record.retire(old, keys, now, self.timing.grace_ms);
         self.sas.insert(new, record);
@@ -1425,10 +1793,14 @@ impl ResponderSam {
         let alias = self.aliases.values().map(|(_, u)| *u);
         let tomb = self.tombstones.values().map(|(u, _)| *u);
         let grace = self.sas.values().filter_map(|r| r.previous.as_ref().map(|p| p.until_ms));
-        half.chain(alias).chain(tomb).chain(grace).min()
+        let next = self.sas.values().filter(|r| r.next_keys.is_some()).map(|r| r.next_keys_until_ms);
+        let idle = self.timing.idle_timeout_ms;
+        let idles = self.sas.values().filter_map(|r| idle.map(|i| r.last_active_ms + i));
+        half.chain(alias).chain(tomb).chain(grace).chain(next).chain(idles).min()
     }
 
-    /// Expires half-open establishments, grace periods and tombstones.
+    /// Expires half-open establishments, grace periods, pending key updates and tombstones, and
+    /// removes the SAs past their expiry or idle timeout (reported as SA Removed).
     pub fn handle_timeout(&mut self, now: Now) -> Vec<ResponderEvent> {
         let t = now.mono_ms;
         let expired: Vec<SaId> = self.half_open.iter().filter(|(_, h)| h.until_ms <= t).map(|(id, _)| *id).collect();
@@ -1446,11 +1818,201 @@ impl ResponderSam {
         self.tombstones.retain(|_, (until, _)| *until > t);
         self.seen_nonces.retain(|_, until| *until > t);
         self.cookies.rates.retain(|_, (start, _)| t < *start + 1_000);
+        let grace = self.timing.grace_ms;
         for record in self.sas.values_mut() {
-            if record.previous.as_ref().is_some_and(|p| p.until_ms <= t) {
-                record.previous = None;
+            let in_use =
+                self.table.as_ref().and_then(|tb| tb.get(record.sa.sa_id)).is_some_and(|e| e.current_epoch_in_use());
+            record.current_confirmed |= in_use;
+            if let Some(p) = record.previous.as_mut().filter(|p| p.until_ms <= t) {
+                if record.current_confirmed {
+                    record.previous = None;
+                } else {
+                    // The Initiator has not been seen under the current keys yet: keep the
+                    // previous ones, look again after another grace period.
+                    p.until_ms = t + grace;
+                }
+            }
+            if record.next_keys.is_some() && record.next_keys_until_ms <= t {
+                // The Initiator never answered the key update: its keys are dropped.
+                record.next_keys = None;
             }
         }
+        events.extend(self.expire_sas(now));
         events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{SignatureAlgorithm, Suite};
+    use crate::rng::SeededRng;
+    use crate::table::TableConfig;
+    use crate::testkit::{Pair, TestPki, initiator_config, responder_config};
+
+    const T0: Now = Now { mono_ms: 1_000, unix_secs: 1_800_000_000 };
+
+    fn pair() -> Pair {
+        let mut rng = SeededRng::new([5; 32]);
+        let pki = TestPki::new(&mut rng, T0.unix_secs);
+        let i = pki.node("/id-asn", SignatureAlgorithm::Ed25519, &["C*", "/id-asn"], &mut rng);
+        let r = pki.node("/id-in", SignatureAlgorithm::Ed25519, &["/id-in"], &mut rng);
+        Pair::new(
+            initiator_config(i, pki.anchors.clone(), &[Suite::X25519_AES128GCM_SHA256]),
+            responder_config(r, pki.anchors.clone(), &Suite::ALL),
+            5,
+            T0,
+        )
+    }
+
+    fn establish(p: &mut Pair) -> SaId {
+        let request = InitiateSaRequest { initiator: "/id-asn".parse().unwrap(), responder: "/id-in".parse().unwrap() };
+        let ex = p.initiator.initiate(&request, p.now, &mut p.rng).unwrap();
+        p.send(ex);
+        p.run(100);
+        match p.initiator_events.pop() {
+            Some(InitiatorEvent::Established { confirm, .. }) => confirm.security_association.unwrap().sa_id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Seals `flow` as the Initiator of `sa_id` would, with its next control sequence number.
+    fn seal_as_initiator(p: &mut Pair, sa_id: SaId, flow: &ControlFlow) -> Vec<u8> {
+        p.initiator.sas.get_mut(&sa_id).unwrap().seal(Role::Initiator, flow)
+    }
+
+    #[test]
+    fn a_removal_naming_another_sas_old_identifier_is_refused() {
+        let mut p = pair();
+        let a = establish(&mut p);
+        let b = establish(&mut p);
+        p.advance(5_000);
+        let ex = p
+            .initiator
+            .update(&UpdateSaRequest { existing_sa_id: b, operation: UpdateOperation::Identifier }, p.now, &mut p.rng)
+            .unwrap();
+        p.send(ex);
+        p.run(100);
+        let b2 = p.responder.sa(b).expect("b's old identifier still resolves").sa.sa_id;
+        assert_ne!(b2, b);
+        // SA Removal under A's keys, naming B's old identifier inside.
+        let flow = ControlFlow::SaRemovalRequest(SaRemovalRequest(RemovalRequest { sa_id: b }));
+        let bytes = seal_as_initiator(&mut p, a, &flow);
+        let out = p.responder.handle(&bytes, p.now, &mut p.rng, &mut crate::establish::AcceptAll);
+        assert!(out.reply.is_none() && out.events.is_empty(), "{out:?}");
+        assert!(p.responder.sa(a).is_some() && p.responder.sa(b2).is_some(), "an SA was removed");
+    }
+
+    #[test]
+    fn a_counter_proposed_identifier_the_table_holds_is_refused() {
+        let mut p = pair();
+        let table = Arc::new(SaTable::new(TableConfig::default()));
+        p.initiator.attach_table(table.clone());
+        let a = establish(&mut p);
+        // Another SA of this node is mapped under X in the table (not in the SAM's records).
+        let x = SaId([0x42; 8]);
+        let mut other = p.initiator.sa(a).unwrap().sa.clone();
+        other.sa_id = x;
+        table.install(&other);
+        p.advance(5_000);
+        let ex = p
+            .initiator
+            .update(&UpdateSaRequest { existing_sa_id: a, operation: UpdateOperation::Identifier }, p.now, &mut p.rng)
+            .unwrap();
+        // The Responder counter-proposes X.
+        let record = p.initiator.sa(a).unwrap();
+        let cnf = ControlFlow::SaIdentifierUpdateConfirm(SaIdentifierUpdateConfirm {
+            existing_sa_id: Some(a),
+            new_sa_id: x,
+            result: UpdateResult::Rejected,
+        });
+        let reply = control::seal(record.sa.suite.aead(), &record.sa.keys, a, 1, Role::Responder, &cnf);
+        let events = p.initiator.handle_response(ex.id, &reply, p.now, &mut p.rng);
+        let [InitiatorEvent::Transmit(next)] = events.as_slice() else { panic!("{events:?}") };
+        let Ok(Message::Control(env)) = Message::decode(&next.bytes) else { panic!("a control envelope") };
+        let record = p.initiator.sa(a).unwrap();
+        match control::open(record.sa.suite.aead(), &record.sa.keys, &env, Role::Initiator) {
+            Ok(ControlFlow::SaIdentifierUpdateResponse(r)) => assert_eq!(r.result, UpdateResult::Rejected),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(table.get(x).unwrap().sa_id(), x, "the other SA lost its identifier");
+        assert_eq!(p.initiator.sa(a).unwrap().sa.sa_id, a);
+    }
+
+    /// Every update flow on the wire that opens under `keys`.
+    fn opened_under(p: &Pair, keys: &SessionKeys, suite: Suite) -> Vec<ControlFlow> {
+        p.wire
+            .iter()
+            .filter_map(|(to_responder, bytes)| match Message::decode(bytes) {
+                Ok(Message::Control(env)) if env.epoch == keys.epoch => {
+                    let sender = if *to_responder { Role::Initiator } else { Role::Responder };
+                    control::open(suite.aead(), keys, &env, sender).ok()
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_passive_holder_of_an_epochs_secrets_cannot_derive_the_next_one() {
+        for fresh_kem in [true, false] {
+            let mut p = pair();
+            p.initiator.set_fresh_kem_key_updates(fresh_kem);
+            let a = establish(&mut p);
+            let record = p.initiator.sa(a).unwrap();
+            let (stolen, suite) = (record.sa.keys.clone(), record.sa.suite);
+            p.advance(5_000);
+            p.wire.clear();
+            let ex = p
+                .initiator
+                .update(&UpdateSaRequest { existing_sa_id: a, operation: UpdateOperation::Keys }, p.now, &mut p.rng)
+                .unwrap();
+            p.send(ex);
+            p.run(100);
+            let actual = p.initiator.sa(a).unwrap().sa.keys.clone();
+            assert_eq!(actual.epoch, 1);
+            assert_eq!(actual.i2r.key(), p.responder.sa(a).unwrap().sa.keys.i2r.key());
+            // The attacker reads nkm and rkm with the stolen keys, and sees kpk and kct.
+            let flows = opened_under(&p, &stolen, suite);
+            let req = flows.iter().find_map(|f| match f {
+                ControlFlow::SaKeyUpdateRequest(r) => Some(r.clone()),
+                _ => None,
+            });
+            let cnf = flows.iter().find_map(|f| match f {
+                ControlFlow::SaKeyUpdateConfirm(c) => Some(c.clone()),
+                _ => None,
+            });
+            let (req, cnf) = (req.expect("request read"), cnf.expect("confirm read"));
+            assert_eq!(req.fresh_kem_public_key.is_some(), fresh_kem);
+            assert_eq!(cnf.fresh_kem_ciphertext.is_some(), fresh_kem);
+            let guess =
+                stolen.next_epoch(suite, a, &req.new_keying_material, cnf.responder_keying_material.as_deref(), None);
+            assert_eq!(guess.i2r.key() == actual.i2r.key(), !fresh_kem, "fresh KEM: {fresh_kem}");
+        }
+    }
+
+    #[test]
+    fn a_fresh_kem_key_that_does_not_fit_the_suite_is_refused() {
+        let mut p = pair();
+        let a = establish(&mut p);
+        p.advance(5_000);
+        let flow = ControlFlow::SaKeyUpdateRequest(SaKeyUpdateRequest {
+            sa_id: a,
+            new_keying_material: vec![1; KEY_UPDATE_MATERIAL_LEN].into(),
+            responder_keying_material_requested: true,
+            fresh_kem_public_key: Some(vec![9; 5]),
+        });
+        let bytes = seal_as_initiator(&mut p, a, &flow);
+        let reply = p.responder.handle(&bytes, p.now, &mut p.rng, &mut crate::establish::AcceptAll).reply.unwrap();
+        let Ok(Message::Control(env)) = Message::decode(&reply) else { panic!("a control reply") };
+        let record = p.responder.sa(a).unwrap();
+        match control::open(record.sa.suite.aead(), &record.sa.keys, &env, Role::Responder) {
+            Ok(ControlFlow::SaKeyUpdateConfirm(c)) => {
+                assert_eq!(c.result, UpdateResult::Rejected);
+                assert_eq!(c.rejection_reason, Some(KeyUpdateRejection::UnableToEncryptWithInitiatorKey));
+                assert!(c.fresh_kem_ciphertext.is_none() && c.responder_keying_material.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

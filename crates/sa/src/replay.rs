@@ -27,18 +27,17 @@
 //!
 //! # Concurrency
 //!
-//! The ring and `h` sit under one small [`std::sync::Mutex`]; every operation is a handful of word
-//! operations inside it (the longest, a jump, clears at most the ring). Each `check` and `mark` is
-//! therefore atomic with respect to all the others, so the window behaves exactly as if the calls
-//! ran one after the other in lock order: of any number of concurrent `mark(s)` for the same `s`,
-//! the first to take the lock succeeds and the others see its bit. A lock-free ring of atomic words
-//! is possible but would have to reconcile a bit set into a word with a concurrent jump clearing
-//! that word for its next lap (losing a mark, or leaving a stale bit that refuses a new number);
-//! an uncontended lock costs about 20 ns, well under the AEAD open it guards, so the simpler design
-//! was chosen. No code inside the lock can panic, so the state it guards is always consistent and a
-//! poisoned lock is simply recovered.
+//! One lock per message: [`ReplayWindow::mark`] runs under a small [`std::sync::Mutex`] that
+//! serializes the writers, so of any number of concurrent `mark(s)` for the same `s` the first to
+//! take the lock succeeds and the others see its bit, exactly as if the calls ran one after the
+//! other. The ring words and `h` are atomics, so [`ReplayWindow::check`] reads them without the
+//! lock: a writer clears the words a jump enters before it publishes the new `h` (release), and a
+//! reader loads `h` (acquire) before the word, so a stale read can only accept a number that
+//! `mark` then refuses, never refuse a number `mark` would accept. No code under the lock can
+//! panic, so a poisoned lock is simply recovered.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Default window size in sequence numbers.
@@ -65,68 +64,6 @@ pub enum ReplayError {
     TooOld,
 }
 
-/// The state under the lock.
-struct Inner {
-    /// Highest number marked so far, `None` before the first mark.
-    highest: Option<u64>,
-    /// The ring: a power-of-two number of words, at least `size / 64 + 1` so that the words the
-    /// window spans (up to `size / 64 + 1` when `h` is not at a word boundary) never alias.
-    ring: Box<[u64]>,
-}
-
-impl Inner {
-    /// Ring slot and bit mask of `seq`.
-    #[inline]
-    fn locate(&self, seq: u64) -> (usize, u64) {
-        let mask = self.ring.len() - 1;
-        // `seq / 64` fits a usize on 64-bit targets; on narrower ones only the low bits matter for
-        // the mask anyway, and the ring length is a power of two at most 2^11.
-        ((seq / WORD_BITS) as usize & mask, 1u64 << (seq % WORD_BITS))
-    }
-
-    /// The window rule, without side effects.
-    #[inline]
-    fn check(&self, seq: u64, size: u64) -> Result<(), ReplayError> {
-        let Some(h) = self.highest else { return Ok(()) };
-        if seq > h {
-            return Ok(());
-        }
-        // seq <= h here, so h - seq cannot underflow; `h - seq >= size` is `seq + size <= h`.
-        if h - seq >= size {
-            return Err(ReplayError::TooOld);
-        }
-        let (slot, bit) = self.locate(seq);
-        if self.ring[slot] & bit != 0 { Err(ReplayError::Replayed) } else { Ok(()) }
-    }
-
-    /// Checks, then records `seq`, moving the window if `seq` is above `h`.
-    fn mark(&mut self, seq: u64, size: u64) -> Result<(), ReplayError> {
-        self.check(seq, size)?;
-        match self.highest {
-            Some(h) if seq > h => {
-                // Clear the words entered: those after h's word up to and including seq's word,
-                // at most the whole ring. Their previous contents belong to numbers at least a
-                // ring's length of words below seq's word, hence below the new window.
-                let entered = seq / WORD_BITS - h / WORD_BITS;
-                let len = self.ring.len();
-                let clear = entered.min(len as u64) as usize;
-                let first = (h / WORD_BITS) as usize;
-                for i in 1..=clear {
-                    let slot = first.wrapping_add(i) & (len - 1);
-                    self.ring[slot] = 0;
-                }
-                self.highest = Some(seq);
-            }
-            Some(_) => {}
-            // First mark: the ring is all zero, nothing to clear.
-            None => self.highest = Some(seq),
-        }
-        let (slot, bit) = self.locate(seq);
-        self.ring[slot] |= bit;
-        Ok(())
-    }
-}
-
 /// An RFC 6479 anti-replay window over 64-bit sequence numbers.
 ///
 /// Safe to share between threads (`Send + Sync`): several receivers may open messages of one SA
@@ -135,7 +72,16 @@ impl Inner {
 pub struct ReplayWindow {
     /// Effective window size in sequence numbers: a multiple of 64 in `MIN_WINDOW..=MAX_WINDOW`.
     size: u64,
-    inner: Mutex<Inner>,
+    /// Whether anything was marked; `highest` means nothing before.
+    started: AtomicBool,
+    /// Highest number marked so far.
+    highest: AtomicU64,
+    /// The ring: a power-of-two number of words, at least `size / 64 + 1` so that the words the
+    /// window spans (up to `size / 64 + 1` when `h` is not at a word boundary) never alias.
+    /// Written only under `writer`; read without it by [`ReplayWindow::check`].
+    ring: Box<[AtomicU64]>,
+    /// Serializes [`ReplayWindow::mark`].
+    writer: Mutex<()>,
 }
 
 impl ReplayWindow {
@@ -150,7 +96,10 @@ impl ReplayWindow {
         let words = (size / 64 + 1).next_power_of_two();
         Self {
             size: size as u64,
-            inner: Mutex::new(Inner { highest: None, ring: vec![0u64; words].into_boxed_slice() }),
+            started: AtomicBool::new(false),
+            highest: AtomicU64::new(0),
+            ring: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            writer: Mutex::new(()),
         }
     }
 
@@ -159,12 +108,46 @@ impl ReplayWindow {
         self.size as usize
     }
 
-    /// Cheap pre-check before the AEAD is opened: would `seq` be accepted now? Never mutates.
+    /// Ring slot and bit mask of `seq`.
+    #[inline]
+    fn locate(&self, seq: u64) -> (usize, u64) {
+        let mask = self.ring.len() - 1;
+        // `seq / 64` fits a usize on 64-bit targets; on narrower ones only the low bits matter for
+        // the mask anyway, and the ring length is a power of two at most 2^11.
+        ((seq / WORD_BITS) as usize & mask, 1u64 << (seq % WORD_BITS))
+    }
+
+    /// The window rule, against the highest number `h` (`None` before the first mark).
+    #[inline]
+    fn check_against(&self, seq: u64, h: Option<u64>) -> Result<(), ReplayError> {
+        let Some(h) = h else { return Ok(()) };
+        if seq > h {
+            return Ok(());
+        }
+        // seq <= h here, so h - seq cannot underflow; `h - seq >= size` is `seq + size <= h`.
+        if h - seq >= self.size {
+            return Err(ReplayError::TooOld);
+        }
+        let (slot, bit) = self.locate(seq);
+        if self.ring[slot].load(Acquire) & bit != 0 { Err(ReplayError::Replayed) } else { Ok(()) }
+    }
+
+    #[inline]
+    fn load_highest(&self) -> Option<u64> {
+        self.started.load(Acquire).then(|| self.highest.load(Acquire))
+    }
+
+    /// Cheap pre-check before the AEAD is opened: would `seq` be accepted now? Never mutates and
+    /// takes no lock.
     ///
     /// A message whose tag later fails to verify must go no further than this: it leaves the
-    /// window exactly as it was.
+    /// window exactly as it was. Racing a concurrent [`mark`](Self::mark), the answer may be
+    /// stale in one direction only: it may accept a number `mark` then refuses, never refuse one
+    /// `mark` would accept (a bit it sees set belongs to that number or to a later lap of the
+    /// ring, which puts the number out of the window; the words a jump clears are cleared
+    /// before the new highest number is published).
     pub fn check(&self, seq: u64) -> Result<(), ReplayError> {
-        self.lock().check(seq, self.size)
+        self.check_against(seq, self.load_highest())
     }
 
     /// Marks `seq` as received. Call only after the AEAD tag verified.
@@ -174,23 +157,52 @@ impl ReplayWindow {
     /// has moved past it; the caller must then drop the message. Of any number of concurrent
     /// `mark(seq)` calls for the same `seq`, exactly one succeeds.
     pub fn mark(&self, seq: u64) -> Result<(), ReplayError> {
-        self.lock().mark(seq, self.size)
+        let _writer = self.lock();
+        let h = self.load_highest();
+        self.check_against(seq, h)?;
+        match h {
+            Some(h) if seq > h => {
+                // Clear the words entered: those after h's word up to and including seq's word,
+                // at most the whole ring. Their previous contents belong to numbers at least a
+                // ring's length of words below seq's word, hence below the new window.
+                let entered = seq / WORD_BITS - h / WORD_BITS;
+                let len = self.ring.len();
+                let clear = entered.min(len as u64) as usize;
+                let first = (h / WORD_BITS) as usize;
+                for i in 1..=clear {
+                    let slot = first.wrapping_add(i) & (len - 1);
+                    self.ring[slot].store(0, Relaxed);
+                }
+                // Published after the clears: a reader that sees the new highest number sees
+                // them too.
+                self.highest.store(seq, Release);
+            }
+            Some(_) => {}
+            // First mark: the ring is all zero, nothing to clear.
+            None => {
+                self.highest.store(seq, Release);
+                self.started.store(true, Release);
+            }
+        }
+        let (slot, bit) = self.locate(seq);
+        self.ring[slot].fetch_or(bit, Release);
+        Ok(())
     }
 
     /// Highest sequence number marked so far; `None` before the first mark.
     pub fn highest(&self) -> Option<u64> {
-        self.lock().highest
+        self.load_highest()
     }
 
     /// Bytes of memory this window uses: `size_of::<Self>()` plus the ring on the heap.
     pub fn memory_bytes(&self) -> usize {
-        size_of::<Self>() + size_of_val::<[u64]>(&self.lock().ring)
+        size_of::<Self>() + size_of_val::<[AtomicU64]>(&self.ring)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Nothing under the lock panics (all indices are masked into the ring), so a poisoned
-        // lock still guards a consistent state.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        // The lock guards no data of its own (the ring is atomics), so a poisoned lock is
+        // simply recovered.
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -203,11 +215,10 @@ impl Default for ReplayWindow {
 
 impl fmt::Debug for ReplayWindow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let inner = self.lock();
         f.debug_struct("ReplayWindow")
             .field("size", &self.size)
-            .field("highest", &inner.highest)
-            .field("ring_words", &inner.ring.len())
+            .field("highest", &self.highest())
+            .field("ring_words", &self.ring.len())
             .finish()
     }
 }
@@ -230,7 +241,7 @@ mod tests {
     fn ring_covers_window_plus_one_word() {
         for asked in [64, 128, 192, 1000, 1024, 4096, 65536] {
             let w = ReplayWindow::new(asked);
-            let words = w.lock().ring.len();
+            let words = w.ring.len();
             assert!(words.is_power_of_two());
             assert!(words * 64 >= w.size() + 64, "{asked}: {words} words");
         }
@@ -253,7 +264,7 @@ mod tests {
     #[test]
     fn jump_clears_only_entered_words() {
         let w = ReplayWindow::new(128);
-        assert_eq!(w.lock().ring.len(), 4);
+        assert_eq!(w.ring.len(), 4);
         // 100 in word 1, 130 in word 2; the jump to 200 enters only word 3.
         w.mark(100).unwrap();
         w.mark(130).unwrap();
@@ -266,7 +277,9 @@ mod tests {
         assert_eq!(w.check(73), Ok(()));
         // A jump of more than the ring clears the whole ring, and no more is needed.
         w.mark(u64::MAX).unwrap();
-        assert!(w.lock().ring.iter().enumerate().all(|(i, &word)| i == 3 && word == 1 << 63 || word == 0));
+        assert!(
+            w.ring.iter().map(|w| w.load(Relaxed)).enumerate().all(|(i, word)| i == 3 && word == 1 << 63 || word == 0)
+        );
     }
 
     #[test]

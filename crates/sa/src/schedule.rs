@@ -179,16 +179,73 @@ impl SessionKeys {
     }
 
     /// The keys of the next epoch after an SA Key Update: PRK = HKDF-Extract(salt = this epoch's
-    /// update secret, new keying material ‖ Responder keying material if any).
+    /// update secret, new keying material ‖ Responder keying material if any ‖ the secret of a
+    /// fresh KEM exchange if any).
     pub(crate) fn next_epoch(
         &self,
         suite: Suite,
         sa_id: SaId,
         initiator_km: &[u8],
         responder_km: Option<&[u8]>,
+        kem_secret: Option<&[u8]>,
     ) -> Self {
-        let prk =
-            crypto::hkdf_extract(suite.hash(), &self.update_secret, &[initiator_km, responder_km.unwrap_or_default()]);
+        let prk = crypto::hkdf_extract(
+            suite.hash(),
+            &self.update_secret,
+            &[initiator_km, responder_km.unwrap_or_default(), kem_secret.unwrap_or_default()],
+        );
         Self::derive(suite, sa_id, self.epoch + 1, &prk)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The published vector of a key update with a fresh KEM secret (docs/protocol.md §3.4):
+    /// epoch 0 from PRK_0 = HKDF-Extract(salt = 0x01 × 32, IKM = 0x02 × 32), suite 1,
+    /// sa_id = 0x5a × 8; m_i = 0x11 × 32, m_r = 0x22 × 32, KEM secret 0x33 × 32.
+    #[test]
+    fn key_update_vector_with_and_without_a_fresh_kem_secret() {
+        let suite = Suite::X25519_AES128GCM_SHA256;
+        let sa_id = SaId([0x5a; 8]);
+        let prk = crypto::hkdf_extract(HashAlgorithm::Sha256, &[0x01; 32], &[&[0x02; 32]]);
+        let epoch0 = SessionKeys::derive(suite, sa_id, 0, &prk);
+        let plain = epoch0.next_epoch(suite, sa_id, &[0x11; 32], Some(&[0x22; 32]), None);
+        let kem = epoch0.next_epoch(suite, sa_id, &[0x11; 32], Some(&[0x22; 32]), Some(&[0x33; 32]));
+        let show = |k: &SessionKeys| {
+            [
+                hex::encode(k.i2r.key()),
+                hex::encode(k.i2r.iv()),
+                hex::encode(k.ctl_i2r.key()),
+                hex::encode(&*k.update_secret),
+            ]
+        };
+        assert_eq!(
+            hex::encode(&*epoch0.update_secret),
+            "f9954e2c973e6f66ba8afee9ae7a99b978eedd47a3107b2044be072def2ef2f0"
+        );
+        // Without the KEM secret: the key update as before (IKM = m_i ‖ m_r).
+        assert_eq!(
+            show(&plain),
+            [
+                "54444b85abed574e829272bce9793dca",
+                "8f3630f4696a907b161edbac",
+                "b2b27cf77f42a67554329408caf88cb5",
+                "b3117c29cc1aca2da81dc7c1948d861f0998ebab552210734340da73be71330e",
+            ]
+        );
+        // With it: IKM = m_i ‖ m_r ‖ ss.
+        assert_eq!(
+            show(&kem),
+            [
+                "9f947d3bd6581c28fc2daf8605e2a14e",
+                "920e32dd8ea7e9413ec7690e",
+                "7cd999a91269c39ad7f42367bfec04da",
+                "fe818b1978a65b3c8a57517d90245028d2a79385eee1137cb091f0060eb1f57d",
+            ]
+        );
+        assert_eq!((plain.epoch, kem.epoch), (1, 1));
+        assert_ne!(plain.i2r.key(), kem.i2r.key());
     }
 }

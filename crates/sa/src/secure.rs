@@ -195,6 +195,8 @@ pub struct Epoch {
     send_seq: std::sync::atomic::AtomicU64,
     sent_bytes: std::sync::atomic::AtomicU64,
     window: ReplayWindow,
+    /// A message opened under this epoch: the peer uses it.
+    opened: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Epoch {
@@ -251,6 +253,7 @@ impl Epoch {
             send_seq: 0.into(),
             sent_bytes: 0.into(),
             window: ReplayWindow::new(window),
+            opened: false.into(),
         }
     }
 
@@ -262,6 +265,11 @@ impl Epoch {
     /// Messages sealed so far under this epoch.
     pub fn sent(&self) -> u64 {
         self.send_seq.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether a message from the peer has opened under this epoch.
+    pub fn has_opened(&self) -> bool {
+        self.opened.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Replay window memory, for the memory-per-SA figure.
@@ -393,6 +401,9 @@ impl Epoch {
             .map_err(|_| SecureError::BadTag)?;
         // Mark only now that the tag verified, so forgeries never move the window.
         self.window.mark(header.seq)?;
+        if !self.opened.load(std::sync::atomic::Ordering::Relaxed) {
+            self.opened.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(plaintext)
     }
 }

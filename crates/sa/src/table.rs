@@ -48,6 +48,9 @@ pub struct SaEntry {
     expires_unix: u64,
     removed: AtomicBool,
     update_requested: AtomicBool,
+    /// Set by a successful seal or open, cleared by [`SaEntry::take_activity`]: the SA
+    /// Managements' idle timeout reads it once per tick.
+    used: AtomicBool,
     limits: UsageLimits,
     current: ArcSwapOption<Epoch>,
     previous: ArcSwapOption<Epoch>,
@@ -67,17 +70,16 @@ impl std::fmt::Debug for SaEntry {
 
 impl SaEntry {
     fn new(sa: &EstablishedSa, config: &TableConfig) -> Self {
-        let lifetime_end =
-            sa.peer_context.max_sa_lifetime_secs.map_or(u64::MAX, |lt| sa.established_unix.saturating_add(lt));
         Self {
             id: AtomicU64::new(sa.sa_id.to_u64()),
             role: sa.role,
             suite: sa.suite,
             peer: sa.peer.clone(),
             peer_context: sa.peer_context.clone(),
-            expires_unix: sa.peer_ticket_not_after.min(lifetime_end),
+            expires_unix: sa.expires_unix(),
             removed: AtomicBool::new(false),
             update_requested: AtomicBool::new(false),
+            used: AtomicBool::new(false),
             limits: config.limits,
             current: ArcSwapOption::from_pointee(Epoch::new(sa.suite, &sa.keys, sa.role, config.window)),
             previous: ArcSwapOption::empty(),
@@ -114,6 +116,25 @@ impl SaEntry {
         !self.removed.load(Acquire)
     }
 
+    /// Whether the SA is past its expiry at `unix_secs`.
+    pub fn is_expired(&self, unix_secs: u64) -> bool {
+        self.expires_unix <= unix_secs
+    }
+
+    /// Whether a message was sealed or opened under the SA since the last call; clears the
+    /// mark. The SA Managements' idle timeout calls it once per tick.
+    pub fn take_activity(&self) -> bool {
+        self.used.swap(false, Relaxed)
+    }
+
+    #[inline]
+    fn mark_used(&self) {
+        // Load first: a store on every message would bounce the cache line between cores.
+        if !self.used.load(Relaxed) {
+            self.used.store(true, Relaxed);
+        }
+    }
+
     /// The current epoch's keys.
     pub fn current_epoch(&self) -> Option<EpochRef> {
         self.current.load_full()
@@ -125,10 +146,51 @@ impl SaEntry {
     }
 
     /// Seals a primitive under the current epoch (an Initiator's request).
+    ///
+    /// Expiry is left to [`SaTable::sweep`]; [`Self::seal_at`] also refuses an SA past its
+    /// expiry by itself.
     pub fn seal(&self, encoding: Encoding, plaintext: &[u8], out: &mut Vec<u8>) -> Result<SealInfo, SecureError> {
         let epoch = self.current.load();
         let epoch = epoch.as_ref().ok_or(SecureError::UnknownSa)?;
         self.seal_with(epoch, encoding, plaintext, out)
+    }
+
+    /// [`Self::seal`] at `unix_secs`: an SA past its expiry is refused ([`SecureError::UnknownSa`])
+    /// even before the sweep removed it.
+    pub fn seal_at(
+        &self,
+        unix_secs: u64,
+        encoding: Encoding,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<SealInfo, SecureError> {
+        if self.is_expired(unix_secs) {
+            return Err(SecureError::UnknownSa);
+        }
+        self.seal(encoding, plaintext, out)
+    }
+
+    /// [`Self::seal_with`] at `unix_secs`: an SA past its expiry is refused.
+    pub fn seal_with_at(
+        &self,
+        unix_secs: u64,
+        epoch: &Epoch,
+        encoding: Encoding,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<SealInfo, SecureError> {
+        if self.is_expired(unix_secs) {
+            return Err(SecureError::UnknownSa);
+        }
+        self.seal_with(epoch, encoding, plaintext, out)
+    }
+
+    /// [`Self::open`] at `unix_secs`: an SA past its expiry is refused before any work.
+    pub fn open_at<'a>(&self, unix_secs: u64, sealed: Sealed<'a>) -> Result<(&'a mut [u8], EpochRef), SecureError> {
+        if self.is_expired(unix_secs) {
+            return Err(SecureError::UnknownSa);
+        }
+        self.open(sealed)
     }
 
     /// Seals under a given epoch: the Responder answers a request under the epoch it came in.
@@ -143,9 +205,13 @@ impl SaEntry {
             return Err(SecureError::UnknownSa);
         }
         let info = epoch.seal(self.sa_id(), self.suite, encoding, plaintext, &self.limits, out)?;
-        if info.update_due {
+        // Only the current epoch's usage asks for an update: a message sealed under an epoch an
+        // update just replaced must not ask for another one at once (two updates in a row bring
+        // back the key phase of messages still in flight, which then fail as forgeries).
+        if info.update_due && self.current.load().as_deref().is_some_and(|c| std::ptr::eq(c, epoch)) {
             self.update_requested.store(true, Relaxed);
         }
+        self.mark_used();
         Ok(info)
     }
 
@@ -170,6 +236,7 @@ impl SaEntry {
                 .ok_or(SecureError::UnknownSa)?,
         };
         let plaintext = epoch.open(sealed)?;
+        self.mark_used();
         Ok((plaintext, epoch))
     }
 
@@ -185,6 +252,18 @@ impl SaEntry {
         self.update_requested.store(false, Relaxed);
     }
 
+    /// Whether a message has opened under the current epoch: proof that the peer uses it.
+    pub fn current_epoch_in_use(&self) -> bool {
+        self.current.load().as_ref().is_some_and(|e| e.has_opened())
+    }
+
+    /// The previous epoch becomes current again (the peer never took the new one).
+    fn roll_back_epoch(&self) -> bool {
+        let Some(previous) = self.previous.swap(None) else { return false };
+        self.current.store(Some(previous));
+        true
+    }
+
     fn wipe(&self) {
         self.removed.store(true, Release);
         self.current.store(None);
@@ -194,15 +273,19 @@ impl SaEntry {
 
 #[derive(Default)]
 struct Control {
-    by_peer: HashMap<NodeId, Vec<SaId>>,
     /// Identifier (old or previous-epoch holder) → when its grace ends.
     aliases: HashMap<SaId, u64>,
     previous_until: HashMap<SaId, u64>,
 }
 
+/// The entries of one peer, oldest first. Replaced as a whole (under the control lock) on
+/// every change, so a reader gets a consistent list without a lock.
+type PeerList = Arc<[Arc<SaEntry>]>;
+
 /// Every live SA of a node, shared by the data path (lock-free reads) and the SA Management.
 pub struct SaTable {
     map: papaya::HashMap<SaId, Arc<SaEntry>>,
+    peers: papaya::HashMap<NodeId, PeerList>,
     control: Mutex<Control>,
     config: TableConfig,
 }
@@ -216,7 +299,12 @@ impl std::fmt::Debug for SaTable {
 impl SaTable {
     /// An empty table.
     pub fn new(config: TableConfig) -> Self {
-        Self { map: papaya::HashMap::new(), control: Mutex::new(Control::default()), config }
+        Self {
+            map: papaya::HashMap::new(),
+            peers: papaya::HashMap::new(),
+            control: Mutex::new(Control::default()),
+            config,
+        }
     }
 
     /// The table's settings.
@@ -251,34 +339,53 @@ impl SaTable {
             self.unmap_entry(&old, sa.sa_id);
         }
         let entry = Arc::new(SaEntry::new(sa, &self.config));
+        let _control = self.control();
         self.map.pin().insert(sa.sa_id, entry.clone());
-        self.control().by_peer.entry(sa.peer.clone()).or_default().push(sa.sa_id);
+        let peers = self.peers.pin();
+        let list: PeerList = peers
+            .get(&sa.peer)
+            .map_or_else(|| Arc::from([entry.clone()]), |old| old.iter().cloned().chain([entry.clone()]).collect());
+        peers.insert(sa.peer.clone(), list);
         entry
     }
 
     /// Installs the keys of a new epoch; the previous epoch stays valid for inbound traffic for
-    /// the grace period.
+    /// the grace period, and beyond it until a message opened under the new epoch (so a peer
+    /// that never learnt the update was confirmed keeps working, see [`Self::roll_back`]).
     pub fn rekey(&self, sa_id: SaId, keys: &SessionKeys, now: Now) {
         if let Some(entry) = self.get(sa_id) {
             entry.install_epoch(entry.suite, keys, self.config.window);
-            self.control().previous_until.insert(sa_id, now.mono_ms + self.config.grace_ms);
+            self.control().previous_until.insert(entry.sa_id(), now.mono_ms + self.config.grace_ms);
         }
     }
 
-    /// Renames an SA; the old identifier keeps resolving for the grace period.
-    pub fn rename(&self, old: SaId, new: SaId, now: Now) {
-        let Some(entry) = self.get(old) else { return };
-        entry.id.store(new.to_u64(), Release);
-        self.map.pin().insert(new, entry.clone());
+    /// Undoes the last [`Self::rekey`] of an SA: its previous epoch becomes current again, the
+    /// newer one is dropped. For a Responder whose Initiator shows (by an authenticated
+    /// message under the previous epoch) that it never committed the update.
+    pub fn roll_back(&self, sa_id: SaId) -> bool {
+        let Some(entry) = self.get(sa_id) else { return false };
         let mut control = self.control();
+        control.previous_until.remove(&entry.sa_id());
+        entry.roll_back_epoch()
+    }
+
+    /// Renames an SA; the old identifier keeps resolving for the grace period. Refused (false)
+    /// when `new` already names another SA, or `old` names none.
+    pub fn rename(&self, old: SaId, new: SaId, now: Now) -> bool {
+        let Some(entry) = self.get(old) else { return false };
+        let mut control = self.control();
+        let map = self.map.pin();
+        if map.get(&new).is_some_and(|e| !Arc::ptr_eq(e, &entry)) {
+            return false;
+        }
+        entry.id.store(new.to_u64(), Release);
+        map.insert(new, entry.clone());
+        control.aliases.remove(&new);
         control.aliases.insert(old, now.mono_ms + self.config.grace_ms);
         if let Some(until) = control.previous_until.remove(&old) {
             control.previous_until.insert(new, until);
         }
-        if let Some(ids) = control.by_peer.get_mut(&entry.peer) {
-            ids.retain(|id| *id != old);
-            ids.push(new);
-        }
+        true
     }
 
     /// Removes an SA: every message under it is refused from now on and its keys are dropped.
@@ -310,21 +417,25 @@ impl SaTable {
         let current = entry.sa_id();
         let mut control = self.control();
         // The SA is mapped under its current identifier and, during a grace period, under old
-        // ones: remove exactly those (no scan of the whole table).
+        // ones: remove exactly those (no scan of the whole table). An identifier that names
+        // another SA (or an alias of another SA) is left alone.
         let map = self.map.pin();
-        let old: Vec<SaId> =
-            control.aliases.keys().copied().filter(|id| map.get(id).is_some_and(|e| Arc::ptr_eq(e, &entry))).collect();
+        let ours = |id: &SaId| map.get(id).is_some_and(|e| Arc::ptr_eq(e, &entry));
+        let old: Vec<SaId> = control.aliases.keys().copied().filter(&ours).collect();
         for id in old.iter().chain([&current, &sa_id]) {
-            if map.get(id).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
+            if ours(id) {
                 map.remove(id);
+                control.aliases.remove(id);
             }
-            control.aliases.remove(id);
         }
         drop(map);
-        if let Some(ids) = control.by_peer.get_mut(&entry.peer) {
-            ids.retain(|id| *id != current && *id != sa_id);
-            if ids.is_empty() {
-                control.by_peer.remove(&entry.peer);
+        let peers = self.peers.pin();
+        if let Some(list) = peers.get(&entry.peer) {
+            let rest: Vec<Arc<SaEntry>> = list.iter().filter(|e| !Arc::ptr_eq(e, &entry)).cloned().collect();
+            if rest.is_empty() {
+                peers.remove(&entry.peer);
+            } else if rest.len() != list.len() {
+                peers.insert(entry.peer.clone(), rest.into());
             }
         }
         control.previous_until.remove(&current);
@@ -338,10 +449,15 @@ impl SaTable {
         map.iter().filter(|(id, entry)| **id == entry.sa_id()).map(|(_, entry)| entry.clone()).collect()
     }
 
-    /// The SAs with a peer.
+    /// The SAs with a peer, oldest first. Takes no lock.
     pub fn by_peer(&self, peer: &NodeId) -> Vec<Arc<SaEntry>> {
-        let ids = self.control().by_peer.get(peer).cloned().unwrap_or_default();
-        ids.into_iter().filter_map(|id| self.get(id)).collect()
+        self.peers.pin().get(peer).map(|list| list.to_vec()).unwrap_or_default()
+    }
+
+    /// The newest active SA with a peer: the send path's lookup. Takes no lock and allocates
+    /// nothing but the `Arc` clone.
+    pub fn live_by_peer(&self, peer: &NodeId) -> Option<Arc<SaEntry>> {
+        self.peers.pin().get(peer).and_then(|list| list.iter().rev().find(|e| e.is_active()).cloned())
     }
 
     /// Ends grace periods and removes SAs past their expiry; returns the SAs it removed.
@@ -363,9 +479,21 @@ impl SaTable {
         for id in aliases {
             map.remove(&id);
         }
+        let mut kept = Vec::new();
         for id in previous {
-            if let Some(e) = map.get(&id) {
-                e.previous.store(None);
+            match map.get(&id) {
+                // The peer has not been seen under the new epoch yet: keep the previous one
+                // (it may never have learnt that the update was confirmed), and look again
+                // at the next sweep.
+                Some(e) if !e.current_epoch_in_use() => kept.push(id),
+                Some(e) => e.previous.store(None),
+                None => {}
+            }
+        }
+        if !kept.is_empty() {
+            let mut control = self.control();
+            for id in kept {
+                control.previous_until.entry(id).or_insert(now.mono_ms);
             }
         }
         let expired: Vec<SaId> = map
@@ -378,5 +506,83 @@ impl SaTable {
             self.remove(*id);
         }
         expired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Suite;
+    use crate::testkit::linked;
+
+    const T0: Now = Now { mono_ms: 1_000, unix_secs: 1_800_000_000 };
+
+    #[test]
+    fn rename_never_takes_another_sas_identifier() {
+        let l = linked(Suite::X25519_AES128GCM_SHA256, TableConfig::default(), 3, T0);
+        let sa = l.pair.initiator.sa(l.sa_id).unwrap().sa.clone();
+        let table = SaTable::new(TableConfig::default());
+        let a = table.install(&sa);
+        let mut other = sa.clone();
+        other.sa_id = SaId([9; 8]);
+        let b = table.install(&other);
+        assert!(!table.rename(sa.sa_id, other.sa_id, T0), "renamed over another SA");
+        assert!(Arc::ptr_eq(&table.get(other.sa_id).unwrap(), &b));
+        assert!(Arc::ptr_eq(&table.get(sa.sa_id).unwrap(), &a));
+        assert_eq!(a.sa_id(), sa.sa_id);
+        // Removing one leaves the other whole.
+        assert!(table.remove(sa.sa_id));
+        assert!(Arc::ptr_eq(&table.get(other.sa_id).unwrap(), &b) && b.is_active());
+        assert_eq!(table.by_peer(&sa.peer).len(), 1);
+    }
+
+    #[test]
+    fn a_message_sealed_under_a_replaced_epoch_does_not_ask_for_another_update() {
+        let limits = UsageLimits { soft_messages: 2, ..UsageLimits::default() };
+        let config = TableConfig { limits, ..TableConfig::default() };
+        let l = linked(Suite::X25519_AES128GCM_SHA256, config, 5, T0);
+        let entry = l.initiator_table.get(l.sa_id).unwrap();
+        let mut out = Vec::new();
+        let epoch0 = entry.current_epoch().unwrap();
+        for _ in 0..3 {
+            entry.seal(Encoding::Jwe, b"{}", &mut out).unwrap();
+        }
+        assert!(entry.update_requested());
+        // The update commits while a request is being sealed under the old epoch.
+        let next = l.pair.initiator.sa(l.sa_id).unwrap().sa.keys.next_epoch(
+            Suite::X25519_AES128GCM_SHA256,
+            l.sa_id,
+            &[1; 32],
+            None,
+            None,
+        );
+        l.initiator_table.rekey(l.sa_id, &next, T0);
+        assert!(!entry.update_requested());
+        let info = entry.seal_with(&epoch0, Encoding::Jwe, b"{}", &mut out).unwrap();
+        assert!(info.update_due);
+        assert!(!entry.update_requested(), "the replaced epoch asked for a second update");
+        // The current epoch's own usage still does.
+        for _ in 0..3 {
+            entry.seal(Encoding::Jwe, b"{}", &mut out).unwrap();
+        }
+        assert!(entry.update_requested());
+    }
+
+    #[test]
+    fn removing_an_sa_keeps_the_old_identifiers_of_others() {
+        let l = linked(Suite::X25519_AES128GCM_SHA256, TableConfig::default(), 4, T0);
+        let sa = l.pair.initiator.sa(l.sa_id).unwrap().sa.clone();
+        let table = SaTable::new(TableConfig::default());
+        let mut other = sa.clone();
+        other.sa_id = SaId([9; 8]);
+        table.install(&sa);
+        let b = table.install(&other);
+        let b_new = SaId([10; 8]);
+        assert!(table.rename(other.sa_id, b_new, T0));
+        table.remove(sa.sa_id);
+        // B's old identifier still resolves during its grace, and ends with it.
+        assert!(Arc::ptr_eq(&table.get(other.sa_id).unwrap(), &b));
+        table.sweep(T0.after_ms(TableConfig::default().grace_ms));
+        assert!(table.get(other.sa_id).is_none() && Arc::ptr_eq(&table.get(b_new).unwrap(), &b));
     }
 }

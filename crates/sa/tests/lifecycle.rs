@@ -136,9 +136,14 @@ fn full_lifecycle_every_suite_and_signature() {
                     SaUpdatedOperation::KeysUpdated,
                     SaUpdatedOperation::IdentifierUpdated,
                     SaUpdatedOperation::IdentifierUpdated,
-                    SaUpdatedOperation::KeysUpdated,
+                    // Table 41: the key half of "identifier and keys" reports both, old and new
+                    // identifier.
+                    SaUpdatedOperation::IdentifierAndKeysUpdated,
                 ]
             );
+            assert!(p.responder_events.iter().any(|e| matches!(e, ResponderEvent::SaUpdated(u)
+                if u.operation == SaUpdatedOperation::IdentifierAndKeysUpdated
+                    && u.existing_sa_id == id2 && u.new_sa_id == Some(id3))));
         }
     }
 }
