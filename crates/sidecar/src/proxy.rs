@@ -319,7 +319,8 @@ impl Service<http::Request<Bytes>> for Egress {
             return Box::pin(self.routed.clone().oneshot(req));
         }
         let limits = self.limits;
-        let refuse = |req: &http::Request<Bytes>, rsc, why| {
+        let refuse = |req: &http::Request<Bytes>, rsc: Rsc, why: &'static str| {
+            tracing::warn!(path = %req.uri().path(), %rsc, reason = why, "egress: request on a mapped poa refused");
             let answer = refuse_request(req, &limits, rsc, why);
             Box::pin(std::future::ready(Ok(answer)))
         };
@@ -329,8 +330,13 @@ impl Service<http::Request<Bytes>> for Egress {
         if !self.peers.knows(&mapped.peer) {
             return refuse(&req, Rsc::TARGET_NOT_REACHABLE, "mapped poa names no configured peer");
         }
-        // The notification goes to the registered point of access's path, at the peer.
-        match poa::path_of(&mapped.poa).parse::<http::Uri>() {
+        // The request goes to the registered point of access's path at the peer, with whatever
+        // the CSE appended to it after, and its own query.
+        let target = match req.uri().query() {
+            Some(q) => format!("{}?{q}", mapped.target_path()),
+            None => mapped.target_path(),
+        };
+        match target.parse::<http::Uri>() {
             Ok(uri) => *req.uri_mut() = uri,
             Err(_) => return refuse(&req, Rsc::BAD_REQUEST, "unusable mapped poa"),
         }
