@@ -30,7 +30,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa::credential::NodeId;
 use onem2m_sa_http::{
-    BoxError, ClientConfig, ClientError, HttpClient, Limits, PrimitiveService, RemoteAddr, ServerConfig,
+    BindingError, BoxError, ClientConfig, ClientError, HttpClient, Limits, PrimitiveService, RemoteAddr, ServerConfig,
     refuse_request, serve,
 };
 use onem2m_sa_tower::{InboundRequest, Node, ReceiveSecureLayer, Route, SendSecureLayer, route_by_cse_id, with_source};
@@ -276,16 +276,55 @@ impl Service<InboundRequest> for Upstream {
                     }
                     Ok(rsp)
                 }
-                // The answer still goes back sealed: the peer learns, authenticated, that the
-                // upstream failed.
-                Err(e) => {
-                    let rsc = e.downcast_ref::<ClientError>().map_or(Rsc::INTERNAL_SERVER_ERROR, ClientError::rsc);
-                    tracing::warn!(error = %e, %rsc, "upstream request failed");
-                    Ok(ResponsePrimitive::error(rsc, &rqi, "upstream not reachable"))
-                }
+                // The answer still goes back sealed: the peer learns, authenticated, what
+                // happened at the upstream.
+                Err(e) => Ok(upstream_failure(&*e, &req, client.base())),
             }
         })
     }
+}
+
+/// Whether `req` asked for no response (TS-0004 `rt` 5, noResponse).
+fn wants_no_response(req: &RequestPrimitive) -> bool {
+    req.rt.as_ref().is_some_and(|rt| rt.rtv == 5)
+}
+
+/// The answer to `req` when the upstream exchange failed, saying what happened (the text goes
+/// to the peer; the log also names the upstream).
+///
+/// A no-response request (`rt=5`) that the upstream answered at the HTTP level without a
+/// response primitive — ACME's bare `204 No Content` — was delivered: it is answered 1000
+/// ACCEPTED, never "not reachable", so that the originator does not send it again.
+fn upstream_failure(
+    e: &(dyn std::error::Error + Send + Sync + 'static),
+    req: &RequestPrimitive,
+    upstream: &str,
+) -> ResponsePrimitive {
+    let source = || e.source().map(|s| format!(": {s}")).unwrap_or_default();
+    let (rsc, text) = match e.downcast_ref::<ClientError>() {
+        Some(ClientError::InvalidResponse(BindingError::MissingHeader(_))) if wants_no_response(req) => {
+            tracing::debug!(rqi = %req.rqi, %upstream, "no-response request (rt=5) answered without a response primitive: 1000");
+            return ResponsePrimitive::new(Rsc::ACCEPTED, &req.rqi);
+        }
+        Some(ClientError::InvalidResponse(m)) => {
+            (Rsc::INTERNAL_SERVER_ERROR, format!("the upstream's answer could not be mapped: {m}"))
+        }
+        Some(ClientError::BodyTooLarge) => {
+            (Rsc::INTERNAL_SERVER_ERROR, "the upstream's answer is larger than http.max_body_bytes".to_owned())
+        }
+        Some(c @ ClientError::InvalidRequest(m)) => {
+            (c.rsc(), format!("the request cannot be sent to the upstream: {m}"))
+        }
+        Some(c @ ClientError::Connect(_)) => (c.rsc(), format!("the upstream is not reachable{}", source())),
+        Some(c @ ClientError::Io(_)) => {
+            (c.rsc(), format!("the connection to the upstream failed before it answered{}", source()))
+        }
+        Some(c @ ClientError::Timeout) => (c.rsc(), "the upstream did not answer in time".to_owned()),
+        Some(c) => (c.rsc(), format!("the upstream request failed: {c}{}", source())),
+        None => (Rsc::INTERNAL_SERVER_ERROR, format!("the upstream request failed: {e}")),
+    };
+    tracing::warn!(rqi = %req.rqi, %upstream, %rsc, "{text}");
+    ResponsePrimitive::error(rsc, &req.rqi, &text)
 }
 
 /// The egress's HTTP service: plaintext in, sealed to the peer.

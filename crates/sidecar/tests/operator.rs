@@ -1,13 +1,19 @@
 //! What a real CSE does to the sidecar pair, with the demo topology and stand-ins: paths appended
 //! to mapped points of access, no-response requests, relayed and assigned originators.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
+use onem2m_primitive::{Operation, RequestPrimitive, ResponseStatusCode as Rsc, ResponseTypeInfo};
 use onem2m_sa_http::{ClientConfig, HttpClient};
-use onem2m_sa_sidecar::demo::{AE_NODE, CSE_ID, Topology};
+use onem2m_sa_sidecar::demo::{
+    AE_ID, AE_NODE, CSE_ID, DemoPki, Topology, ae_sidecar_config, cse_sidecar_config, loopback,
+};
 use onem2m_sa_sidecar::poa::PoaMap;
+use onem2m_sa_sidecar::proxy::{Listeners, Sidecar};
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
 fn client(base: &str) -> HttpClient {
@@ -69,5 +75,88 @@ async fn a_path_the_cse_appends_to_a_mapped_poa_reaches_the_ae() {
     t.shutdown().await;
 }
 
-#[allow(dead_code)]
-fn unused(_: ResponsePrimitive) {}
+/// A CSE stand-in that answers every request with a bare `HTTP/1.1 204 No Content` (no
+/// `X-M2M-RSC`, no `X-M2M-RI`), as ACME answers a no-response (`rt=5`) request; counts requests.
+async fn bare_204_upstream(count: Arc<AtomicUsize>) -> String {
+    let listener = loopback().await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = s.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    // One whole request: its head, and as much body as Content-Length says.
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if buf.len() < end + 4 + len {
+                        continue;
+                    }
+                    buf.drain(..end + 4 + len);
+                    count.fetch_add(1, Ordering::SeqCst);
+                    if s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Both sidecars of the demo in front of `upstream` (the AE host's ingress in front of it too);
+/// returns them and a client of the AE host's egress.
+async fn pair(upstream: &str) -> (Sidecar, Sidecar, HttpClient) {
+    let pki = DemoPki::new();
+    let (cse_in, ae_in, ae_out) = (loopback().await.unwrap(), loopback().await.unwrap(), loopback().await.unwrap());
+    let cse_cfg = cse_sidecar_config(&pki, upstream, ae_in.local_addr().unwrap());
+    let ae_cfg = ae_sidecar_config(&pki, cse_in.local_addr().unwrap(), upstream);
+    let egress = ae_out.local_addr().unwrap();
+    let cse =
+        Sidecar::start(&cse_cfg, Listeners { ingress_http: Some(cse_in), ..Listeners::default() }, None).await.unwrap();
+    let ae =
+        Sidecar::start(&ae_cfg, Listeners { ingress_http: Some(ae_in), egress_http: Some(ae_out), admin: None }, None)
+            .await
+            .unwrap();
+    (cse, ae, client(&format!("http://{egress}")))
+}
+
+/// TS-0004 `rt=5` (noResponse): ACME executes the request and answers a bare HTTP 204. Through
+/// the pair that is not "upstream not reachable" (the client would retry and execute it twice):
+/// the AE learns that the CSE took the request, 1000 ACCEPTED, and the CSE saw it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_response_request_the_cse_answered_with_a_bare_204_is_accepted_not_unreachable() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let up = bare_204_upstream(count.clone()).await;
+    let (cse, ae, c) = pair(&up).await;
+
+    let mut req = request(Operation::Create, &format!("{CSE_ID}/cse-in/cnt"), AE_ID, "nr1");
+    req.ty = Some(4);
+    req.rt = Some(ResponseTypeInfo::new(5));
+    req.pc = Some(json!({"m2m:cin": {"con": "x"}}));
+    let rsp = c.clone().oneshot(req).await.unwrap();
+    assert_eq!((rsp.rsc, rsp.rqi.as_str()), (Rsc::ACCEPTED, "nr1"), "{rsp:?}");
+    assert_eq!(count.load(Ordering::SeqCst), 1, "executed once");
+
+    // The same bare answer to a request that asked for a response is the CSE's fault, and the
+    // error says so: not "not reachable".
+    let rsp = c.clone().oneshot(request(Operation::Retrieve, &format!("{CSE_ID}/cse-in"), AE_ID, "r1")).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::INTERNAL_SERVER_ERROR);
+    let text = rsp.pc.as_ref().and_then(|pc| pc["m2m:dbg"].as_str()).unwrap_or_default().to_owned();
+    assert!(text.contains("could not be mapped") && text.contains("X-M2M-RSC"), "{text}");
+    assert!(!text.contains("not reachable"), "{text}");
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    ae.shutdown().await;
+    cse.shutdown().await;
+}
