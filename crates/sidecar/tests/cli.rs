@@ -67,6 +67,7 @@ fn check_prints_the_warnings_and_require_sa_false_fails_with_the_migration() {
         subject: "/id-in".parse().unwrap(),
         subject_key: keys::read_public_key(&path("id-in.pub.pem")).unwrap(),
         allow: vec!["/id-in".parse().unwrap()],
+        except: Vec::new(),
         not_before: now - 60,
         not_after: now + 3600,
         max_sa_lifetime_secs: None,
@@ -92,4 +93,46 @@ fn check_prints_the_warnings_and_require_sa_false_fails_with_the_migration() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("sidecar.toml:12: ingress.require_sa: ") && err.contains("allow_plaintext_from"), "{err}");
+}
+
+/// `ticket issue` checks the signature it has just made, as a peer will, and shows what the
+/// ticket allows: the AE host's recipe of the README, with `CAdmin` excepted from `C*`.
+#[test]
+fn ticket_issue_verifies_what_it_signed_and_excepts_the_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    for prefix in ["anchor", "ae-host"] {
+        let out = bin().args(["keygen", "--out"]).arg(path(prefix)).output().unwrap();
+        assert!(out.status.success());
+    }
+    let out = bin()
+        .args(["ticket", "issue", "--anchor-key"])
+        .arg(path("anchor.key.pem"))
+        .args(["--anchor-id", "/trust-anchor", "--subject", "/id-ae-host", "--subject-key"])
+        .arg(path("ae-host.pub.pem"))
+        .args(["--allow", "C*", "--allow", "S*", "--allow", "", "--out"])
+        .arg(path("ae-host.ticket.json"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("verified (issuer /trust-anchor)"), "{stdout}");
+    assert!(!stdout.contains("not checked"), "{stdout}");
+    assert!(stdout.contains("C*, S*, \"\" (no originator)"), "{stdout}");
+    assert!(stdout.contains("except:") && stdout.contains("CAdmin"), "{stdout}");
+    let ticket = onem2m_sa_sidecar::keys::read_ticket(&path("ae-host.ticket.json")).unwrap();
+    assert!(ticket.context.covers("") && ticket.context.covers("Cxyz") && !ticket.context.covers("CAdmin"));
+
+    // Named explicitly, the administrator is granted.
+    let out = bin()
+        .args(["ticket", "issue", "--anchor-key"])
+        .arg(path("anchor.key.pem"))
+        .args(["--anchor-id", "/trust-anchor", "--subject", "/id-ops", "--subject-key"])
+        .arg(path("ae-host.pub.pem"))
+        .args(["--allow", "C*", "--allow", "CAdmin"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let ticket = onem2m_sa::credential::Ticket::from_json(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert!(ticket.context.covers("CAdmin") && ticket.context.except.is_empty());
 }

@@ -55,6 +55,7 @@ impl Fixture {
             subject: NodeId::new(subject).unwrap(),
             subject_key: keys::read_public_key(&self.path(&format!("{key_prefix}.pub.pem"))).unwrap(),
             allow: vec![subject.parse().unwrap()],
+            except: Vec::new(),
             not_before,
             not_after,
             max_sa_lifetime_secs: None,

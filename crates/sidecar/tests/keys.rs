@@ -167,6 +167,7 @@ fn request(pki: &Pki, subject: &SigningKey) -> IssueRequest {
         subject: id("/id-in"),
         subject_key: (subject.algorithm(), subject.public_key().to_vec()),
         allow: vec!["/id-in".parse().unwrap(), "C*".parse().unwrap()],
+        except: Vec::new(),
         not_before: NOW - DAY,
         not_after: NOW + 30 * DAY,
         max_sa_lifetime_secs: Some(3600),

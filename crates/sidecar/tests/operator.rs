@@ -160,3 +160,83 @@ async fn a_no_response_request_the_cse_answered_with_a_bare_204_is_accepted_not_
     ae.shutdown().await;
     cse.shutdown().await;
 }
+
+/// An AE registering without an originator (absent `fr`, legal in oneM2M: the CSE assigns the
+/// AE-ID) passes the pair with the documented AE-host ticket; so does the `C`-prefixed form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ae_registration_without_an_originator_or_with_c_or_s_passes_the_pair() {
+    let t = Topology::start(None).await.unwrap();
+    let egress = t.ae_sidecar.addresses().egress_http.unwrap();
+    for (i, origin) in ["", "X-M2M-Origin: \r\n", "X-M2M-Origin: C\r\n", "X-M2M-Origin: S\r\n"].iter().enumerate() {
+        let body = format!(r#"{{"m2m:ae":{{"rn":"anon{i}","api":"Nanon","rr":false,"srv":["3"]}}}}"#);
+        let (status, head, answer) = raw_http(
+            egress,
+            &format!(
+                "POST /~{CSE_ID}/cse-base HTTP/1.1\r\n{origin}X-M2M-RI: reg-{i}\r\nX-M2M-RVI: 3\r\n\
+                 Content-Type: application/json;ty=2\r\n"
+            ),
+            &body,
+        )
+        .await;
+        assert_eq!(status, 201, "{origin:?}: {head}\n{answer}");
+        let ae: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        let aei = ae["m2m:ae"]["aei"].as_str().unwrap();
+        assert!(aei.starts_with('C') || aei.starts_with('S'), "assigned {aei}");
+        // The assigned AE-ID then speaks through the same SA.
+        let rsp = client(&format!("http://{egress}"))
+            .oneshot(request(Operation::Retrieve, &format!("{CSE_ID}/cse-base/anon{i}"), aei, &format!("g{i}")))
+            .await
+            .unwrap();
+        assert_eq!(rsp.rsc, Rsc::OK, "{aei}");
+    }
+    t.shutdown().await;
+}
+
+/// `C*` on an AE host's ticket does not make it the CSE's administrator: `CAdmin` is excepted
+/// unless the ticket names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_c_wildcard_does_not_grant_the_cse_admin() {
+    let t = Topology::start(None).await.unwrap();
+    let c = t.ae_client();
+    for admin in ["CAdmin", "/id-in/CAdmin"] {
+        let rsp = c.clone().oneshot(request(Operation::Retrieve, &format!("{CSE_ID}/cse-base"), admin, "adm")).await;
+        assert_eq!(rsp.unwrap().rsc, Rsc::ESPRIM_IMPERSONATION_ERROR, "{admin}");
+    }
+    let rsp = c.clone().oneshot(request(Operation::Retrieve, &format!("{CSE_ID}/cse-base"), "CAdmin2", "ok")).await;
+    assert_eq!(rsp.unwrap().rsc, Rsc::OK);
+    assert_eq!(t.cse.cse.executed().len(), 1, "only CAdmin2 reached the CSE");
+    t.shutdown().await;
+}
+
+/// A request the CSE retargets to an AE's point of access carries its original originator
+/// (`/id-in/Cxyz`): the AE host accepts it from the CSE node, whose ticket relays `/id-in/*`;
+/// an originator of another CSE is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_cse_retargets_keeps_its_relayed_originator() {
+    let mut t = Topology::start(None).await.unwrap();
+    let mapped = mapped_poa(&t);
+    let mut notify = request(Operation::Notify, "capAE", "/id-in/Cxyz", "rt1");
+    notify.pc = Some(json!({"m2m:sgn": {"sur": "/id-in/Csub"}}));
+    let rsp = client(&mapped).oneshot(notify.clone()).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::OK, "{rsp:?}");
+    let got = tokio::time::timeout(Duration::from_secs(5), t.receiver.received.recv()).await.unwrap().unwrap();
+    assert_eq!(got.fr.as_deref(), Some("/id-in/Cxyz"));
+
+    notify.fr = Some("/id-mn/Cabc".into());
+    notify.rqi = "rt2".into();
+    let rsp = client(&mapped).oneshot(notify).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::ESPRIM_IMPERSONATION_ERROR);
+    t.shutdown().await;
+}
+
+/// One HTTP/1.1 request written by hand, as any HTTP client would send it.
+async fn raw_http(addr: std::net::SocketAddr, head: &str, body: &str) -> (u16, String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let msg = format!("{head}Host: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    s.write_all(msg.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
