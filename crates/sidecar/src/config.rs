@@ -198,6 +198,8 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// A `tracing` `EnvFilter` directive (`info`, `onem2m_sa_sidecar=debug,info`).
     pub level: String,
+    /// The level of the per-request access lines (see [`crate::access`]).
+    pub access: crate::access::AccessLevel,
 }
 
 /// HTTP limits and timeouts. `Default` gives the defaults of the file.
@@ -238,7 +240,7 @@ pub struct SaSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { format: LogFormat::Human, level: "info".to_owned() }
+        Self { format: LogFormat::Human, level: "info".to_owned(), access: crate::access::AccessLevel::Info }
     }
 }
 
@@ -451,6 +453,8 @@ struct RawPeer {
 struct RawLog {
     #[serde(default)]
     format: LogFormat,
+    #[serde(default)]
+    access: crate::access::AccessLevel,
     level: Option<Spanned<String>>,
 }
 
@@ -888,7 +892,7 @@ impl Doc<'_> {
             }
             None => LogSettings::default().level,
         };
-        Ok(LogSettings { format: raw.format, level })
+        Ok(LogSettings { format: raw.format, level, access: raw.access })
     }
 
     fn http(&self, h: &RawHttp) -> Result<HttpSettings, ConfigError> {

@@ -39,6 +39,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::{Layer, Service, ServiceExt};
 
+use crate::access::{self, AccessLevel};
 use crate::config::{Config, HttpSettings};
 use crate::poa::{self, PoaMap};
 
@@ -268,18 +269,20 @@ impl Service<InboundRequest> for Upstream {
                     return Ok(ResponsePrimitive::error(Rsc::INTERNAL_SERVER_ERROR, &rqi, "unusable peer ID"));
                 }
             };
-            match client.call_with_headers(&req, headers).await {
+            let rsp = match client.call_with_headers(&req, headers).await {
                 Ok(mut rsp) => {
                     // Any AE representation going back shows the points of access as registered.
                     if let Some(map) = &poa {
                         map.restore_response(&mut rsp);
                     }
-                    Ok(rsp)
+                    rsp
                 }
                 // The answer still goes back sealed: the peer learns, authenticated, what
                 // happened at the upstream.
-                Err(e) => Ok(upstream_failure(&*e, &req, client.base())),
-            }
+                Err(e) => upstream_failure(&*e, &req, client.base()),
+            };
+            access::record(&req, inbound.peer.as_ref(), rsp.rsc);
+            Ok(rsp)
         })
     }
 }
@@ -334,14 +337,43 @@ struct Egress {
     peers: Peers,
     limits: Limits,
     routed: PrimitiveService<onem2m_sa_tower::SendSecure<Peers>>,
+    default_peer: Option<NodeId>,
+    access: AccessLevel,
 }
 
 impl Egress {
     fn new(node: Node, peers: Peers, route: Route, limits: Limits) -> Self {
         let routed = PrimitiveService::new(SendSecureLayer::new(node.clone(), route).layer(peers.clone()), limits);
-        Self { node, peers, limits, routed }
+        Self { node, peers, limits, routed, default_peer: None, access: AccessLevel::default() }
+    }
+
+    /// The peer a request on `path` goes to, for the access log: the CSE-ID an SP-relative
+    /// (`/~/id-in/…`) or absolute (`/_/sp/id-in/…`) target starts with, else the default peer.
+    fn peer_of(&self, path: &str) -> Option<NodeId> {
+        let relative = path
+            .strip_prefix("/~/")
+            .or_else(|| path.strip_prefix("/_/").and_then(|p| p.split_once('/').map(|(_, r)| r)));
+        match relative.and_then(|r| r.split('/').next()) {
+            Some(cse) => NodeId::new(format!("/{cse}")).ok().filter(|p| self.peers.knows(p)),
+            None => self.default_peer.clone(),
+        }
+    }
+
+    /// `fut`, the handling of one request, with its access line once answered.
+    fn logged(&self, seen: access::Seen, peer: Option<NodeId>, fut: EgressFuture) -> EgressFuture {
+        let (node, level) = (self.node.clone(), self.access);
+        Box::pin(async move {
+            let out = fut.await;
+            if let Ok(rsp) = &out {
+                let sa = peer.as_ref().and_then(|p| node.outbound().by_peer(p).first().map(|e| e.sa_id().to_string()));
+                access::egress(level, &seen, rsp, peer.as_ref(), sa);
+            }
+            out
+        })
     }
 }
+
+type EgressFuture = Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, Infallible>> + Send>>;
 
 impl Service<http::Request<Bytes>> for Egress {
     type Response = http::Response<Bytes>;
@@ -354,8 +386,10 @@ impl Service<http::Request<Bytes>> for Egress {
 
     fn call(&mut self, mut req: http::Request<Bytes>) -> Self::Future {
         strip_reserved(&mut req);
+        let seen = access::Seen::new(&req);
         if !req.uri().path().starts_with(poa::PREFIX) {
-            return Box::pin(self.routed.clone().oneshot(req));
+            let peer = self.peer_of(req.uri().path());
+            return self.logged(seen, peer, Box::pin(self.routed.clone().oneshot(req)));
         }
         let limits = self.limits;
         let refuse = |req: &http::Request<Bytes>, rsc: Rsc, why: &'static str| {
@@ -380,12 +414,13 @@ impl Service<http::Request<Bytes>> for Egress {
             Err(_) => return refuse(&req, Rsc::BAD_REQUEST, "unusable mapped poa"),
         }
         let peer = mapped.peer;
-        let route: Route = Arc::new(move |_: &RequestPrimitive| Some(peer.clone()));
+        let to = peer.clone();
+        let route: Route = Arc::new(move |_: &RequestPrimitive| Some(to.clone()));
         let svc = PrimitiveService::new(
             SendSecureLayer::new(self.node.clone(), route).layer(self.peers.clone()),
             self.limits,
         );
-        Box::pin(svc.oneshot(req))
+        self.logged(seen, Some(peer), Box::pin(svc.oneshot(req)))
     }
 }
 
@@ -393,7 +428,7 @@ impl Service<http::Request<Bytes>> for Egress {
 /// the peer's IP address as its transport source, for the Responder's per-source flood defences
 /// (cookies, half-open bounds).
 #[derive(Clone)]
-struct Sourced<S>(S);
+struct Sourced<S>(S, AccessLevel);
 
 impl<S> Service<http::Request<Bytes>> for Sourced<S>
 where
@@ -410,11 +445,19 @@ where
 
     fn call(&mut self, mut req: http::Request<Bytes>) -> Self::Future {
         strip_reserved(&mut req);
-        let inner = self.0.clone();
-        match req.extensions().get::<RemoteAddr>().map(|a| a.0.ip()) {
+        let (inner, level) = (self.0.clone(), self.1);
+        let seen = access::Seen::new(&req);
+        let handled: EgressFuture = match req.extensions().get::<RemoteAddr>().map(|a| a.0.ip()) {
             Some(ip) => Box::pin(with_source(ip, inner.oneshot(req))),
             None => Box::pin(inner.oneshot(req)),
-        }
+        };
+        Box::pin(async move {
+            let (out, forwarded) = access::scope(handled).await;
+            if let Ok(rsp) = &out {
+                access::ingress(level, &seen, rsp, forwarded);
+            }
+            out
+        })
     }
 }
 
@@ -481,14 +524,18 @@ impl Sidecar {
             };
             let protected =
                 ReceiveSecureLayer::new(node.clone(), ingress.plaintext.clone()).layer(Upstream { client, poa });
-            let svc = Sourced(PrimitiveService::new(protected, server.limits));
+            let svc = Sourced(PrimitiveService::new(protected, server.limits), config.log.access);
             servers.push(tokio::spawn(serve(listener, svc, server.clone(), shutdown())));
         }
         if let (Some(egress), Some(listener)) = (&config.egress, listeners.egress_http) {
             let known = peers.clone();
             let by_cse = route_by_cse_id(egress.default_peer.clone());
             let route: Route = Arc::new(move |req: &RequestPrimitive| by_cse(req).filter(|p| known.knows(p)));
-            let svc = Egress::new(node.clone(), peers.clone(), route, server.limits);
+            let svc = Egress {
+                default_peer: egress.default_peer.clone(),
+                access: config.log.access,
+                ..Egress::new(node.clone(), peers.clone(), route, server.limits)
+            };
             servers.push(tokio::spawn(serve(listener, svc, server.clone(), shutdown())));
         }
         if let Some(listener) = listeners.admin {

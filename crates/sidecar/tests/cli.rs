@@ -136,3 +136,13 @@ fn ticket_issue_verifies_what_it_signed_and_excepts_the_admin() {
     let ticket = onem2m_sa::credential::Ticket::from_json(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
     assert!(ticket.context.covers("CAdmin") && ticket.context.except.is_empty());
 }
+
+/// Logs written to a pipe (a file, a journal) carry no ANSI colour codes.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let out = bin().args(["demo", "--contents", "1", "--json"]).env("RUST_LOG", "info").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("sidecar started"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
+}
