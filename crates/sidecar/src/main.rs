@@ -110,6 +110,9 @@ fn sidecar(path: PathBuf, check: bool) -> Outcome {
         for warning in &config.warnings {
             eprintln!("warning: {warning}");
         }
+        for warning in onem2m_sa_sidecar::config::unresolved_peers(&config) {
+            eprintln!("warning: {warning}");
+        }
         println!("{}: ok (node {})", path.display(), config.node.id);
         return Ok(true);
     }
