@@ -7,6 +7,7 @@
 //! * [`admin`] — `/metrics`, `/healthz`, `/readyz`, SA list and removal.
 //! * [`access`] — the per-request access log.
 //! * [`keys`] — `keygen` and `ticket issue|inspect`.
+//! * [`doctor`] — `sidecar --check --connect`: the upstream, the peers, an SA with each.
 //! * [`demo`] — `onem2m-sa demo`, and the topology the integration tests reuse.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -16,6 +17,7 @@ pub mod admin;
 pub mod admin_client;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod keys;
 pub mod logging;
 pub mod poa;

@@ -39,9 +39,13 @@ enum Command {
         /// The config file (see examples/sidecar-cse.toml and examples/sidecar-ae.toml).
         #[arg(long, short)]
         config: PathBuf,
-        /// Validate the config (files, keys, tickets) and exit.
+        /// Validate the config (files, keys, tickets; peers that do not resolve) and exit.
         #[arg(long)]
         check: bool,
+        /// With --check: also check that the upstream answers like oneM2M, that each peer's
+        /// ingress is reachable and is a sidecar, and that an SA can be established with it.
+        #[arg(long, requires = "check")]
+        connect: bool,
     },
     /// Generate a signing key pair (a node's or a trust anchor's).
     Keygen(KeygenArgs),
@@ -81,7 +85,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Keygen(args) => run_keygen(&args).map(|()| true),
         Command::Ticket(cmd) => run_ticket(&cmd).map(|()| true),
-        Command::Sidecar { config, check } => sidecar(config, check),
+        Command::Sidecar { config, check, connect } => sidecar(config, check, connect),
         Command::Sa(cmd) => runtime().and_then(|rt| rt.block_on(sa(cmd))),
         Command::Demo(args) => {
             logging::init_for_tools();
@@ -104,7 +108,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Box<dyn std::error::Error>> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
-fn sidecar(path: PathBuf, check: bool) -> Outcome {
+fn sidecar(path: PathBuf, check: bool, connect: bool) -> Outcome {
     let config = Config::load(&path)?;
     if check {
         for warning in &config.warnings {
@@ -114,7 +118,15 @@ fn sidecar(path: PathBuf, check: bool) -> Outcome {
             eprintln!("warning: {warning}");
         }
         println!("{}: ok (node {})", path.display(), config.node.id);
-        return Ok(true);
+        if !connect {
+            return Ok(true);
+        }
+        logging::init_for_tools();
+        let findings = runtime()?.block_on(onem2m_sa_sidecar::doctor::connect_checks(&config));
+        for finding in &findings {
+            println!("{finding}");
+        }
+        return Ok(findings.iter().all(|f| f.ok));
     }
     logging::init(&config.log)?;
     for warning in &config.warnings {

@@ -240,3 +240,47 @@ async fn raw_http(addr: std::net::SocketAddr, head: &str, body: &str) -> (u16, S
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     (status, head.to_ascii_lowercase(), body.to_owned())
 }
+
+/// `--check --connect`: a good config passes every check; a wrong upstream, a peer address
+/// that is the CSE rather than its sidecar, a dead peer and a peer of another trust anchor are
+/// each reported with what to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_connect_finds_what_to_fix() {
+    use onem2m_sa_sidecar::config::Peer;
+    use onem2m_sa_sidecar::doctor::connect_checks;
+    let t = Topology::start(None).await.unwrap();
+    let ae_ingress = t.ae_sidecar.addresses().ingress_http.unwrap();
+    let good = cse_sidecar_config(&t.pki, &t.cse.base(), ae_ingress);
+    let findings = connect_checks(&good).await;
+    assert_eq!(findings.len(), 3, "{findings:#?}");
+    assert!(findings.iter().all(|f| f.ok), "{findings:#?}");
+    assert!(findings[0].what.contains("answers like oneM2M"), "{}", findings[0]);
+    assert!(findings[1].what.contains("a sidecar ingress") && findings[2].what.contains("SA established"));
+
+    // The upstream answers HTTP but not oneM2M; a peer is the CSE itself; a peer is dead.
+    let bare = bare_204_upstream(Arc::default()).await;
+    let dead = loopback().await.unwrap().local_addr().unwrap();
+    let mut bad = cse_sidecar_config(&t.pki, &bare, ae_ingress);
+    bad.peers.push(Peer { id: "/id-mn".parse().unwrap(), address: t.cse.base() });
+    bad.peers.push(Peer { id: "/id-gone".parse().unwrap(), address: format!("http://{dead}") });
+    let findings = connect_checks(&bad).await;
+    let text: Vec<String> = findings.iter().map(ToString::to_string).collect();
+    let problem = |needle: &str| {
+        findings
+            .iter()
+            .find(|f| !f.ok && f.what.contains(needle))
+            .unwrap_or_else(|| panic!("no problem with {needle:?} in {text:#?}"))
+            .clone()
+    };
+    assert!(problem("not like oneM2M").fix.unwrap().contains("ingress.upstream"));
+    assert!(problem("/id-mn").fix.unwrap().contains("sidecar's ingress"));
+    assert!(problem("/id-gone").what.contains("not reachable"));
+
+    // A node whose ticket another anchor signed: reachable, but no SA.
+    let stranger = DemoPki::new();
+    let other = cse_sidecar_config(&stranger, &t.cse.base(), ae_ingress);
+    let findings = connect_checks(&other).await;
+    let sa = findings.iter().find(|f| f.what.contains("no SA could be established")).expect("SA problem");
+    assert!(sa.fix.as_ref().unwrap().contains("trust_anchor"), "{sa}");
+    t.shutdown().await;
+}
