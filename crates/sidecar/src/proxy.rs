@@ -360,12 +360,13 @@ impl Egress {
     }
 
     /// `fut`, the handling of one request, with its access line once answered.
-    fn logged(&self, seen: access::Seen, peer: Option<NodeId>, fut: EgressFuture) -> EgressFuture {
+    fn logged(&self, seen: access::Seen, peer: Option<NodeId>, fut: HttpFuture) -> HttpFuture {
         let (node, level) = (self.node.clone(), self.access);
         Box::pin(async move {
             let out = fut.await;
             if let Ok(rsp) = &out {
-                let sa = peer.as_ref().and_then(|p| node.outbound().by_peer(p).first().map(|e| e.sa_id().to_string()));
+                let live = |p: &NodeId| node.outbound().by_peer(p).into_iter().find(|e| e.is_active());
+                let sa = peer.as_ref().and_then(live).map(|e| e.sa_id().to_string());
                 access::egress(level, &seen, rsp, peer.as_ref(), sa);
             }
             out
@@ -373,12 +374,13 @@ impl Egress {
     }
 }
 
-type EgressFuture = Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, Infallible>> + Send>>;
+/// The future of the ingress's and egress's HTTP services.
+type HttpFuture = Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, Infallible>> + Send>>;
 
 impl Service<http::Request<Bytes>> for Egress {
     type Response = http::Response<Bytes>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, Infallible>> + Send>>;
+    type Future = HttpFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -437,7 +439,7 @@ where
 {
     type Response = http::Response<Bytes>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, Infallible>> + Send>>;
+    type Future = HttpFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -447,7 +449,7 @@ where
         strip_reserved(&mut req);
         let (inner, level) = (self.0.clone(), self.1);
         let seen = access::Seen::new(&req);
-        let handled: EgressFuture = match req.extensions().get::<RemoteAddr>().map(|a| a.0.ip()) {
+        let handled: HttpFuture = match req.extensions().get::<RemoteAddr>().map(|a| a.0.ip()) {
             Some(ip) => Box::pin(with_source(ip, inner.oneshot(req))),
             None => Box::pin(inner.oneshot(req)),
         };
