@@ -377,6 +377,16 @@ pub fn inspect_ticket(ticket: &Ticket, anchors: Option<&TrustAnchors>, now_unix:
         let except: Vec<String> = ctx.except.iter().map(quoted).collect();
         line("except:", &except.join(", "));
     }
+    let named = ctx.originators.iter().any(|p| !p.is_wildcard() && p.covers(ADMIN_ORIGINATOR));
+    if ctx.covers(ADMIN_ORIGINATOR) && !named {
+        line(
+            "warning:",
+            &format!(
+                "a wildcard covers {ADMIN_ORIGINATOR}, the CSE administrator: issue the ticket again (ticket issue \
+                 excepts it) unless this node may act as administrator"
+            ),
+        );
+    }
     if let Some(lt) = ctx.max_sa_lifetime_secs {
         line("max SA life:", &format!("{lt} s"));
     }
