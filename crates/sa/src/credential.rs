@@ -421,6 +421,12 @@ impl TrustAnchors {
         self.anchors.insert(issuer, (alg, public_key));
     }
 
+    /// Whether every anchor of `self` is in `other` with the same key: a node moving from
+    /// `self` to `other` trusts no ticket less.
+    pub fn is_subset_of(&self, other: &TrustAnchors) -> bool {
+        self.anchors.iter().all(|(id, key)| other.anchors.get(id) == Some(key))
+    }
+
     /// Number of anchors.
     pub fn len(&self) -> usize {
         self.anchors.len()
@@ -632,6 +638,18 @@ mod tests {
         assert_eq!(v.authorize("SAE01"), Err(TicketError::ContextDoesNotCover));
         assert_eq!(v.authorize("/id-in/x"), Err(TicketError::ContextDoesNotCover));
         assert_eq!(v.authorize(""), Err(TicketError::ContextDoesNotCover));
+    }
+
+    #[test]
+    fn anchor_sets_compare() {
+        let s = setup();
+        let mut more = s.anchors.clone();
+        more.add(NodeId::new("/other").unwrap(), s.node_key.algorithm(), s.node_key.public_key().to_vec());
+        assert!(s.anchors.is_subset_of(&more) && !more.is_subset_of(&s.anchors));
+        assert!(TrustAnchors::new().is_subset_of(&s.anchors) && s.anchors.is_subset_of(&s.anchors));
+        let mut rekeyed = s.anchors.clone();
+        rekeyed.add(s.anchor.clone(), s.node_key.algorithm(), s.node_key.public_key().to_vec());
+        assert!(!s.anchors.is_subset_of(&rekeyed), "the same anchor ID with another key");
     }
 
     #[test]

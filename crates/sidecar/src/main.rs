@@ -135,12 +135,39 @@ fn sidecar(path: PathBuf, check: bool, connect: bool) -> Outcome {
     let metrics = config.admin.as_ref().map(|_| onem2m_sa_sidecar::admin::install_prometheus());
     runtime()?.block_on(async move {
         let listeners = proxy::Listeners::bind(&config).await?;
+        // Listen for SIGHUP before anything is started, so that none ends the process.
+        #[cfg(unix)]
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let running = proxy::Sidecar::start(&config, listeners, metrics).await?;
+        #[cfg(unix)]
+        until_shutdown_reloading_on_hangup(running.runtime(), hangup).await;
+        #[cfg(not(unix))]
         shutdown_signal().await;
         tracing::info!("shutting down: draining requests in flight");
         running.shutdown().await;
         Ok(true)
     })
+}
+
+/// Waits for Ctrl-C or SIGTERM; on each SIGHUP meanwhile, reloads the config file (a bad one is
+/// refused with its error and the running configuration stays).
+#[cfg(unix)]
+async fn until_shutdown_reloading_on_hangup(runtime: &proxy::Runtime, mut hangup: tokio::signal::unix::Signal) {
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = hangup.recv() => {
+                let runtime = runtime.clone();
+                match tokio::task::spawn_blocking(move || runtime.reload_from_file()).await {
+                    Ok(Ok(done)) => tracing::info!(kept = done.sas_kept, removed = done.sas_removed, "{done} (SIGHUP)"),
+                    Ok(Err(e)) => tracing::error!("reload refused: {e}"),
+                    Err(e) => tracing::error!("reload failed: {e}"),
+                }
+            }
+        }
+    }
 }
 
 /// Ctrl-C or SIGTERM.
