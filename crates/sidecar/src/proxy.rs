@@ -209,6 +209,11 @@ impl Peers {
         self.clients.contains_key(peer)
     }
 
+    /// The address `peer` is configured at.
+    pub fn address(&self, peer: &NodeId) -> Option<&str> {
+        self.clients.get(peer).map(HttpClient::base)
+    }
+
     /// The client for a transport request: SA messages and secured primitives address the peer
     /// node itself; an SP-relative target (`/id-in/…`) is looked up by its CSE-ID.
     fn client_for(&self, to: &str) -> Option<&HttpClient> {
@@ -620,9 +625,10 @@ impl Runtime {
 
     /// Applies `config` without a restart: new keys, tickets, trust anchors, peers, policy and
     /// limits take effect for new SAs and new requests. SAs already established stay, served
-    /// by the configuration that established them, unless their peer is no longer configured
-    /// (outbound) or a trust anchor was removed or changed (every earlier SA: peers establish
-    /// again and are judged by the new anchors). Requests in flight finish where they started.
+    /// by the configuration that established them, unless their peer is no longer configured at
+    /// the same address (outbound) or a trust anchor was removed or changed (every earlier SA:
+    /// peers establish again and are judged by the new anchors). Requests in flight finish where
+    /// they started.
     /// Refused, with the running configuration kept, when it changes what needs a restart.
     pub fn reload(&self, config: &Config) -> Result<Reloaded, String> {
         let fixed = Fixed::of(config);
@@ -645,7 +651,8 @@ impl Runtime {
         let peers = g.current.peers.clone();
         for p in &g.previous {
             for sa in p.node.outbound().entries() {
-                if !peers.knows(sa.peer()) {
+                // A peer no longer listed, or listed at another address, is reached anew.
+                if peers.address(sa.peer()) != p.peers.address(sa.peer()) {
                     p.node.forget_outbound(&sa);
                     removed += 1;
                 }

@@ -246,6 +246,22 @@ async fn reload_under_load_keeps_the_established_sa_and_refuses_a_bad_file() {
     assert_eq!(c2.oneshot(request("second", "Cother")).await.unwrap().rsc, Rsc::OK);
     assert_eq!(cse_side.node().inbound().len(), 1, "established by the new configuration");
 
+    // The AE host reloads too: its outbound SA keeps carrying its requests …
+    let kept = ae_side.runtime().reload(&start_from(&ae_file)).unwrap();
+    assert_eq!((kept.sas_kept, kept.sas_removed), (1, 0));
+    assert_eq!(client.clone().oneshot(request("after-ae-reload", "Cmeter")).await.unwrap().rsc, Rsc::OK);
+    assert!(ae_side.node().outbound().is_empty(), "no new SA: the earlier one carried it");
+    // … until the CSE is listed at another address: then it is dropped, and the next request
+    // establishes a new SA (under the AE host's current configuration).
+    let elsewhere = Node { peer: ("/id-in", "127.0.0.1:1".parse().unwrap()), ..clone_node(&ae) };
+    std::fs::write(dir.path("ae-elsewhere.toml"), elsewhere.toml()).unwrap();
+    let moved =
+        ae_side.runtime().reload(&Config { path: ae_file.clone(), ..start_from(&dir.path("ae-elsewhere.toml")) });
+    assert_eq!(moved.map(|r| (r.sas_kept, r.sas_removed)), Ok((0, 1)));
+    ae_side.runtime().reload(&start_from(&ae_file)).unwrap();
+    assert_eq!(client.clone().oneshot(request("re-established", "Cmeter")).await.unwrap().rsc, Rsc::OK);
+    assert_eq!(ae_side.node().outbound().len(), 1);
+
     // 3. The trust anchor taken away: every SA it vouched for ends; the AE host, whose ticket
     // only that anchor signed, gets no new SA.
     let distrusting =
@@ -260,7 +276,9 @@ async fn reload_under_load_keeps_the_established_sa_and_refuses_a_bad_file() {
     let (status, body) = admin_client::request(admin_addr, "POST", "/reload").await.unwrap();
     assert_eq!(status, 200, "{body}");
     let done: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((done["sas_kept"].as_u64(), done["sas_removed"].as_u64()), (Some(0), Some(2)), "{body}");
+    // The AE host's first SA (it dropped it, the CSE did not know), the second node's, and the
+    // AE host's new one.
+    assert_eq!((done["sas_kept"].as_u64(), done["sas_removed"].as_u64()), (Some(0), Some(3)), "{body}");
     assert_eq!(cse_side.runtime().nodes().len(), 1);
     let rsp = client.clone().oneshot(request("distrusted", "Cmeter")).await.unwrap();
     assert!(rsp.rsc.is_error(), "{rsp:?}");
