@@ -1,6 +1,6 @@
 //! The sidecar runtime: one [`Node`] and its listeners.
 //!
-//! * **ingress** — secured primitives in from the network: [`ReceiveSecure`](onem2m_sa_tower::ReceiveSecure)
+//! * **ingress** — secured primitives in from the network: [`ReceiveSecure`]
 //!   answers SA flows, opens requests, checks identity binding and the plaintext policy; what
 //!   passes goes in plaintext to the upstream (the local CSE, or an AE's listener) and the answer
 //!   goes back sealed.
@@ -9,6 +9,12 @@
 //!   target names, seals, sends and opens the answer. Requests on a mapped point of access
 //!   (see [`crate::poa`]) go to the peer the mapping names.
 //! * **admin** — see [`crate::admin`].
+//!
+//! **Reload** ([`Runtime::reload`], SIGHUP, `POST /reload`): the node, peers and services of a
+//! configuration form a *generation*. A reload builds a new one, which serves new SAs and new
+//! requests; earlier generations keep serving the SAs they established — the ingress hands them
+//! a sealed request the current generation does not know the SA of (4112), the egress sends a
+//! request over an earlier generation's live SA with its peer — until those SAs end.
 //!
 //! The upstream learns which requests came over an SA, and from whom: the ingress sets
 //! [`PEER_HEADER`] (`X-SA-Peer`, the authenticated peer's node ID) and [`SA_ID_HEADER`]
