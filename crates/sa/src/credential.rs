@@ -7,8 +7,8 @@
 //!
 //! Every way of decoding a ticket (from [`Ticket::from_json`] or as part of a larger serde
 //! message) enforces the same limits: unknown members refused, version 1, a public key of exactly
-//! its algorithm's length, a signature of at most 256 bytes, at most 64 originator patterns of at
-//! most 256 bytes, a description of at most 1 KiB.
+//! its algorithm's length, a signature of at most 256 bytes, at most 64 originator patterns and 64
+//! exceptions of at most 256 bytes each, a description of at most 1 KiB.
 
 use std::collections::HashMap;
 
@@ -92,18 +92,25 @@ impl std::str::FromStr for NodeId {
     }
 }
 
-/// An originator pattern: an exact oneM2M ID, a prefix ending in `*` (`C*`, `/id-in/*`), or `*`.
+/// An originator pattern: an exact oneM2M ID, a prefix ending in `*` (`C*`, `/id-in/*`), `*`, or
+/// the empty pattern `""`, which covers a request without an originator (an absent or empty `fr`:
+/// an AE registering for the CSE to assign its AE-ID) and nothing else.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct OriginatorPattern(String);
 
 impl OriginatorPattern {
-    /// Whether `originator` matches.
+    /// Whether `originator` matches (`""` standing for a request without an originator).
     pub fn covers(&self, originator: &str) -> bool {
         match self.0.strip_suffix('*') {
             Some(prefix) => originator.starts_with(prefix),
             None => self.0 == originator,
         }
+    }
+
+    /// Whether the pattern is a prefix (ends in `*`) rather than one exact ID.
+    pub fn is_wildcard(&self) -> bool {
+        self.0.ends_with('*')
     }
 
     /// The pattern text.
@@ -116,7 +123,11 @@ impl std::str::FromStr for OriginatorPattern {
     type Err = CredentialError;
     fn from_str(s: &str) -> Result<Self, CredentialError> {
         let star_only_last = s.find('*').is_none_or(|i| i == s.len() - 1);
-        if valid_id(s) && star_only_last { Ok(Self(s.to_owned())) } else { Err(CredentialError::InvalidPattern) }
+        if s.is_empty() || (valid_id(s) && star_only_last) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(CredentialError::InvalidPattern)
+        }
     }
 }
 
@@ -134,12 +145,21 @@ impl From<OriginatorPattern> for String {
 }
 
 /// Which originator IDs may speak through SAs of a node, and for how long.
+///
+/// An originator is covered when a pattern of `orig` covers it and no pattern of `ex` does: the
+/// exceptions carve IDs out of what the wildcards grant, such as a CSE's administrator (`CAdmin`)
+/// out of `C*`. A request without an originator is checked as `""`.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizationContext {
     /// Originators allowed.
     #[serde(rename = "orig")]
     pub originators: Vec<OriginatorPattern>,
+    /// Originators refused even when [`Self::originators`] covers them (empty: none). Signed
+    /// only when present, so tickets without exceptions keep the to-be-signed bytes of earlier
+    /// versions; a verifier that predates them refuses a ticket that has them (unknown member).
+    #[serde(rename = "ex", default, skip_serializing_if = "Vec::is_empty")]
+    pub except: Vec<OriginatorPattern>,
     /// Longest lifetime of an SA, in seconds.
     #[serde(rename = "lt", default, skip_serializing_if = "Option::is_none")]
     pub max_sa_lifetime_secs: Option<u64>,
@@ -149,9 +169,10 @@ pub struct AuthorizationContext {
 }
 
 impl AuthorizationContext {
-    /// Whether `originator` may speak through the node's SAs.
+    /// Whether `originator` may speak through the node's SAs: some pattern of `orig` covers it
+    /// and none of `ex` does. `""` stands for a request without an originator.
     pub fn covers(&self, originator: &str) -> bool {
-        self.originators.iter().any(|p| p.covers(originator))
+        self.originators.iter().any(|p| p.covers(originator)) && !self.except.iter().any(|p| p.covers(originator))
     }
 }
 
@@ -265,8 +286,10 @@ impl Ticket {
     /// `onem2m-sa ticket v1`, then every field but the signature in declaration order. Strings and
     /// byte strings carry a u32 big-endian length, integers are big-endian, the algorithm is its
     /// `u8` code, the pattern list is preceded by its u32 count, and each optional context field
-    /// by a presence byte (0 or 1). The encoding is injective: different signed fields never give
-    /// the same bytes.
+    /// by a presence byte (0 or 1); then the validity window. Exceptions (`ctx.ex`), when there
+    /// are any, follow the window as the tag byte 1, their u32 count and each pattern; without
+    /// them nothing follows, so a ticket without exceptions has the bytes it had before they
+    /// existed. The encoding is injective: different signed fields never give the same bytes.
     pub fn to_be_signed(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         put(&mut out, b"onem2m-sa ticket v1");
@@ -295,6 +318,13 @@ impl Ticket {
         }
         out.extend_from_slice(&self.not_before.to_be_bytes());
         out.extend_from_slice(&self.not_after.to_be_bytes());
+        if !self.context.except.is_empty() {
+            out.push(1);
+            out.extend_from_slice(&(self.context.except.len() as u32).to_be_bytes());
+            for p in &self.context.except {
+                put(&mut out, p.as_str().as_bytes());
+            }
+        }
         out
     }
 
@@ -327,6 +357,9 @@ impl Ticket {
         }
         if self.context.originators.len() > MAX_PATTERNS {
             return Err("more than 64 originator patterns");
+        }
+        if self.context.except.len() > MAX_PATTERNS {
+            return Err("more than 64 exceptions");
         }
         if self.context.description.as_ref().is_some_and(|d| d.len() > MAX_DESCRIPTION) {
             return Err("description over 1 KiB");
@@ -386,6 +419,12 @@ impl TrustAnchors {
     /// Trusts `issuer` with this public key, replacing any key it had.
     pub fn add(&mut self, issuer: NodeId, alg: SignatureAlgorithm, public_key: Vec<u8>) {
         self.anchors.insert(issuer, (alg, public_key));
+    }
+
+    /// Whether every anchor of `self` is in `other` with the same key: a node moving from
+    /// `self` to `other` trusts no ticket less.
+    pub fn is_subset_of(&self, other: &TrustAnchors) -> bool {
+        self.anchors.iter().all(|(id, key)| other.anchors.get(id) == Some(key))
     }
 
     /// Number of anchors.
@@ -530,6 +569,7 @@ mod tests {
             originators: vec!["C*".parse().unwrap(), "/id-in".parse().unwrap()],
             max_sa_lifetime_secs: Some(3600),
             description: Some("test".into()),
+            except: Vec::new(),
         }
     }
 
@@ -601,6 +641,18 @@ mod tests {
     }
 
     #[test]
+    fn anchor_sets_compare() {
+        let s = setup();
+        let mut more = s.anchors.clone();
+        more.add(NodeId::new("/other").unwrap(), s.node_key.algorithm(), s.node_key.public_key().to_vec());
+        assert!(s.anchors.is_subset_of(&more) && !more.is_subset_of(&s.anchors));
+        assert!(TrustAnchors::new().is_subset_of(&s.anchors) && s.anchors.is_subset_of(&s.anchors));
+        let mut rekeyed = s.anchors.clone();
+        rekeyed.add(s.anchor.clone(), s.node_key.algorithm(), s.node_key.public_key().to_vec());
+        assert!(!s.anchors.is_subset_of(&rekeyed), "the same anchor ID with another key");
+    }
+
+    #[test]
     fn expired() {
         let s = setup();
         assert_eq!(s.anchors.verify(&s.ticket, &s.me, NOW + 10).unwrap_err(), TicketError::Expired);
@@ -648,6 +700,7 @@ mod tests {
             ("lifetime changed", Box::new(|t| t.context.max_sa_lifetime_secs = Some(3601))),
             ("description", Box::new(|t| t.context.description = Some("other".into()))),
             ("description removed", Box::new(|t| t.context.description = None)),
+            ("exception added", Box::new(|t| t.context.except.push("CAdmin".parse().unwrap()))),
             ("not_after", Box::new(|t| t.not_after += 1)),
             ("not_before", Box::new(|t| t.not_before -= 1)),
             ("signature", Box::new(|t| t.signature[0] ^= 1)),
@@ -672,6 +725,69 @@ mod tests {
         bad.algorithm = SignatureAlgorithm::Ed25519;
         bad.public_key.truncate(32);
         assert_eq!(s.anchors.verify(&bad, &s.me, NOW).unwrap_err(), TicketError::BadSignature);
+    }
+
+    /// What real deployments need: AE self-registration without an originator (`""`), AE-IDs the
+    /// CSE assigns (`C*`, `S*`), a registrar speaking for the originators it relays
+    /// (`/id-in/*`), and the CSE's administrator carved out of the wildcards (`ex`).
+    #[test]
+    fn exceptions_carve_ids_out_of_the_wildcards() {
+        let ctx = AuthorizationContext {
+            originators: ["C*", "S*", "", "/id-in/*"].iter().map(|p| p.parse().unwrap()).collect(),
+            except: vec!["CAdmin".parse().unwrap(), "/id-in/CAdmin".parse().unwrap()],
+            ..AuthorizationContext::default()
+        };
+        for ok in ["CAE01", "C", "S", "Sxyz", "", "/id-in/Cxyz", "CAdmin2"] {
+            assert!(ctx.covers(ok), "{ok:?}");
+        }
+        for refused in ["CAdmin", "/id-in/CAdmin", "/id-in", "/id-mn/Cxyz", "admin"] {
+            assert!(!ctx.covers(refused), "{refused:?}");
+        }
+        // An exception wins over an exact grant too: it is a deny list.
+        let both = AuthorizationContext {
+            originators: vec!["CAdmin".parse().unwrap()],
+            except: vec!["CAdmin".parse().unwrap()],
+            ..AuthorizationContext::default()
+        };
+        assert!(!both.covers("CAdmin"));
+    }
+
+    /// A ticket without exceptions signs exactly the bytes it signed before they existed; one
+    /// with them signs them after the validity window, and they travel as `ctx.ex`.
+    #[test]
+    fn exceptions_are_signed_and_absent_ones_change_nothing() {
+        let s = setup();
+        let plain = s.ticket.to_be_signed();
+        // The old encoding ends with the validity window.
+        assert_eq!(&plain[plain.len() - 16..plain.len() - 8], &s.ticket.not_before.to_be_bytes());
+        assert_eq!(&plain[plain.len() - 8..], &s.ticket.not_after.to_be_bytes());
+        assert!(!s.ticket.to_json().contains("\"ex\""));
+
+        let mut ctx = context();
+        ctx.except = vec!["CAdmin".parse().unwrap()];
+        let subject = (s.node_key.algorithm(), s.node_key.public_key().to_vec());
+        let t = Ticket::issue(&s.anchor, &s.anchor_key, s.me.clone(), subject, ctx, NOW - 10, NOW + 10).unwrap();
+        let tbs = t.to_be_signed();
+        assert_eq!(&tbs[..plain.len()], &plain[..], "the same fields, then the exceptions");
+        assert_eq!(&tbs[plain.len()..], &[&[1u8, 0, 0, 0, 1, 0, 0, 0, 6][..], b"CAdmin"].concat()[..]);
+        let json = t.to_json();
+        assert!(json.contains(r#""ex":["CAdmin"]"#), "{json}");
+        let back = Ticket::from_json(&json).unwrap();
+        assert_eq!(back, t);
+        let v = s.anchors.verify(&back, &s.me, NOW).unwrap();
+        assert_eq!(v.authorize("CAE01"), Ok(()));
+        assert_eq!(v.authorize("CAdmin"), Err(TicketError::ContextDoesNotCover));
+        // Stripping the exceptions from the JSON breaks the signature.
+        let stripped = json.replace(r#","ex":["CAdmin"]"#, "");
+        assert_eq!(
+            s.anchors.verify(&Ticket::from_json(&stripped).unwrap(), &s.me, NOW).unwrap_err(),
+            TicketError::BadSignature
+        );
+        // Limits: at most 64.
+        let mut ctx = context();
+        ctx.except = vec!["x".parse().unwrap(); MAX_PATTERNS + 1];
+        let subject = (s.node_key.algorithm(), s.node_key.public_key().to_vec());
+        assert!(Ticket::issue(&s.anchor, &s.anchor_key, s.me.clone(), subject, ctx, 0, 1).is_err());
     }
 
     #[test]
@@ -841,9 +957,14 @@ mod tests {
         assert!(p("CAE01").unwrap().covers("CAE01"));
         assert!(!p("CAE01").unwrap().covers("CAE011"));
         assert_eq!(p("C*").unwrap().as_str(), "C*");
-        for bad in ["/a*b", "**", "", "a b", "*x"] {
+        for bad in ["/a*b", "**", "a b", "*x"] {
             assert!(p(bad).is_err(), "{bad:?}");
         }
+        // The empty pattern: a request without an originator, and nothing else.
+        assert!(p("").unwrap().covers(""));
+        assert!(!p("").unwrap().covers("CAE1"));
+        assert!(!p("C*").unwrap().covers(""));
+        assert!(p("C*").unwrap().is_wildcard() && !p("CAE01").unwrap().is_wildcard() && !p("").unwrap().is_wildcard());
         assert!(p(&format!("{}*", "x".repeat(255))).is_ok());
         assert!(p(&format!("{}*", "x".repeat(256))).is_err());
 

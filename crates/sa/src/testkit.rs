@@ -51,8 +51,7 @@ impl TestPki {
     pub fn node(&self, id: &str, alg: SignatureAlgorithm, originators: &[&str], rng: &mut dyn Rng) -> Arc<Credentials> {
         let context = AuthorizationContext {
             originators: originators.iter().map(|o| o.parse::<OriginatorPattern>().expect("valid pattern")).collect(),
-            max_sa_lifetime_secs: None,
-            description: None,
+            ..AuthorizationContext::default()
         };
         self.node_with(id, alg, context, self.unix_now - 3600, self.unix_now + 86_400, rng)
     }

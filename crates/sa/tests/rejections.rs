@@ -437,7 +437,7 @@ fn expired_unknown_and_foreign_tickets() {
     let old = w.pki.node_with(
         "/id-in",
         SignatureAlgorithm::Ed25519,
-        AuthorizationContext { originators: vec![], max_sa_lifetime_secs: None, description: None },
+        AuthorizationContext::default(),
         T0.unix_secs - 100,
         T0.unix_secs - 10,
         &mut w.rng,

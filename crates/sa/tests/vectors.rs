@@ -799,6 +799,7 @@ fn generate(previous_doc: &str) -> String {
         originators: vec!["/id-es256".parse::<OriginatorPattern>().unwrap()],
         max_sa_lifetime_secs: Some(3600),
         description: Some("ES256 example".to_owned()),
+        ..AuthorizationContext::default()
     };
     let e = pki.node_with(
         "/id-es256",

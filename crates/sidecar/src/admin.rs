@@ -8,6 +8,7 @@
 //! | `GET /readyz` | `200 ready` once every listener is up; `503` while starting or draining |
 //! | `GET /sa` | JSON: this node's SAs (identifier, peer, direction, suite, expiry) |
 //! | `DELETE /sa/<id>` | removes the SA (hex identifier): an outbound SA with Remove SA sent to the Responder, an inbound one locally; `404` if unknown |
+//! | `POST /reload` | reloads the config file (as SIGHUP does): `200` with what was kept and removed, `400` with the error (the running configuration stays) |
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,11 +21,10 @@ use bytes::Bytes;
 use onem2m_sa::SaId;
 use onem2m_sa::flows::UpdateResult;
 use onem2m_sa::table::SaEntry;
-use onem2m_sa_tower::Node;
 use serde_json::json;
 use tower::Service;
 
-use crate::proxy::Peers;
+use crate::proxy::Runtime;
 
 /// Renders the metrics exposition.
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
@@ -47,16 +47,16 @@ pub fn install_prometheus() -> MetricsRender {
 /// The admin endpoint as an HTTP service.
 #[derive(Clone)]
 pub struct Admin {
-    node: Node,
-    peers: Peers,
+    runtime: Runtime,
     ready: Arc<AtomicBool>,
     metrics: Option<MetricsRender>,
 }
 
 impl Admin {
-    /// The admin endpoint of `node`; `ready` is the readiness flag, `metrics` the renderer.
-    pub fn new(node: Node, peers: Peers, ready: Arc<AtomicBool>, metrics: Option<MetricsRender>) -> Self {
-        Self { node, peers, ready, metrics }
+    /// The admin endpoint of a sidecar's `runtime`; `ready` is the readiness flag, `metrics`
+    /// the renderer.
+    pub fn new(runtime: Runtime, ready: Arc<AtomicBool>, metrics: Option<MetricsRender>) -> Self {
+        Self { runtime, ready, metrics }
     }
 }
 
@@ -112,17 +112,34 @@ impl Service<http::Request<Bytes>> for Admin {
                     None => reply(404, "text/plain", "metrics are not enabled\n"),
                 },
                 ("GET", "/sa") => {
-                    let out = this.node.outbound().entries();
-                    let inb = this.node.inbound().entries();
-                    let sas: Vec<_> = out
-                        .iter()
-                        .map(|e| describe(e, "outbound"))
-                        .chain(inb.iter().map(|e| describe(e, "inbound")))
-                        .collect();
-                    json_reply(200, json!({ "node": this.node.id().as_str(), "sas": sas }))
+                    let mut sas = Vec::new();
+                    for (node, _) in this.runtime.nodes() {
+                        sas.extend(node.outbound().entries().iter().map(|e| describe(e, "outbound")));
+                        sas.extend(node.inbound().entries().iter().map(|e| describe(e, "inbound")));
+                    }
+                    json_reply(200, json!({ "node": this.runtime.node().id().as_str(), "sas": sas }))
                 }
                 ("DELETE", p) if p.starts_with("/sa/") => this.remove(&p["/sa/".len()..]).await,
-                (_, "/healthz" | "/readyz" | "/metrics" | "/sa") => reply(405, "text/plain", "method not allowed\n"),
+                ("POST", "/reload") => {
+                    let runtime = this.runtime.clone();
+                    match tokio::task::spawn_blocking(move || runtime.reload_from_file()).await {
+                        Ok(Ok(done)) => {
+                            tracing::info!(kept = done.sas_kept, removed = done.sas_removed, "{done} (admin endpoint)");
+                            json_reply(
+                                200,
+                                json!({ "reloaded": true, "sas_kept": done.sas_kept, "sas_removed": done.sas_removed }),
+                            )
+                        }
+                        Ok(Err(e)) => {
+                            tracing::error!("reload refused: {e}");
+                            json_reply(400, json!({ "reloaded": false, "error": e }))
+                        }
+                        Err(e) => json_reply(500, json!({ "reloaded": false, "error": e.to_string() })),
+                    }
+                }
+                (_, "/healthz" | "/readyz" | "/metrics" | "/sa" | "/reload") => {
+                    reply(405, "text/plain", "method not allowed\n")
+                }
                 _ => reply(404, "text/plain", "not found\n"),
             };
             Ok(rsp)
@@ -135,12 +152,13 @@ impl Admin {
         let Some(sa_id) = parse_sa_id(id) else {
             return json_reply(400, json!({ "error": "an SA identifier is 16 hex digits" }));
         };
-        let (direction, confirm) = if self.node.outbound().get(sa_id).is_some() {
-            ("outbound", self.node.remove(sa_id, self.peers.clone()).await)
-        } else if self.node.inbound().get(sa_id).is_some() {
-            ("inbound", self.node.remove_inbound(sa_id))
-        } else {
-            return json_reply(404, json!({ "error": "no such SA", "sa_id": id }));
+        let nodes = self.runtime.nodes();
+        let outbound = nodes.iter().find(|(n, _)| n.outbound().get(sa_id).is_some());
+        let inbound = nodes.iter().find(|(n, _)| n.inbound().get(sa_id).is_some());
+        let (direction, confirm) = match (outbound, inbound) {
+            (Some((node, peers)), _) => ("outbound", node.remove(sa_id, peers.clone()).await),
+            (None, Some((node, _))) => ("inbound", node.remove_inbound(sa_id)),
+            (None, None) => return json_reply(404, json!({ "error": "no such SA", "sa_id": id })),
         };
         let accepted = confirm.0.result == UpdateResult::Accepted;
         tracing::info!(sa = %sa_id, direction, accepted, "SA removed by the administrator");

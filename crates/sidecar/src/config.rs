@@ -173,6 +173,49 @@ pub struct Peer {
     pub address: String,
 }
 
+/// The host of an `http://host:port` URL, without brackets.
+fn host_of(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    Some(uri.host()?.trim_start_matches('[').trim_end_matches(']').to_owned())
+}
+
+/// Whether `host` is one of the names reserved for examples (RFC 2606), as the example configs
+/// use: `example.net`, `cse.example.net`, `x.example`.
+fn is_example_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    ["example.com", "example.net", "example.org"].iter().any(|d| host == *d || host.ends_with(&format!(".{d}")))
+        || host == "example"
+        || host.ends_with(".example")
+}
+
+/// What `--check` finds about the peers beyond the file itself: each peer's host must resolve
+/// (looked up with the system resolver; blocking). One message per peer that does not,
+/// `<file>: peer[i].address: …`. Example hosts are warned about at load and not looked up.
+pub fn unresolved_peers(config: &Config) -> Vec<String> {
+    use std::net::ToSocketAddrs as _;
+    let mut out = Vec::new();
+    for (i, p) in config.peers.iter().enumerate() {
+        let Some(host) = host_of(&p.address) else { continue };
+        if is_example_host(&host) {
+            continue;
+        }
+        let port = p.address.parse::<http::Uri>().ok().and_then(|u| u.port_u16()).unwrap_or(80);
+        let found = (host.as_str(), port).to_socket_addrs().map(|mut a| a.next().is_some());
+        let why = match found {
+            Ok(true) => continue,
+            Ok(false) => "no address".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        out.push(format!(
+            "{}: peer[{i}].address: {host} does not resolve ({why}): {} cannot reach {}",
+            config.path.display(),
+            config.node.id,
+            p.id
+        ));
+    }
+    out
+}
+
 /// The admin listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admin {
@@ -198,6 +241,8 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// A `tracing` `EnvFilter` directive (`info`, `onem2m_sa_sidecar=debug,info`).
     pub level: String,
+    /// The level of the per-request access lines (see [`crate::access`]).
+    pub access: crate::access::AccessLevel,
 }
 
 /// HTTP limits and timeouts. `Default` gives the defaults of the file.
@@ -238,7 +283,7 @@ pub struct SaSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { format: LogFormat::Human, level: "info".to_owned() }
+        Self { format: LogFormat::Human, level: "info".to_owned(), access: crate::access::AccessLevel::Info }
     }
 }
 
@@ -451,6 +496,8 @@ struct RawPeer {
 struct RawLog {
     #[serde(default)]
     format: LogFormat,
+    #[serde(default)]
+    access: crate::access::AccessLevel,
     level: Option<Spanned<String>>,
 }
 
@@ -723,6 +770,13 @@ impl Doc<'_> {
                 return Err(self.at(&p.id, key, format!("{id} is listed twice (first on line {line})")));
             }
             let address = self.url(&p.address, &format!("peer[{i}].address"))?;
+            if let Some(host) = host_of(&address).filter(|h| is_example_host(h)) {
+                self.warn(
+                    &p.address,
+                    format!("peer[{i}].address"),
+                    format!("{host} is an example host (from examples/): put the address of {id}'s sidecar ingress"),
+                );
+            }
             peers.push(Peer { id, address });
         }
         Ok(peers)
@@ -888,7 +942,7 @@ impl Doc<'_> {
             }
             None => LogSettings::default().level,
         };
-        Ok(LogSettings { format: raw.format, level })
+        Ok(LogSettings { format: raw.format, level, access: raw.access })
     }
 
     fn http(&self, h: &RawHttp) -> Result<HttpSettings, ConfigError> {

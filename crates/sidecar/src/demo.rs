@@ -38,6 +38,12 @@ pub const CSE_BASE: &str = "cse-base";
 pub const AE_NODE: &str = "/id-ae-host";
 /// The demo AE's AE-ID.
 pub const AE_ID: &str = "Cdemo-ae";
+/// The CSE node's ticket (README, `docs/deploy.md` §1): its own CSE-ID, and the originators it
+/// relays under it (`/id-in/Cxyz`, which a CSE puts on requests it retargets to an AE).
+pub const CSE_ALLOW: &[&str] = &[CSE_ID, "/id-in/*"];
+/// The AE host's ticket: its node ID, AE-IDs the CSE assigns or the AEs choose (`C*`, `S*`),
+/// and registration without an originator (`""`); `CAdmin` is excepted from the wildcards.
+pub const AE_HOST_ALLOW: &[&str] = &[AE_NODE, "C*", "S*", ""];
 
 /// A trust anchor made on the fly, issuing tickets.
 pub struct DemoPki {
@@ -71,14 +77,15 @@ impl DemoPki {
         self.anchors.clone()
     }
 
-    /// A fresh key and a day-long ticket for `id`, allowing `originators`.
+    /// A fresh key and a day-long ticket for `id`, allowing `originators` as `ticket issue
+    /// --allow` does (the CSE administrator excepted from wildcards).
     pub fn credentials(&self, id: &str, originators: &[&str]) -> Arc<Credentials> {
         let node_id = NodeId::new(id).expect("valid id");
         let key = SigningKey::generate(SignatureAlgorithm::Ed25519, &mut SystemRng).expect("keygen");
+        let allow: Vec<OriginatorPattern> = originators.iter().map(|o| o.parse().expect("pattern")).collect();
         let context = AuthorizationContext {
-            originators: originators.iter().map(|o| o.parse::<OriginatorPattern>().expect("pattern")).collect(),
-            max_sa_lifetime_secs: None,
             description: Some("onem2m-sa demo".into()),
+            ..crate::keys::authorization_context(&allow, &[])
         };
         let now = unix_now();
         let ticket = Ticket::issue(
@@ -134,7 +141,7 @@ pub fn base_config(node: NodeSettings) -> Config {
 /// The CSE host's sidecar: ingress in front of the CSE at `upstream` (every request must come
 /// over an SA), egress for the CSE's notifications to the AE host at `ae_ingress`.
 pub fn cse_sidecar_config(pki: &DemoPki, upstream: &str, ae_ingress: SocketAddr) -> Config {
-    let mut c = base_config(pki.node(CSE_ID, &[CSE_ID]));
+    let mut c = base_config(pki.node(CSE_ID, CSE_ALLOW));
     c.ingress = Some(Ingress {
         upstream: upstream.to_owned(),
         plaintext: PlaintextPolicy::default(),
@@ -149,7 +156,7 @@ pub fn cse_sidecar_config(pki: &DemoPki, upstream: &str, ae_ingress: SocketAddr)
 /// The AE host's sidecar: egress for the AE's requests to the CSE at `cse_ingress`, ingress in
 /// front of the AE's notification listener at `listener`.
 pub fn ae_sidecar_config(pki: &DemoPki, cse_ingress: SocketAddr, listener: &str) -> Config {
-    let mut c = base_config(pki.node(AE_NODE, &[AE_NODE, "C*"]));
+    let mut c = base_config(pki.node(AE_NODE, AE_HOST_ALLOW));
     c.ingress = Some(Ingress {
         upstream: listener.to_owned(),
         plaintext: PlaintextPolicy::default(),

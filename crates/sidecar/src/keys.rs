@@ -257,8 +257,12 @@ pub struct IssueRequest {
     pub subject: NodeId,
     /// The subject's public key.
     pub subject_key: (SignatureAlgorithm, Vec<u8>),
-    /// Originators that may speak through the subject's SAs (at least one).
+    /// Originators that may speak through the subject's SAs (at least one; `""` for requests
+    /// without an originator).
     pub allow: Vec<OriginatorPattern>,
+    /// Originators refused even when `allow` covers them. [`issue_ticket`] adds
+    /// [`ADMIN_ORIGINATOR`] when a wildcard of `allow` covers it and `allow` does not name it.
+    pub except: Vec<OriginatorPattern>,
     /// Valid from (UNIX seconds).
     pub not_before: u64,
     /// Valid until, exclusive (UNIX seconds).
@@ -269,16 +273,33 @@ pub struct IssueRequest {
     pub description: Option<String>,
 }
 
-/// Issues and signs a ticket. Refuses an empty originator list, an empty validity window and a
-/// key of the wrong length for its algorithm.
+/// The administrator originator of the ACME CSE (and the oneM2M test suites): a wildcard such as
+/// `C*` must not make an AE host the CSE's administrator, so [`issue_ticket`] excepts it unless
+/// it is allowed by name.
+pub const ADMIN_ORIGINATOR: &str = "CAdmin";
+
+/// The authorization context of `allow` and `except`, with [`ADMIN_ORIGINATOR`] added to the
+/// exceptions when a wildcard of `allow` covers it and no pattern names it exactly.
+pub fn authorization_context(allow: &[OriginatorPattern], except: &[OriginatorPattern]) -> AuthorizationContext {
+    let mut except = except.to_vec();
+    let by_wildcard = allow.iter().any(|p| p.is_wildcard() && p.covers(ADMIN_ORIGINATOR));
+    let by_name = allow.iter().any(|p| !p.is_wildcard() && p.covers(ADMIN_ORIGINATOR));
+    if by_wildcard && !by_name && !except.iter().any(|p| p.covers(ADMIN_ORIGINATOR)) {
+        except.push(ADMIN_ORIGINATOR.parse().expect("a valid pattern"));
+    }
+    AuthorizationContext { originators: allow.to_vec(), except, ..AuthorizationContext::default() }
+}
+
+/// Issues and signs a ticket, its context from [`authorization_context`]. Refuses an empty
+/// originator list, an empty validity window and a key of the wrong length for its algorithm.
 pub fn issue_ticket(req: &IssueRequest) -> Result<Ticket, KeyError> {
     if req.allow.is_empty() {
         return Err(CredentialError::Malformed("no allowed originator".into()).into());
     }
     let context = AuthorizationContext {
-        originators: req.allow.clone(),
         max_sa_lifetime_secs: req.max_sa_lifetime_secs,
         description: req.description.clone(),
+        ..authorization_context(&req.allow, &req.except)
     };
     Ok(Ticket::issue(
         &req.anchor_id,
@@ -346,8 +367,26 @@ pub fn inspect_ticket(ticket: &Ticket, anchors: Option<&TrustAnchors>, now_unix:
     line("algorithm:", &ticket.algorithm);
     line("public key:", &hex::encode(&ticket.public_key));
     line("fingerprint:", &key_fingerprint(&ticket.public_key));
-    let allowed: Vec<&str> = ctx.originators.iter().map(|p| p.as_str()).collect();
+    let quoted = |p: &OriginatorPattern| match p.as_str() {
+        "" => "\"\" (no originator)".to_owned(),
+        s => s.to_owned(),
+    };
+    let allowed: Vec<String> = ctx.originators.iter().map(quoted).collect();
     line("allowed:", &allowed.join(", "));
+    if !ctx.except.is_empty() {
+        let except: Vec<String> = ctx.except.iter().map(quoted).collect();
+        line("except:", &except.join(", "));
+    }
+    let named = ctx.originators.iter().any(|p| !p.is_wildcard() && p.covers(ADMIN_ORIGINATOR));
+    if ctx.covers(ADMIN_ORIGINATOR) && !named {
+        line(
+            "warning:",
+            &format!(
+                "a wildcard covers {ADMIN_ORIGINATOR}, the CSE administrator: issue the ticket again (ticket issue \
+                 excepts it) unless this node may act as administrator"
+            ),
+        );
+    }
     if let Some(lt) = ctx.max_sa_lifetime_secs {
         line("max SA life:", &format!("{lt} s"));
     }
@@ -424,7 +463,9 @@ pub enum TicketCommand {
     onem2m-sa ticket issue --anchor-key anchor.key.pem --anchor-id /trust-anchor \\\n      \
     --subject /id-in --subject-key id-in.pub.pem --out id-in.ticket.json\n  \
     onem2m-sa ticket issue --anchor-key anchor.key.pem --anchor-id /trust-anchor \\\n      \
-    --subject /id-asn --subject-key id-asn.pub.pem --allow /id-asn --allow 'C*' --days 30")]
+    --subject /id-asn --subject-key id-asn.pub.pem --allow /id-asn --allow 'C*' --days 30\n  \
+    onem2m-sa ticket issue --anchor-key anchor.key.pem --anchor-id /trust-anchor \\\n      \
+    --subject /id-ae-host --subject-key ae-host.pub.pem --allow 'C*' --allow 'S*' --allow ''")]
 pub struct IssueArgs {
     /// The trust anchor's private key (PKCS#8 PEM).
     #[arg(long, value_name = "FILE")]
@@ -439,9 +480,15 @@ pub struct IssueArgs {
     #[arg(long, value_name = "PUBFILE")]
     pub subject_key: PathBuf,
     /// An originator allowed to speak through the node's SAs: an exact ID, a prefix ending in
-    /// `*`, or `*`. Repeatable; default: the subject's own ID.
+    /// `*`, `*`, or '' (requests without an originator: AEs registering for the CSE to assign
+    /// their AE-ID). Repeatable; default: the subject's own ID.
     #[arg(long, value_name = "PATTERN")]
     pub allow: Vec<OriginatorPattern>,
+    /// An originator refused even when --allow covers it (exact ID or prefix). Repeatable.
+    /// CAdmin (the CSE administrator) is excepted whenever a wildcard covers it, unless
+    /// --allow CAdmin names it.
+    #[arg(long, value_name = "PATTERN")]
+    pub except: Vec<OriginatorPattern>,
     /// Days the ticket is valid (it starts 5 minutes in the past, for clock skew).
     #[arg(long, value_name = "N", default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=36_500))]
     pub days: u64,
@@ -519,14 +566,21 @@ pub fn run_ticket(cmd: &TicketCommand) -> Result<(), Box<dyn std::error::Error>>
                 subject: a.subject.clone(),
                 subject_key: read_public_key(&a.subject_key)?,
                 allow,
+                except: a.except.clone(),
                 not_before,
                 not_after: now.saturating_add(a.days.saturating_mul(86_400)),
                 max_sa_lifetime_secs: a.max_sa_lifetime,
                 description: a.description.clone(),
             };
             let ticket = issue_ticket(&req)?;
+            // Check what was just signed, as a peer will: against the anchor's public key.
+            let mut anchors = TrustAnchors::new();
+            anchors.add(req.anchor_id.clone(), req.anchor_key.algorithm(), req.anchor_key.public_key().to_vec());
+            anchors
+                .verify(&ticket, &ticket.subject, now)
+                .map_err(|e| format!("the ticket just issued does not verify: {e}"))?;
             let json = ticket.to_json() + "\n";
-            let summary = inspect_ticket(&ticket, None, now);
+            let summary = inspect_ticket(&ticket, Some(&anchors), now);
             match &a.out {
                 Some(path) => {
                     std::fs::write(path, json).map_err(io_error(path))?;

@@ -5,15 +5,19 @@
 //! * [`proxy`] — the runtime: ingress, egress and admin listeners around one node.
 //! * [`poa`] — notifications to AEs over SAs: mapping AE points of access at registration.
 //! * [`admin`] — `/metrics`, `/healthz`, `/readyz`, SA list and removal.
+//! * [`access`] — the per-request access log.
 //! * [`keys`] — `keygen` and `ticket issue|inspect`.
+//! * [`doctor`] — `sidecar --check --connect`: the upstream, the peers, an SA with each.
 //! * [`demo`] — `onem2m-sa demo`, and the topology the integration tests reuse.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod admin;
 pub mod admin_client;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod keys;
 pub mod logging;
 pub mod poa;

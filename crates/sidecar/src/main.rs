@@ -39,9 +39,13 @@ enum Command {
         /// The config file (see examples/sidecar-cse.toml and examples/sidecar-ae.toml).
         #[arg(long, short)]
         config: PathBuf,
-        /// Validate the config (files, keys, tickets) and exit.
+        /// Validate the config (files, keys, tickets; peers that do not resolve) and exit.
         #[arg(long)]
         check: bool,
+        /// With --check: also check that the upstream answers like oneM2M, that each peer's
+        /// ingress is reachable and is a sidecar, and that an SA can be established with it.
+        #[arg(long, requires = "check")]
+        connect: bool,
     },
     /// Generate a signing key pair (a node's or a trust anchor's).
     Keygen(KeygenArgs),
@@ -81,7 +85,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Keygen(args) => run_keygen(&args).map(|()| true),
         Command::Ticket(cmd) => run_ticket(&cmd).map(|()| true),
-        Command::Sidecar { config, check } => sidecar(config, check),
+        Command::Sidecar { config, check, connect } => sidecar(config, check, connect),
         Command::Sa(cmd) => runtime().and_then(|rt| rt.block_on(sa(cmd))),
         Command::Demo(args) => {
             logging::init_for_tools();
@@ -104,14 +108,25 @@ fn runtime() -> Result<tokio::runtime::Runtime, Box<dyn std::error::Error>> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
-fn sidecar(path: PathBuf, check: bool) -> Outcome {
+fn sidecar(path: PathBuf, check: bool, connect: bool) -> Outcome {
     let config = Config::load(&path)?;
     if check {
         for warning in &config.warnings {
             eprintln!("warning: {warning}");
         }
+        for warning in onem2m_sa_sidecar::config::unresolved_peers(&config) {
+            eprintln!("warning: {warning}");
+        }
         println!("{}: ok (node {})", path.display(), config.node.id);
-        return Ok(true);
+        if !connect {
+            return Ok(true);
+        }
+        logging::init_for_tools();
+        let findings = runtime()?.block_on(onem2m_sa_sidecar::doctor::connect_checks(&config));
+        for finding in &findings {
+            println!("{finding}");
+        }
+        return Ok(findings.iter().all(|f| f.ok));
     }
     logging::init(&config.log)?;
     for warning in &config.warnings {
@@ -120,12 +135,39 @@ fn sidecar(path: PathBuf, check: bool) -> Outcome {
     let metrics = config.admin.as_ref().map(|_| onem2m_sa_sidecar::admin::install_prometheus());
     runtime()?.block_on(async move {
         let listeners = proxy::Listeners::bind(&config).await?;
+        // Listen for SIGHUP before anything is started, so that none ends the process.
+        #[cfg(unix)]
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let running = proxy::Sidecar::start(&config, listeners, metrics).await?;
+        #[cfg(unix)]
+        until_shutdown_reloading_on_hangup(running.runtime(), hangup).await;
+        #[cfg(not(unix))]
         shutdown_signal().await;
         tracing::info!("shutting down: draining requests in flight");
         running.shutdown().await;
         Ok(true)
     })
+}
+
+/// Waits for Ctrl-C or SIGTERM; on each SIGHUP meanwhile, reloads the config file (a bad one is
+/// refused with its error and the running configuration stays).
+#[cfg(unix)]
+async fn until_shutdown_reloading_on_hangup(runtime: &proxy::Runtime, mut hangup: tokio::signal::unix::Signal) {
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = hangup.recv() => {
+                let runtime = runtime.clone();
+                match tokio::task::spawn_blocking(move || runtime.reload_from_file()).await {
+                    Ok(Ok(done)) => tracing::info!(kept = done.sas_kept, removed = done.sas_removed, "{done} (SIGHUP)"),
+                    Ok(Err(e)) => tracing::error!("reload refused: {e}"),
+                    Err(e) => tracing::error!("reload failed: {e}"),
+                }
+            }
+        }
+    }
 }
 
 /// Ctrl-C or SIGTERM.

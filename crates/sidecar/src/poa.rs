@@ -39,6 +39,20 @@ pub struct Mapped {
     pub peer: NodeId,
     /// The point of access the AE registered.
     pub poa: String,
+    /// What the CSE appended to the mapped URL's path (`/Csub2`, `/cse-in/capAE`), or empty.
+    pub suffix: String,
+}
+
+impl Mapped {
+    /// The path the request takes at the peer: the registered point of access's path with the
+    /// appended suffix after it (`/notify` + `/Csub2` = `/notify/Csub2`).
+    pub fn target_path(&self) -> String {
+        let base = path_of(&self.poa);
+        match self.suffix.as_str() {
+            "" => base.to_owned(),
+            suffix => format!("{}{suffix}", base.trim_end_matches('/')),
+        }
+    }
 }
 
 impl PoaMap {
@@ -57,10 +71,11 @@ impl PoaMap {
         )
     }
 
-    /// The registered point of access behind a mapped URL of this egress.
+    /// The registered point of access behind a mapped URL of this egress (as mapped: nothing
+    /// appended).
     fn unmap(&self, url: &str) -> Option<String> {
         let path = url.strip_prefix(&self.base)?;
-        decode_path(path).map(|m| m.poa)
+        decode_path(path).filter(|m| m.suffix.is_empty()).map(|m| m.poa)
     }
 
     /// Rewrites the `poa` of an AE that `peer` creates or updates. Returns how many were mapped.
@@ -101,13 +116,16 @@ fn poa_list(pc: Option<&mut Value>) -> Option<&mut Vec<Value>> {
     pc?.get_mut("m2m:ae")?.get_mut("poa")?.as_array_mut()
 }
 
-/// Decodes an egress request path `/.sa-poa/<peer>/<poa>`.
+/// Decodes an egress request path `/.sa-poa/<peer>/<poa>[/<suffix>]`: a CSE may append a path
+/// to the point of access it was given (ACME notifies `<poa>/Csub2` and forwards retargeted
+/// requests to `<poa>/cse-in/capAE`); the suffix is kept, `/` included.
 pub fn decode_path(path: &str) -> Option<Mapped> {
     let rest = path.strip_prefix(PREFIX)?;
-    let (peer, poa) = rest.split_once('/')?;
+    let (peer, rest) = rest.split_once('/')?;
+    let (poa, suffix) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
     let peer = String::from_utf8(URL_SAFE_NO_PAD.decode(peer).ok()?).ok()?;
     let poa = String::from_utf8(URL_SAFE_NO_PAD.decode(poa).ok()?).ok()?;
-    Some(Mapped { peer: NodeId::new(peer).ok()?, poa })
+    Some(Mapped { peer: NodeId::new(peer).ok()?, poa, suffix: suffix.to_owned() })
 }
 
 /// The path of a URL (`/` when it has none), without its query.
@@ -137,7 +155,8 @@ mod tests {
         assert!(mapped.starts_with("http://127.0.0.1:8081/.sa-poa/"));
         assert_eq!(req.pc.as_ref().unwrap()["m2m:ae"]["poa"][1], "mqtt://b/x");
         let decoded = decode_path(path_of(&mapped)).unwrap();
-        assert_eq!(decoded, Mapped { peer: peer(), poa: "http://10.0.0.5:9000/notify".into() });
+        assert_eq!(decoded, Mapped { peer: peer(), poa: "http://10.0.0.5:9000/notify".into(), suffix: String::new() });
+        assert_eq!(decoded.target_path(), "/notify");
 
         let mut rsp = ResponsePrimitive::new(onem2m_primitive::ResponseStatusCode::CREATED, "r1");
         rsp.pc = req.pc.clone();
@@ -157,8 +176,24 @@ mod tests {
     }
 
     #[test]
+    fn an_appended_path_follows_the_registered_one() {
+        let map = PoaMap::new("http://127.0.0.1:8081");
+        for (poa, suffix, target) in [
+            ("http://10.0.0.5:9000/notify", "/Csub2", "/notify/Csub2"),
+            ("http://10.0.0.5:9000/notify/", "/cse-in/capAE", "/notify/cse-in/capAE"),
+            ("http://10.0.0.5:9000", "/cse-in/capAE", "/cse-in/capAE"),
+            ("http://10.0.0.5:9000/", "/", "/"),
+        ] {
+            let url = format!("{}{suffix}", map.map(&peer(), poa));
+            let m = decode_path(path_of(&url)).unwrap();
+            assert_eq!((m.poa.as_str(), m.suffix.as_str(), m.target_path().as_str()), (poa, suffix, target));
+        }
+    }
+
+    #[test]
     fn malformed_paths_do_not_decode() {
-        for p in ["/.sa-poa/", "/.sa-poa/abc", "/.sa-poa/!!/x", "/other/a/b", "/.sa-poa/L2lk/%%"] {
+        for p in ["/.sa-poa/", "/.sa-poa/abc", "/.sa-poa/!!/x", "/other/a/b", "/.sa-poa/L2lk/%%", "/.sa-poa/L2lk/%%/x"]
+        {
             assert_eq!(decode_path(p), None, "{p}");
         }
         assert_eq!(path_of("http://h:1/a/b?x=1"), "/a/b");

@@ -1,6 +1,6 @@
 //! The sidecar runtime: one [`Node`] and its listeners.
 //!
-//! * **ingress** — secured primitives in from the network: [`ReceiveSecure`](onem2m_sa_tower::ReceiveSecure)
+//! * **ingress** — secured primitives in from the network: [`ReceiveSecure`]
 //!   answers SA flows, opens requests, checks identity binding and the plaintext policy; what
 //!   passes goes in plaintext to the upstream (the local CSE, or an AE's listener) and the answer
 //!   goes back sealed.
@@ -9,6 +9,12 @@
 //!   target names, seals, sends and opens the answer. Requests on a mapped point of access
 //!   (see [`crate::poa`]) go to the peer the mapping names.
 //! * **admin** — see [`crate::admin`].
+//!
+//! **Reload** ([`Runtime::reload`], SIGHUP, `POST /reload`): the node, peers and services of a
+//! configuration form a *generation*. A reload builds a new one, which serves new SAs and new
+//! requests; earlier generations keep serving the SAs they established — the ingress hands them
+//! a sealed request the current generation does not know the SA of (4112), the egress sends a
+//! request over an earlier generation's live SA with its peer — until those SAs end.
 //!
 //! The upstream learns which requests came over an SA, and from whom: the ingress sets
 //! [`PEER_HEADER`] (`X-SA-Peer`, the authenticated peer's node ID) and [`SA_ID_HEADER`]
@@ -29,16 +35,20 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa::credential::NodeId;
+use onem2m_sa::credential::TrustAnchors;
 use onem2m_sa_http::{
-    BoxError, ClientConfig, ClientError, HttpClient, Limits, PrimitiveService, RemoteAddr, ServerConfig,
+    BindingError, BoxError, ClientConfig, ClientError, HttpClient, Limits, PrimitiveService, RemoteAddr, ServerConfig,
     refuse_request, serve,
 };
-use onem2m_sa_tower::{InboundRequest, Node, ReceiveSecureLayer, Route, SendSecureLayer, route_by_cse_id, with_source};
+use onem2m_sa_tower::{
+    InboundRequest, Node, ReceiveSecure, ReceiveSecureLayer, Route, SendSecureLayer, route_by_cse_id, with_source,
+};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::{Layer, Service, ServiceExt};
 
+use crate::access::{self, AccessLevel};
 use crate::config::{Config, HttpSettings};
 use crate::poa::{self, PoaMap};
 
@@ -205,6 +215,11 @@ impl Peers {
         self.clients.contains_key(peer)
     }
 
+    /// The address `peer` is configured at.
+    pub fn address(&self, peer: &NodeId) -> Option<&str> {
+        self.clients.get(peer).map(HttpClient::base)
+    }
+
     /// The client for a transport request: SA messages and secured primitives address the peer
     /// node itself; an SP-relative target (`/id-in/…`) is looked up by its CSE-ID.
     fn client_for(&self, to: &str) -> Option<&HttpClient> {
@@ -268,24 +283,65 @@ impl Service<InboundRequest> for Upstream {
                     return Ok(ResponsePrimitive::error(Rsc::INTERNAL_SERVER_ERROR, &rqi, "unusable peer ID"));
                 }
             };
-            match client.call_with_headers(&req, headers).await {
+            let rsp = match client.call_with_headers(&req, headers).await {
                 Ok(mut rsp) => {
                     // Any AE representation going back shows the points of access as registered.
                     if let Some(map) = &poa {
                         map.restore_response(&mut rsp);
                     }
-                    Ok(rsp)
+                    rsp
                 }
-                // The answer still goes back sealed: the peer learns, authenticated, that the
-                // upstream failed.
-                Err(e) => {
-                    let rsc = e.downcast_ref::<ClientError>().map_or(Rsc::INTERNAL_SERVER_ERROR, ClientError::rsc);
-                    tracing::warn!(error = %e, %rsc, "upstream request failed");
-                    Ok(ResponsePrimitive::error(rsc, &rqi, "upstream not reachable"))
-                }
-            }
+                // The answer still goes back sealed: the peer learns, authenticated, what
+                // happened at the upstream.
+                Err(e) => upstream_failure(&*e, &req, client.base()),
+            };
+            access::record(&req, inbound.peer.as_ref(), rsp.rsc);
+            Ok(rsp)
         })
     }
+}
+
+/// Whether `req` asked for no response (TS-0004 `rt` 5, noResponse).
+fn wants_no_response(req: &RequestPrimitive) -> bool {
+    req.rt.as_ref().is_some_and(|rt| rt.rtv == 5)
+}
+
+/// The answer to `req` when the upstream exchange failed, saying what happened (the text goes
+/// to the peer; the log also names the upstream).
+///
+/// A no-response request (`rt=5`) that the upstream answered at the HTTP level without a
+/// response primitive — ACME's bare `204 No Content` — was delivered: it is answered 1000
+/// ACCEPTED, never "not reachable", so that the originator does not send it again.
+fn upstream_failure(
+    e: &(dyn std::error::Error + Send + Sync + 'static),
+    req: &RequestPrimitive,
+    upstream: &str,
+) -> ResponsePrimitive {
+    let source = || e.source().map(|s| format!(": {s}")).unwrap_or_default();
+    let (rsc, text) = match e.downcast_ref::<ClientError>() {
+        Some(ClientError::InvalidResponse(BindingError::MissingHeader(_))) if wants_no_response(req) => {
+            tracing::debug!(rqi = %req.rqi, %upstream, "no-response request (rt=5) answered without a response primitive: 1000");
+            return ResponsePrimitive::new(Rsc::ACCEPTED, &req.rqi);
+        }
+        Some(ClientError::InvalidResponse(m)) => {
+            (Rsc::INTERNAL_SERVER_ERROR, format!("the upstream's answer could not be mapped: {m}"))
+        }
+        Some(ClientError::BodyTooLarge) => {
+            (Rsc::INTERNAL_SERVER_ERROR, "the upstream's answer is larger than http.max_body_bytes".to_owned())
+        }
+        Some(c @ ClientError::InvalidRequest(m)) => {
+            (c.rsc(), format!("the request cannot be sent to the upstream: {m}"))
+        }
+        Some(c @ ClientError::Connect(_)) => (c.rsc(), format!("the upstream is not reachable{}", source())),
+        Some(c @ ClientError::Io(_)) => {
+            (c.rsc(), format!("the connection to the upstream failed before it answered{}", source()))
+        }
+        Some(c @ ClientError::Timeout) => (c.rsc(), "the upstream did not answer in time".to_owned()),
+        Some(c) => (c.rsc(), format!("the upstream request failed: {c}{}", source())),
+        None => (Rsc::INTERNAL_SERVER_ERROR, format!("the upstream request failed: {e}")),
+    };
+    tracing::warn!(rqi = %req.rqi, %upstream, %rsc, "{text}");
+    ResponsePrimitive::error(rsc, &req.rqi, &text)
 }
 
 /// The egress's HTTP service: plaintext in, sealed to the peer.
@@ -295,19 +351,50 @@ struct Egress {
     peers: Peers,
     limits: Limits,
     routed: PrimitiveService<onem2m_sa_tower::SendSecure<Peers>>,
+    default_peer: Option<NodeId>,
+    access: AccessLevel,
 }
 
 impl Egress {
     fn new(node: Node, peers: Peers, route: Route, limits: Limits) -> Self {
         let routed = PrimitiveService::new(SendSecureLayer::new(node.clone(), route).layer(peers.clone()), limits);
-        Self { node, peers, limits, routed }
+        Self { node, peers, limits, routed, default_peer: None, access: AccessLevel::default() }
+    }
+
+    /// The peer a request on `path` goes to, for the access log: the CSE-ID an SP-relative
+    /// (`/~/id-in/…`) or absolute (`/_/sp/id-in/…`) target starts with, else the default peer.
+    fn peer_of(&self, path: &str) -> Option<NodeId> {
+        let relative = path
+            .strip_prefix("/~/")
+            .or_else(|| path.strip_prefix("/_/").and_then(|p| p.split_once('/').map(|(_, r)| r)));
+        match relative.and_then(|r| r.split('/').next()) {
+            Some(cse) => NodeId::new(format!("/{cse}")).ok().filter(|p| self.peers.knows(p)),
+            None => self.default_peer.clone(),
+        }
+    }
+
+    /// `fut`, the handling of one request, with its access line once answered.
+    fn logged(&self, seen: access::Seen, peer: Option<NodeId>, fut: HttpFuture) -> HttpFuture {
+        let (node, level) = (self.node.clone(), self.access);
+        Box::pin(async move {
+            let out = fut.await;
+            if let Ok(rsp) = &out {
+                let live = |p: &NodeId| node.outbound().by_peer(p).into_iter().find(|e| e.is_active());
+                let sa = peer.as_ref().and_then(live).map(|e| e.sa_id().to_string());
+                access::egress(level, &seen, rsp, peer.as_ref(), sa);
+            }
+            out
+        })
     }
 }
+
+/// The future of the ingress's and egress's HTTP services.
+type HttpFuture = Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, Infallible>> + Send>>;
 
 impl Service<http::Request<Bytes>> for Egress {
     type Response = http::Response<Bytes>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, Infallible>> + Send>>;
+    type Future = HttpFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -315,11 +402,14 @@ impl Service<http::Request<Bytes>> for Egress {
 
     fn call(&mut self, mut req: http::Request<Bytes>) -> Self::Future {
         strip_reserved(&mut req);
+        let seen = access::Seen::new(&req);
         if !req.uri().path().starts_with(poa::PREFIX) {
-            return Box::pin(self.routed.clone().oneshot(req));
+            let peer = self.peer_of(req.uri().path());
+            return self.logged(seen, peer, Box::pin(self.routed.clone().oneshot(req)));
         }
         let limits = self.limits;
-        let refuse = |req: &http::Request<Bytes>, rsc, why| {
+        let refuse = |req: &http::Request<Bytes>, rsc: Rsc, why: &'static str| {
+            tracing::warn!(path = %req.uri().path(), %rsc, reason = why, "egress: request on a mapped poa refused");
             let answer = refuse_request(req, &limits, rsc, why);
             Box::pin(std::future::ready(Ok(answer)))
         };
@@ -329,18 +419,24 @@ impl Service<http::Request<Bytes>> for Egress {
         if !self.peers.knows(&mapped.peer) {
             return refuse(&req, Rsc::TARGET_NOT_REACHABLE, "mapped poa names no configured peer");
         }
-        // The notification goes to the registered point of access's path, at the peer.
-        match poa::path_of(&mapped.poa).parse::<http::Uri>() {
+        // The request goes to the registered point of access's path at the peer, with whatever
+        // the CSE appended to it after, and its own query.
+        let target = match req.uri().query() {
+            Some(q) => format!("{}?{q}", mapped.target_path()),
+            None => mapped.target_path(),
+        };
+        match target.parse::<http::Uri>() {
             Ok(uri) => *req.uri_mut() = uri,
             Err(_) => return refuse(&req, Rsc::BAD_REQUEST, "unusable mapped poa"),
         }
         let peer = mapped.peer;
-        let route: Route = Arc::new(move |_: &RequestPrimitive| Some(peer.clone()));
+        let to = peer.clone();
+        let route: Route = Arc::new(move |_: &RequestPrimitive| Some(to.clone()));
         let svc = PrimitiveService::new(
             SendSecureLayer::new(self.node.clone(), route).layer(self.peers.clone()),
             self.limits,
         );
-        Box::pin(svc.oneshot(req))
+        self.logged(seen, Some(peer), Box::pin(svc.oneshot(req)))
     }
 }
 
@@ -348,7 +444,7 @@ impl Service<http::Request<Bytes>> for Egress {
 /// the peer's IP address as its transport source, for the Responder's per-source flood defences
 /// (cookies, half-open bounds).
 #[derive(Clone)]
-struct Sourced<S>(S);
+struct Sourced<S>(S, AccessLevel);
 
 impl<S> Service<http::Request<Bytes>> for Sourced<S>
 where
@@ -357,7 +453,7 @@ where
 {
     type Response = http::Response<Bytes>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, Infallible>> + Send>>;
+    type Future = HttpFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -365,27 +461,352 @@ where
 
     fn call(&mut self, mut req: http::Request<Bytes>) -> Self::Future {
         strip_reserved(&mut req);
-        let inner = self.0.clone();
-        match req.extensions().get::<RemoteAddr>().map(|a| a.0.ip()) {
+        let (inner, level) = (self.0.clone(), self.1);
+        let seen = access::Seen::new(&req);
+        let handled: HttpFuture = match req.extensions().get::<RemoteAddr>().map(|a| a.0.ip()) {
             Some(ip) => Box::pin(with_source(ip, inner.oneshot(req))),
             None => Box::pin(inner.oneshot(req)),
+        };
+        Box::pin(async move {
+            let (out, forwarded) = access::scope(handled).await;
+            if let Ok(rsp) = &out {
+                access::ingress(level, &seen, rsp, forwarded);
+            }
+            out
+        })
+    }
+}
+
+/// The ingress's service of one generation: HTTP in, ReceiveSecure, the upstream.
+type IngressService = PrimitiveService<ReceiveSecure<Upstream>>;
+
+/// One configuration's runtime: its node (SA tables, SA Management), its peers, and the ingress
+/// and egress services built from it. A reload builds a new generation; the one before keeps
+/// serving the SAs it established until they end.
+struct Generation {
+    node: Node,
+    peers: Peers,
+    anchors: Arc<TrustAnchors>,
+    ingress: Option<IngressService>,
+    egress: Option<Egress>,
+    agent: JoinHandle<()>,
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        self.agent.abort();
+    }
+}
+
+impl Generation {
+    /// Builds the generation of `config` for a sidecar listening at `addresses`.
+    fn build(config: &Config, addresses: &Addresses) -> Result<Self, StartError> {
+        let node = Node::new(config.node_config());
+        let peers = Peers::new(config)?;
+        let limits = server_config(&config.http).limits;
+        let ingress = match (&config.ingress, addresses.ingress_http) {
+            (Some(ingress), Some(_)) => {
+                // The upstream gets a little less time than the request as a whole, so that a
+                // slow upstream is answered by a sealed 4008 from here rather than by the
+                // server's own (unsealed) timeout.
+                let upstream = ClientConfig {
+                    request_timeout: config.http.request_timeout.mul_f64(0.9),
+                    ..client_config(&config.http)
+                };
+                let client = HttpClient::new(&ingress.upstream, upstream)
+                    .map_err(|e| StartError::Address { what: "ingress.upstream".into(), reason: e.to_string() })?;
+                let poa = match (ingress.map_poa, addresses.egress_http) {
+                    (true, Some(egress)) => Some(PoaMap::new(format!("http://{egress}"))),
+                    (true, None) => {
+                        tracing::info!(
+                            "ingress.map_poa is on but there is no egress: AE points of access are not mapped"
+                        );
+                        None
+                    }
+                    (false, _) => None,
+                };
+                let protected =
+                    ReceiveSecureLayer::new(node.clone(), ingress.plaintext.clone()).layer(Upstream { client, poa });
+                Some(PrimitiveService::new(protected, limits))
+            }
+            _ => None,
+        };
+        let egress = match (&config.egress, addresses.egress_http) {
+            (Some(egress), Some(_)) => {
+                let known = peers.clone();
+                let by_cse = route_by_cse_id(egress.default_peer.clone());
+                let route: Route = Arc::new(move |req: &RequestPrimitive| by_cse(req).filter(|p| known.knows(p)));
+                Some(Egress {
+                    default_peer: egress.default_peer.clone(),
+                    access: config.log.access,
+                    ..Egress::new(node.clone(), peers.clone(), route, limits)
+                })
+            }
+            _ => None,
+        };
+        let agent = node.spawn_agent(peers.clone(), Duration::from_secs(1), config.sa.rotation);
+        Ok(Self { node, peers, anchors: config.node.trust_anchors.clone(), ingress, egress, agent })
+    }
+
+    fn holds_sas(&self) -> bool {
+        !self.node.inbound().is_empty() || !self.node.outbound().is_empty()
+    }
+
+    fn has_live_outbound(&self, peer: &NodeId) -> bool {
+        self.node.outbound().by_peer(peer).iter().any(|e| e.is_active())
+    }
+}
+
+/// The current generation, and the earlier ones that still hold SAs (newest first).
+struct Generations {
+    current: Arc<Generation>,
+    previous: Vec<Arc<Generation>>,
+}
+
+/// What a running sidecar reloads: its generations, and what a reload may not change.
+#[derive(Clone)]
+pub struct Runtime {
+    generations: Arc<std::sync::RwLock<Generations>>,
+    addresses: Addresses,
+    fixed: Arc<Fixed>,
+}
+
+/// What only a restart changes.
+#[derive(Debug, PartialEq, Eq)]
+struct Fixed {
+    path: std::path::PathBuf,
+    node: NodeId,
+    ingress: Option<SocketAddr>,
+    egress: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+}
+
+impl Fixed {
+    fn of(config: &Config) -> Self {
+        Self {
+            path: config.path.clone(),
+            node: config.node.id.clone(),
+            ingress: config.ingress.as_ref().and_then(|i| i.http.as_ref()).map(|l| l.listen),
+            egress: config.egress.as_ref().and_then(|e| e.http.as_ref()).map(|l| l.listen),
+            admin: config.admin.as_ref().map(|a| a.listen),
+        }
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// SAs kept from earlier configurations (they serve until they end).
+    pub sas_kept: usize,
+    /// SAs removed: with peers no longer configured, or all of them when a trust anchor was
+    /// removed or changed.
+    pub sas_removed: usize,
+}
+
+impl std::fmt::Display for Reloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "configuration reloaded: {} SAs kept, {} removed", self.sas_kept, self.sas_removed)
+    }
+}
+
+impl Runtime {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Generations> {
+        self.generations.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Generations> {
+        self.generations.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The current node.
+    pub fn node(&self) -> Node {
+        self.read().current.node.clone()
+    }
+
+    /// Every node with SAs, the current one first, with its peers.
+    pub fn nodes(&self) -> Vec<(Node, Peers)> {
+        let g = self.read();
+        std::iter::once(&g.current).chain(&g.previous).map(|g| (g.node.clone(), g.peers.clone())).collect()
+    }
+
+    /// Applies `config` without a restart: new keys, tickets, trust anchors, peers, policy and
+    /// limits take effect for new SAs and new requests. SAs already established stay, served
+    /// by the configuration that established them, unless their peer is no longer configured at
+    /// the same address (outbound) or a trust anchor was removed or changed (every earlier SA:
+    /// peers establish again and are judged by the new anchors). Requests in flight finish where
+    /// they started.
+    /// Refused, with the running configuration kept, when it changes what needs a restart.
+    pub fn reload(&self, config: &Config) -> Result<Reloaded, String> {
+        let fixed = Fixed::of(config);
+        if fixed != *self.fixed {
+            return Err(format!(
+                "{}: node.id, the listen addresses and the config file need a restart; the running configuration stays",
+                config.path.display()
+            ));
+        }
+        let next = Arc::new(Generation::build(config, &self.addresses).map_err(|e| e.to_string())?);
+        let mut g = self.write();
+        let trust_kept = g.current.anchors.is_subset_of(&next.anchors);
+        let before = std::mem::replace(&mut g.current, next);
+        g.previous.insert(0, before);
+        let mut removed = 0;
+        if !trust_kept {
+            removed = g.previous.iter().map(|p| p.node.inbound().len() + p.node.outbound().len()).sum();
+            g.previous.clear();
+        }
+        let peers = g.current.peers.clone();
+        for p in &g.previous {
+            for sa in p.node.outbound().entries() {
+                // A peer no longer listed, or listed at another address, is reached anew.
+                if peers.address(sa.peer()) != p.peers.address(sa.peer()) {
+                    p.node.forget_outbound(&sa);
+                    removed += 1;
+                }
+            }
+        }
+        g.previous.retain(|p| p.holds_sas());
+        let kept = g.previous.iter().map(|p| p.node.inbound().len() + p.node.outbound().len()).sum();
+        Ok(Reloaded { sas_kept: kept, sas_removed: removed })
+    }
+
+    /// Loads the config file the sidecar started with and applies it ([`Runtime::reload`]).
+    pub fn reload_from_file(&self) -> Result<Reloaded, String> {
+        let config = Config::load(&self.fixed.path).map_err(|e| e.to_string())?;
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
+        self.reload(&config)
+    }
+
+    /// Drops earlier generations whose SAs have all ended.
+    fn prune(&self) {
+        if self.read().previous.iter().any(|p| !p.holds_sas()) {
+            self.write().previous.retain(|p| p.holds_sas());
+        }
+    }
+
+    /// Stops every generation's SA agent and drops the earlier generations.
+    fn stop_agents(&self) {
+        let mut g = self.write();
+        g.current.agent.abort();
+        g.previous.clear();
+    }
+}
+
+/// The ingress: the current generation answers; a request sealed under an SA an earlier
+/// generation established (4112 from the current one, which did not open it) goes to those.
+#[derive(Clone)]
+struct IngressFront(Runtime);
+
+/// An identical copy of a request (its body is shared).
+fn copy_request(req: &http::Request<Bytes>) -> http::Request<Bytes> {
+    let mut copy = http::Request::new(req.body().clone());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    if let Some(addr) = req.extensions().get::<RemoteAddr>() {
+        copy.extensions_mut().insert(*addr);
+    }
+    copy
+}
+
+fn unknown_sa(rsp: &http::Response<Bytes>) -> bool {
+    rsp.headers()
+        .get("x-m2m-rsc")
+        .is_some_and(|v| v.as_bytes() == Rsc::ESPRIM_UNKNOWN_KEY_ID.code().to_string().as_bytes())
+}
+
+impl Service<http::Request<Bytes>> for IngressFront {
+    type Response = http::Response<Bytes>;
+    type Error = Infallible;
+    type Future = HttpFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Bytes>) -> Self::Future {
+        let (current, previous): (Option<IngressService>, Vec<IngressService>) = {
+            let g = self.0.read();
+            (g.current.ingress.clone(), g.previous.iter().filter_map(|p| p.ingress.clone()).collect())
+        };
+        Box::pin(async move {
+            let Some(current) = current else {
+                return Ok(http::Response::builder().status(404).body(Bytes::new()).expect("static response"));
+            };
+            if previous.is_empty() {
+                return current.oneshot(req).await;
+            }
+            let copy = copy_request(&req);
+            let answer = current.oneshot(req).await?;
+            if !unknown_sa(&answer) {
+                return Ok(answer);
+            }
+            for earlier in previous {
+                let again = earlier.oneshot(copy_request(&copy)).await?;
+                if !unknown_sa(&again) {
+                    return Ok(again);
+                }
+            }
+            Ok(answer)
+        })
+    }
+}
+
+/// The egress: a request to a peer that an earlier generation holds a live SA with goes over
+/// that SA (while the peer is still configured); every other request goes through the current
+/// generation, which establishes SAs under the current keys and tickets.
+#[derive(Clone)]
+struct EgressFront(Runtime);
+
+impl Service<http::Request<Bytes>> for EgressFront {
+    type Response = http::Response<Bytes>;
+    type Error = Infallible;
+    type Future = HttpFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Bytes>) -> Self::Future {
+        let chosen = {
+            let g = self.0.read();
+            g.current.egress.clone().map(|current| {
+                let path = req.uri().path();
+                let peer = match poa::decode_path(path) {
+                    Some(m) => Some(m.peer),
+                    None => current.peer_of(path),
+                };
+                let earlier = peer
+                    .filter(|p| current.peers.knows(p))
+                    .and_then(|p| g.previous.iter().find(|e| e.has_live_outbound(&p)).and_then(|e| e.egress.clone()));
+                earlier.unwrap_or(current)
+            })
+        };
+        match chosen {
+            Some(mut egress) => egress.call(req),
+            None => Box::pin(std::future::ready(Ok(http::Response::builder()
+                .status(404)
+                .body(Bytes::new())
+                .expect("static response")))),
         }
     }
 }
 
 /// A running sidecar.
 pub struct Sidecar {
-    node: Node,
+    runtime: Runtime,
     addresses: Addresses,
     ready: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
-    agent: JoinHandle<()>,
+    pruner: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Sidecar {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sidecar").field("node", &self.node.id()).field("addresses", &self.addresses).finish()
+        f.debug_struct("Sidecar").field("node", &self.runtime.fixed.node).field("addresses", &self.addresses).finish()
     }
 }
 
@@ -397,8 +818,6 @@ impl Sidecar {
         listeners: Listeners,
         metrics: Option<crate::admin::MetricsRender>,
     ) -> Result<Self, StartError> {
-        let node = Node::new(config.node_config());
-        let peers = Peers::new(config)?;
         let server = server_config(&config.http);
         let (stop, stopped) = watch::channel(false);
         let shutdown = move || {
@@ -413,60 +832,57 @@ impl Sidecar {
             egress_http: local(&listeners.egress_http),
             admin: local(&listeners.admin),
         };
+        let first = Generation::build(config, &addresses)?;
+        let runtime = Runtime {
+            generations: Arc::new(std::sync::RwLock::new(Generations {
+                current: Arc::new(first),
+                previous: Vec::new(),
+            })),
+            addresses,
+            fixed: Arc::new(Fixed::of(config)),
+        };
         let ready = Arc::new(AtomicBool::new(false));
         let mut servers = Vec::new();
-
-        if let (Some(ingress), Some(listener)) = (&config.ingress, listeners.ingress_http) {
-            // The upstream gets a little less time than the request as a whole, so that a slow
-            // upstream is answered by a sealed 4008 from here rather than by the server's own
-            // (unsealed) timeout.
-            let upstream = ClientConfig {
-                request_timeout: config.http.request_timeout.mul_f64(0.9),
-                ..client_config(&config.http)
-            };
-            let client = HttpClient::new(&ingress.upstream, upstream)
-                .map_err(|e| StartError::Address { what: "ingress.upstream".into(), reason: e.to_string() })?;
-            let poa = match (ingress.map_poa, addresses.egress_http) {
-                (true, Some(egress)) => Some(PoaMap::new(format!("http://{egress}"))),
-                (true, None) => {
-                    tracing::info!("ingress.map_poa is on but there is no egress: AE points of access are not mapped");
-                    None
-                }
-                (false, _) => None,
-            };
-            let protected =
-                ReceiveSecureLayer::new(node.clone(), ingress.plaintext.clone()).layer(Upstream { client, poa });
-            let svc = Sourced(PrimitiveService::new(protected, server.limits));
+        if let (Some(_), Some(listener)) = (&config.ingress, listeners.ingress_http) {
+            let svc = Sourced(IngressFront(runtime.clone()), config.log.access);
             servers.push(tokio::spawn(serve(listener, svc, server.clone(), shutdown())));
         }
-        if let (Some(egress), Some(listener)) = (&config.egress, listeners.egress_http) {
-            let known = peers.clone();
-            let by_cse = route_by_cse_id(egress.default_peer.clone());
-            let route: Route = Arc::new(move |req: &RequestPrimitive| by_cse(req).filter(|p| known.knows(p)));
-            let svc = Egress::new(node.clone(), peers.clone(), route, server.limits);
-            servers.push(tokio::spawn(serve(listener, svc, server.clone(), shutdown())));
+        if let (Some(_), Some(listener)) = (&config.egress, listeners.egress_http) {
+            servers.push(tokio::spawn(serve(listener, EgressFront(runtime.clone()), server.clone(), shutdown())));
         }
         if let Some(listener) = listeners.admin {
-            let admin = crate::admin::Admin::new(node.clone(), peers.clone(), ready.clone(), metrics);
+            let admin = crate::admin::Admin::new(runtime.clone(), ready.clone(), metrics);
             // The admin endpoint answers small requests only.
             let admin_server = ServerConfig { drain_timeout: Duration::from_secs(1), ..server.clone() };
             servers.push(tokio::spawn(serve(listener, admin, admin_server, shutdown())));
         }
-        let agent = node.spawn_agent(peers, Duration::from_secs(1), config.sa.rotation);
+        let pruning = runtime.clone();
+        let pruner = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                every.tick().await;
+                pruning.prune();
+            }
+        });
         ready.store(true, Ordering::Release);
         tracing::info!(
-            node = %node.id(),
+            node = %config.node.id,
             ingress = ?addresses.ingress_http,
             egress = ?addresses.egress_http,
             admin = ?addresses.admin,
             "sidecar started"
         );
-        Ok(Self { node, addresses, ready, stop, servers, agent })
+        Ok(Self { runtime, addresses, ready, stop, servers, pruner })
     }
 
-    /// The node runtime (SA tables, SA Management).
-    pub fn node(&self) -> &Node {
-        &self.node
+    /// The current node runtime (SA tables, SA Management).
+    pub fn node(&self) -> Node {
+        self.runtime.node()
+    }
+
+    /// What reloads the configuration ([`Runtime::reload`]).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
     }
 
     /// Where it listens.
@@ -475,7 +891,7 @@ impl Sidecar {
     }
 
     /// Graceful shutdown: readiness goes down, listeners stop accepting, requests in flight are
-    /// answered (up to the drain timeout), then the SA agent stops.
+    /// answered (up to the drain timeout), then the SA agents stop.
     pub async fn shutdown(self) {
         self.ready.store(false, Ordering::Release);
         let _ = self.stop.send(true);
@@ -486,7 +902,8 @@ impl Sidecar {
                 Err(e) => tracing::warn!(error = %e, "listener task failed"),
             }
         }
-        self.agent.abort();
-        tracing::info!(node = %self.node.id(), "sidecar stopped");
+        self.pruner.abort();
+        self.runtime.stop_agents();
+        tracing::info!(node = %self.runtime.fixed.node, "sidecar stopped");
     }
 }

@@ -55,6 +55,7 @@ impl Fixture {
             subject: NodeId::new(subject).unwrap(),
             subject_key: keys::read_public_key(&self.path(&format!("{key_prefix}.pub.pem"))).unwrap(),
             allow: vec![subject.parse().unwrap()],
+            except: Vec::new(),
             not_before,
             not_after,
             max_sa_lifetime_secs: None,
@@ -123,7 +124,7 @@ listen = "127.0.0.1:8081"
 
 [[peer]]
 id = "/id-mn"
-address = "http://mn.example.net:8443"
+address = "http://10.0.0.6:8443"
 
 [[peer]]
 id = "CAE01"
@@ -174,7 +175,7 @@ listen = "127.0.0.1:8081"
 
 [[peer]]
 id = "/id-mn"
-address = "http://mn.example.net:8443"
+address = "http://10.0.0.6:8443"
 "#;
 
 #[test]
@@ -199,7 +200,7 @@ fn full_configuration_loads() {
     assert_eq!(egress.default_peer.as_ref().unwrap().as_str(), "/id-mn");
     assert_eq!(egress.http.unwrap().listen, "127.0.0.1:8081".parse().unwrap());
     let peers: Vec<(&str, &str)> = c.peers.iter().map(|p| (p.id.as_str(), p.address.as_str())).collect();
-    assert_eq!(peers, [("/id-mn", "http://mn.example.net:8443"), ("CAE01", "http://10.0.0.7:8443")]);
+    assert_eq!(peers, [("/id-mn", "http://10.0.0.6:8443"), ("CAE01", "http://10.0.0.7:8443")]);
     assert_eq!(c.admin.unwrap().listen, "127.0.0.1:9464".parse().unwrap());
     assert_eq!(c.warnings, [], "nothing to warn about");
     assert_eq!(c.log.format, LogFormat::Json);
@@ -283,7 +284,14 @@ fn check_example(name: &str) -> Config {
     let path = fx.path(name);
     std::fs::write(&path, &text).unwrap();
     let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(config.warnings, [], "{name}");
+    // Copied unedited, an example warns about each peer that still names an example host, on
+    // that peer's line, and about nothing else.
+    assert_eq!(config.warnings.len(), config.peers.len(), "{name}: {:?}", config.warnings);
+    for (i, w) in config.warnings.iter().enumerate() {
+        assert_eq!(w.key, format!("peer[{i}].address"), "{name}");
+        assert_eq!(w.line, line_of(&text, &config.peers[i].address), "{name}");
+        assert!(w.message.contains("is an example host"), "{w}");
+    }
     config
 }
 
@@ -374,6 +382,62 @@ fn ae_example_parses() {
     assert_eq!(c.egress.unwrap().default_peer.unwrap().as_str(), "/id-in");
 }
 
+/// Both examples start on one host without renumbering a port, and each names the other as
+/// docs/deploy.md does: the CSE's peer /id-ae-host at the AE host's ingress port, the AE host's
+/// peer /id-in at the CSE host's.
+#[test]
+fn the_example_configs_run_side_by_side_and_point_at_each_other() {
+    let (cse, ae) = (check_example("sidecar-cse.toml"), check_example("sidecar-ae.toml"));
+    let listens = |c: &Config| {
+        [
+            c.ingress.as_ref().and_then(|i| i.http.as_ref()).map(|l| l.listen),
+            c.egress.as_ref().and_then(|e| e.http.as_ref()).map(|l| l.listen),
+            c.admin.as_ref().map(|a| a.listen),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|a| a.port())
+        .collect::<Vec<_>>()
+    };
+    let (a, b) = (listens(&cse), listens(&ae));
+    assert_eq!((a.len(), b.len()), (3, 3));
+    for port in &a {
+        assert!(!b.contains(port), "port {port} in both examples");
+    }
+    let upstreams = [&cse.ingress.as_ref().unwrap().upstream, &ae.ingress.as_ref().unwrap().upstream];
+    for u in upstreams {
+        let port: u16 = u.rsplit(':').next().unwrap().parse().unwrap();
+        assert!(!a.contains(&port) && !b.contains(&port), "{u} collides with a listener");
+    }
+    assert_ne!(upstreams[0], upstreams[1]);
+    let peer = |c: &Config, id: &str| c.peers.iter().find(|p| p.id.as_str() == id).unwrap().address.clone();
+    assert_eq!(ae.node.id.as_str(), "/id-ae-host");
+    assert!(peer(&cse, "/id-ae-host").ends_with(&format!(":{}", b[0])), "the CSE reaches the AE host's ingress");
+    assert!(peer(&ae, "/id-in").ends_with(&format!(":{}", a[0])), "the AE host reaches the CSE's ingress");
+    // deploy.md shows the same node IDs and ports.
+    let deploy = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/deploy.md")).unwrap();
+    for text in [
+        format!("listen = \"0.0.0.0:{}\"", b[0]),
+        format!("listen = \"127.0.0.1:{}\"", b[1]),
+        format!("address = \"{}\"", peer(&cse, "/id-ae-host")),
+        format!("address = \"{}\"", peer(&ae, "/id-in")),
+    ] {
+        assert!(deploy.contains(&text), "docs/deploy.md lacks {text}");
+    }
+}
+
+/// `--check` looks each peer's host up; one that does not resolve is reported with its key.
+#[test]
+fn peers_that_do_not_resolve_are_reported() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "address = \"http://10.0.0.7:8443\"", "address = \"http://no-such-host.invalid:8443\"");
+    let c = fx.load(&text).unwrap();
+    let found = onem2m_sa_sidecar::config::unresolved_peers(&c);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("peer[1].address: no-such-host.invalid does not resolve"), "{}", found[0]);
+    assert_eq!(onem2m_sa_sidecar::config::unresolved_peers(&fx.load(FULL).unwrap()), Vec::<String>::new());
+}
+
 #[test]
 fn syntax_error_names_key_and_line() {
     let fx = Fixture::new();
@@ -459,7 +523,7 @@ fn coap_and_mqtt_are_refused_by_name() {
     fx.refuses(&text, "egress.mqtt", "[egress.mqtt]", "not supported in this build");
     let text = edit(FULL, "http://10.0.0.7:8443", "coap://10.0.0.7:5683");
     fx.refuses(&text, "peer[1].address", "coap://", "coap:// is not supported in this build");
-    let text = edit(FULL, "http://mn.example.net:8443", "mqtts://broker.example.net");
+    let text = edit(FULL, "http://10.0.0.6:8443", "mqtts://broker.example.net");
     fx.refuses(&text, "peer[0].address", "mqtts://", "mqtts:// is not supported in this build");
 }
 
@@ -523,7 +587,7 @@ fn socket_addresses_are_checked() {
 fn peers_are_unique_and_not_this_node() {
     let fx = Fixture::new();
     let text = edit(FULL, "id = \"CAE01\"", "id = \"/id-mn\"");
-    fx.refuses(&text, "peer[1].id", "id = \"/id-mn\"\naddress = \"http://10", "listed twice (first on line 25)");
+    fx.refuses(&text, "peer[1].id", "id = \"/id-mn\"\naddress = \"http://10.0.0.7", "listed twice (first on line 25)");
     let text = edit(FULL, "id = \"CAE01\"", "id = \"/id-in\"");
     fx.refuses(&text, "peer[1].id", "id = \"/id-in\"\naddress", "is this node");
     let text = edit(FULL, "id = \"CAE01\"", "id = \"C AE\"");

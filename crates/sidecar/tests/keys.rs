@@ -167,6 +167,7 @@ fn request(pki: &Pki, subject: &SigningKey) -> IssueRequest {
         subject: id("/id-in"),
         subject_key: (subject.algorithm(), subject.public_key().to_vec()),
         allow: vec!["/id-in".parse().unwrap(), "C*".parse().unwrap()],
+        except: Vec::new(),
         not_before: NOW - DAY,
         not_after: NOW + 30 * DAY,
         max_sa_lifetime_secs: Some(3600),
@@ -235,6 +236,13 @@ fn inspect_reports_validity_and_signature() {
     let expired = keys::inspect_ticket(&ticket, Some(&pki.anchors), NOW + 33 * DAY);
     assert!(expired.contains("expired (3 days ago)"), "{expired}");
     assert!(expired.contains("verified"), "an expired ticket can still carry a good signature:\n{expired}");
+    assert!(!text.contains("warning:"), "issued with CAdmin excepted:\n{text}");
+    assert!(text.contains(&format!("{:<16}CAdmin", "except:")), "{text}");
+    // A ticket from before exceptions: C* covers the CSE administrator, and inspect says so.
+    let mut old = ticket.clone();
+    old.context.except.clear();
+    let warned = keys::inspect_ticket(&old, None, NOW);
+    assert!(warned.contains(&format!("{:<16}a wildcard covers CAdmin", "warning:")), "{warned}");
     let early = keys::inspect_ticket(&ticket, None, NOW - 5 * DAY);
     assert!(early.contains("not yet valid (starts in 4 days)"), "{early}");
     assert!(early.contains("not checked"), "{early}");

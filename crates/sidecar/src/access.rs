@@ -1,0 +1,210 @@
+//! The access log: one line per request through the ingress or the egress, under the tracing
+//! target `onem2m_sa::access`, at the level `[log] access` names (`info` by default, `debug`, or
+//! `off`).
+//!
+//! A line carries the request identifier, the operation, the originator, the target, the
+//! Response Status Code, the latency, the peer and the SA identifier — never a body, a key or any
+//! other header. A request the sidecar refuses itself (plaintext without an SA, an originator
+//! outside the peer's ticket, a replay, a mapped point of access that does not decode …) is
+//! logged at `warn`, whatever the access level, with the reason it was answered.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use onem2m_primitive::{RequestPrimitive, ResponseStatusCode as Rsc};
+use onem2m_sa::credential::NodeId;
+use onem2m_sa_tower::Authenticated;
+use serde::Deserialize;
+
+/// The tracing target of access lines.
+pub const TARGET: &str = "onem2m_sa::access";
+
+/// At which level access lines are logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLevel {
+    /// At `info` (the default).
+    #[default]
+    Info,
+    /// At `debug`.
+    Debug,
+    /// Not at all (refusals are still logged at `warn`).
+    Off,
+}
+
+/// What the ingress's upstream side saw of a request it forwarded: the opened primitive's
+/// identifiers and the upstream's answer. Recorded through [`record`] while [`scope`] runs.
+#[derive(Debug, Clone, Default)]
+pub struct Forwarded {
+    rqi: String,
+    op: String,
+    fr: String,
+    to: String,
+    rsc: u16,
+    peer: String,
+    sa: String,
+}
+
+tokio::task_local! {
+    static FORWARDED: Arc<Mutex<Option<Forwarded>>>;
+}
+
+/// Runs `fut` (the ingress's handling of one HTTP request) with room for [`record`]; returns
+/// what was recorded with its output.
+pub async fn scope<F: std::future::Future>(fut: F) -> (F::Output, Option<Forwarded>) {
+    let slot: Arc<Mutex<Option<Forwarded>>> = Arc::default();
+    let out = FORWARDED.scope(slot.clone(), fut).await;
+    let recorded = slot.lock().map(|mut s| s.take()).unwrap_or_default();
+    (out, recorded)
+}
+
+/// Records, from within [`scope`], that `req` (opened, from `peer`) reached the upstream and was
+/// answered `rsc`. Outside a scope it does nothing.
+pub fn record(req: &RequestPrimitive, peer: Option<&Authenticated>, rsc: Rsc) {
+    let _ = FORWARDED.try_with(|slot| {
+        if let Ok(mut slot) = slot.lock() {
+            *slot = Some(Forwarded {
+                rqi: req.rqi.clone(),
+                op: format!("{:?}", req.op),
+                fr: req.fr.clone().unwrap_or_default(),
+                to: req.to.clone(),
+                rsc: rsc.code(),
+                peer: peer.map(|p| p.peer.to_string()).unwrap_or_default(),
+                sa: peer.map(|p| p.sa_id.to_string()).unwrap_or_default(),
+            });
+        }
+    });
+}
+
+/// The identifiers of an HTTP request, read before it is handled.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    started: Instant,
+    rqi: String,
+    method: String,
+    fr: String,
+    target: String,
+}
+
+fn header(headers: &http::HeaderMap, name: &str) -> String {
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+}
+
+impl Seen {
+    /// Notes the request's identifiers and the time.
+    pub fn new(req: &http::Request<Bytes>) -> Self {
+        Self {
+            started: Instant::now(),
+            rqi: header(req.headers(), "x-m2m-ri"),
+            method: req.method().as_str().to_owned(),
+            fr: header(req.headers(), "x-m2m-origin"),
+            target: req.uri().path().to_owned(),
+        }
+    }
+}
+
+/// The Response Status Code of an HTTP answer, and the reason (`m2m:dbg`) if it is an error.
+fn outcome(rsp: &http::Response<Bytes>) -> (u16, String) {
+    let rsc = header(rsp.headers(), "x-m2m-rsc").parse::<u16>().unwrap_or(0);
+    if rsc != 0 && !Rsc::new(rsc).is_error() {
+        return (rsc, String::new());
+    }
+    #[derive(Deserialize)]
+    struct Dbg {
+        #[serde(rename = "m2m:dbg")]
+        dbg: String,
+    }
+    let reason = serde_json::from_slice::<Dbg>(rsp.body())
+        .map(|d| d.dbg)
+        .unwrap_or_else(|_| format!("HTTP {}", rsp.status().as_u16()));
+    (rsc, reason)
+}
+
+macro_rules! access_line {
+    ($level:expr, $($field:tt)*) => {
+        match $level {
+            AccessLevel::Info => tracing::info!(target: TARGET, $($field)*),
+            AccessLevel::Debug => tracing::debug!(target: TARGET, $($field)*),
+            AccessLevel::Off => {}
+        }
+    };
+}
+
+/// Logs one ingress exchange: the opened request when it reached the upstream, otherwise the
+/// outer request, and a refusal at `warn`.
+pub fn ingress(level: AccessLevel, seen: &Seen, rsp: &http::Response<Bytes>, forwarded: Option<Forwarded>) {
+    let ms = seen.started.elapsed().as_secs_f64() * 1000.0;
+    match forwarded {
+        Some(f) => access_line!(
+            level,
+            side = "ingress",
+            rqi = %f.rqi,
+            op = %f.op,
+            fr = %f.fr,
+            to = %f.to,
+            rsc = f.rsc,
+            ms = format_args!("{ms:.1}"),
+            peer = %f.peer,
+            sa = %f.sa,
+            "request"
+        ),
+        None => {
+            let (rsc, reason) = outcome(rsp);
+            if reason.is_empty() {
+                // An SA Management exchange (Establish, Update, Remove SA), answered here.
+                tracing::debug!(target: TARGET, side = "ingress", rqi = %seen.rqi, fr = %seen.fr, rsc, ms = format_args!("{ms:.1}"), "SA management");
+            } else {
+                tracing::warn!(
+                    target: TARGET,
+                    side = "ingress",
+                    rqi = %seen.rqi,
+                    method = %seen.method,
+                    fr = %seen.fr,
+                    to = %seen.target,
+                    rsc,
+                    ms = format_args!("{ms:.1}"),
+                    reason = %reason,
+                    "refused"
+                );
+            }
+        }
+    }
+}
+
+/// Logs one egress exchange; `peer` is the node it went to, `sa` the SA it went over.
+pub fn egress(level: AccessLevel, seen: &Seen, rsp: &http::Response<Bytes>, peer: Option<&NodeId>, sa: Option<String>) {
+    let ms = seen.started.elapsed().as_secs_f64() * 1000.0;
+    let (rsc, reason) = outcome(rsp);
+    let peer = peer.map(NodeId::to_string).unwrap_or_default();
+    let sa = sa.unwrap_or_default();
+    if !reason.is_empty() && sa.is_empty() {
+        tracing::warn!(
+            target: TARGET,
+            side = "egress",
+            rqi = %seen.rqi,
+            method = %seen.method,
+            fr = %seen.fr,
+            to = %seen.target,
+            rsc,
+            ms = format_args!("{ms:.1}"),
+            peer = %peer,
+            reason = %reason,
+            "refused"
+        );
+        return;
+    }
+    access_line!(
+        level,
+        side = "egress",
+        rqi = %seen.rqi,
+        method = %seen.method,
+        fr = %seen.fr,
+        to = %seen.target,
+        rsc,
+        ms = format_args!("{ms:.1}"),
+        peer = %peer,
+        sa = %sa,
+        "request"
+    );
+}
