@@ -33,6 +33,7 @@ fn context(originators: &[&str], lifetime: Option<u64>) -> AuthorizationContext 
         originators: originators.iter().map(|o| o.parse::<OriginatorPattern>().unwrap()).collect(),
         max_sa_lifetime_secs: lifetime,
         description: None,
+        ..AuthorizationContext::default()
     }
 }
 
