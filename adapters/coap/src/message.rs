@@ -108,6 +108,8 @@ pub fn parse(datagram: &[u8]) -> Result<Packet, Malformed> {
 pub fn empty(kind: MessageType, message_id: u16) -> Vec<u8> {
     let mut p = Packet::new();
     p.header.set_type(kind);
+    // `Packet::new()` says 0.01 (GET); an Empty message is 0.00.
+    p.header.code = coap_lite::MessageClass::Empty;
     p.header.message_id = message_id;
     p.to_bytes_unlimited().unwrap_or_default()
 }

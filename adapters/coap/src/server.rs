@@ -290,35 +290,40 @@ where
         token: packet.get_token().to_vec(),
         confirmable: packet.header.get_type() == MessageType::Confirmable,
     };
-    let draining = {
+    /// What a datagram with this (peer, message ID) calls for.
+    enum Seen {
+        New { draining: bool },
+        Again(Option<Arc<[u8]>>),
+    }
+    let seen = {
         let mut state = shared.lock();
         match state.exchanges.get_mut(&origin.key()) {
             Some(Exchange::Running { acked }) => {
-                let ack = (origin.confirmable && !*acked).then(|| {
+                // Each duplicate gets the Empty ACK (RFC 7252 §4.5): the first may have been
+                // lost. The answer then comes separately.
+                let ack = origin.confirmable.then(|| {
                     *acked = true;
-                    message::empty(MessageType::Acknowledgement, origin.message_id)
+                    Arc::from(message::empty(MessageType::Acknowledgement, origin.message_id))
                 });
-                drop(state);
-                if let Some(ack) = ack {
-                    shared.send(&ack, peer).await;
-                }
-                return;
+                Seen::Again(ack)
             }
-            Some(Exchange::Done(reply)) => {
-                let reply = reply.clone();
-                drop(state);
-                if let Some(reply) = reply {
-                    shared.send(&reply, peer).await;
-                }
-                return;
-            }
+            Some(Exchange::Done(reply)) => Seen::Again(reply.clone()),
             None => {
                 let now = Instant::now();
                 state.exchanges.insert(origin.key(), Exchange::Running { acked: false });
                 state.order.push_back((now, origin.key()));
                 state.expire(now, &shared.config);
-                state.draining
+                Seen::New { draining: state.draining }
             }
+        }
+    };
+    let draining = match seen {
+        Seen::New { draining } => draining,
+        Seen::Again(reply) => {
+            if let Some(reply) = reply {
+                shared.send(&reply, peer).await;
+            }
+            return;
         }
     };
     let rqi = rqi_of(&packet);
@@ -486,7 +491,14 @@ impl Job {
         let mut separate = false;
         let outcome = if self.origin.confirmable {
             tokio::select! {
-                outcome = &mut work => outcome,
+                outcome = &mut work => {
+                    // A duplicate may have been acknowledged already: then the answer is separate.
+                    separate = matches!(
+                        self.shared.lock().exchanges.get(&self.origin.key()),
+                        Some(Exchange::Running { acked: true })
+                    );
+                    outcome
+                }
                 () = tokio::time::sleep(self.shared.config.piggyback_delay) => {
                     separate = true;
                     self.acknowledge().await;
