@@ -304,3 +304,103 @@ impl Blocks {
         Some((transfer.head.clone(), chunk, end < total, total))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn b(num: u32, more: bool) -> BlockValue {
+        BlockValue { num, more, szx: 0 }
+    }
+
+    #[test]
+    fn option_values() {
+        for (bytes, value) in [
+            (&[][..], Some(b(0, false))),
+            (&[0x08], Some(b(0, true))),
+            (&[0x1e], Some(BlockValue { num: 1, more: true, szx: 6 })),
+            (&[0xff, 0xff, 0xf6], Some(BlockValue { num: MAX_BLOCK_NUM, more: false, szx: 6 })),
+            (&[0x07], None),
+            (&[0, 0, 0, 0], None),
+        ] {
+            assert_eq!(BlockValue::decode(bytes), value, "{bytes:02x?}");
+            if let Some(v) = value {
+                assert_eq!(v.encode(), bytes);
+            }
+        }
+    }
+
+    #[test]
+    fn reassembly_in_order_with_a_repeated_block() {
+        let t = Instant::now();
+        let mut blocks = Blocks::new(BlockLimits::default());
+        let key = || b"k".to_vec();
+        assert_eq!(blocks.offer(peer(1), key(), b(0, true), &[1; 16], t), Ok(Offer::Continue));
+        // Block 1 again (its 2.31 lost, resent under a new message ID) is stored once.
+        assert_eq!(blocks.offer(peer(1), key(), b(1, true), &[2; 16], t), Ok(Offer::Continue));
+        assert_eq!(blocks.offer(peer(1), key(), b(1, true), &[2; 16], t), Ok(Offer::Continue));
+        assert_eq!(blocks.peer_bytes(peer(1)), 32);
+        let Ok(Offer::Complete(all)) = blocks.offer(peer(1), key(), b(2, false), &[3; 5], t) else { panic!() };
+        assert_eq!(all, [[1; 16].as_slice(), &[2; 16], &[3; 5]].concat());
+        assert_eq!((blocks.total_bytes(), blocks.transfers()), (0, 0));
+    }
+
+    #[test]
+    fn refusals_discard_the_transfer() {
+        let t = Instant::now();
+        let limits =
+            BlockLimits { max_body_bytes: 40, max_peer_bytes: 48, max_total_bytes: 64, ..BlockLimits::default() };
+        let mut blocks = Blocks::new(limits);
+        assert_eq!(blocks.offer(peer(1), b"a".to_vec(), b(2, true), &[0; 16], t), Err(BlockError::Incomplete));
+        assert_eq!(blocks.offer(peer(1), b"a".to_vec(), b(0, true), &[0; 15], t), Err(BlockError::BadSize));
+        blocks.offer(peer(1), b"a".to_vec(), b(0, true), &[0; 16], t).unwrap();
+        assert_eq!(blocks.offer(peer(1), b"a".to_vec(), b(2, true), &[0; 16], t), Err(BlockError::Incomplete));
+        assert_eq!(blocks.total_bytes(), 0);
+        // Body cap.
+        blocks.offer(peer(1), b"a".to_vec(), b(0, true), &[0; 16], t).unwrap();
+        blocks.offer(peer(1), b"a".to_vec(), b(1, true), &[0; 16], t).unwrap();
+        assert_eq!(blocks.offer(peer(1), b"a".to_vec(), b(2, true), &[0; 16], t), Err(BlockError::TooLarge(40)));
+        assert_eq!(blocks.total_bytes(), 0);
+        // Per-peer cap (48), then the total cap (64) across peers.
+        for k in [b"x", b"y", b"z"] {
+            blocks.offer(peer(1), k.to_vec(), b(0, true), &[0; 16], t).unwrap();
+        }
+        assert_eq!(blocks.offer(peer(1), b"w".to_vec(), b(0, true), &[0; 16], t), Err(BlockError::Busy));
+        blocks.offer(peer(2), b"x".to_vec(), b(0, true), &[0; 16], t).unwrap();
+        assert_eq!(blocks.offer(peer(3), b"x".to_vec(), b(0, true), &[0; 16], t), Err(BlockError::Busy));
+        assert_eq!((blocks.peer_bytes(peer(1)), blocks.total_bytes()), (48, 64));
+    }
+
+    #[test]
+    fn unfinished_transfers_expire() {
+        let t = Instant::now();
+        let limits = BlockLimits { timeout: Duration::from_secs(5), ..BlockLimits::default() };
+        let mut blocks = Blocks::new(limits);
+        blocks.offer(peer(1), b"a".to_vec(), b(0, true), &[0; 16], t).unwrap();
+        assert!(blocks.store(peer(1), b"r".to_vec(), vec![9], vec![0; 100], t));
+        assert_eq!(blocks.total_bytes(), 117);
+        blocks.expire(t + Duration::from_secs(5));
+        assert_eq!(blocks.transfers(), 2);
+        blocks.expire(t + Duration::from_secs(6));
+        assert_eq!((blocks.transfers(), blocks.total_bytes(), blocks.peer_bytes(peer(1))), (0, 0, 0));
+        assert_eq!(blocks.offer(peer(1), b"a".to_vec(), b(1, false), &[0; 3], t), Err(BlockError::Incomplete));
+    }
+
+    #[test]
+    fn stored_answers_are_served_by_block() {
+        let t = Instant::now();
+        let mut blocks = Blocks::new(BlockLimits::default());
+        assert!(blocks.store(peer(1), b"r".to_vec(), vec![7], (0..40).collect(), t));
+        assert_eq!(blocks.block(peer(1), b"r".to_vec(), b(1, false), t), Some((vec![7], (16..32).collect(), true, 40)));
+        assert_eq!(
+            blocks.block(peer(1), b"r".to_vec(), b(2, false), t),
+            Some((vec![7], (32..40).collect(), false, 40))
+        );
+        assert_eq!(blocks.block(peer(1), b"r".to_vec(), b(3, false), t), None);
+        assert_eq!(blocks.block(peer(2), b"r".to_vec(), b(1, false), t), None);
+    }
+}
