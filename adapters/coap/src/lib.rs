@@ -39,6 +39,8 @@ mod query;
 mod server;
 
 pub use client::{ClientConfig, ClientError, CoapClient};
+/// The CoAP message library this crate builds on (its `Packet` is the message type here).
+pub use coap_lite;
 pub use error::BindingError;
 pub use mapping::{
     Encoding, answer_media, packet_to_primitive, packet_to_response, primitive_to_packet, response_to_packet,

@@ -60,7 +60,7 @@ fn unmappable(element: &str, reason: &str) -> BindingError {
 }
 
 /// The one value of an option sent under `current` or (older numbering) `older`.
-fn single<'p>(packet: &'p Packet, current: u16, older: Option<u16>) -> Result<Option<&'p [u8]>, BindingError> {
+fn single(packet: &Packet, current: u16, older: Option<u16>) -> Result<Option<&[u8]>, BindingError> {
     let mut found = None;
     for number in std::iter::once(current).chain(older) {
         if let Some(values) = packet.get_option(CoapOption::from(number)) {
