@@ -406,7 +406,7 @@ where
         return answer_now(shared, &origin, answer).await;
     };
     let szx = block2.map_or(shared.config.block_szx, |b| b.szx.min(shared.config.block_szx));
-    let job = Job { shared: shared.clone(), origin, key, szx, media, _permit: permit };
+    let job = Job { shared: shared.clone(), origin, key, szx, media, permit: Some(permit) };
     tasks.spawn(job.run(service.clone(), primitive));
 }
 
@@ -473,12 +473,13 @@ struct Job {
     key: Vec<u8>,
     szx: u8,
     media: MediaType,
-    /// One of [`ServerConfig::max_in_flight`], held until the answer is sent.
-    _permit: OwnedSemaphorePermit,
+    /// One of [`ServerConfig::max_in_flight`], held until the answer is ready (not while a
+    /// separate answer waits for its ACK).
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Job {
-    async fn run<S>(self, service: S, primitive: RequestPrimitive)
+    async fn run<S>(mut self, service: S, primitive: RequestPrimitive)
     where
         S: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Send,
         S::Future: Send,
@@ -527,6 +528,7 @@ impl Job {
             Err(_) => refuse(ResponseStatusCode::REQUEST_TIMEOUT, "request not completed in time"),
         };
         let answer = self.first_block(answer);
+        drop(self.permit.take());
         if separate {
             self.send_separate(answer).await;
         } else {
