@@ -130,3 +130,23 @@ pub fn request_key(packet: &Packet) -> Vec<u8> {
     }
     key
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc_7252_defaults() {
+        let t = Transmission::default();
+        assert_eq!(t.exchange_lifetime(), Duration::from_secs(247));
+        assert_eq!(t.initial_timeout(0.0), Duration::from_secs(2));
+        assert_eq!(t.initial_timeout(0.5), Duration::from_millis(2500));
+        assert!(t.initial_timeout(0.999_999) < Duration::from_secs(3));
+        let mut rng = Rng::new(Some(5));
+        let draws: Vec<f64> = (0..1000).map(|_| rng.unit()).collect();
+        assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
+        assert!(draws.iter().any(|&u| u < 0.1) && draws.iter().any(|&u| u > 0.9));
+        let mut again = Rng::new(Some(5));
+        assert_eq!(again.unit(), draws[0], "a seed makes the draws reproducible");
+    }
+}

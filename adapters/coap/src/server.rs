@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub exchange_lifetime: Duration,
     /// Most exchanges remembered; beyond it the oldest finished ones are forgotten first.
     pub max_exchanges: usize,
+    /// Most exchanges remembered for one peer: a new request beyond it is answered 5.03 and not
+    /// executed, so that one peer cannot push the others' exchanges out of the duplicate cache.
+    pub max_exchanges_per_peer: usize,
     /// Most requests executing at once; beyond it requests are answered 5.03.
     pub max_in_flight: usize,
     /// Time the service has to answer; then the answer is `REQUEST_TIMEOUT` (4008, 5.04).
@@ -68,6 +71,7 @@ impl Default for ServerConfig {
             transmission,
             exchange_lifetime: transmission.exchange_lifetime(),
             max_exchanges: 16 * 1024,
+            max_exchanges_per_peer: 1024,
             max_in_flight: 256,
             request_timeout: Duration::from_secs(30),
             piggyback_delay: Duration::from_millis(500),
@@ -88,6 +92,8 @@ enum Exchange {
 
 struct State {
     exchanges: HashMap<(SocketAddr, u16), Exchange>,
+    /// Exchanges remembered per peer.
+    per_peer: HashMap<SocketAddr, usize>,
     order: VecDeque<(Instant, (SocketAddr, u16))>,
     blocks: Blocks,
     /// Separate Confirmable answers waiting for their ACK, by (peer, message ID).
@@ -118,8 +124,11 @@ impl Shared {
         self.lock().rng.next_u64() as u16
     }
 
+    /// Records the reply to duplicates of an exchange still remembered.
     fn finish(&self, key: (SocketAddr, u16), reply: Option<Arc<[u8]>>) {
-        self.lock().exchanges.insert(key, Exchange::Done(reply));
+        if let Some(exchange) = self.lock().exchanges.get_mut(&key) {
+            *exchange = Exchange::Done(reply);
+        }
     }
 }
 
@@ -145,7 +154,14 @@ impl State {
                     continue;
                 }
             }
-            self.exchanges.remove(&key);
+            if self.exchanges.remove(&key).is_some() {
+                if let Some(count) = self.per_peer.get_mut(&key.0) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.per_peer.remove(&key.0);
+                    }
+                }
+            }
         }
         self.blocks.expire(now.into_std());
     }
@@ -185,6 +201,7 @@ where
 {
     let state = State {
         exchanges: HashMap::new(),
+        per_peer: HashMap::new(),
         order: VecDeque::new(),
         blocks: Blocks::new(config.blocks),
         pending: HashMap::new(),
@@ -292,8 +309,12 @@ where
     };
     /// What a datagram with this (peer, message ID) calls for.
     enum Seen {
-        New { draining: bool },
+        New {
+            draining: bool,
+        },
         Again(Option<Arc<[u8]>>),
+        /// The peer has as many exchanges remembered as it may.
+        Crowded,
     }
     let seen = {
         let mut state = shared.lock();
@@ -310,15 +331,27 @@ where
             Some(Exchange::Done(reply)) => Seen::Again(reply.clone()),
             None => {
                 let now = Instant::now();
-                state.exchanges.insert(origin.key(), Exchange::Running { acked: false });
-                state.order.push_back((now, origin.key()));
                 state.expire(now, &shared.config);
-                Seen::New { draining: state.draining }
+                if state.per_peer.get(&peer).is_some_and(|&n| n >= shared.config.max_exchanges_per_peer) {
+                    Seen::Crowded
+                } else {
+                    state.exchanges.insert(origin.key(), Exchange::Running { acked: false });
+                    *state.per_peer.entry(peer).or_default() += 1;
+                    state.order.push_back((now, origin.key()));
+                    Seen::New { draining: state.draining }
+                }
             }
         }
     };
     let draining = match seen {
         Seen::New { draining } => draining,
+        Seen::Crowded => {
+            let rsc = ResponseStatusCode::INTERNAL_SERVER_ERROR;
+            let answer =
+                error_packet(rsc, (5, 3), rqi_of(&packet), "too many exchanges from this peer", MediaType::Json);
+            // Not remembered (there is no room): a duplicate is refused the same way, never executed.
+            return answer_now(shared, &origin, answer).await;
+        }
         Seen::Again(reply) => {
             if let Some(reply) = reply {
                 shared.send(&reply, peer).await;
@@ -542,9 +575,10 @@ impl Job {
         let ack: Arc<[u8]> = message::empty(MessageType::Acknowledgement, self.origin.message_id).into();
         let already = {
             let mut state = self.shared.lock();
-            let already = matches!(state.exchanges.get(&self.origin.key()), Some(Exchange::Running { acked: true }));
-            state.exchanges.insert(self.origin.key(), Exchange::Running { acked: true });
-            already
+            match state.exchanges.get_mut(&self.origin.key()) {
+                Some(Exchange::Running { acked }) => std::mem::replace(acked, true),
+                _ => false,
+            }
         };
         if !already {
             self.shared.send(&ack, self.origin.peer).await;

@@ -303,3 +303,27 @@ async fn graceful_stop_lets_the_exchange_in_flight_finish() {
     assert_eq!(rsp.rsc, ResponseStatusCode::OK);
     server.join().await.unwrap();
 }
+
+#[tokio::test]
+async fn one_peer_cannot_crowd_the_duplicate_cache() {
+    let server = start(ServerConfig { max_exchanges_per_peer: 3, ..server_config() }, Duration::ZERO).await;
+    let raw = Raw::new().await;
+    for mid in 0..5u16 {
+        let bytes =
+            con(&request(Operation::Retrieve, "cse-in", &format!("crowd-{mid}")), mid, b"c").to_bytes().unwrap();
+        raw.send(&bytes, server.addr).await;
+        let answer = raw.recv_packet().await;
+        assert_eq!(code(&answer), if mid < 3 { (2, 5) } else { (5, 3) }, "message {mid}");
+    }
+    assert_eq!(server.total_calls(), 3);
+    // A refused request is not remembered, and its duplicate is refused again, not executed.
+    let bytes = con(&request(Operation::Retrieve, "cse-in", "crowd-3"), 3, b"c").to_bytes().unwrap();
+    raw.send(&bytes, server.addr).await;
+    assert_eq!(code(&raw.recv_packet().await), (5, 3));
+    // Other peers are not affected.
+    let other = Raw::new().await;
+    other.send(&bytes, server.addr).await;
+    assert_eq!(code(&other.recv_packet().await), (2, 5));
+    assert_eq!(server.calls("crowd-3"), 1);
+    server.stop().await;
+}
