@@ -81,7 +81,13 @@ impl Default for ServerConfig {
     }
 }
 
-/// What is remembered about a (peer, message ID).
+/// An exchange: peer, message ID and token. A duplicate (a retransmission) repeats all three;
+/// the token is part of the key so that a message ID the peer reuses for a new request within
+/// EXCHANGE_LIFETIME (after 65 536 requests, about 265 per second with the default timing) is
+/// never taken for a duplicate and answered with another request's answer.
+type ExchangeKey = (SocketAddr, u16, Vec<u8>);
+
+/// What is remembered about an exchange.
 enum Exchange {
     /// The request is being processed; `acked`: an Empty ACK was sent.
     Running { acked: bool },
@@ -91,10 +97,10 @@ enum Exchange {
 }
 
 struct State {
-    exchanges: HashMap<(SocketAddr, u16), Exchange>,
+    exchanges: HashMap<ExchangeKey, Exchange>,
     /// Exchanges remembered per peer.
     per_peer: HashMap<SocketAddr, usize>,
-    order: VecDeque<(Instant, (SocketAddr, u16))>,
+    order: VecDeque<(Instant, ExchangeKey)>,
     blocks: Blocks,
     /// Separate Confirmable answers waiting for their ACK, by (peer, message ID).
     pending: HashMap<(SocketAddr, u16), oneshot::Sender<()>>,
@@ -125,8 +131,8 @@ impl Shared {
     }
 
     /// Records the reply to duplicates of an exchange still remembered.
-    fn finish(&self, key: (SocketAddr, u16), reply: Option<Arc<[u8]>>) {
-        if let Some(exchange) = self.lock().exchanges.get_mut(&key) {
+    fn finish(&self, key: &ExchangeKey, reply: Option<Arc<[u8]>>) {
+        if let Some(exchange) = self.lock().exchanges.get_mut(key) {
             *exchange = Exchange::Done(reply);
         }
     }
@@ -136,7 +142,7 @@ impl State {
     /// Forgets exchanges older than the lifetime, and the oldest finished ones over the cap.
     fn expire(&mut self, now: Instant, config: &ServerConfig) {
         let mut kept = 0;
-        while let Some(&(at, key)) = self.order.front() {
+        while let Some((at, key)) = self.order.front().cloned() {
             let old = now.saturating_duration_since(at) > config.exchange_lifetime;
             let over = self.order.len() - kept > config.max_exchanges;
             if !old && !over {
@@ -177,8 +183,8 @@ struct Origin {
 }
 
 impl Origin {
-    fn key(&self) -> (SocketAddr, u16) {
-        (self.peer, self.message_id)
+    fn key(&self) -> ExchangeKey {
+        (self.peer, self.message_id, self.token.clone())
     }
 }
 
@@ -495,7 +501,7 @@ async fn answer_now(shared: &Shared, origin: &Origin, mut answer: Packet) {
     }
     let Ok(bytes) = answer.to_bytes_unlimited() else { return };
     let bytes: Arc<[u8]> = bytes.into();
-    shared.finish(origin.key(), Some(bytes.clone()));
+    shared.finish(&origin.key(), Some(bytes.clone()));
     shared.send(&bytes, origin.peer).await;
 }
 
@@ -615,7 +621,7 @@ impl Job {
         answer.header.set_type(MessageType::Confirmable);
         answer.header.message_id = mid;
         let ack = message::empty(MessageType::Acknowledgement, self.origin.message_id);
-        shared.finish(self.origin.key(), Some(ack.into()));
+        shared.finish(&self.origin.key(), Some(ack.into()));
         let Ok(bytes) = answer.to_bytes_unlimited() else { return };
         let (tx, mut rx) = oneshot::channel();
         let (mut timeout, transmission) = {

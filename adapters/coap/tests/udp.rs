@@ -146,6 +146,14 @@ async fn a_duplicated_con_executes_once_and_gets_the_same_answer() {
     );
     assert_eq!(code(&answer), (2, 1));
     assert_eq!(server.calls("dup-1"), 1);
+    // The same message ID with another token (the peer's IDs wrapped around) is a new request,
+    // never answered with the cached answer of the old one.
+    let reused = con(&request(Operation::Retrieve, "cse-in", "dup-2"), 0x1234, b"t2").to_bytes().unwrap();
+    raw.send(&reused, server.addr).await;
+    let answer = raw.recv_packet().await;
+    assert_eq!((code(&answer), answer.get_token()), ((2, 5), &b"t2"[..]));
+    assert_eq!(packet_to_response(&answer, &Limits::default()).unwrap().rqi, "dup-2");
+    assert_eq!(server.calls("dup-2"), 1);
     // The same message ID from another peer is another exchange.
     let other = Raw::new().await;
     other.send(&bytes, server.addr).await;
