@@ -396,7 +396,13 @@ where
             return answer_now(shared, &origin, refuse(ResponseStatusCode::BAD_REQUEST, (4, 0), "invalid Block1"))
                 .await;
         };
-        let offered = shared.lock().blocks.offer(peer, key.clone(), b1, &packet.payload, Instant::now().into_std());
+        let announced = packet.get_first_option(CoapOption::Size1).map(|v| options::decode_uint(v) as usize);
+        let offered = if announced.is_some_and(|size| size > shared.config.blocks.max_body_bytes) {
+            // Size1 announces more than will be accepted: refused before anything is held.
+            Err(BlockError::TooLarge(shared.config.blocks.max_body_bytes))
+        } else {
+            shared.lock().blocks.offer(peer, key.clone(), b1, &packet.payload, Instant::now().into_std())
+        };
         match offered {
             Ok(Offer::Continue) => {
                 let mut answer = Packet::new();

@@ -248,6 +248,13 @@ async fn block1_out_of_order_and_a_flood_within_the_caps() {
     // Block 1 without block 0: 4.08 Request Entity Incomplete.
     raw.send(&block1(&req, 10, 1, true, &[b' '; 64]), server.addr).await;
     assert_eq!(code(&raw.recv_packet().await), (4, 8));
+    // A transfer whose Size1 announces more than the largest body: 4.13 with the limit.
+    let mut announced = parse(&block1(&req, 11, 0, true, &[b' '; 64])).unwrap();
+    announced.add_option(CoapOption::Size1, encode_uint(10 << 20));
+    raw.send(&announced.to_bytes().unwrap(), server.addr).await;
+    let answer = raw.recv_packet().await;
+    assert_eq!(code(&answer), (4, 13));
+    assert_eq!(answer.get_first_option(CoapOption::Size1).unwrap(), &encode_uint(1 << 20));
     // Four transfers of 64 bytes fill this peer's 256 bytes; the fifth is refused 5.03.
     for i in 0..5u16 {
         let req = request(Operation::Update, &format!("cse-in/t{i}"), "flood");
