@@ -138,6 +138,7 @@ async fn every_request_executes_once_or_fails_with_a_clear_rsc() {
                 }
             }
             Err(e) => {
+                eprintln!("{rqi} ({} {}) failed after {calls} executions: {e:?}", req.op, req.to);
                 let rsc = e.rsc();
                 assert!(
                     rsc == ResponseStatusCode::TARGET_NOT_REACHABLE || rsc == ResponseStatusCode::REQUEST_TIMEOUT,
