@@ -10,7 +10,8 @@
 //! * [`serve`]: a server on a tokio `UdpSocket` for any `Service<RequestPrimitive>`: CON/NON,
 //!   piggybacked or separate responses, retransmission of separate CON responses, message-ID
 //!   deduplication (a duplicate never executes twice), block-wise transfer both ways under
-//!   caps, limits on work in flight, graceful stop ([`ServerConfig`]).
+//!   caps, limits on work in flight, graceful stop ([`ServerConfig`]); the service learns the
+//!   peer's address from [`current_peer`].
 //! * [`CoapClient`]: a `Service<RequestPrimitive>` to one peer, with retransmission and
 //!   exponential back-off, token matching, block-wise transfer, timeouts ([`ClientConfig`],
 //!   [`ClientError`]).
@@ -48,7 +49,7 @@ pub use mapping::{
 };
 pub use message::Transmission;
 pub use options::MediaType;
-pub use server::{ServerConfig, serve};
+pub use server::{ServerConfig, current_peer, serve};
 
 /// The error type at the Tower boundaries of this crate.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

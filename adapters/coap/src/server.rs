@@ -25,6 +25,17 @@ use crate::message::{self, Rng, Transmission, request_key};
 use crate::options::{self, encode_uint, onem2m};
 use crate::{BoxError, ClientError, Limits, MediaType, answer_media, body, packet_to_primitive, response_to_packet};
 
+tokio::task_local! {
+    static PEER: SocketAddr;
+}
+
+/// The address of the peer whose request is being served, inside the service [`serve`] runs
+/// (in its `call` and its future); `None` elsewhere. What the HTTP server passes as the
+/// `RemoteAddr` extension, for a primitive that has no extensions.
+pub fn current_peer() -> Option<SocketAddr> {
+    PEER.try_with(|peer| *peer).ok()
+}
+
 /// Limits and timing of [`serve`].
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -532,7 +543,7 @@ impl Job {
         let op = primitive.op;
         let rqi = primitive.rqi.clone();
         let timeout = self.shared.config.request_timeout;
-        let work = tokio::time::timeout(timeout, service.oneshot(primitive));
+        let work = tokio::time::timeout(timeout, PEER.scope(self.origin.peer, service.oneshot(primitive)));
         let mut work = pin!(work);
         let mut separate = false;
         let outcome = if self.origin.confirmable {

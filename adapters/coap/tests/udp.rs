@@ -89,6 +89,11 @@ async fn crud_over_udp() {
     }
     let rsp = client.send(&request(Operation::Create, "cse-in", "c")).await.unwrap();
     assert_eq!(rsp.pc, Some(json!({"m2m:uri": "cse-in/new"})));
+    // The service learns the peer's address (the NOTIFY handler answers it).
+    let rsp = client.send(&request(Operation::Notify, "/id-in/Cae1", "peer")).await.unwrap();
+    let local = client.local_addr().unwrap();
+    assert_eq!(rsp.pc, Some(json!({"peer": format!("127.0.0.1:{}", local.port())})));
+    assert_eq!(onem2m_sa_coap::current_peer(), None);
     server.stop().await;
 }
 

@@ -72,7 +72,9 @@ pub async fn start(config: ServerConfig, slow: Duration) -> Server {
                 Operation::Retrieve => (ResponseStatusCode::OK, Some(json!({"m2m:cin": {"con": "21.5"}}))),
                 Operation::Update => (ResponseStatusCode::UPDATED, req.pc.clone()),
                 Operation::Delete => (ResponseStatusCode::DELETED, None),
-                Operation::Notify => (ResponseStatusCode::OK, None),
+                Operation::Notify => {
+                    (ResponseStatusCode::OK, onem2m_sa_coap::current_peer().map(|p| json!({"peer": p.to_string()})))
+                }
             };
             let mut rsp = ResponsePrimitive::answering(&req, rsc);
             rsp.pc = pc;
