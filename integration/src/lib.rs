@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 pub mod acme;
+pub mod coap_fuzz_checks;
 pub mod fuzz_checks;
 pub mod relay;
 
