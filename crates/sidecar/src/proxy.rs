@@ -37,7 +37,7 @@ use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode a
 use onem2m_sa::credential::NodeId;
 use onem2m_sa::credential::TrustAnchors;
 use onem2m_sa_http::{
-    BindingError, BoxError, ClientConfig, ClientError, HttpClient, Limits, PrimitiveService, RemoteAddr, ServerConfig,
+    BoxError, ClientConfig, ClientError, HttpClient, Limits, PrimitiveService, RemoteAddr, ServerConfig,
     refuse_request, serve,
 };
 use onem2m_sa_tower::{
@@ -309,9 +309,10 @@ fn wants_no_response(req: &RequestPrimitive) -> bool {
 /// The answer to `req` when the upstream exchange failed, saying what happened (the text goes
 /// to the peer; the log also names the upstream).
 ///
-/// A no-response request (`rt=5`) that the upstream answered at the HTTP level without a
-/// response primitive — ACME's bare `204 No Content` — was delivered: it is answered 1000
-/// ACCEPTED, never "not reachable", so that the originator does not send it again.
+/// A no-response request (`rt=5`) that the upstream answered with a bare 2xx, without a
+/// response primitive — ACME's `204 No Content` — was delivered: it is answered 1000 ACCEPTED,
+/// never "not reachable", so that the originator does not send it again. A bare error status
+/// is 5000, naming the status, whatever the request asked for.
 fn upstream_failure(
     e: &(dyn std::error::Error + Send + Sync + 'static),
     req: &RequestPrimitive,
@@ -319,9 +320,12 @@ fn upstream_failure(
 ) -> ResponsePrimitive {
     let source = || e.source().map(|s| format!(": {s}")).unwrap_or_default();
     let (rsc, text) = match e.downcast_ref::<ClientError>() {
-        Some(ClientError::InvalidResponse(BindingError::MissingHeader(_))) if wants_no_response(req) => {
-            tracing::debug!(rqi = %req.rqi, %upstream, "no-response request (rt=5) answered without a response primitive: 1000");
+        Some(ClientError::NoResponsePrimitive { status }) if status.is_success() && wants_no_response(req) => {
+            tracing::debug!(rqi = %req.rqi, %upstream, %status, "no-response request (rt=5) answered without a response primitive: 1000");
             return ResponsePrimitive::new(Rsc::ACCEPTED, &req.rqi);
+        }
+        Some(c @ ClientError::NoResponsePrimitive { .. }) => {
+            (c.rsc(), format!("the upstream's answer could not be mapped: {c}"))
         }
         Some(ClientError::InvalidResponse(m)) => {
             (Rsc::INTERNAL_SERVER_ERROR, format!("the upstream's answer could not be mapped: {m}"))

@@ -75,9 +75,13 @@ async fn a_path_the_cse_appends_to_a_mapped_poa_reaches_the_ae() {
     t.shutdown().await;
 }
 
-/// A CSE stand-in that answers every request with a bare `HTTP/1.1 204 No Content` (no
-/// `X-M2M-RSC`, no `X-M2M-RI`), as ACME answers a no-response (`rt=5`) request; counts requests.
-async fn bare_204_upstream(count: Arc<AtomicUsize>) -> String {
+/// ACME's answer to a no-response (`rt=5`) request: a bare `204 No Content`, no `X-M2M-RSC`, no
+/// `X-M2M-RI`, and (as ACME 2026.5.3 sends it) a `text/plain` Content-Type.
+const ACME_BARE_204: &[u8] = b"HTTP/1.1 204 No Content\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n";
+
+/// A CSE stand-in that answers every request with `answer` (an HTTP answer without a response
+/// primitive); counts requests.
+async fn bare_upstream(count: Arc<AtomicUsize>, answer: &'static [u8]) -> String {
     let listener = loopback().await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -105,7 +109,7 @@ async fn bare_204_upstream(count: Arc<AtomicUsize>) -> String {
                     }
                     buf.drain(..end + 4 + len);
                     count.fetch_add(1, Ordering::SeqCst);
-                    if s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.is_err() {
+                    if s.write_all(answer).await.is_err() {
                         return;
                     }
                 }
@@ -138,7 +142,7 @@ async fn pair(upstream: &str) -> (Sidecar, Sidecar, HttpClient) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_no_response_request_the_cse_answered_with_a_bare_204_is_accepted_not_unreachable() {
     let count = Arc::new(AtomicUsize::new(0));
-    let up = bare_204_upstream(count.clone()).await;
+    let up = bare_upstream(count.clone(), ACME_BARE_204).await;
     let (cse, ae, c) = pair(&up).await;
 
     let mut req = request(Operation::Create, &format!("{CSE_ID}/cse-in/cnt"), AE_ID, "nr1");
@@ -157,6 +161,28 @@ async fn a_no_response_request_the_cse_answered_with_a_bare_204_is_accepted_not_
     assert!(text.contains("could not be mapped") && text.contains("X-M2M-RSC"), "{text}");
     assert!(!text.contains("not reachable"), "{text}");
     assert_eq!(count.load(Ordering::SeqCst), 2);
+    ae.shutdown().await;
+    cse.shutdown().await;
+}
+
+/// Only a bare 2xx tells that the CSE took a no-response request: a bare error status (a proxy's
+/// `502`, a CSE failing before it mapped the request) is not 1000 ACCEPTED but 5000, saying
+/// which status came without a response primitive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_response_request_answered_with_a_bare_error_status_is_not_accepted() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let up = bare_upstream(count.clone(), b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n").await;
+    let (cse, ae, c) = pair(&up).await;
+
+    let mut req = request(Operation::Create, &format!("{CSE_ID}/cse-in/cnt"), AE_ID, "nr2");
+    req.ty = Some(4);
+    req.rt = Some(ResponseTypeInfo::new(5));
+    req.pc = Some(json!({"m2m:cin": {"con": "x"}}));
+    let rsp = c.clone().oneshot(req).await.unwrap();
+    assert_eq!((rsp.rsc, rsp.rqi.as_str()), (Rsc::INTERNAL_SERVER_ERROR, "nr2"), "{rsp:?}");
+    let text = rsp.pc.as_ref().and_then(|pc| pc["m2m:dbg"].as_str()).unwrap_or_default().to_owned();
+    assert!(text.contains("502") && text.contains("X-M2M-RSC"), "{text}");
+    assert_eq!(count.load(Ordering::SeqCst), 1);
     ae.shutdown().await;
     cse.shutdown().await;
 }
@@ -258,7 +284,7 @@ async fn check_connect_finds_what_to_fix() {
     assert!(findings[1].what.contains("a sidecar ingress") && findings[2].what.contains("SA established"));
 
     // The upstream answers HTTP but not oneM2M; a peer is the CSE itself; a peer is dead.
-    let bare = bare_204_upstream(Arc::default()).await;
+    let bare = bare_upstream(Arc::default(), ACME_BARE_204).await;
     let dead = loopback().await.unwrap().local_addr().unwrap();
     let mut bad = cse_sidecar_config(&t.pki, &bare, ae_ingress);
     bad.peers.push(Peer { id: "/id-mn".parse().unwrap(), address: t.cse.base() });
