@@ -21,6 +21,7 @@
 //! | `m2m:dbg` text and `X-M2M-OT`, only in the steps marked `refused_by_the_pair` | a malformed request the pair's HTTP binding refuses (with the CSE's code) before the CSE sees it gets the binding's text and no `ot` | `m2m:dbg` compared for presence only, `X-M2M-OT` not compared |
 //! | the answer to a no-response request (`rt=5`), only in the steps marked `no_response` | ACME answers a bare `204` (no `X-M2M-RSC`/`X-M2M-RI`, `Content-Type: text/plain`); through the pair a sealed answer has to be a response primitive: `202`, `X-M2M-RSC: 1000`, the request's `X-M2M-RI` (docs/deploy.md, "What differs through the pair, on purpose") | each run's answer must be exactly its form (direct: bare `204`, empty body; pair: `202`/1000 with the request's RI, empty body); both then read `<accepted, no response>` |
 //! | the answer to the CSE's administrator (`CAdmin`), only in the steps marked `admin` | the AE host's ticket excepts `CAdmin` from its wildcards (docs/deploy.md §1): through the AE host's SA the CSE-side ingress refuses it, and ACME never sees it | the pair's answer must be `403`, `X-M2M-RSC: 4116` with the request's RI; the direct answer is checked against the step's expectation; the step is not compared |
+//! | the answer to a body over `http.max_body_bytes` (1 MiB), only in the steps marked `over_the_pair_limit` | the AE host's egress refuses it (docs/deploy.md §6); ACME takes it | the pair's answer must be `400`, `X-M2M-RSC: 4000` with the request's RI; as above |
 //!
 //! Not compared: `Date`, `Server`, `Connection`, `Content-Length` (HTTP transport, not oneM2M).
 //!
@@ -91,9 +92,13 @@ fn exchange(addr: SocketAddr, method: &str, target: &str, headers: &[(String, St
     }
     head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    // A server may answer a body over its limit early and close: the answer is read anyway.
+    let sent = s.write_all(body);
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap_or_else(|e| panic!("{method} {target} at {addr}: {e}"));
+    let read = s.read_to_end(&mut raw);
+    if raw.is_empty() {
+        sent.and(read).unwrap_or_else(|e| panic!("{method} {target} at {addr}: {e}"));
+    }
     parse_answer(&raw)
         .unwrap_or_else(|| panic!("{method} {target}: no HTTP answer: {:?}", String::from_utf8_lossy(&raw)))
 }
@@ -264,7 +269,8 @@ struct Req {
     expect: u16,
     refused_by_the_pair: bool,
     no_response: bool,
-    admin: bool,
+    /// What the pair answers on purpose instead (module doc): HTTP status and RSC.
+    pair_refuses: Option<(u16, u16)>,
 }
 
 fn req(method: &'static str, target: impl Into<String>) -> Req {
@@ -276,7 +282,7 @@ fn req(method: &'static str, target: impl Into<String>) -> Req {
         expect: 0,
         refused_by_the_pair: false,
         no_response: false,
-        admin: false,
+        pair_refuses: None,
     }
 }
 
@@ -332,8 +338,13 @@ impl Req {
     }
     /// From the CSE's administrator, `CAdmin`: refused through the AE host (module doc).
     fn admin(mut self) -> Self {
-        self.admin = true;
+        self.pair_refuses = Some((403, 4116));
         self.fr("CAdmin")
+    }
+    /// A body over the sidecars' `http.max_body_bytes`: refused by the pair (module doc).
+    fn over_the_pair_limit(mut self) -> Self {
+        self.pair_refuses = Some((400, 4000));
+        self
     }
 }
 
@@ -574,11 +585,10 @@ fn compare(direct: &Run, pair: &Run) {
     let (ds, ps) = (substitutions(direct, &di, &pi), substitutions(pair, &pi, &di));
     let mut differences = Vec::new();
     for ((label, req, d), (_, _, p)) in direct.log.iter().zip(&pair.log) {
-        if req.admin {
-            let refused = p.status == 403 && p.rsc() == Some(4116) && p.header("x-m2m-ri") == rqi_of(req);
-            if !refused {
+        if let Some((status, rsc)) = req.pair_refuses {
+            if (p.status, p.rsc(), p.header("x-m2m-ri")) != (status, Some(rsc), rqi_of(req)) {
                 differences.push(format!(
-                    "step {label} ({} {}): CAdmin through the AE host is not refused with 4116:\n  pair:   {p:?}",
+                    "step {label} ({} {}): the pair does not refuse it with {status}/{rsc}:\n  pair:   {p:?}",
                     req.method, req.target
                 ));
             }
@@ -936,19 +946,31 @@ fn non_blocking_synchronous() {
     });
 }
 
-/// A big contentInstance, near the sidecar's default body limit after sealing.
+/// The sidecars' default `http.max_body_bytes` (1 MiB).
+const BODY_LIMIT: usize = 1 << 20;
+
+/// Big bodies: a contentInstance whose CREATE body is 4 KiB under the sidecars' body limit, and
+/// its RETRIEVE (whose answer is as big), pass the pair — sealed, they are a third larger than
+/// the limit; one over the limit is refused by the pair (`over_the_pair_limit`) and taken by ACME.
 #[test]
 fn big_content_instance() {
     differential("big", |run| {
         let id = register(run, false);
         let ae = format!("{BASE}/{id}");
-        run.send("cnt", post(&ae).fr(&id).create(3, json!({"m2m:cnt": {"rn": "c", "mbs": 2_000_000}})).expect(2001));
-        let con = "x".repeat(600 * 1024);
         run.send(
-            "cin",
-            post(format!("{ae}/c")).fr(&id).create(4, json!({"m2m:cin": {"rn": "big", "con": con}})).expect(2001),
+            "cnt",
+            post(&ae).fr(&id).create(3, json!({"m2m:cnt": {"rn": "c", "mbs": 4 * BODY_LIMIT}})).expect(2001),
         );
+        let cin = |rn: &str, size: usize| {
+            let empty = serde_json::to_vec(&json!({"m2m:cin": {"rn": rn, "con": ""}})).unwrap().len();
+            json!({"m2m:cin": {"rn": rn, "con": "x".repeat(size - empty)}})
+        };
+        let near = post(format!("{ae}/c")).fr(&id).create(4, cin("big", BODY_LIMIT - 4096));
+        assert_eq!(near.body.len(), BODY_LIMIT - 4096);
+        run.send("cin near the limit", near.expect(2001));
         run.send("retrieve", get(format!("{ae}/c/big")).fr(&id).expect(2000));
+        let over = post(format!("{ae}/c")).fr(&id).create(4, cin("over", BODY_LIMIT + 1));
+        run.send("cin over the limit", over.expect(2001).over_the_pair_limit());
         deregister(run, &id);
     });
 }

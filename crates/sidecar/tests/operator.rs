@@ -310,3 +310,50 @@ async fn check_connect_finds_what_to_fix() {
     assert!(sa.fix.as_ref().unwrap().contains("trust_anchor"), "{sa}");
     t.shutdown().await;
 }
+
+/// `http.max_body_bytes` bounds the primitives the AE and the CSE exchange, not their sealed
+/// form, which base64url makes a third larger: a contentInstance just under the limit (in its
+/// plaintext HTTP request, and in the CSE's answer) passes the pair both ways, as it passes
+/// straight to the CSE. Before, the CSE-side ingress refused the sealed request (4000) from
+/// about 3/4 of the limit on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_just_under_the_limit_passes_the_pair_sealed() {
+    let t = Topology::start(None).await.unwrap();
+    let c = t.ae_client();
+    let base = format!("{CSE_ID}/cse-base");
+    let mut ae = request(Operation::Create, &base, AE_ID, "b1");
+    ae.ty = Some(2);
+    ae.pc = Some(json!({"m2m:ae": {"rn": "big-ae", "api": "Nbig", "rr": false, "srv": ["3"]}}));
+    assert_eq!(c.clone().oneshot(ae).await.unwrap().rsc, Rsc::CREATED);
+    let mut cnt = request(Operation::Create, &format!("{base}/big-ae"), AE_ID, "b2");
+    cnt.ty = Some(3);
+    cnt.pc = Some(json!({"m2m:cnt": {"rn": "c"}}));
+    assert_eq!(c.clone().oneshot(cnt).await.unwrap().rsc, Rsc::CREATED);
+
+    // The HTTP body of this CREATE is 1 KiB under the default limit (1 MiB).
+    let limit = onem2m_sa_sidecar::config::HttpSettings::default().max_body_bytes;
+    let con = "x".repeat(limit - 1024 - r#"{"m2m:cin":{"con":"","rn":"big"}}"#.len());
+    let mut cin = request(Operation::Create, &format!("{base}/big-ae/c"), AE_ID, "b3");
+    cin.ty = Some(4);
+    cin.pc = Some(json!({"m2m:cin": {"rn": "big", "con": con}}));
+    let rsp = c.clone().oneshot(cin).await.unwrap();
+    assert_eq!(
+        rsp.rsc,
+        Rsc::CREATED,
+        "{:?}",
+        rsp.pc.as_ref().map(|pc| pc.to_string().chars().take(300).collect::<String>())
+    );
+    let rsp =
+        c.clone().oneshot(request(Operation::Retrieve, &format!("{base}/big-ae/c/big"), AE_ID, "b4")).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::OK);
+    assert_eq!(rsp.pc.unwrap()["m2m:cin"]["con"].as_str().map(str::len), Some(con.len()));
+
+    // Over the limit is still refused, by the AE host's egress, before anything is sealed.
+    let mut over = request(Operation::Create, &format!("{base}/big-ae/c"), AE_ID, "b5");
+    over.ty = Some(4);
+    over.pc = Some(json!({"m2m:cin": {"rn": "over", "con": "x".repeat(limit)}}));
+    let sealed_before = t.secured_tap.bytes();
+    assert_eq!(c.clone().oneshot(over).await.unwrap().rsc, Rsc::BAD_REQUEST);
+    assert_eq!(t.secured_tap.bytes(), sealed_before, "nothing sent to the CSE host");
+    t.shutdown().await;
+}
