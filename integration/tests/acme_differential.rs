@@ -25,9 +25,9 @@
 //!
 //! Not compared: `Date`, `Server`, `Connection`, `Content-Length` (HTTP transport, not oneM2M).
 //!
-//! The pair is set up as README.md and docs/deploy.md ("In front of ACME") say: the demo
-//! configs with the documented tickets (`demo::CSE_ALLOW`, `demo::AE_HOST_ALLOW`) and the default
-//! `map_poa = true`.
+//! The pair is set up as README.md and docs/deploy.md ("In front of ACME") say:
+//! `acme::pair_configs` makes the keys and the tickets with the documented `--allow` recipe and
+//! loads `integration/acme/sidecar-cse.toml` and `sidecar-ae.toml` as the sidecar binary does.
 //!
 //! ACME must be installed (see `onem2m_sa_integration::acme`); without it every test here
 //! fails and says how to install it. Nothing here is ignored.
@@ -39,8 +39,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use onem2m_sa_integration::Isolated;
-use onem2m_sa_integration::acme::Acme;
-use onem2m_sa_sidecar::demo::{DemoPki, ae_sidecar_config, cse_sidecar_config};
+use onem2m_sa_integration::acme::{Acme, PairPorts, pair_configs};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------------
@@ -247,11 +246,20 @@ fn fixture() -> &'static Fixture {
         );
         let direct_listener = Listener::start();
         let pair_listener = Listener::start();
-        let pki = DemoPki::new();
-        let (cse_in, ae_in) = (onem2m_sa_integration::free_port(), onem2m_sa_integration::free_port());
-        let any = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-        let cse_side = Isolated::start(&cse_sidecar_config(&pki, &behind.url(), ae_in), Some(cse_in), any);
-        let ae_side = Isolated::start(&ae_sidecar_config(&pki, cse_in, &pair_listener.url()), Some(ae_in), any);
+        // The configs, keys and tickets of docs/deploy.md "In front of ACME".
+        let port = || onem2m_sa_integration::free_port();
+        let (cse_in, cse_out, ae_in, ae_out) = (port(), port(), port(), port());
+        let ports = PairPorts {
+            acme: behind.addr().port(),
+            cse_ingress: cse_in.port(),
+            cse_egress: cse_out.port(),
+            ae_ingress: ae_in.port(),
+            ae_egress: ae_out.port(),
+            listener: pair_listener.addr.port(),
+        };
+        let (cse_config, ae_config) = pair_configs(&behind.dir().join("sidecars"), ports);
+        let cse_side = Isolated::start(&cse_config, Some(cse_in), Some(cse_out));
+        let ae_side = Isolated::start(&ae_config, Some(ae_in), Some(ae_out));
         Fixture { direct, behind, direct_listener, pair_listener, _cse_side: cse_side, ae_side }
     })
 }
