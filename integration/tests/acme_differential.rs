@@ -582,9 +582,11 @@ fn substitutions(run: &Run, ids: &[String], other: &[String]) -> Vec<(String, St
     subs
 }
 
+/// The generated IDs of a run in order of appearance, leaving out the steps the pair refuses on
+/// purpose (only the direct run has IDs there, which would shift the pairing).
 fn ids_of(run: &Run) -> Vec<String> {
     let mut ids = Vec::new();
-    for (_, _, a) in &run.log {
+    for (_, _, a) in run.log.iter().filter(|(_, r, _)| r.pair_refuses.is_none()) {
         collect_ids(&a.value(), &mut ids);
     }
     ids
