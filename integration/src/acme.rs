@@ -31,6 +31,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use onem2m_sa_sidecar::config::Config;
+
 /// The `acmecse` version `.ci/run` installs and this harness was written against.
 pub const ACME_VERSION: &str = "2026.5.3";
 
@@ -247,4 +249,76 @@ impl Drop for Acme {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The CSE host's sidecar config the suite runs in front of ACME (`{…_port}` placeholders).
+pub const SIDECAR_CSE_TOML: &str = include_str!("../acme/sidecar-cse.toml");
+/// The AE host's sidecar config the suite runs (`{…_port}` placeholders).
+pub const SIDECAR_AE_TOML: &str = include_str!("../acme/sidecar-ae.toml");
+
+/// The loopback ports of a sidecar pair in front of ACME.
+#[derive(Debug, Clone, Copy)]
+pub struct PairPorts {
+    /// ACME's HTTP port.
+    pub acme: u16,
+    /// The CSE host's ingress.
+    pub cse_ingress: u16,
+    /// The CSE host's egress (ACME's notifications).
+    pub cse_egress: u16,
+    /// The AE host's ingress.
+    pub ae_ingress: u16,
+    /// The AE host's egress (the AEs' "CSE address").
+    pub ae_egress: u16,
+    /// The AEs' notification listener.
+    pub listener: u16,
+}
+
+/// Sets up the sidecar pair in front of ACME in `dir` the way README.md and docs/deploy.md
+/// ("In front of ACME") do: an anchor and a key per node (`onem2m-sa keygen`), the two tickets
+/// with the documented `--allow` recipe (`ticket issue`: [`demo::CSE_ALLOW`],
+/// [`demo::AE_HOST_ALLOW`]), and [`SIDECAR_CSE_TOML`] / [`SIDECAR_AE_TOML`] with `ports`;
+/// returns the two configs as `onem2m-sa sidecar --config` loads them (CSE host, AE host).
+///
+/// [`demo::CSE_ALLOW`]: onem2m_sa_sidecar::demo::CSE_ALLOW
+/// [`demo::AE_HOST_ALLOW`]: onem2m_sa_sidecar::demo::AE_HOST_ALLOW
+pub fn pair_configs(dir: &Path, ports: PairPorts) -> (Config, Config) {
+    use onem2m_sa_sidecar::demo::{AE_HOST_ALLOW, AE_NODE, CSE_ALLOW, CSE_ID};
+    use onem2m_sa_sidecar::keys::{IssueArgs, KeyAlgorithm, KeygenArgs, TicketCommand, run_keygen, run_ticket};
+    std::fs::create_dir_all(dir).expect("config dir");
+    for prefix in ["anchor", "id-in", "ae-host"] {
+        let args = KeygenArgs { algorithm: KeyAlgorithm::Ed25519, out: dir.join(prefix), force: true };
+        run_keygen(&args).expect("keygen");
+    }
+    for (subject, prefix, allow) in [(CSE_ID, "id-in", CSE_ALLOW), (AE_NODE, "ae-host", AE_HOST_ALLOW)] {
+        let issue = IssueArgs {
+            anchor_key: dir.join("anchor.key.pem"),
+            anchor_id: "/trust-anchor".parse().expect("anchor ID"),
+            subject: subject.parse().expect("node ID"),
+            subject_key: dir.join(format!("{prefix}.pub.pem")),
+            allow: allow.iter().map(|p| p.parse().expect("pattern")).collect(),
+            except: Vec::new(),
+            days: 1,
+            max_sa_lifetime: None,
+            description: None,
+            out: Some(dir.join(format!("{prefix}.ticket.json"))),
+        };
+        run_ticket(&TicketCommand::Issue(issue)).expect("ticket issue");
+    }
+    let fill = |template: &str| {
+        template
+            .replace("{acme_port}", &ports.acme.to_string())
+            .replace("{cse_ingress_port}", &ports.cse_ingress.to_string())
+            .replace("{cse_egress_port}", &ports.cse_egress.to_string())
+            .replace("{ae_ingress_port}", &ports.ae_ingress.to_string())
+            .replace("{ae_egress_port}", &ports.ae_egress.to_string())
+            .replace("{listener_port}", &ports.listener.to_string())
+    };
+    let load = |name: &str, template: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, fill(template)).expect("write config");
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(config.warnings.is_empty(), "{}: {:?}", path.display(), config.warnings);
+        config
+    };
+    (load("sidecar-cse.toml", SIDECAR_CSE_TOML), load("sidecar-ae.toml", SIDECAR_AE_TOML))
 }

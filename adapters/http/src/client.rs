@@ -71,7 +71,18 @@ pub enum ClientError {
     /// The connection failed after it was opened, before a complete answer.
     #[error("the connection to the target failed")]
     Io(#[source] BoxError),
-    /// The answer is not a oneM2M HTTP response (no `X-M2M-RSC`, bad body, …).
+    /// The target answered at the HTTP level without a response primitive: no `X-M2M-RSC`
+    /// (TS-0009 §6.4.17 maps every response primitive's Response Status Code to that header).
+    /// Whatever else the answer carries (its Content-Type, a body) is not read. A bare 2xx is
+    /// how a CSE such as ACME answers a no-response request (`rt=5`): the request was taken; a
+    /// bare error status (a proxy's `502`) says nothing of the kind.
+    #[error("the target answered HTTP {status} without a response primitive (no X-M2M-RSC)")]
+    NoResponsePrimitive {
+        /// The HTTP status of the answer.
+        status: http::StatusCode,
+    },
+    /// The answer is not a valid oneM2M HTTP response (an `X-M2M-RSC` with a missing `X-M2M-RI`,
+    /// a bad body, …).
     #[error("the target's answer is invalid")]
     InvalidResponse(#[source] BindingError),
     /// The answer's body exceeds [`Limits::max_body_bytes`].
@@ -83,13 +94,16 @@ impl ClientError {
     /// The Response Status Code to answer the originator with: `TARGET_NOT_REACHABLE` (5103)
     /// when the target could not be reached or dropped the connection, `REQUEST_TIMEOUT` (4008)
     /// on timeout, the mapping error's code for a request that cannot be sent (5000 for an
-    /// unmappable primitive), `INTERNAL_SERVER_ERROR` (5000) for an unusable answer.
+    /// unmappable primitive), `INTERNAL_SERVER_ERROR` (5000) for an unusable answer or one
+    /// without a response primitive.
     pub fn rsc(&self) -> ResponseStatusCode {
         match self {
             Self::InvalidRequest(e) => e.rsc(),
             Self::Connect(_) | Self::Io(_) => ResponseStatusCode::TARGET_NOT_REACHABLE,
             Self::Timeout => ResponseStatusCode::REQUEST_TIMEOUT,
-            Self::InvalidResponse(_) | Self::BodyTooLarge => ResponseStatusCode::INTERNAL_SERVER_ERROR,
+            Self::NoResponsePrimitive { .. } | Self::InvalidResponse(_) | Self::BodyTooLarge => {
+                ResponseStatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }
@@ -195,6 +209,9 @@ impl HttpClient {
                     false => ClientError::Io(e.into()),
                 })?;
                 let (parts, body) = response.into_parts();
+                if !parts.headers.contains_key(crate::headers::RSC) {
+                    return Err(ClientError::NoResponsePrimitive { status: parts.status });
+                }
                 let limit = config.limits.max_body_bytes;
                 if body.size_hint().lower() > limit as u64 {
                     return Err(ClientError::BodyTooLarge);

@@ -86,10 +86,35 @@ async fn answers_are_read_within_the_limit() {
     server.shutdown().await;
 }
 
+/// An HTTP answer without `X-M2M-RSC` carries no response primitive, whatever its status,
+/// Content-Type or body (ACME answers `rt=5` with a bare `204`, `text/plain`): the client says
+/// so with the status, so that a caller can tell a bare 2xx from a bare error.
+#[tokio::test]
+async fn answers_without_an_rsc_carry_no_response_primitive() {
+    for (status, ct, body) in [
+        (200, "text/html", &b"hello"[..]),
+        (204, "text/plain; charset=utf-8", &b""[..]),
+        (502, "text/plain", &b"bad gateway"[..]),
+    ] {
+        let plain = service_fn(move |_: http::Request<Bytes>| async move {
+            let r = http::Response::builder().status(status).header("content-type", ct);
+            Ok::<_, std::convert::Infallible>(r.body(Bytes::from_static(body)).unwrap())
+        });
+        let server = start_http(plain, ServerConfig::default()).await;
+        let err = fails(HttpClient::new(&server.base(), ClientConfig::default()).unwrap(), retrieve("v1")).await;
+        assert!(matches!(err, ClientError::NoResponsePrimitive { status: s } if s.as_u16() == status), "{err:?}");
+        assert_eq!(err.rsc(), Rsc::INTERNAL_SERVER_ERROR);
+        assert!(err.to_string().contains(&status.to_string()) && err.to_string().contains("X-M2M-RSC"), "{err}");
+        server.shutdown().await;
+    }
+}
+
+/// An answer with `X-M2M-RSC` that is not a valid response primitive is invalid.
 #[tokio::test]
 async fn answers_that_are_not_onem2m_are_invalid() {
     let plain = service_fn(|_: http::Request<Bytes>| async {
-        Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::from_static(b"hello")))
+        let r = http::Response::builder().header("x-m2m-rsc", "2000").header("content-type", "text/html");
+        Ok::<_, std::convert::Infallible>(r.body(Bytes::from_static(b"hello")).unwrap())
     });
     let server = start_http(plain, ServerConfig::default()).await;
     let err = fails(HttpClient::new(&server.base(), ClientConfig::default()).unwrap(), retrieve("v1")).await;

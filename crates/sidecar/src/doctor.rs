@@ -125,6 +125,10 @@ async fn check_upstream(upstream: &str, me: &str, config: &Config) -> Finding {
                     what(format!("answers HTTP, but not like oneM2M ({c}: {m})")),
                     "ingress.upstream must be the CSE's (or the AE listener's) oneM2M HTTP address, TS-0009 binding",
                 ),
+                Some(c @ ClientError::NoResponsePrimitive { .. }) => Finding::problem(
+                    what(format!("answers HTTP, but not like oneM2M ({c})")),
+                    "ingress.upstream must be the CSE's (or the AE listener's) oneM2M HTTP address, TS-0009 binding",
+                ),
                 Some(c) => Finding::problem(
                     what(format!("does not answer ({c}{})", source(c))),
                     "start the CSE (or the AE's listener) there, or correct ingress.upstream",

@@ -37,7 +37,7 @@ use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode a
 use onem2m_sa::credential::NodeId;
 use onem2m_sa::credential::TrustAnchors;
 use onem2m_sa_http::{
-    BindingError, BoxError, ClientConfig, ClientError, HttpClient, Limits, PrimitiveService, RemoteAddr, ServerConfig,
+    BoxError, ClientConfig, ClientError, HttpClient, Limits, PrimitiveService, RemoteAddr, ServerConfig,
     refuse_request, serve,
 };
 use onem2m_sa_tower::{
@@ -182,6 +182,25 @@ fn limits(http: &HttpSettings) -> Limits {
     }
 }
 
+/// What a primitive may grow by besides its content when it is sealed, before base64url: its
+/// other parameters (bounded by the header limits) and the ESPrim envelope.
+const SEALING_HEADROOM: usize = 64 * 1024;
+
+/// The largest body of a sealed message between sidecars, for primitives whose HTTP bodies
+/// are at most `max_body_bytes`: base64url makes the sealed primitive a third larger, so a
+/// primitive the AE or the CSE may send (and would send straight to the other) is not refused
+/// once sealed.
+pub fn sealed_body_limit(max_body_bytes: usize) -> usize {
+    max_body_bytes.saturating_add(SEALING_HEADROOM).saturating_mul(4) / 3
+}
+
+/// The limits on what travels sealed between sidecars: what the ingress reads, and the answers
+/// the egress reads from a peer ([`sealed_body_limit`]); `http.max_body_bytes` bounds the
+/// plaintext sides (the egress's requests, the upstream's answers).
+fn sealed_limits(http: &HttpSettings) -> Limits {
+    Limits { max_body_bytes: sealed_body_limit(http.max_body_bytes), ..limits(http) }
+}
+
 /// The transport to the configured peers: a request goes to the peer its `to` names (the
 /// node ID itself, or the CSE-ID at the start of an SP-relative target).
 #[derive(Clone, Debug)]
@@ -192,7 +211,7 @@ pub struct Peers {
 impl Peers {
     /// Clients for every configured peer, sharing one connection pool.
     pub fn new(config: &Config) -> Result<Self, StartError> {
-        let cfg = client_config(&config.http);
+        let cfg = ClientConfig { limits: sealed_limits(&config.http), ..client_config(&config.http) };
         let mut clients = HashMap::new();
         let mut pool: Option<HttpClient> = None;
         for (i, p) in config.peers.iter().enumerate() {
@@ -309,9 +328,10 @@ fn wants_no_response(req: &RequestPrimitive) -> bool {
 /// The answer to `req` when the upstream exchange failed, saying what happened (the text goes
 /// to the peer; the log also names the upstream).
 ///
-/// A no-response request (`rt=5`) that the upstream answered at the HTTP level without a
-/// response primitive — ACME's bare `204 No Content` — was delivered: it is answered 1000
-/// ACCEPTED, never "not reachable", so that the originator does not send it again.
+/// A no-response request (`rt=5`) that the upstream answered with a bare 2xx, without a
+/// response primitive — ACME's `204 No Content` — was delivered: it is answered 1000 ACCEPTED,
+/// never "not reachable", so that the originator does not send it again. A bare error status
+/// is 5000, naming the status, whatever the request asked for.
 fn upstream_failure(
     e: &(dyn std::error::Error + Send + Sync + 'static),
     req: &RequestPrimitive,
@@ -319,9 +339,12 @@ fn upstream_failure(
 ) -> ResponsePrimitive {
     let source = || e.source().map(|s| format!(": {s}")).unwrap_or_default();
     let (rsc, text) = match e.downcast_ref::<ClientError>() {
-        Some(ClientError::InvalidResponse(BindingError::MissingHeader(_))) if wants_no_response(req) => {
-            tracing::debug!(rqi = %req.rqi, %upstream, "no-response request (rt=5) answered without a response primitive: 1000");
+        Some(ClientError::NoResponsePrimitive { status }) if status.is_success() && wants_no_response(req) => {
+            tracing::debug!(rqi = %req.rqi, %upstream, %status, "no-response request (rt=5) answered without a response primitive: 1000");
             return ResponsePrimitive::new(Rsc::ACCEPTED, &req.rqi);
+        }
+        Some(c @ ClientError::NoResponsePrimitive { .. }) => {
+            (c.rsc(), format!("the upstream's answer could not be mapped: {c}"))
         }
         Some(ClientError::InvalidResponse(m)) => {
             (Rsc::INTERNAL_SERVER_ERROR, format!("the upstream's answer could not be mapped: {m}"))
@@ -527,7 +550,7 @@ impl Generation {
                 };
                 let protected =
                     ReceiveSecureLayer::new(node.clone(), ingress.plaintext.clone()).layer(Upstream { client, poa });
-                Some(PrimitiveService::new(protected, limits))
+                Some(PrimitiveService::new(protected, sealed_limits(&config.http)))
             }
             _ => None,
         };
@@ -845,7 +868,9 @@ impl Sidecar {
         let mut servers = Vec::new();
         if let (Some(_), Some(listener)) = (&config.ingress, listeners.ingress_http) {
             let svc = Sourced(IngressFront(runtime.clone()), config.log.access);
-            servers.push(tokio::spawn(serve(listener, svc, server.clone(), shutdown())));
+            // The ingress reads sealed messages (and what the allow-list admits in plaintext).
+            let sealed = ServerConfig { limits: sealed_limits(&config.http), ..server.clone() };
+            servers.push(tokio::spawn(serve(listener, svc, sealed, shutdown())));
         }
         if let (Some(_), Some(listener)) = (&config.egress, listeners.egress_http) {
             servers.push(tokio::spawn(serve(listener, EgressFront(runtime.clone()), server.clone(), shutdown())));

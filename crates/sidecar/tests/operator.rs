@@ -75,9 +75,13 @@ async fn a_path_the_cse_appends_to_a_mapped_poa_reaches_the_ae() {
     t.shutdown().await;
 }
 
-/// A CSE stand-in that answers every request with a bare `HTTP/1.1 204 No Content` (no
-/// `X-M2M-RSC`, no `X-M2M-RI`), as ACME answers a no-response (`rt=5`) request; counts requests.
-async fn bare_204_upstream(count: Arc<AtomicUsize>) -> String {
+/// ACME's answer to a no-response (`rt=5`) request: a bare `204 No Content`, no `X-M2M-RSC`, no
+/// `X-M2M-RI`, and (as ACME 2026.5.3 sends it) a `text/plain` Content-Type.
+const ACME_BARE_204: &[u8] = b"HTTP/1.1 204 No Content\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n";
+
+/// A CSE stand-in that answers every request with `answer` (an HTTP answer without a response
+/// primitive); counts requests.
+async fn bare_upstream(count: Arc<AtomicUsize>, answer: &'static [u8]) -> String {
     let listener = loopback().await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -105,7 +109,7 @@ async fn bare_204_upstream(count: Arc<AtomicUsize>) -> String {
                     }
                     buf.drain(..end + 4 + len);
                     count.fetch_add(1, Ordering::SeqCst);
-                    if s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.is_err() {
+                    if s.write_all(answer).await.is_err() {
                         return;
                     }
                 }
@@ -138,7 +142,7 @@ async fn pair(upstream: &str) -> (Sidecar, Sidecar, HttpClient) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_no_response_request_the_cse_answered_with_a_bare_204_is_accepted_not_unreachable() {
     let count = Arc::new(AtomicUsize::new(0));
-    let up = bare_204_upstream(count.clone()).await;
+    let up = bare_upstream(count.clone(), ACME_BARE_204).await;
     let (cse, ae, c) = pair(&up).await;
 
     let mut req = request(Operation::Create, &format!("{CSE_ID}/cse-in/cnt"), AE_ID, "nr1");
@@ -157,6 +161,28 @@ async fn a_no_response_request_the_cse_answered_with_a_bare_204_is_accepted_not_
     assert!(text.contains("could not be mapped") && text.contains("X-M2M-RSC"), "{text}");
     assert!(!text.contains("not reachable"), "{text}");
     assert_eq!(count.load(Ordering::SeqCst), 2);
+    ae.shutdown().await;
+    cse.shutdown().await;
+}
+
+/// Only a bare 2xx tells that the CSE took a no-response request: a bare error status (a proxy's
+/// `502`, a CSE failing before it mapped the request) is not 1000 ACCEPTED but 5000, saying
+/// which status came without a response primitive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_response_request_answered_with_a_bare_error_status_is_not_accepted() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let up = bare_upstream(count.clone(), b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n").await;
+    let (cse, ae, c) = pair(&up).await;
+
+    let mut req = request(Operation::Create, &format!("{CSE_ID}/cse-in/cnt"), AE_ID, "nr2");
+    req.ty = Some(4);
+    req.rt = Some(ResponseTypeInfo::new(5));
+    req.pc = Some(json!({"m2m:cin": {"con": "x"}}));
+    let rsp = c.clone().oneshot(req).await.unwrap();
+    assert_eq!((rsp.rsc, rsp.rqi.as_str()), (Rsc::INTERNAL_SERVER_ERROR, "nr2"), "{rsp:?}");
+    let text = rsp.pc.as_ref().and_then(|pc| pc["m2m:dbg"].as_str()).unwrap_or_default().to_owned();
+    assert!(text.contains("502") && text.contains("X-M2M-RSC"), "{text}");
+    assert_eq!(count.load(Ordering::SeqCst), 1);
     ae.shutdown().await;
     cse.shutdown().await;
 }
@@ -258,7 +284,7 @@ async fn check_connect_finds_what_to_fix() {
     assert!(findings[1].what.contains("a sidecar ingress") && findings[2].what.contains("SA established"));
 
     // The upstream answers HTTP but not oneM2M; a peer is the CSE itself; a peer is dead.
-    let bare = bare_204_upstream(Arc::default()).await;
+    let bare = bare_upstream(Arc::default(), ACME_BARE_204).await;
     let dead = loopback().await.unwrap().local_addr().unwrap();
     let mut bad = cse_sidecar_config(&t.pki, &bare, ae_ingress);
     bad.peers.push(Peer { id: "/id-mn".parse().unwrap(), address: t.cse.base() });
@@ -282,5 +308,52 @@ async fn check_connect_finds_what_to_fix() {
     let findings = connect_checks(&other).await;
     let sa = findings.iter().find(|f| f.what.contains("no SA could be established")).expect("SA problem");
     assert!(sa.fix.as_ref().unwrap().contains("trust_anchor"), "{sa}");
+    t.shutdown().await;
+}
+
+/// `http.max_body_bytes` bounds the primitives the AE and the CSE exchange, not their sealed
+/// form, which base64url makes a third larger: a contentInstance just under the limit (in its
+/// plaintext HTTP request, and in the CSE's answer) passes the pair both ways, as it passes
+/// straight to the CSE. Before, the CSE-side ingress refused the sealed request (4000) from
+/// about 3/4 of the limit on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_just_under_the_limit_passes_the_pair_sealed() {
+    let t = Topology::start(None).await.unwrap();
+    let c = t.ae_client();
+    let base = format!("{CSE_ID}/cse-base");
+    let mut ae = request(Operation::Create, &base, AE_ID, "b1");
+    ae.ty = Some(2);
+    ae.pc = Some(json!({"m2m:ae": {"rn": "big-ae", "api": "Nbig", "rr": false, "srv": ["3"]}}));
+    assert_eq!(c.clone().oneshot(ae).await.unwrap().rsc, Rsc::CREATED);
+    let mut cnt = request(Operation::Create, &format!("{base}/big-ae"), AE_ID, "b2");
+    cnt.ty = Some(3);
+    cnt.pc = Some(json!({"m2m:cnt": {"rn": "c"}}));
+    assert_eq!(c.clone().oneshot(cnt).await.unwrap().rsc, Rsc::CREATED);
+
+    // The HTTP body of this CREATE is 1 KiB under the default limit (1 MiB).
+    let limit = onem2m_sa_sidecar::config::HttpSettings::default().max_body_bytes;
+    let con = "x".repeat(limit - 1024 - r#"{"m2m:cin":{"con":"","rn":"big"}}"#.len());
+    let mut cin = request(Operation::Create, &format!("{base}/big-ae/c"), AE_ID, "b3");
+    cin.ty = Some(4);
+    cin.pc = Some(json!({"m2m:cin": {"rn": "big", "con": con}}));
+    let rsp = c.clone().oneshot(cin).await.unwrap();
+    assert_eq!(
+        rsp.rsc,
+        Rsc::CREATED,
+        "{:?}",
+        rsp.pc.as_ref().map(|pc| pc.to_string().chars().take(300).collect::<String>())
+    );
+    let rsp =
+        c.clone().oneshot(request(Operation::Retrieve, &format!("{base}/big-ae/c/big"), AE_ID, "b4")).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::OK);
+    assert_eq!(rsp.pc.unwrap()["m2m:cin"]["con"].as_str().map(str::len), Some(con.len()));
+
+    // Over the limit is still refused, by the AE host's egress, before anything is sealed.
+    let mut over = request(Operation::Create, &format!("{base}/big-ae/c"), AE_ID, "b5");
+    over.ty = Some(4);
+    over.pc = Some(json!({"m2m:cin": {"rn": "over", "con": "x".repeat(limit)}}));
+    let sealed_before = t.secured_tap.bytes();
+    assert_eq!(c.clone().oneshot(over).await.unwrap().rsc, Rsc::BAD_REQUEST);
+    assert_eq!(t.secured_tap.bytes(), sealed_before, "nothing sent to the CSE host");
     t.shutdown().await;
 }
