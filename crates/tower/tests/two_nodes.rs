@@ -6,110 +6,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
-use onem2m_sa::credential::{Credentials, TrustAnchors};
 use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
 use onem2m_sa::manage::{Limits, ResponderEvent, Timing};
 use onem2m_sa::rng::SystemRng;
 use onem2m_sa::table::TableConfig;
-use onem2m_sa::testkit::{TestPki, initiator_config, responder_config};
+use onem2m_sa::testkit::{initiator_config, responder_config};
 use onem2m_sa_tower::*;
 use tower::{Layer, ServiceExt, service_fn};
 
-type Svc = tower::util::BoxCloneSyncService<RequestPrimitive, ResponsePrimitive, BoxError>;
-
-/// A CSE stand-in that counts what reaches it and remembers the authenticated peers.
-#[derive(Clone, Default)]
-struct Cse {
-    /// When set, requests wait here before they are executed.
-    gate: Option<Arc<tokio::sync::Semaphore>>,
-    seen: Arc<AtomicUsize>,
-    peers: Arc<Mutex<Vec<Option<Authenticated>>>>,
-    rqis: Arc<Mutex<Vec<String>>>,
-}
-
-impl Cse {
-    fn service(&self) -> tower::util::BoxCloneSyncService<InboundRequest, ResponsePrimitive, BoxError> {
-        let me = self.clone();
-        tower::util::BoxCloneSyncService::new(service_fn(move |req: InboundRequest| {
-            let me = me.clone();
-            async move {
-                me.seen.fetch_add(1, Ordering::SeqCst);
-                if let Some(gate) = &me.gate {
-                    gate.acquire().await.unwrap().forget();
-                }
-                me.peers.lock().unwrap().push(req.peer.clone());
-                me.rqis.lock().unwrap().push(req.primitive.rqi.clone());
-                let rsc = match req.primitive.op {
-                    Operation::Create => Rsc::CREATED,
-                    Operation::Delete => Rsc::DELETED,
-                    Operation::Update => Rsc::UPDATED,
-                    _ => Rsc::OK,
-                };
-                let mut rsp = ResponsePrimitive::new(rsc, &req.primitive.rqi);
-                rsp.pc = Some(serde_json::json!({"m2m:dbg": format!("seen {}", req.primitive.to)}));
-                Ok::<_, BoxError>(rsp)
-            }
-        }))
-    }
-}
-
-struct World {
-    pki: TestPki,
-    anchors: Arc<TrustAnchors>,
-}
-
-fn world() -> World {
-    let pki = TestPki::new(&mut SystemRng, now_unix());
-    let anchors = pki.anchors.clone();
-    World { pki, anchors }
-}
-
-fn now_unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
-
-fn creds(w: &World, id: &str, originators: &[&str]) -> Arc<Credentials> {
-    w.pki.node(id, SignatureAlgorithm::Ed25519, originators, &mut SystemRng)
-}
-
-fn node(w: &World, creds: Arc<Credentials>, offer: &[Suite], supported: &[Suite]) -> Node {
-    Node::new(NodeConfig {
-        initiator: initiator_config(creds.clone(), w.anchors.clone(), offer),
-        responder: responder_config(creds, w.anchors.clone(), supported),
-        // Tests update keys right after establishing: no minimum interval.
-        timing: Timing { min_key_update_interval_ms: 0, ..Timing::default() },
-        limits: Limits::default(),
-        table: TableConfig::default(),
-        rb_timeout: Duration::from_secs(2),
-    })
-}
-
-/// The receiving side of `node` in front of `cse`, as a transport other nodes can call.
-fn ingress(node: &Node, cse: &Cse, policy: PlaintextPolicy) -> Svc {
-    Svc::new(ReceiveSecureLayer::new(node.clone(), policy).layer(cse.service()))
-}
-
-/// A transport that forwards to whatever service the slot holds (so a peer can be restarted).
-fn link(slot: Arc<Mutex<Svc>>) -> Svc {
-    Svc::new(service_fn(move |req: RequestPrimitive| {
-        let svc = slot.lock().unwrap().clone();
-        async move { svc.oneshot(req).await }
-    }))
-}
-
-fn sender(node: &Node, transport: Svc) -> Svc {
-    Svc::new(SendSecureLayer::new(node.clone(), route_by_cse_id(None)).layer(transport))
-}
-
-fn request(op: Operation, to: &str, fr: &str, rqi: &str) -> RequestPrimitive {
-    let mut r = RequestPrimitive::new(op, to, Some(fr.to_owned()), rqi);
-    r.rvi = Some("3".into());
-    if op == Operation::Create {
-        r.ty = Some(3);
-        r.pc = Some(serde_json::json!({"m2m:cnt": {"rn": "box"}}));
-    }
-    r
-}
+mod common;
+use common::*;
 
 struct Pair {
     a: Node,
@@ -180,18 +86,6 @@ async fn concurrent_first_requests_share_one_establishment() {
     }
     assert_eq!(completes, 1);
     assert_eq!(p.cse_b.seen.load(Ordering::SeqCst), 50);
-}
-
-async fn futures_join_all<F: std::future::Future + Send + 'static>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
-where
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = fs.map(tokio::spawn).collect();
-    let mut out = Vec::new();
-    for h in handles {
-        out.push(h.await.unwrap());
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
