@@ -653,3 +653,63 @@ impl Service<RequestPrimitive> for SaEndpoint {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
+    use onem2m_sa::secure::{Encoding, UsageLimits};
+    use onem2m_sa::testkit::{TestPki, initiator_config, responder_config};
+
+    use super::*;
+
+    fn node(pki: &TestPki, id: &str, originators: &[&str], table: TableConfig) -> Node {
+        let creds = pki.node(id, SignatureAlgorithm::Ed25519, originators, &mut SystemRng);
+        Node::new(NodeConfig {
+            initiator: initiator_config(creds.clone(), pki.anchors.clone(), &Suite::ALL),
+            responder: responder_config(creds, pki.anchors.clone(), &Suite::ALL),
+            timing: Timing { min_key_update_interval_ms: 0, ..Timing::default() },
+            limits: Limits::default(),
+            table,
+            rb_timeout: Duration::from_secs(2),
+        })
+    }
+
+    /// The soft usage limit reported by a message sealed under an epoch that an update has just
+    /// replaced does not start a second update (it did, now and then under load, and a request
+    /// still in flight under the first epoch then met a third one with the same key phase:
+    /// `soft_usage_limit_triggers_a_key_update` got 4115).
+    #[tokio::test]
+    async fn a_limit_reported_under_a_replaced_epoch_starts_no_second_update() {
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let pki = TestPki::new(&mut SystemRng, unix);
+        let limits = UsageLimits { soft_messages: 2, hard_messages: 1_000, soft_bytes: u64::MAX, hard_bytes: u64::MAX };
+        let table = TableConfig { limits, ..TableConfig::default() };
+        let (a, b) = (node(&pki, "/id-asn", &["C*"], table), node(&pki, "/id-in", &["/id-in"], table));
+        let endpoint = SaEndpoint::new(b);
+        let entry = a.sa_with(&"/id-in".parse().unwrap(), endpoint.clone()).await.unwrap();
+        let first = entry.current_epoch().unwrap();
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            entry.seal_with(&first, Encoding::Jwe, b"{}", &mut out).unwrap();
+        }
+        assert!(entry.update_requested());
+        let confirm = a.update(entry.sa_id(), UpdateOperation::Keys, endpoint.clone()).await;
+        assert_eq!((confirm.result, entry.current_epoch().unwrap().number), (UpdateResult::Accepted, 1));
+        // A request sealed under the first epoch just before the update reports the limit now.
+        let info = entry.seal_with(&first, Encoding::Jwe, b"{}", &mut out).unwrap();
+        assert!(info.update_due);
+        a.update_if_due(&entry, &first, endpoint.clone());
+        assert!(lock(&a.shared.updating).is_empty(), "no second update started");
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(entry.current_epoch().unwrap().number, 1);
+        // Under the current epoch, it does.
+        let current = entry.current_epoch().unwrap();
+        for _ in 0..3 {
+            entry.seal_with(&current, Encoding::Jwe, b"{}", &mut out).unwrap();
+        }
+        a.update_if_due(&entry, &current, endpoint);
+        assert!(!lock(&a.shared.updating).is_empty(), "the update for the current epoch starts");
+    }
+}

@@ -177,6 +177,16 @@ where
                             resent = true;
                             continue;
                         }
+                        // Two key updates passed while the request was in flight: the peer took
+                        // its key phase bit for the newest epoch's and could not open it (4115).
+                        // It was not executed; even if the answer is forged, a resend is safe.
+                        let overtaken = entry.current_epoch().is_some_and(|e| e.number >= epoch.number + 2);
+                        if rsp.rsc == Rsc::ESPRIM_BAD_MAC && overtaken && !resent {
+                            tracing::debug!(peer = %peer, "sealed under an epoch two updates old; resending once");
+                            metrics::counter!("onem2m_sa_resent_total").increment(1);
+                            resent = true;
+                            continue;
+                        }
                         // An answer that is not sealed is not authenticated: a refusal (an error
                         // code) is passed on as a code alone, anything else is refused.
                         if rsp.rsc.is_error() {

@@ -374,3 +374,34 @@ async fn an_update_in_flight_stops_when_the_sa_is_removed() {
     let unique: HashSet<_> = copies.iter().collect();
     assert_eq!(unique.len(), 1);
 }
+
+/// A request sealed under epoch n and held on the way while two key updates pass meets epoch
+/// n + 2, whose key phase bit is the same: the peer cannot open it (4115). The sender sees that
+/// its epoch was overtaken and resends once under the current one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_overtaken_by_two_key_updates_is_resent_once() {
+    let w = world();
+    let (a, b) = nodes(&w);
+    let cse = Cse::default();
+    let ingress_b = ingress(&b, &cse, PlaintextPolicy::default());
+    let gate = Gate::new();
+    let to_b = sender(&a, gate.wrap(ingress_b.clone()));
+    assert_eq!(
+        to_b.clone().oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", "w")).await.unwrap().rsc,
+        Rsc::OK
+    );
+    let entry = a.outbound().entries()[0].clone();
+    gate.closed.store(true, Ordering::SeqCst);
+    let held = tokio::spawn(to_b.clone().oneshot(request(Operation::Create, "/id-in/cb", "CAE01", "held")));
+    until(|| gate.waiting.load(Ordering::SeqCst) == 1).await;
+    gate.closed.store(false, Ordering::SeqCst);
+    for _ in 0..2 {
+        let confirm = a.update(entry.sa_id(), UpdateOperation::Keys, ingress_b.clone()).await;
+        assert_eq!(confirm.result, UpdateResult::Accepted);
+    }
+    assert_eq!(entry.current_epoch().unwrap().number, 2);
+    gate.permits.add_permits(1);
+    let rsp = held.await.unwrap().unwrap();
+    assert_eq!(rsp.rsc, Rsc::CREATED, "{rsp:?}");
+    assert_eq!(executions(&cse).get("held"), Some(&1));
+}
