@@ -1,5 +1,7 @@
 //! The receiver's record of executed requests: what makes a resend safe.
 //!
+//! RETRIEVE is safe to repeat and not entered (`ReceiveSecure` decides).
+//!
 //! A sender resends a request (sealed anew, under another SA) when it cannot tell whether the
 //! first copy was executed — after an unsealed "unknown SA" (4112) or "sealing refused" (5211),
 //! which anyone on the path can forge, or when an SA is lost. The replay window cannot see such
@@ -48,10 +50,16 @@ pub struct ExecutedConfig {
 }
 
 impl Default for ExecutedConfig {
+    /// 60 s (six times the default resend window of 10 s); 262,144 entries (a sustained
+    /// 4,000 requests/s for the TTL), 65,536 per peer, 64 MiB of answers.
     fn default() -> Self {
-        Self { ttl: Duration::from_secs(120), max_entries: 262_144, max_per_peer: 131_072, max_answer_bytes: 64 << 20 }
+        Self { ttl: Duration::from_secs(60), max_entries: 262_144, max_per_peer: 65_536, max_answer_bytes: 64 << 20 }
     }
 }
+
+/// The record is split into this many independently locked shards (by key), so that requests
+/// do not queue behind one lock; each shard holds its share of every cap.
+const SHARDS: usize = 16;
 
 /// Who sent a request, as far as the record is concerned: the authenticated peer node, the
 /// inner originator, the request identifier.
@@ -173,7 +181,8 @@ pub(crate) enum Admission {
 /// The record (one per node, shared by every `ReceiveSecure` of it).
 pub(crate) struct Executed {
     config: Mutex<ExecutedConfig>,
-    inner: Mutex<Inner>,
+    shards: Box<[Mutex<Inner>]>,
+    hasher: std::hash::RandomState,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -187,7 +196,13 @@ pub(crate) fn request_digest(plaintext: &[u8]) -> Digest {
 
 impl Executed {
     pub(crate) fn new(config: ExecutedConfig) -> Self {
-        Self { config: Mutex::new(config), inner: Mutex::new(Inner::default()) }
+        let shards = (0..SHARDS).map(|_| Mutex::new(Inner::default())).collect();
+        Self { config: Mutex::new(config), shards, hasher: std::hash::RandomState::new() }
+    }
+
+    fn shard(&self, key: &Key) -> &Mutex<Inner> {
+        use std::hash::BuildHasher;
+        &self.shards[self.hasher.hash_one(key) as usize % self.shards.len()]
     }
 
     pub(crate) fn set_config(&self, config: ExecutedConfig) {
@@ -200,13 +215,17 @@ impl Executed {
 
     /// Number of entries (executing or answered).
     pub(crate) fn len(&self) -> usize {
-        lock(&self.inner).slots.len()
+        self.shards.iter().map(|s| lock(s).slots.len()).sum()
     }
 
     /// Looks `key` up and, if it is new, enters it as executing.
     pub(crate) fn admit(self: &Arc<Self>, key: Key, digest: Digest, now_ms: u64) -> Admission {
         let config = self.config();
-        let mut inner = lock(&self.inner);
+        // This shard's share of the caps (at least one entry each).
+        let share = |cap: usize| cap.div_ceil(self.shards.len()).max(1);
+        let (max_entries, max_per_peer, max_bytes) =
+            (share(config.max_entries), share(config.max_per_peer), share(config.max_answer_bytes));
+        let mut inner = lock(self.shard(&key));
         inner.expire_front(now_ms);
         if let Some(slot) = inner.slots.get(&key) {
             let expired = matches!(slot.state, State::Done { until_ms, .. } if until_ms <= now_ms);
@@ -221,8 +240,8 @@ impl Executed {
             }
             inner.remove(&key);
         }
-        let peer_full = |inner: &Inner| inner.per_peer.get(&key.peer).copied().unwrap_or(0) >= config.max_per_peer;
-        let full = |inner: &Inner| inner.slots.len() >= config.max_entries || inner.bytes > config.max_answer_bytes;
+        let peer_full = |inner: &Inner| inner.per_peer.get(&key.peer).copied().unwrap_or(0) >= max_per_peer;
+        let full = |inner: &Inner| inner.slots.len() >= max_entries || inner.bytes > max_bytes;
         if peer_full(&inner) || full(&inner) {
             inner.expire_all(now_ms);
         }
@@ -247,7 +266,7 @@ impl Executed {
 
     fn finish(&self, key: &Key, serial: u64, answer: Answer, now_ms: u64) {
         let until_ms = now_ms.saturating_add(self.config().ttl.as_millis() as u64);
-        let mut inner = lock(&self.inner);
+        let mut inner = lock(self.shard(key));
         let bytes = answer.len();
         if let Some(slot) = inner.slots.get_mut(key).filter(|s| s.serial == serial) {
             slot.state = State::Done { answer, until_ms };
@@ -297,7 +316,7 @@ impl Drop for Ticket {
                 }
                 // Nothing to say: forget the entry (a copy is executed).
                 None => {
-                    lock(&self.record.inner).remove(&self.key);
+                    lock(self.record.shard(&self.key)).remove(&self.key);
                 }
             }
         }
@@ -318,13 +337,16 @@ mod tests {
         Key::new(peer.parse().unwrap(), "CAE01", rqi)
     }
 
+    /// A record of one shard, with these caps.
     fn record(max_entries: usize, max_per_peer: usize) -> Arc<Executed> {
-        Arc::new(Executed::new(ExecutedConfig {
+        let mut r = Executed::new(ExecutedConfig {
             ttl: Duration::from_millis(1_000),
             max_entries,
             max_per_peer,
             max_answer_bytes: 1 << 20,
-        }))
+        });
+        r.shards = vec![Mutex::new(Inner::default())].into_boxed_slice();
+        Arc::new(r)
     }
 
     fn execute(a: Admission) -> Ticket {

@@ -101,7 +101,7 @@ pub struct Recovery {
 
 impl Default for Recovery {
     fn default() -> Self {
-        Self { min_interval: Duration::from_secs(5), resend_window: Duration::from_secs(30) }
+        Self { min_interval: Duration::from_secs(5), resend_window: Duration::from_secs(10) }
     }
 }
 

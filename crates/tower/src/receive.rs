@@ -7,16 +7,17 @@
 //! plaintext policy: by default an originator with a CSE-ID gets 4107. Nothing that fails a
 //! check reaches the inner service.
 //!
-//! Every opened request goes through the node's record of executed requests
-//! ([`crate::executed`]): a copy of a request the same authenticated peer already sent — a
-//! resend over a new SA — gets the first copy's answer and is not executed again.
+//! Every opened CREATE, UPDATE, DELETE and NOTIFY goes through the node's record of executed
+//! requests (`executed.rs`): a copy of a request the same authenticated peer already sent — a
+//! resend over a new SA — gets the first copy's answer and is not executed again. RETRIEVE is
+//! safe to repeat and is not recorded.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
+use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa::SaId;
 use onem2m_sa::credential::{NodeId, OriginatorPattern};
 use onem2m_sa::secure::{
@@ -264,6 +265,13 @@ where
         metrics::counter!("onem2m_sa_opened_total").increment(1);
         let limits = self.node.inbound().config().limits;
         let sealing = Sealing { entry, epoch, limits, rqi: req.rqi };
+        if inner_req.op == Operation::Retrieve {
+            // Safe to repeat: a copy is executed again (so that a client polling with a fixed
+            // rqi is not served an old answer).
+            let peer = Authenticated { peer: sealing.entry.peer().clone(), sa_id: sealing.entry.sa_id() };
+            let future = self.inner.call(InboundRequest { primitive: inner_req, peer: Some(peer) });
+            return ResponseFuture { state: State::Inner { future, sealing: Some(sealing), record: None } };
+        }
         // At most once: a copy of a request this peer already sent (a resend over another SA)
         // gets the first one's answer and does not reach the service again.
         let key = Key::new(sealing.entry.peer().clone(), inner_req.fr.as_deref().unwrap_or_default(), &inner_req.rqi);

@@ -144,9 +144,14 @@ async fn a_reused_request_identifier_for_another_request_is_refused() {
     let rsp = to_b.clone().oneshot(request(Operation::Delete, "/id-in/cb", "CAE01", "same")).await.unwrap();
     assert_eq!(rsp.rsc, Rsc::CONFLICT, "{rsp:?}");
     // Another originator may use the same rqi.
-    let rsp = to_b.oneshot(request(Operation::Delete, "/id-in/cb", "CAE02", "same")).await.unwrap();
+    let rsp = to_b.clone().oneshot(request(Operation::Delete, "/id-in/cb", "CAE02", "same")).await.unwrap();
     assert_eq!(rsp.rsc, Rsc::DELETED);
-    assert_eq!(cse.seen.load(Ordering::SeqCst), 2);
+    // RETRIEVE is safe to repeat: not recorded, each executed (a poll with a fixed rqi).
+    for _ in 0..2 {
+        let rsp = to_b.clone().oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", "poll")).await.unwrap();
+        assert_eq!(rsp.rsc, Rsc::OK);
+    }
+    assert_eq!(cse.seen.load(Ordering::SeqCst), 4);
 }
 
 /// What happens to the SA while requests are held.
