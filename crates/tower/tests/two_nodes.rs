@@ -275,9 +275,14 @@ async fn soft_usage_limit_triggers_a_key_update() {
         );
     }
     let entry = a.outbound().by_peer(&"/id-in".parse().unwrap())[0].clone();
-    // The Initiator Agent's update runs in the background; wait for it.
+    // The Initiator Agent's update runs in the background. Wait for it by sending: each request
+    // past the soft limit asks again if an attempt failed (an rb timeout on a loaded machine).
+    let mut n = 25;
     while entry.current_epoch().unwrap().number == 0 {
-        tokio::task::yield_now().await;
+        assert!(n < 900, "no key update before the hard limit");
+        let rsp = to_b.clone().oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", &format!("s{n}")));
+        assert_eq!(rsp.await.unwrap().rsc, Rsc::OK);
+        n += 1;
     }
     // Requests sealed under epoch 0 while it ran report the limit after it: none of them starts
     // a second update (once in ~75 loaded runs one did, and a request still in flight under
