@@ -410,3 +410,45 @@ async fn a_request_overtaken_by_two_key_updates_is_resent_once() {
     assert_eq!(rsp.rsc, Rsc::CREATED, "{rsp:?}");
     assert_eq!(executions(&cse).get("held"), Some(&1));
 }
+
+/// The attacker answers 4112 at once, while the first copy is still executing at the CSE: the
+/// resend waits for the first copy's answer instead of executing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_arriving_while_the_first_copy_executes_waits_for_its_answer() {
+    use tower::Service;
+    let w = world();
+    let (a, b) = nodes(&w);
+    let cse_gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let cse = Cse { gate: Some(cse_gate.clone()), ..Cse::default() };
+    let ingress_b = ingress(&b, &cse, PlaintextPolicy::default());
+    // Counts secured requests once B's ReceiveSecure has taken them (admission is in `call`).
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let first = Arc::new(AtomicBool::new(true));
+    let (count, once) = (admitted.clone(), first.clone());
+    let path = Svc::new(service_fn(move |req: RequestPrimitive| {
+        let (mut target, count, once) = (ingress_b.clone(), count.clone(), once.clone());
+        async move {
+            target.ready().await?;
+            let secured = is_secured(&req);
+            let rqi = req.rqi.clone();
+            let answer = target.call(req);
+            if !secured {
+                return answer.await;
+            }
+            count.fetch_add(1, Ordering::SeqCst);
+            if once.swap(false, Ordering::SeqCst) {
+                tokio::spawn(answer);
+                return Ok(ResponsePrimitive::error(Rsc::ESPRIM_UNKNOWN_KEY_ID, &rqi, "unknown SA"));
+            }
+            answer.await
+        }
+    }));
+    let to_b = sender(&a, path);
+    let call = tokio::spawn(to_b.oneshot(request(Operation::Create, "/id-in/cb", "CAE01", "slow")));
+    until(|| admitted.load(Ordering::SeqCst) == 2).await;
+    assert_eq!(cse.seen.load(Ordering::SeqCst), 1, "the resend did not reach the CSE");
+    cse_gate.add_permits(1);
+    let rsp = call.await.unwrap().unwrap();
+    assert_eq!((rsp.rsc, rsp.pc.unwrap()["m2m:dbg"].as_str()), (Rsc::CREATED, Some("seen /id-in/cb")));
+    assert_eq!(executions(&cse).get("slow"), Some(&1));
+}
