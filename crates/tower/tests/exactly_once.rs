@@ -315,7 +315,9 @@ fn limited_node(w: &World, id: &str, orig: &[&str], hard_messages: u64) -> Node 
         timing: Timing::default(),
         limits: Limits::default(),
         table: TableConfig { limits, ..TableConfig::default() },
-        rb_timeout: Duration::from_secs(2),
+        // Long: a loaded machine must not turn a slow answer into a retransmission (the
+        // retransmitted last message of a key update finds the Responder already committed).
+        rb_timeout: Duration::from_secs(60),
     })
 }
 
@@ -445,8 +447,8 @@ async fn a_resend_arriving_while_the_first_copy_executes_waits_for_its_answer() 
     }));
     let to_b = sender(&a, path);
     let call = tokio::spawn(to_b.oneshot(request(Operation::Create, "/id-in/cb", "CAE01", "slow")));
-    until(|| admitted.load(Ordering::SeqCst) == 2).await;
-    assert_eq!(cse.seen.load(Ordering::SeqCst), 1, "the resend did not reach the CSE");
+    // The first copy is held at the CSE and the resend admitted: it is waiting.
+    until(|| admitted.load(Ordering::SeqCst) == 2 && cse.seen.load(Ordering::SeqCst) == 1).await;
     cse_gate.add_permits(1);
     let rsp = call.await.unwrap().unwrap();
     assert_eq!((rsp.rsc, rsp.pc.unwrap()["m2m:dbg"].as_str()), (Rsc::CREATED, Some("seen /id-in/cb")));

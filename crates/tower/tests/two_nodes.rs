@@ -258,7 +258,9 @@ async fn soft_usage_limit_triggers_a_key_update() {
             timing: Timing { min_key_update_interval_ms: 0, ..Timing::default() },
             limits: Limits::default(),
             table,
-            rb_timeout: Duration::from_secs(2),
+            // Long: a loaded machine must not turn a slow answer into a retransmission (the
+            // retransmitted last message of a key update finds the Responder already committed).
+            rb_timeout: Duration::from_secs(60),
         })
     };
     let (a, b) = (mk("/id-asn", &["C*"]), mk("/id-in", &["/id-in"]));

@@ -82,7 +82,9 @@ pub fn node(w: &World, creds: Arc<Credentials>, offer: &[Suite], supported: &[Su
         timing: Timing { min_key_update_interval_ms: 0, ..Timing::default() },
         limits: Limits::default(),
         table: TableConfig::default(),
-        rb_timeout: Duration::from_secs(2),
+        // Long: a loaded machine must not turn a slow answer into a retransmission (the
+        // retransmitted last message of a key update finds the Responder already committed).
+        rb_timeout: Duration::from_secs(60),
     })
 }
 
