@@ -19,7 +19,7 @@
 //!
 //! | Fault | Hop | Expected outcome | Test |
 //! |---|---|---|---|
-//! | drop request | secured | not executed; client 5103 (no resend: `SendSecure` resends only on 4112) | [`drop_request_on_the_secured_hop`] |
+//! | drop request | secured | not executed; client 5103 (no resend: `SendSecure` resends only after an unsealed 4112 or 5211) | [`drop_request_on_the_secured_hop`] |
 //! | drop answer | secured | executed once; client 5103 (executed, outcome unknown to the client) | [`drop_answer_on_the_secured_hop`] |
 //! | duplicate | secured | executed once; the copy is refused as a replay (4115); client 2001 | [`duplicate_on_the_secured_hop_is_refused_as_a_replay`] |
 //! | delay 80 ms | secured | executed once; client 2001 | [`delay_on_the_secured_hop`] |
