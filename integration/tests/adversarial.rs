@@ -34,6 +34,7 @@
 //! | 15 | Key-transport oracle | `decrypt_failures_look_alike` | Core: every corruption of the transported keying material / key confirmation yields a byte-identical SaAuthReply; socket: every tag failure (ciphertext, tag, IV, header, reflection, other SA's keys) gets the same RSC 4115 and the same error text. |
 //! | 15 | Key-transport oracle | `decrypt_failures_look_alike_including_replay_and_staleness` | Replayed and too-old messages get the same RSC 4115 and the same `m2m:dbg` text as a bad tag (no replay-window probe without keys). |
 //! | 16 | Clock and suspend | `clock_jumps_do_not_stretch_lifetimes` | Core: half-open expiry follows the monotonic clock even when wall time jumps back; a wall-clock jump forward (suspend) past the ticket expiry expires the SA. |
+//! | 17 | At most once under a forged "unknown SA" | `faults.rs`: `a_swallowed_answer_and_a_forged_4112_on_the_secured_hop_execute_each_operation_once`, `a_forger_on_the_secured_hop_forces_one_establishment_not_one_per_request`; `crates/tower/tests/exactly_once.rs` | An on-path attacker forwards the sealed request, swallows the sealed answer and answers an unsealed 4112: CREATE, UPDATE, NOTIFY and DELETE are each executed once (the resend over a fresh SA gets the CSE's kept answer); forging 4112 for every request costs one establishment per 5 s per peer, not one per request, and never a second execution (docs/robustness.md, "At most once"). |
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
