@@ -82,6 +82,13 @@ fn failed(rsc: Rsc, rqi: &str, why: &str) -> ResponsePrimitive {
     ResponsePrimitive::error(rsc, rqi, why)
 }
 
+const TOO_LATE: &str = "no answer in time, and too late to resend safely; the request may have been executed";
+
+/// Whether a resend would leave later than [`crate::Recovery::resend_window`] after the first copy.
+fn too_late(first_sent: Option<tokio::time::Instant>, node: &Node) -> bool {
+    first_sent.is_some_and(|t| t.elapsed() > node.recovery().resend_window)
+}
+
 /// Response future of [`SendSecure`]. Boxed: the send path may have to establish an SA first,
 /// which takes round trips across rb.
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<ResponsePrimitive, BoxError>> + Send>>;
@@ -109,17 +116,16 @@ where
                     return Ok(failed(Rsc::TARGET_NOT_REACHABLE, &req.rqi, "no SA peer for the target"));
                 };
                 let plaintext = req.to_json_vec().map_err(|e| -> BoxError { Box::new(e) })?;
-                let first_sent = tokio::time::Instant::now();
+                let mut first_sent = None;
                 let (mut resent, mut reseals) = (false, 0);
                 loop {
                     let entry = match node.sa_with(&peer, inner.clone()).await {
                         Ok(entry) => entry,
                         Err(f) => return Ok(failed(f.rsc(), &req.rqi, &f.to_string())),
                     };
-                    if resent && first_sent.elapsed() > node.recovery().resend_window {
-                        let why =
-                            "no answer in time, and too late to resend safely; the request may have been executed";
-                        return Ok(failed(Rsc::REQUEST_TIMEOUT, &req.rqi, why));
+                    // Checked again here: the re-establishment may have taken long.
+                    if resent && too_late(first_sent, &node) {
+                        return Ok(failed(Rsc::REQUEST_TIMEOUT, &req.rqi, TOO_LATE));
                     }
                     // The epoch the request is sealed under is the one its answer is sealed
                     // under: keep it, so the answer opens even if the SA is removed meanwhile.
@@ -150,6 +156,7 @@ where
                     };
                     metrics::counter!("onem2m_sa_sealed_total").increment(1);
                     let outer = outer_notify(peer.as_str(), node.id().as_str(), &node.next_rqi("sec"), &wire);
+                    first_sent.get_or_insert_with(tokio::time::Instant::now);
                     let rsp = inner.clone().oneshot(outer).await?;
                     if rsp.rsc != Rsc::OK {
                         if rsp.rsc == Rsc::ESPRIM_UNKNOWN_KEY_ID || rsp.rsc == Rsc::ESPRIM_ENCRYPTION_ERROR {
@@ -163,6 +170,9 @@ where
                                     rsp.rsc
                                 );
                                 return Ok(failed(rsp.rsc, &req.rqi, &why));
+                            }
+                            if too_late(first_sent, &node) {
+                                return Ok(failed(Rsc::REQUEST_TIMEOUT, &req.rqi, TOO_LATE));
                             }
                             if !node.recover_from_unsealed(&entry) {
                                 let why = format!(

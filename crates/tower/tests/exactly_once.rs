@@ -454,3 +454,29 @@ async fn a_resend_arriving_while_the_first_copy_executes_waits_for_its_answer() 
     assert_eq!((rsp.rsc, rsp.pc.unwrap()["m2m:dbg"].as_str()), (Rsc::CREATED, Some("seen /id-in/cb")));
     assert_eq!(executions(&cse).get("slow"), Some(&1));
 }
+
+/// An attacker who withholds the answer past the resend window before forging 4112 gets no
+/// resend: the client is told the outcome is unknown (4008), and the request ran once.
+#[tokio::test(start_paused = true)]
+async fn no_resend_after_the_resend_window() {
+    let w = world();
+    let (a, b) = nodes(&w);
+    let cse = Cse::default();
+    let target = ingress(&b, &cse, PlaintextPolicy::default());
+    let late = Svc::new(service_fn(move |req: RequestPrimitive| {
+        let target = target.clone();
+        async move {
+            if !is_secured(&req) {
+                return target.oneshot(req).await;
+            }
+            let rqi = req.rqi.clone();
+            target.oneshot(req).await?;
+            // The paused clock jumps: the forged answer comes after the window.
+            tokio::time::sleep(Recovery::default().resend_window + Duration::from_secs(1)).await;
+            Ok(ResponsePrimitive::error(Rsc::ESPRIM_UNKNOWN_KEY_ID, &rqi, "unknown SA"))
+        }
+    }));
+    let rsp = sender(&a, late).oneshot(request(Operation::Create, "/id-in/cb", "CAE01", "late")).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::REQUEST_TIMEOUT, "{rsp:?}");
+    assert_eq!(executions(&cse).get("late"), Some(&1));
+}
