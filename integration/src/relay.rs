@@ -16,7 +16,9 @@
 //!   answered (or the [hold limit](Relay::set_hold_limit) passed), then forward it;
 //! * [`Fault::Corrupt`] — flip the lowest bit of one body byte, then forward;
 //! * [`Fault::Stall`] — hold the request until [`Relay::release_stalled`] (a test's handle on
-//!   "requests in flight").
+//!   "requests in flight");
+//! * [`Fault::ForgeUnknownSa`] — the attack on at-most-once: forward the request, swallow the
+//!   target's answer and answer the client an unsealed 4112 ("unknown SA") itself.
 //!
 //! The plan is any `FnMut(usize) -> Fault` (the index counts the requests it was asked about);
 //! [`seeded_plan`] draws from weighted choices with a seeded generator, so a run is repeatable.
@@ -65,6 +67,9 @@ pub enum Fault {
     },
     /// Hold it until [`Relay::release_stalled`], then forward it.
     Stall,
+    /// Forward it, swallow the answer and answer the client an unsealed 4112 ("unknown SA"),
+    /// as an on-path attacker can.
+    ForgeUnknownSa,
 }
 
 /// What a request carried, as far as the relay can tell.
@@ -134,6 +139,8 @@ pub struct Counts {
     pub corrupted: usize,
     /// Requests stalled (counted when the stall begins).
     pub stalled: usize,
+    /// Answers swallowed and replaced with a forged unsealed 4112.
+    pub forged_unknown_sa: usize,
     /// Exchanges with the target that completed (an answer was read), duplicates included.
     pub upstream_answers: usize,
     /// Exchanges with the target that failed (connect, write, or no complete answer).
@@ -569,8 +576,9 @@ async fn apply(shared: &Shared, fault: Fault, mut request: Message, exchange: &m
             let _ = tokio::time::timeout(MAX_STALL, gate.changed()).await;
         }
         Fault::Pass => shared.bump(|c| c.passed += 1),
-        Fault::DropAnswer | Fault::Duplicate | Fault::Reorder => {}
+        Fault::DropAnswer | Fault::Duplicate | Fault::Reorder | Fault::ForgeUnknownSa => {}
     }
+    let rqi = request.header("x-m2m-ri").unwrap_or_default();
     let bytes = request.bytes();
     let Some(answer) = forward(shared, &bytes).await else { return Outcome::Close };
     exchange.answer = answer.rsc();
@@ -578,6 +586,10 @@ async fn apply(shared: &Shared, fault: Fault, mut request: Message, exchange: &m
         Fault::DropAnswer => {
             shared.bump(|c| c.dropped_answers += 1);
             Outcome::Close
+        }
+        Fault::ForgeUnknownSa => {
+            shared.bump(|c| c.forged_unknown_sa += 1);
+            Outcome::Answer(forged_unknown_sa(&rqi))
         }
         Fault::Duplicate => {
             let again = forward(shared, &bytes).await;
@@ -587,6 +599,17 @@ async fn apply(shared: &Shared, fault: Fault, mut request: Message, exchange: &m
         }
         _ => Outcome::Answer(answer),
     }
+}
+
+/// An unsealed "unknown SA" answer to the request `rqi`, as the HTTP binding carries it.
+fn forged_unknown_sa(rqi: &str) -> Message {
+    let body = br#"{"m2m:dbg":"unknown or expired SA identifier"}"#.to_vec();
+    let head = format!(
+        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nX-M2M-RSC: 4112\r\nX-M2M-RI: {rqi}\r\n\
+         X-M2M-RVI: 3\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    Message { head: head.into_bytes(), body }
 }
 
 /// One exchange with the target on a connection of its own.

@@ -19,7 +19,7 @@
 //!
 //! | Fault | Hop | Expected outcome | Test |
 //! |---|---|---|---|
-//! | drop request | secured | not executed; client 5103 (no resend: `SendSecure` resends only on 4112) | [`drop_request_on_the_secured_hop`] |
+//! | drop request | secured | not executed; client 5103 (no resend: `SendSecure` resends only after an unsealed 4112 or 5211) | [`drop_request_on_the_secured_hop`] |
 //! | drop answer | secured | executed once; client 5103 (executed, outcome unknown to the client) | [`drop_answer_on_the_secured_hop`] |
 //! | duplicate | secured | executed once; the copy is refused as a replay (4115); client 2001 | [`duplicate_on_the_secured_hop_is_refused_as_a_replay`] |
 //! | delay 80 ms | secured | executed once; client 2001 | [`delay_on_the_secured_hop`] |
@@ -38,6 +38,8 @@
 //! | CSE-side sidecar killed, requests stalled before the CSE | both | in flight: 5103, each executed once after all; after the restart: 4112, re-establish, 2001 | [`cse_side_killed_with_requests_in_flight_at_the_cse`] |
 //! | CSE-side sidecar restarted, sealed requests stalled on the secured hop | secured | each meets 4112; one re-establishment, one resend each; 2001, executed once | [`cse_side_restarted_under_sealed_requests_in_flight`] |
 //! | AE-side sidecar killed, sealed requests stalled on the secured hop | secured | clients: transport error; the CSE side still executes each once; after the restart: new SA, 2001 | [`ae_side_killed_with_sealed_requests_in_flight`] |
+//! | swallowed sealed answer + forged unsealed 4112 (first copy of each CREATE, UPDATE, NOTIFY, DELETE) | secured | executed once each; the resend over a fresh SA gets the CSE's kept answer; client 2001/2004/2000/2002 | [`a_swallowed_answer_and_a_forged_4112_on_the_secured_hop_execute_each_operation_once`] |
+//! | forged unsealed 4112 for every request | secured | each executed once; client 4112; one re-establishment and one resend in all (rate limit) | [`a_forger_on_the_secured_hop_forces_one_establishment_not_one_per_request`] |
 //! | forged unsealed answer (2001 + representation, request not forwarded) | secured | refused with 4115 ("answer not secured"); an unsealed error code passes as a code alone, its content replaced | [`a_forged_unsealed_success_on_the_secured_hop_is_not_delivered`] |
 //!
 //! Deterministic: plans are fixed or seeded ([`relay::seeded_plan`]); the only waits on timers
@@ -822,6 +824,91 @@ async fn ae_side_killed_with_sealed_requests_in_flight() {
     assert_eq!(ta.created, 3, "{ta:?}");
     assert_ne!(net.ae_sa(), sa, "the restarted AE side established anew");
     net.only_known_executed(&[&flown, &after]);
+    net.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// At most once under an attacker who swallows sealed answers and forges unsealed 4112s.
+
+impl Net {
+    /// The AE side's node (its SendSecure's SAs and recovery settings).
+    fn ae_node(&self) -> onem2m_sa_tower::Node {
+        self.ae_side.as_ref().expect("running").sidecar().node().clone()
+    }
+
+    /// Sends `req` through the AE side.
+    async fn send(&self, req: onem2m_primitive::RequestPrimitive) -> ResponsePrimitive {
+        self.client.clone().oneshot(req).await.expect("an answer")
+    }
+}
+
+/// A CREATE, UPDATE, NOTIFY and DELETE under the AE's container, with rqis `{tag}-create` …
+fn four_operations(net: &Net, tag: &str) -> Vec<(onem2m_primitive::RequestPrimitive, Rsc)> {
+    let cin = format!("{}/{tag}-cin", net.cnt);
+    let mut create = request(Operation::Create, &net.cnt, AE_ID, &format!("{tag}-create"));
+    create.ty = Some(4);
+    create.pc = Some(json!({"m2m:cin": {"rn": format!("{tag}-cin"), "con": "v1"}}));
+    let mut update = request(Operation::Update, &net.cnt, AE_ID, &format!("{tag}-update"));
+    update.pc = Some(json!({"m2m:cnt": {"lbl": [tag]}}));
+    let mut notify = request(Operation::Notify, &net.cnt, AE_ID, &format!("{tag}-notify"));
+    notify.pc = Some(json!({"m2m:sgn": {"sur": "sub", "nev": {"rep": {}, "net": 3}}}));
+    let delete = request(Operation::Delete, &cin, AE_ID, &format!("{tag}-delete"));
+    vec![(create, Rsc::CREATED), (update, Rsc::UPDATED), (notify, Rsc::OK), (delete, Rsc::DELETED)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swallowed_answer_and_a_forged_4112_on_the_secured_hop_execute_each_operation_once() {
+    let net = Net::start(Upstream::DemoCse, |_| {}).await;
+    // Every operation makes the AE side re-establish: no rate limit here (the next test has it).
+    let node = net.ae_node();
+    node.set_recovery(onem2m_sa_tower::Recovery { min_interval: Duration::ZERO, ..node.recovery() });
+    // The first copy of each request reaches the CSE side and is executed; its sealed answer is
+    // swallowed and the client's sidecar told "unknown SA". The resend passes.
+    net.secured.set_plan(every_other(Fault::ForgeUnknownSa));
+    let before = net.ae_sa();
+    for (req, expected) in four_operations(&net, "fx") {
+        let (op, rqi) = (req.op, req.rqi.clone());
+        let rsp = net.send(req).await;
+        assert_eq!((rsp.rsc, rsp.rqi.as_str()), (expected, rqi.as_str()), "{op:?}: {rsp:?}");
+        if op == Operation::Create {
+            assert_eq!(rsp.pc.as_ref().unwrap()["m2m:cin"]["con"], "v1", "the CSE's own answer");
+        }
+    }
+    let c = net.secured.counts();
+    assert_eq!(c.forged_unknown_sa, 4, "{c:?}");
+    assert_eq!(data_requests(&net.secured), 8, "one resend per request");
+    let log = net.secured.plan_log();
+    let swallowed: Vec<_> = log.iter().filter(|e| e.fault == Fault::ForgeUnknownSa).map(|e| e.answer).collect();
+    assert_eq!(swallowed, vec![Some(Rsc::OK.code()); 4], "every swallowed answer was a sealed one");
+    let runs = net.executions();
+    for op in ["create", "update", "notify", "delete"] {
+        assert_eq!(runs.get(&format!("fx-{op}")), Some(&1), "{op}: {runs:?}");
+    }
+    assert_ne!(net.ae_sa(), before, "the AE side re-established");
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forger_on_the_secured_hop_forces_one_establishment_not_one_per_request() {
+    let net = Net::start(Upstream::DemoCse, |_| {}).await;
+    let node = net.ae_node();
+    let established = || node.outbound().entries().len();
+    assert_eq!(established(), 1);
+    net.secured.set_plan(|_| Fault::ForgeUnknownSa);
+    let before = net.ae_sa();
+    let out = net.run("fall", N, 1).await;
+    let t = net.tally(&out);
+    // The first request re-established and resent once (the copy got the kept answer, which
+    // was swallowed too); every later one, within the recovery interval, got the error at once.
+    assert_eq!(t.errors, BTreeMap::from([(Rsc::ESPRIM_UNKNOWN_KEY_ID.code(), N)]), "{t:?}");
+    assert_eq!((t.executed, t.executed_unanswered), (N, N), "each executed exactly once: {t:?}");
+    assert_eq!(data_requests(&net.secured), N + 1, "one resend in all");
+    let after = net.ae_sa();
+    assert_ne!(after, before, "one re-establishment");
+    net.secured.set_plan(|_| Fault::Pass);
+    let later = net.run("fpass", 2, 1).await;
+    assert_eq!(net.tally(&later).created, 2);
+    assert_eq!(net.ae_sa(), after, "no further establishment");
     net.stop().await;
 }
 

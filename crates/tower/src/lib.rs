@@ -36,13 +36,15 @@ macro_rules! inner_accessors {
 }
 pub(crate) use inner_accessors;
 
+mod executed;
 mod node;
 pub mod rb;
 mod receive;
 mod send;
 mod source;
 
-pub use node::{Node, NodeConfig, Rotation, SaEndpoint, SaFailure};
+pub use executed::ExecutedConfig;
+pub use node::{Node, NodeConfig, Recovery, Rotation, SaEndpoint, SaFailure};
 /// Response future of [`ReceiveSecure`].
 pub use receive::ResponseFuture as ReceiveFuture;
 pub use receive::{Authenticated, InboundRequest, PlaintextPolicy, ReceiveSecure, ReceiveSecureLayer};

@@ -19,12 +19,14 @@ use onem2m_sa::flows::{
 };
 use onem2m_sa::manage::{Exchange, InitiatorEvent, InitiatorSam, Limits, ResponderEvent, ResponderSam, Timing};
 use onem2m_sa::rng::SystemRng;
+use onem2m_sa::secure::EpochRef;
 use onem2m_sa::table::{SaEntry, SaTable, TableConfig};
 use onem2m_sa::{Now, SaId};
 use tokio::sync::OnceCell;
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
+use crate::executed::{Executed, ExecutedConfig};
 use crate::{BoxError, rb};
 
 /// Everything a node needs to run SAs.
@@ -82,6 +84,27 @@ impl SaFailure {
     }
 }
 
+/// How the sender recovers when a peer answers, unsealed, that it cannot use the SA (4112
+/// "unknown SA", 5211 "sealing refused"). Such an answer is not authenticated: anyone on the
+/// path can forge it. The request is resent at most once, over a fresh SA, and only because the
+/// receiver's record of executed requests makes the copy harmless; see docs/robustness.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovery {
+    /// After an unsealed refusal made this node forget its SA with a peer and establish a new
+    /// one, another unsealed refusal within this interval does not do it again: the request
+    /// gets an error instead. A forger cannot force more than one establishment per interval.
+    pub min_interval: Duration,
+    /// No resend once this long has passed since the request was first sent (the receiver keeps
+    /// its answers for [`crate::ExecutedConfig::ttl`], which must be longer).
+    pub resend_window: Duration,
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        Self { min_interval: Duration::from_secs(5), resend_window: Duration::from_secs(10) }
+    }
+}
+
 /// One establishment that concurrent requests to a peer wait on.
 type Flight = OnceCell<Result<Arc<SaEntry>, SaFailure>>;
 
@@ -94,6 +117,10 @@ struct Shared {
     inbound: Arc<SaTable>,
     flights: Mutex<HashMap<NodeId, Arc<Flight>>>,
     updating: Mutex<HashSet<SaId>>,
+    executed: Arc<Executed>,
+    recovery: Mutex<Recovery>,
+    /// Per peer: when an unsealed refusal last made this node forget its SA (`mono_ms`).
+    recovered: Mutex<HashMap<NodeId, u64>>,
     events: tokio::sync::broadcast::Sender<ResponderEvent>,
     origin: tokio::time::Instant,
     rb_timeout: Duration,
@@ -137,6 +164,9 @@ impl Node {
                 inbound,
                 flights: Mutex::new(HashMap::new()),
                 updating: Mutex::new(HashSet::new()),
+                executed: Arc::new(Executed::new(ExecutedConfig::default())),
+                recovery: Mutex::new(Recovery::default()),
+                recovered: Mutex::new(HashMap::new()),
                 events: tokio::sync::broadcast::channel(1024).0,
                 origin: tokio::time::Instant::now(),
                 rb_timeout: config.rb_timeout,
@@ -149,6 +179,36 @@ impl Node {
     /// Replaces the Responder Agent (the accept/reject policy of Initiate SA Received).
     pub fn set_responder_agent(&self, agent: impl ResponderAgent + Send + 'static) {
         *lock(&self.shared.agent) = Box::new(agent);
+    }
+
+    /// Sets the bounds of the record of executed requests (entries already kept stay until
+    /// they expire or are evicted).
+    pub fn set_executed_config(&self, config: ExecutedConfig) {
+        self.shared.executed.set_config(config);
+    }
+
+    /// The bounds of the record of executed requests.
+    pub fn executed_config(&self) -> ExecutedConfig {
+        self.shared.executed.config()
+    }
+
+    /// Requests in the record of executed requests (executing, or answered and kept).
+    pub fn executed_len(&self) -> usize {
+        self.shared.executed.len()
+    }
+
+    pub(crate) fn executed(&self) -> &Arc<Executed> {
+        &self.shared.executed
+    }
+
+    /// Sets how the sender recovers from unsealed refusals.
+    pub fn set_recovery(&self, recovery: Recovery) {
+        *lock(&self.shared.recovery) = recovery;
+    }
+
+    /// How the sender recovers from unsealed refusals.
+    pub fn recovery(&self) -> Recovery {
+        *lock(&self.shared.recovery)
     }
 
     /// This node's identifier.
@@ -223,6 +283,57 @@ impl Node {
         self.shared.outbound.unmap(sa_id);
     }
 
+    /// Whether `entry` is the SA requests to its peer are sealed under now.
+    fn is_current(&self, entry: &Arc<SaEntry>) -> bool {
+        self.live_outbound(entry.peer()).is_some_and(|e| Arc::ptr_eq(&e, entry))
+    }
+
+    /// The peer answered a request sealed under `entry` with an unsealed refusal saying it
+    /// cannot use the SA. Returns whether the request may be resent over another SA: yes if
+    /// another request already replaced `entry`; yes, after forgetting `entry`, if no unsealed
+    /// refusal did that for this peer within [`Recovery::min_interval`]; no otherwise (a forger
+    /// must not be able to force an establishment per request).
+    pub(crate) fn recover_from_unsealed(&self, entry: &Arc<SaEntry>) -> bool {
+        if !self.is_current(entry) {
+            return true;
+        }
+        let now = self.now().mono_ms;
+        let interval = self.recovery().min_interval.as_millis() as u64;
+        {
+            let mut recovered = lock(&self.shared.recovered);
+            if recovered.get(entry.peer()).is_some_and(|at| now.saturating_sub(*at) < interval) {
+                metrics::counter!("onem2m_sa_recoveries_total", "outcome" => "refused").increment(1);
+                return false;
+            }
+            if recovered.len() >= 4096 {
+                recovered.retain(|_, at| now.saturating_sub(*at) < interval);
+            }
+            recovered.insert(entry.peer().clone(), now);
+        }
+        metrics::counter!("onem2m_sa_recoveries_total", "outcome" => "re_establish").increment(1);
+        self.forget_outbound(entry);
+        true
+    }
+
+    /// Retires an outbound SA that can no longer seal (its key reached the hard usage limit):
+    /// new requests establish a fresh SA at once, and the peer is told to remove it in the
+    /// background. Requests already sealed under it still get their answers.
+    pub(crate) fn retire_outbound<T>(&self, entry: &Arc<SaEntry>, transport: T)
+    where
+        T: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Send + 'static,
+        T::Future: Send,
+    {
+        let sa_id = entry.sa_id();
+        if !self.shared.outbound.unmap(sa_id) {
+            return; // another request retired it
+        }
+        tracing::debug!(sa = %sa_id, "SA retired (hard usage limit); establishing a fresh one");
+        let node = self.clone();
+        tokio::spawn(async move {
+            node.remove(sa_id, transport).await;
+        });
+    }
+
     async fn establish<T>(&self, peer: NodeId, transport: T) -> Result<Arc<SaEntry>, SaFailure>
     where
         T: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Send,
@@ -234,7 +345,7 @@ impl Node {
         let outcome = match first {
             Err(c) => Err(SaFailure::Rejected(c.cause.unwrap_or(RejectionCause::ProtocolViolation))),
             Ok(exchange) => match self
-                .drive(exchange, transport)
+                .drive(exchange, transport, None)
                 .instrument(tracing::debug_span!("sa.establish", peer = %peer))
                 .await
             {
@@ -277,7 +388,7 @@ impl Node {
             UpdateSaConfirm { existing_sa_id: sa_id, new_sa_id: None, result: UpdateResult::Rejected, operation };
         let confirm = match first {
             Err(confirm) => confirm,
-            Ok(exchange) => match self.drive(exchange, transport).await {
+            Ok(exchange) => match self.drive(exchange, transport, Some(sa_id)).await {
                 Some(InitiatorEvent::Updated { confirm, reason }) => {
                     tracing::debug!(sa = %sa_id, result = ?confirm.result, ?reason, "Update SA");
                     confirm
@@ -302,7 +413,7 @@ impl Node {
             Err(confirm) => confirm,
             // The SA is already gone locally; an unanswered removal only means the Responder
             // learns of it on the next use (4112).
-            Ok(exchange) => match self.drive(exchange, transport).await {
+            Ok(exchange) => match self.drive(exchange, transport, None).await {
                 Some(InitiatorEvent::Removed(confirm)) => confirm,
                 _ => RemoveSaConfirm(RemovalConfirm::accepted(sa_id)),
             },
@@ -322,14 +433,24 @@ impl Node {
     }
 
     /// Starts Update SA (keys) in the background for an SA whose key passed a soft usage limit
-    /// (the Initiator Agent's decision); at most one at a time per SA.
-    pub(crate) fn update_if_due<T>(&self, entry: &SaEntry, transport: T)
+    /// (the Initiator Agent's decision); at most one at a time per SA, and only if `sealed_under`
+    /// — the epoch whose use passed the limit — is still the current one. A message sealed under
+    /// an epoch just replaced also reports the limit; updating again would run two updates in a
+    /// row, and a message still in flight under the first epoch would then meet a third epoch
+    /// with the same key phase bit and be refused as not authentic (4115).
+    pub(crate) fn update_if_due<T>(&self, entry: &SaEntry, sealed_under: &EpochRef, transport: T)
     where
         T: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Send + 'static,
         T::Future: Send,
     {
         let sa_id = entry.sa_id();
-        if !entry.update_requested() || !lock(&self.shared.updating).insert(sa_id) {
+        let current = entry.current_epoch().is_some_and(|e| Arc::ptr_eq(&e, sealed_under));
+        if !current || !entry.update_requested() || !lock(&self.shared.updating).insert(sa_id) {
+            return;
+        }
+        // The update may have completed between the check above and the insert.
+        if !entry.current_epoch().is_some_and(|e| Arc::ptr_eq(&e, sealed_under)) {
+            lock(&self.shared.updating).remove(&sa_id);
             return;
         }
         let node = self.clone();
@@ -339,8 +460,11 @@ impl Node {
         });
     }
 
-    /// Runs one Initiator exchange to its final event, resending on transport failures.
-    async fn drive<T>(&self, mut exchange: Exchange, mut transport: T) -> Option<InitiatorEvent>
+    /// Runs one Initiator exchange to its final event, resending on transport failures. An
+    /// exchange about the SA `of_sa` (an update) stops as soon as the SA Management no longer
+    /// has that SA: Remove SA (or forgetting it) drops its pending updates, and their answers
+    /// then produce no event, which must not be taken for a stale answer and resent.
+    async fn drive<T>(&self, mut exchange: Exchange, mut transport: T, of_sa: Option<SaId>) -> Option<InitiatorEvent>
     where
         T: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Send,
         T::Future: Send,
@@ -348,16 +472,25 @@ impl Node {
         let mut stale = 0;
         loop {
             let reply = self.exchange(&mut transport, &exchange).await;
-            let events = {
+            let (events, gone) = {
                 let mut sam = lock(&self.shared.initiator);
-                match &reply {
+                let events = match &reply {
                     Some(bytes) => sam.handle_response(exchange.id, bytes, self.now(), &mut SystemRng),
                     None => sam.abandon(exchange.id),
-                }
+                };
+                (events, of_sa.is_some_and(|id| sam.sa(id).is_none()))
             };
             match events.into_iter().next() {
                 Some(InitiatorEvent::Transmit(next)) => exchange = next,
                 Some(done) => return Some(done),
+                None if gone => {
+                    // Normally no longer pending (then this does nothing). If it is — an
+                    // identifier update renamed the SA and a stale answer came — it ends as a
+                    // timeout would.
+                    lock(&self.shared.initiator).abandon(exchange.id);
+                    tracing::debug!(exchange = exchange.id, "the SA under update is gone; exchange dropped");
+                    return None;
+                }
                 // A stale or unusable answer: the exchange is still pending; resend it, within
                 // the same budget as timeouts.
                 None if reply.is_some() && stale + 1 < self.shared.max_attempts => stale += 1,
@@ -518,5 +651,65 @@ impl Service<RequestPrimitive> for SaEndpoint {
         } else {
             ResponsePrimitive::error(Rsc::BAD_REQUEST, &req.rqi, "not an SA message")
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
+    use onem2m_sa::secure::{Encoding, UsageLimits};
+    use onem2m_sa::testkit::{TestPki, initiator_config, responder_config};
+
+    use super::*;
+
+    fn node(pki: &TestPki, id: &str, originators: &[&str], table: TableConfig) -> Node {
+        let creds = pki.node(id, SignatureAlgorithm::Ed25519, originators, &mut SystemRng);
+        Node::new(NodeConfig {
+            initiator: initiator_config(creds.clone(), pki.anchors.clone(), &Suite::ALL),
+            responder: responder_config(creds, pki.anchors.clone(), &Suite::ALL),
+            timing: Timing { min_key_update_interval_ms: 0, ..Timing::default() },
+            limits: Limits::default(),
+            table,
+            rb_timeout: Duration::from_secs(2),
+        })
+    }
+
+    /// The soft usage limit reported by a message sealed under an epoch that an update has just
+    /// replaced does not start a second update (it did, now and then under load, and a request
+    /// still in flight under the first epoch then met a third one with the same key phase:
+    /// `soft_usage_limit_triggers_a_key_update` got 4115).
+    #[tokio::test]
+    async fn a_limit_reported_under_a_replaced_epoch_starts_no_second_update() {
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let pki = TestPki::new(&mut SystemRng, unix);
+        let limits = UsageLimits { soft_messages: 2, hard_messages: 1_000, soft_bytes: u64::MAX, hard_bytes: u64::MAX };
+        let table = TableConfig { limits, ..TableConfig::default() };
+        let (a, b) = (node(&pki, "/id-asn", &["C*"], table), node(&pki, "/id-in", &["/id-in"], table));
+        let endpoint = SaEndpoint::new(b);
+        let entry = a.sa_with(&"/id-in".parse().unwrap(), endpoint.clone()).await.unwrap();
+        let first = entry.current_epoch().unwrap();
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            entry.seal_with(&first, Encoding::Jwe, b"{}", &mut out).unwrap();
+        }
+        assert!(entry.update_requested());
+        let confirm = a.update(entry.sa_id(), UpdateOperation::Keys, endpoint.clone()).await;
+        assert_eq!((confirm.result, entry.current_epoch().unwrap().number), (UpdateResult::Accepted, 1));
+        // A request sealed under the first epoch just before the update reports the limit now.
+        let info = entry.seal_with(&first, Encoding::Jwe, b"{}", &mut out).unwrap();
+        assert!(info.update_due);
+        a.update_if_due(&entry, &first, endpoint.clone());
+        assert!(lock(&a.shared.updating).is_empty(), "no second update started");
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(entry.current_epoch().unwrap().number, 1);
+        // Under the current epoch, it does.
+        let current = entry.current_epoch().unwrap();
+        for _ in 0..3 {
+            entry.seal_with(&current, Encoding::Jwe, b"{}", &mut out).unwrap();
+        }
+        a.update_if_due(&entry, &current, endpoint);
+        assert!(!lock(&a.shared.updating).is_empty(), "the update for the current epoch starts");
     }
 }

@@ -6,21 +6,32 @@
 //! answer is sealed under the epoch the request came in. A plaintext request follows the
 //! plaintext policy: by default an originator with a CSE-ID gets 4107. Nothing that fails a
 //! check reaches the inner service.
+//!
+//! Every opened CREATE, UPDATE, DELETE and NOTIFY goes through the node's record of executed
+//! requests (`executed.rs`): a copy of a request the same authenticated peer already sent — a
+//! resend over a new SA — gets the first copy's answer and is not executed again. RETRIEVE is
+//! safe to repeat and is not recorded.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
+use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa::SaId;
 use onem2m_sa::credential::{NodeId, OriginatorPattern};
-use onem2m_sa::secure::{Encoding, EpochRef, SecureError, decode_jwe, epo_from_content, to_notify_content};
+use onem2m_sa::secure::{
+    Encoding, EpochRef, SecureError, UsageLimits, decode_jwe, epo_from_content, to_notify_content,
+};
 use onem2m_sa::table::SaEntry;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
+use crate::executed::{Admission, Answer, Key, Ticket, request_digest};
 use crate::{BoxError, Node, rb};
+
+/// What a copy of a request gets when the first copy's execution ended without an answer.
+const UNKNOWN_OUTCOME: &str = "the first copy of this request ended without an answer; not executed again";
 
 /// The peer an SA authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,23 +116,42 @@ fn refuse(rsc: Rsc, rqi: &str, why: &str, reason: &'static str) -> ResponsePrimi
 struct Sealing {
     entry: Arc<SaEntry>,
     epoch: EpochRef,
+    limits: UsageLimits,
     rqi: String,
 }
 
 impl Sealing {
-    fn seal(self, answer: ResponsePrimitive) -> Result<ResponsePrimitive, BoxError> {
-        let plain = answer.to_json_vec().map_err(|e| -> BoxError { Box::new(e) })?;
+    /// Seals a serialized answer. The epoch the request was opened with is held here, so the
+    /// answer is sealed under it even if the SA was removed or expired meanwhile (a request
+    /// opened before the removal is answered; its keys are freed when this is dropped).
+    fn seal_plain(&self, plain: &[u8]) -> ResponsePrimitive {
         let mut wire = Vec::with_capacity(plain.len() * 4 / 3 + 256);
-        if let Err(e) = self.entry.seal_with(&self.epoch, Encoding::Jwe, &plain, &mut wire) {
-            return Ok(refuse(e.rsc(), &self.rqi, &e.peer_text(), e.label()));
+        let sealed = match self.entry.seal_with(&self.epoch, Encoding::Jwe, plain, &mut wire) {
+            Err(SecureError::UnknownSa) => {
+                let (sa_id, suite) = (self.entry.sa_id(), self.entry.suite());
+                self.epoch.seal(sa_id, suite, Encoding::Jwe, plain, &self.limits, &mut wire)
+            }
+            other => other,
+        };
+        if let Err(e) = sealed {
+            return refuse(e.rsc(), &self.rqi, &e.peer_text(), e.label());
         }
         metrics::counter!("onem2m_sa_sealed_total").increment(1);
         let mut outer = ResponsePrimitive::new(Rsc::OK, &self.rqi);
         outer.rvi = Some("3".to_owned());
         outer.pc = Some(to_notify_content(&wire));
-        Ok(outer)
+        outer
     }
 }
+
+/// The record of a first execution, with the node's clock to stamp the answer.
+struct Record {
+    ticket: Ticket,
+    node: Node,
+}
+
+/// A copy of a request still executing, waiting for the first one's answer.
+type Wait = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
 pin_project! {
     /// Response future of [`ReceiveSecure`]: an answer given without the protected service
@@ -137,7 +167,8 @@ pin_project! {
     #[project = StateProj]
     enum State<F> {
         Ready { response: Option<ResponsePrimitive> },
-        Inner { #[pin] future: F, sealing: Option<Sealing> },
+        Inner { #[pin] future: F, sealing: Option<Sealing>, record: Option<Record> },
+        Waiting { wait: Wait, sealing: Sealing },
     }
 }
 
@@ -156,15 +187,41 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Ready { response } => Poll::Ready(Ok(response.take().expect("polled after completion"))),
-            StateProj::Inner { future, sealing } => {
+            StateProj::Inner { future, sealing, record } => {
+                // An error drops the record's ticket unanswered: a copy gets the error it keeps.
                 let answer = std::task::ready!(future.poll(cx))?;
-                Poll::Ready(match sealing.take() {
-                    Some(s) => s.seal(answer),
-                    None => Ok(answer),
-                })
+                let Some(sealing) = sealing.take() else { return Poll::Ready(Ok(answer)) };
+                let plain: Answer = answer.to_json_vec().map_err(|e| -> BoxError { Box::new(e) })?.into();
+                if let Some(Record { ticket, node }) = record.take() {
+                    ticket.answer(plain.clone(), node.now().mono_ms);
+                }
+                Poll::Ready(Ok(sealing.seal_plain(&plain)))
+            }
+            StateProj::Waiting { wait, sealing } => {
+                let plain = std::task::ready!(wait.as_mut().poll(cx));
+                metrics::counter!("onem2m_sa_resends_answered_total").increment(1);
+                Poll::Ready(Ok(sealing.seal_plain(&plain)))
             }
         }
     }
+}
+
+fn serialized(answer: &ResponsePrimitive) -> Answer {
+    answer.to_json_vec().unwrap_or_default().into()
+}
+
+/// Waits for the answer of the first copy.
+fn wait_for(mut rx: tokio::sync::watch::Receiver<Option<Answer>>, unknown: Answer) -> Wait {
+    Box::pin(async move {
+        loop {
+            if let Some(answer) = rx.borrow_and_update().clone() {
+                return answer;
+            }
+            if rx.changed().await.is_err() {
+                return rx.borrow().clone().unwrap_or(unknown);
+            }
+        }
+    })
 }
 
 impl<S> Service<RequestPrimitive> for ReceiveSecure<S>
@@ -190,26 +247,65 @@ where
                 return ResponseFuture::ready(refuse(Rsc::SECURITY_ASSOCIATION_REQUIRED, &req.rqi, why, "plaintext"));
             }
             let future = self.inner.call(InboundRequest { primitive: req, peer: None });
-            return ResponseFuture { state: State::Inner { future, sealing: None } };
+            return ResponseFuture { state: State::Inner { future, sealing: None, record: None } };
         };
         let mut scratch = Vec::new();
         let opened = epo_from_content(pc).and_then(|epo| {
             let sealed = decode_jwe(epo.as_bytes(), &mut scratch)?;
             let entry = self.node.inbound().get(sealed.header.sa_id).ok_or(SecureError::UnknownSa)?;
             let (plain, epoch) = entry.open(sealed)?;
+            let digest = request_digest(plain);
             let inner =
                 RequestPrimitive::from_json_slice(plain).map_err(|_| SecureError::Malformed("inner primitive"))?;
             // Identity binding: the originator must lie inside the peer's context.
             entry.authorize(inner.fr.as_deref().unwrap_or_default())?;
-            Ok((inner, entry, epoch))
+            Ok((inner, entry, epoch, digest))
         });
-        let (inner_req, entry, epoch) = match opened {
+        let (inner_req, entry, epoch, digest) = match opened {
             Ok(v) => v,
             Err(e) => return ResponseFuture::ready(refuse(e.rsc(), &req.rqi, &e.peer_text(), e.label())),
         };
         metrics::counter!("onem2m_sa_opened_total").increment(1);
-        let peer = Authenticated { peer: entry.peer().clone(), sa_id: entry.sa_id() };
+        let limits = self.node.inbound().config().limits;
+        let sealing = Sealing { entry, epoch, limits, rqi: req.rqi };
+        if inner_req.op == Operation::Retrieve {
+            // Safe to repeat: a copy is executed again (so that a client polling with a fixed
+            // rqi is not served an old answer).
+            let peer = Authenticated { peer: sealing.entry.peer().clone(), sa_id: sealing.entry.sa_id() };
+            let future = self.inner.call(InboundRequest { primitive: inner_req, peer: Some(peer) });
+            return ResponseFuture { state: State::Inner { future, sealing: Some(sealing), record: None } };
+        }
+        // At most once: a copy of a request this peer already sent (a resend over another SA)
+        // gets the first one's answer and does not reach the service again.
+        let key = Key::new(sealing.entry.peer().clone(), inner_req.fr.as_deref().unwrap_or_default(), &inner_req.rqi);
+        let inner_rqi = inner_req.rqi.clone();
+        let error = |rsc: Rsc, why: &str| serialized(&ResponsePrimitive::error(rsc, &inner_rqi, why));
+        let mut ticket = match self.node.executed().admit(key, digest, self.node.now().mono_ms) {
+            Admission::Execute(ticket) => ticket,
+            Admission::Answered(plain) => {
+                metrics::counter!("onem2m_sa_resends_answered_total").increment(1);
+                return ResponseFuture::ready(sealing.seal_plain(&plain));
+            }
+            Admission::Wait(rx) => {
+                let unknown = error(Rsc::INTERNAL_SERVER_ERROR, UNKNOWN_OUTCOME);
+                return ResponseFuture { state: State::Waiting { wait: wait_for(rx, unknown), sealing } };
+            }
+            Admission::Conflict => {
+                metrics::counter!("onem2m_sa_receive_rejected_total", "reason" => "rqi_reused").increment(1);
+                let why = "request identifier already used by this originator for another request";
+                return ResponseFuture::ready(sealing.seal_plain(&error(Rsc::CONFLICT, why)));
+            }
+            Admission::Full => {
+                metrics::counter!("onem2m_sa_receive_rejected_total", "reason" => "executing_full").increment(1);
+                let why = "too many requests executing; not executed";
+                return ResponseFuture::ready(sealing.seal_plain(&error(Rsc::INTERNAL_SERVER_ERROR, why)));
+            }
+        };
+        let node = self.node.clone();
+        ticket.if_unanswered(error(Rsc::INTERNAL_SERVER_ERROR, UNKNOWN_OUTCOME), move || node.now().mono_ms);
+        let peer = Authenticated { peer: sealing.entry.peer().clone(), sa_id: sealing.entry.sa_id() };
         let future = self.inner.call(InboundRequest { primitive: inner_req, peer: Some(peer) });
-        ResponseFuture { state: State::Inner { future, sealing: Some(Sealing { entry, epoch, rqi: req.rqi }) } }
+        let record = Some(Record { ticket, node: self.node.clone() });
+        ResponseFuture { state: State::Inner { future, sealing: Some(sealing), record } }
     }
 }

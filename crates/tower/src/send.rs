@@ -2,9 +2,16 @@
 //!
 //! For each request: find the outbound SA with the target node or establish one (single-flight),
 //! seal the primitive into an ESPrim NOTIFY, send it through the inner transport, and open the
-//! sealed answer. If the peer answers that it does not know the SA (4112: it restarted or
-//! removed it), the request never reached its CSE, so one transparent re-establishment and one
-//! resend are safe.
+//! sealed answer under the epoch the request was sealed with.
+//!
+//! If the peer answers, unsealed, that it cannot use the SA (4112: it restarted, removed or
+//! expired it; 5211: it cannot seal under it), the request is resent once over another SA —
+//! re-established if this SA is still the current one, at most once per
+//! [`Recovery::min_interval`](crate::Recovery) per peer. Such an answer is not authenticated, so
+//! it does not prove the request was not executed: the resend is safe because the peer's
+//! record of executed requests answers a copy with the first copy's answer instead of executing
+//! it again (see [`crate::ReceiveSecure`]). A key at its hard usage limit here (5211) retires
+//! the SA and seals under a fresh one; nothing was sent.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,7 +20,7 @@ use std::task::{Context, Poll};
 
 use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa::credential::NodeId;
-use onem2m_sa::secure::{Encoding, decode_jwe, epo_from_content, outer_notify};
+use onem2m_sa::secure::{Encoding, SecureError, decode_jwe, epo_from_content, outer_notify};
 use tower::{Layer, Service, ServiceExt};
 
 use crate::{BoxError, Node};
@@ -75,6 +82,13 @@ fn failed(rsc: Rsc, rqi: &str, why: &str) -> ResponsePrimitive {
     ResponsePrimitive::error(rsc, rqi, why)
 }
 
+const TOO_LATE: &str = "no answer in time, and too late to resend safely; the request may have been executed";
+
+/// Whether a resend would leave later than [`crate::Recovery::resend_window`] after the first copy.
+fn too_late(first_sent: Option<tokio::time::Instant>, node: &Node) -> bool {
+    first_sent.is_some_and(|t| t.elapsed() > node.recovery().resend_window)
+}
+
 /// Response future of [`SendSecure`]. Boxed: the send path may have to establish an SA first,
 /// which takes round trips across rb.
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<ResponsePrimitive, BoxError>> + Send>>;
@@ -102,27 +116,87 @@ where
                     return Ok(failed(Rsc::TARGET_NOT_REACHABLE, &req.rqi, "no SA peer for the target"));
                 };
                 let plaintext = req.to_json_vec().map_err(|e| -> BoxError { Box::new(e) })?;
-                for attempt in 0..2 {
+                let mut first_sent = None;
+                let (mut resent, mut reseals) = (false, 0);
+                loop {
                     let entry = match node.sa_with(&peer, inner.clone()).await {
                         Ok(entry) => entry,
                         Err(f) => return Ok(failed(f.rsc(), &req.rqi, &f.to_string())),
                     };
-                    let mut wire = Vec::with_capacity(plaintext.len() * 4 / 3 + 256);
-                    match entry.seal(Encoding::Jwe, &plaintext, &mut wire) {
-                        Ok(info) if info.update_due => node.update_if_due(&entry, inner.clone()),
-                        Ok(_) => {}
-                        Err(e) => return Ok(failed(e.rsc(), &req.rqi, &e.to_string())),
+                    // Checked again here: the re-establishment may have taken long.
+                    if resent && too_late(first_sent, &node) {
+                        return Ok(failed(Rsc::REQUEST_TIMEOUT, &req.rqi, TOO_LATE));
                     }
+                    // The epoch the request is sealed under is the one its answer is sealed
+                    // under: keep it, so the answer opens even if the SA is removed meanwhile.
+                    let mut wire = Vec::with_capacity(plaintext.len() * 4 / 3 + 256);
+                    let sealed = match entry.current_epoch() {
+                        Some(epoch) => {
+                            entry.seal_with(&epoch, Encoding::Jwe, &plaintext, &mut wire).map(|i| (epoch, i))
+                        }
+                        None => Err(SecureError::UnknownSa),
+                    };
+                    let epoch = match sealed {
+                        Ok((epoch, info)) => {
+                            if info.update_due {
+                                node.update_if_due(&entry, &epoch, inner.clone());
+                            }
+                            epoch
+                        }
+                        // Nothing was sent: the SA was removed or expired since the lookup, or
+                        // its key reached the hard usage limit (5211). Seal under a fresh SA.
+                        Err(e @ (SecureError::UnknownSa | SecureError::Encryption)) if reseals < 2 => {
+                            reseals += 1;
+                            if e == SecureError::Encryption {
+                                node.retire_outbound(&entry, inner.clone());
+                            }
+                            continue;
+                        }
+                        Err(e) => return Ok(failed(e.rsc(), &req.rqi, &e.to_string())),
+                    };
                     metrics::counter!("onem2m_sa_sealed_total").increment(1);
                     let outer = outer_notify(peer.as_str(), node.id().as_str(), &node.next_rqi("sec"), &wire);
+                    first_sent.get_or_insert_with(tokio::time::Instant::now);
                     let rsp = inner.clone().oneshot(outer).await?;
-                    if rsp.rsc == Rsc::ESPRIM_UNKNOWN_KEY_ID && attempt == 0 {
-                        // The peer does not know the SA: it never processed the request.
-                        tracing::debug!(peer = %peer, "peer lost the SA; re-establishing once");
-                        node.forget_outbound(&entry);
-                        continue;
-                    }
                     if rsp.rsc != Rsc::OK {
+                        if rsp.rsc == Rsc::ESPRIM_UNKNOWN_KEY_ID || rsp.rsc == Rsc::ESPRIM_ENCRYPTION_ERROR {
+                            // The peer says it cannot use the SA — unauthenticated: it may have
+                            // executed the request and someone on the path swallowed the answer.
+                            // One resend over another SA is safe (the peer's record of executed
+                            // requests answers a copy without executing it); more are not useful.
+                            if resent {
+                                let why = format!(
+                                    "refused again over a fresh SA ({}; the answer is not authenticated); not resent",
+                                    rsp.rsc
+                                );
+                                return Ok(failed(rsp.rsc, &req.rqi, &why));
+                            }
+                            if too_late(first_sent, &node) {
+                                return Ok(failed(Rsc::REQUEST_TIMEOUT, &req.rqi, TOO_LATE));
+                            }
+                            if !node.recover_from_unsealed(&entry) {
+                                let why = format!(
+                                    "refused ({}; the answer is not authenticated) right after a re-establishment \
+                                     with this peer; not resent",
+                                    rsp.rsc
+                                );
+                                return Ok(failed(rsp.rsc, &req.rqi, &why));
+                            }
+                            tracing::debug!(peer = %peer, rsc = %rsp.rsc, "peer cannot use the SA; resending once");
+                            metrics::counter!("onem2m_sa_resent_total").increment(1);
+                            resent = true;
+                            continue;
+                        }
+                        // Two key updates passed while the request was in flight: the peer took
+                        // its key phase bit for the newest epoch's and could not open it (4115).
+                        // It was not executed; even if the answer is forged, a resend is safe.
+                        let overtaken = entry.current_epoch().is_some_and(|e| e.number >= epoch.number + 2);
+                        if rsp.rsc == Rsc::ESPRIM_BAD_MAC && overtaken && !resent {
+                            tracing::debug!(peer = %peer, "sealed under an epoch two updates old; resending once");
+                            metrics::counter!("onem2m_sa_resent_total").increment(1);
+                            resent = true;
+                            continue;
+                        }
                         // An answer that is not sealed is not authenticated: a refusal (an error
                         // code) is passed on as a code alone, anything else is refused.
                         if rsp.rsc.is_error() {
@@ -141,7 +215,7 @@ where
                     };
                     let mut scratch = Vec::new();
                     let plain =
-                        decode_jwe(epo.as_bytes(), &mut scratch).and_then(|s| entry.open(s).map(|(p, _)| p.to_vec()));
+                        decode_jwe(epo.as_bytes(), &mut scratch).and_then(|s| epoch.open(s).map(|p| p.to_vec()));
                     return match plain {
                         Ok(plain) => {
                             metrics::counter!("onem2m_sa_opened_total").increment(1);
@@ -157,7 +231,6 @@ where
                         Err(e) => Ok(failed(e.rsc(), &req.rqi, &e.to_string())),
                     };
                 }
-                Ok(failed(Rsc::ESPRIM_UNKNOWN_KEY_ID, &req.rqi, "the peer refused the re-established SA"))
             },
             span,
         ))
