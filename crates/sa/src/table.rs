@@ -247,8 +247,10 @@ impl SaEntry {
     }
 
     fn install_epoch(&self, suite: Suite, keys: &SessionKeys, window: usize) {
-        let old = self.current.swap(Some(Arc::new(Epoch::new(suite, keys, self.role, window))));
-        self.previous.store(old);
+        // Previous first: a reader between the two stores finds the old epoch in both slots,
+        // never in neither (a message under it would be refused as for an unknown SA).
+        self.previous.store(self.current.load_full());
+        self.current.store(Some(Arc::new(Epoch::new(suite, keys, self.role, window))));
         self.update_requested.store(false, Relaxed);
     }
 
@@ -259,8 +261,10 @@ impl SaEntry {
 
     /// The previous epoch becomes current again (the peer never took the new one).
     fn roll_back_epoch(&self) -> bool {
-        let Some(previous) = self.previous.swap(None) else { return false };
+        // Current first, for the same reason as in `install_epoch`.
+        let Some(previous) = self.previous.load_full() else { return false };
         self.current.store(Some(previous));
+        self.previous.store(None);
         true
     }
 

@@ -271,8 +271,10 @@ impl Node {
         result
     }
 
+    /// The newest active, unexpired outbound SA with `peer` (lock-free: the send path's lookup).
     fn live_outbound(&self, peer: &NodeId) -> Option<Arc<SaEntry>> {
-        self.shared.outbound.by_peer(peer).into_iter().find(|e| e.is_active())
+        let unix_secs = self.now().unix_secs;
+        self.shared.outbound.live_by_peer(peer).filter(|e| !e.is_expired(unix_secs))
     }
 
     /// Forgets the outbound SA (the peer no longer knows it), so the next request establishes
@@ -345,7 +347,7 @@ impl Node {
         let outcome = match first {
             Err(c) => Err(SaFailure::Rejected(c.cause.unwrap_or(RejectionCause::ProtocolViolation))),
             Ok(exchange) => match self
-                .drive(exchange, transport, None)
+                .drive(exchange, transport)
                 .instrument(tracing::debug_span!("sa.establish", peer = %peer))
                 .await
             {
@@ -388,7 +390,7 @@ impl Node {
             UpdateSaConfirm { existing_sa_id: sa_id, new_sa_id: None, result: UpdateResult::Rejected, operation };
         let confirm = match first {
             Err(confirm) => confirm,
-            Ok(exchange) => match self.drive(exchange, transport, Some(sa_id)).await {
+            Ok(exchange) => match self.drive(exchange, transport).await {
                 Some(InitiatorEvent::Updated { confirm, reason }) => {
                     tracing::debug!(sa = %sa_id, result = ?confirm.result, ?reason, "Update SA");
                     confirm
@@ -413,7 +415,7 @@ impl Node {
             Err(confirm) => confirm,
             // The SA is already gone locally; an unanswered removal only means the Responder
             // learns of it on the next use (4112).
-            Ok(exchange) => match self.drive(exchange, transport, None).await {
+            Ok(exchange) => match self.drive(exchange, transport).await {
                 Some(InitiatorEvent::Removed(confirm)) => confirm,
                 _ => RemoveSaConfirm(RemovalConfirm::accepted(sa_id)),
             },
@@ -461,10 +463,10 @@ impl Node {
     }
 
     /// Runs one Initiator exchange to its final event, resending on transport failures. An
-    /// exchange about the SA `of_sa` (an update) stops as soon as the SA Management no longer
-    /// has that SA: Remove SA (or forgetting it) drops its pending updates, and their answers
-    /// then produce no event, which must not be taken for a stale answer and resent.
-    async fn drive<T>(&self, mut exchange: Exchange, mut transport: T, of_sa: Option<SaId>) -> Option<InitiatorEvent>
+    /// exchange the SA Management no longer has stops at once: Remove SA, forgetting or expiring
+    /// an SA drops its pending updates, and their answers then produce no event, which must not
+    /// be taken for a stale answer and resent.
+    async fn drive<T>(&self, mut exchange: Exchange, mut transport: T) -> Option<InitiatorEvent>
     where
         T: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Send,
         T::Future: Send,
@@ -478,17 +480,13 @@ impl Node {
                     Some(bytes) => sam.handle_response(exchange.id, bytes, self.now(), &mut SystemRng),
                     None => sam.abandon(exchange.id),
                 };
-                (events, of_sa.is_some_and(|id| sam.sa(id).is_none()))
+                (events, !sam.is_pending(exchange.id))
             };
             match events.into_iter().next() {
                 Some(InitiatorEvent::Transmit(next)) => exchange = next,
                 Some(done) => return Some(done),
                 None if gone => {
-                    // Normally no longer pending (then this does nothing). If it is — an
-                    // identifier update renamed the SA and a stale answer came — it ends as a
-                    // timeout would.
-                    lock(&self.shared.initiator).abandon(exchange.id);
-                    tracing::debug!(exchange = exchange.id, "the SA under update is gone; exchange dropped");
+                    tracing::debug!(exchange = exchange.id, "the exchange was dropped by SA Management");
                     return None;
                 }
                 // A stale or unusable answer: the exchange is still pending; resend it, within

@@ -253,7 +253,7 @@ where
         let opened = epo_from_content(pc).and_then(|epo| {
             let sealed = decode_jwe(epo.as_bytes(), &mut scratch)?;
             let entry = self.node.inbound().get(sealed.header.sa_id).ok_or(SecureError::UnknownSa)?;
-            let (plain, epoch) = entry.open(sealed)?;
+            let (plain, epoch) = entry.open_at(self.node.now().unix_secs, sealed)?;
             let digest = request_digest(plain);
             let inner =
                 RequestPrimitive::from_json_slice(plain).map_err(|_| SecureError::Malformed("inner primitive"))?;

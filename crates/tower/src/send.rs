@@ -131,9 +131,9 @@ where
                     // under: keep it, so the answer opens even if the SA is removed meanwhile.
                     let mut wire = Vec::with_capacity(plaintext.len() * 4 / 3 + 256);
                     let sealed = match entry.current_epoch() {
-                        Some(epoch) => {
-                            entry.seal_with(&epoch, Encoding::Jwe, &plaintext, &mut wire).map(|i| (epoch, i))
-                        }
+                        Some(epoch) => entry
+                            .seal_with_at(node.now().unix_secs, &epoch, Encoding::Jwe, &plaintext, &mut wire)
+                            .map(|i| (epoch, i)),
                         None => Err(SecureError::UnknownSa),
                     };
                     let epoch = match sealed {
