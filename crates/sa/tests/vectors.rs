@@ -165,6 +165,14 @@ fn ticket_tbs(t: &Value) -> Vec<u8> {
     }
     o.extend_from_slice(&t["nbf"].as_u64().unwrap().to_be_bytes());
     o.extend_from_slice(&t["exp"].as_u64().unwrap().to_be_bytes());
+    // Row 10: the exceptions, only when there are any.
+    if let Some(ex) = t["ctx"].get("ex").and_then(Value::as_array).filter(|ex| !ex.is_empty()) {
+        o.push(1);
+        o.extend_from_slice(&(ex.len() as u32).to_be_bytes());
+        for p in ex {
+            put(&mut o, p.as_str().unwrap().as_bytes());
+        }
+    }
     o
 }
 
@@ -826,6 +834,52 @@ fn generate(previous_doc: &str) -> String {
     writeln!(out, "Public key (uncompressed SEC1): `{}`\n", hex(pk)).unwrap();
     writeln!(out, "Message (its authorization code over TH2 of the suite-1 run): `{}`\n", hex(&msg)).unwrap();
     writeln!(out, "{ES256_LINE}{}`\n", hex(&sig)).unwrap();
+
+    // ---- §1 row 10: a ticket with exceptions and an empty-originator pattern (checked, not shown).
+    let mut rng4 = SeededRng::new([0x5e; 32]);
+    let context = AuthorizationContext {
+        originators: ["/id-ae-host", "C*", "S*", ""].map(|p| p.parse::<OriginatorPattern>().unwrap()).to_vec(),
+        except: vec!["CAdmin".parse::<OriginatorPattern>().unwrap()],
+        ..AuthorizationContext::default()
+    };
+    let x = pki.node_with(
+        "/id-ae-host",
+        SignatureAlgorithm::Ed25519,
+        context,
+        now.unix_secs - 3600,
+        now.unix_secs + 86_400,
+        &mut rng4,
+    );
+    let xt: Value = serde_json::from_str(&x.ticket.to_json()).unwrap();
+    assert!(xt["ctx"]["ex"].is_array(), "ex is on the wire");
+    assert_eq!(ticket_tbs(&xt), x.ticket.to_be_signed(), "§1 row 10");
+
+    // ---- §3.4: a key update with and without a fresh KEM secret, on fixed inputs. The code's
+    // values are checked by `schedule::tests::key_update_vector_with_and_without_a_fresh_kem_secret`.
+    writeln!(out, "### Key update with a fresh KEM secret\n").unwrap();
+    let (h, sid) = (Hash::Sha256, [0x5a_u8; 8]);
+    let epoch0 = Keys::derive(h, 1, 16, &h.extract(&[0x01; 32], &[0x02; 32]), &sid, 0);
+    writeln!(
+        out,
+        "Fixed inputs, not a run: suite 1, SA identifier `{}`, PRK_0 = HKDF-Extract(salt = 0x01×32, IKM = 0x02×32), \
+         so update_0 = `{}`; `nkm` = 0x11×32, `rkm` = 0x22×32, and for the fresh KEM exchange ss = 0x33×32 \
+         (PRK_1 = HKDF-Extract(update_0, nkm ‖ rkm ‖ ss)). Epoch 1:\n",
+        hex(&sid),
+        hex(&epoch0.update)
+    )
+    .unwrap();
+    let [plain, kem] = [&[][..], &[0x33; 32][..]]
+        .map(|ss| Keys::derive(h, 1, 16, &h.extract(&epoch0.update, &[&[0x11; 32][..], &[0x22; 32], ss].concat()), &sid, 1));
+    writeln!(out, "| value | without `kpk` | with `kpk` (ss = 0x33×32) |\n|---|---|---|").unwrap();
+    for (name, a, b) in [
+        ("i2r key", plain.dir("i2r").0, kem.dir("i2r").0),
+        ("i2r iv", plain.dir("i2r").1, kem.dir("i2r").1),
+        ("ctl i2r key", plain.dir("ctl i2r").0, kem.dir("ctl i2r").0),
+        ("update_1", &plain.update[..], &kem.update[..]),
+    ] {
+        writeln!(out, "| {name} | `{}` | `{}` |", hex(a), hex(b)).unwrap();
+    }
+    writeln!(out).unwrap();
     out
 }
 
