@@ -868,8 +868,9 @@ fn generate(previous_doc: &str) -> String {
         hex(&epoch0.update)
     )
     .unwrap();
-    let [plain, kem] = [&[][..], &[0x33; 32][..]]
-        .map(|ss| Keys::derive(h, 1, 16, &h.extract(&epoch0.update, &[&[0x11; 32][..], &[0x22; 32], ss].concat()), &sid, 1));
+    let [plain, kem] = [&[][..], &[0x33; 32][..]].map(|ss| {
+        Keys::derive(h, 1, 16, &h.extract(&epoch0.update, &[&[0x11; 32][..], &[0x22; 32], ss].concat()), &sid, 1)
+    });
     writeln!(out, "| value | without `kpk` | with `kpk` (ss = 0x33×32) |\n|---|---|---|").unwrap();
     for (name, a, b) in [
         ("i2r key", plain.dir("i2r").0, kem.dir("i2r").0),
