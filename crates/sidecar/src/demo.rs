@@ -26,7 +26,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use crate::config::{Config, Egress, HttpSettings, Ingress, Listener, LogSettings, NodeSettings, Peer, SaSettings};
+use crate::config::{
+    CoapSettings, Config, Egress, HttpSettings, Ingress, Listener, LogSettings, NodeSettings, Peer, SaSettings,
+};
 use crate::proxy::{Listeners, Sidecar};
 use crate::tap::{self, Tap};
 
@@ -133,6 +135,7 @@ pub fn base_config(node: NodeSettings) -> Config {
         admin: None,
         log: LogSettings::default(),
         http: HttpSettings::default(),
+        coap: CoapSettings::default(),
         sa: SaSettings::default(),
         warnings: Vec::new(),
     }
@@ -147,8 +150,9 @@ pub fn cse_sidecar_config(pki: &DemoPki, upstream: &str, ae_ingress: SocketAddr)
         plaintext: PlaintextPolicy::default(),
         map_poa: true,
         http: Some(Listener { listen: loopback_any() }),
+        coap: None,
     });
-    c.egress = Some(Egress { default_peer: None, http: Some(Listener { listen: loopback_any() }) });
+    c.egress = Some(Egress { default_peer: None, http: Some(Listener { listen: loopback_any() }), coap: None });
     c.peers = vec![Peer { id: NodeId::new(AE_NODE).expect("id"), address: format!("http://{ae_ingress}") }];
     c
 }
@@ -162,9 +166,11 @@ pub fn ae_sidecar_config(pki: &DemoPki, cse_ingress: SocketAddr, listener: &str)
         plaintext: PlaintextPolicy::default(),
         map_poa: false,
         http: Some(Listener { listen: loopback_any() }),
+        coap: None,
     });
     let cse = NodeId::new(CSE_ID).expect("id");
-    c.egress = Some(Egress { default_peer: Some(cse.clone()), http: Some(Listener { listen: loopback_any() }) });
+    c.egress =
+        Some(Egress { default_peer: Some(cse.clone()), http: Some(Listener { listen: loopback_any() }), coap: None });
     c.peers = vec![Peer { id: cse, address: format!("http://{cse_ingress}") }];
     c
 }
