@@ -12,14 +12,14 @@ use std::net::SocketAddr;
 
 use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa_coap::{ClientConfig as CoapClientConfig, CoapClient};
+use onem2m_sa_examples::demo_cse::DemoCse;
+use onem2m_sa_examples::demo_http::{ServedCse, serve_demo_cse};
 use onem2m_sa_http::{BoxError, ClientConfig, HttpClient};
 use onem2m_sa_integration::request;
 use onem2m_sa_sidecar::config::{Config, Listener};
 use onem2m_sa_sidecar::demo::{self, CSE_BASE, CSE_ID, DemoPki, loopback};
 use onem2m_sa_sidecar::proxy::{Listeners, Sidecar};
 use onem2m_sa_sidecar::udp_tap::{UdpCounts, UdpTap};
-use onem2m_sa_examples::demo_cse::DemoCse;
-use onem2m_sa_examples::demo_http::{ServedCse, serve_demo_cse};
 use serde_json::json;
 use tower::{Service, ServiceExt};
 
@@ -129,7 +129,8 @@ where
     req.ty = Some(4);
     req.pc = Some(json!({"m2m:cin": {"rn": "c1", "cnf": "text/plain:0", "con": "on"}}));
     expect(svc, req, Rsc::CREATED).await;
-    let rsp = expect(svc, request(Operation::Retrieve, &format!("{ae}/state/c1"), fr, &format!("{rn}-4")), Rsc::OK).await;
+    let rsp =
+        expect(svc, request(Operation::Retrieve, &format!("{ae}/state/c1"), fr, &format!("{rn}-4")), Rsc::OK).await;
     assert_eq!(rsp.pc.unwrap()["m2m:cin"]["con"], "on");
     expect(svc, request(Operation::Delete, &ae, fr, &format!("{rn}-5")), Rsc::DELETED).await;
 }
@@ -214,8 +215,12 @@ async fn bytes_on_the_air_per_secured_coap_message() {
         req.ty = Some(4);
         req.pc = Some(json!({"m2m:cin": {"rn": format!("v{i}"), "con": "21.5"}}));
         expect(&mut ae, req, Rsc::CREATED).await;
-        expect(&mut ae, request(Operation::Retrieve, &format!("{ae_path}/t/v{i}"), "Cmeter", &format!("r{i}")), Rsc::OK)
-            .await;
+        expect(
+            &mut ae,
+            request(Operation::Retrieve, &format!("{ae_path}/t/v{i}"), "Cmeter", &format!("r{i}")),
+            Rsc::OK,
+        )
+        .await;
     }
     let plain = b.plain.counts() - plain0;
     let secured = b.secured.counts() - secured0;
@@ -230,4 +235,46 @@ async fn bytes_on_the_air_per_secured_coap_message() {
     assert_eq!(secured.down_datagrams, N, "{secured:?}");
     assert!(su > pu && sd > pd, "{secured:?} vs {plain:?}");
     b.shutdown().await;
+}
+
+/// The Responder's per-source flood defence sees the datagram's source over CoAP: with a rate of
+/// one SaInit per second per source, three Initiators with their own node IDs but one address
+/// (127.0.0.1) are not each given a fresh budget — a later one is asked for a cookie (one more
+/// SaInit on the wire). Keyed by the claimed node ID instead, none would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coap_ingress_flood_defences_key_on_the_datagram_source() {
+    use std::sync::{Arc, Mutex};
+
+    use onem2m_sa_tower::Node;
+    use tower::service_fn;
+
+    let pki = DemoPki::new();
+    let cse = serve_demo_cse(loopback().await.unwrap(), DemoCse::new(CSE_ID, CSE_BASE)).await.unwrap();
+    let mut config = demo::cse_sidecar_config(&pki, &cse.base(), any());
+    config.egress = None;
+    config.peers.clear();
+    let ingress = config.ingress.as_mut().unwrap();
+    ingress.http = None;
+    ingress.coap = Some(Listener { listen: any() });
+    config.sa.limits.init_rate_per_source = 1;
+    let sidecar = Sidecar::start(&config, Listeners::default(), None).await.unwrap();
+    let at = sidecar.coap_addresses().ingress.unwrap();
+
+    let mut sent = Vec::new();
+    for i in 1..=3 {
+        let id = format!("/id-f{i}");
+        let node = Node::new(demo::base_config(pki.node(&id, &[id.as_str()])).node_config());
+        let count = Arc::new(Mutex::new(0usize));
+        let (seen, client) = (count.clone(), coap_client(at).await);
+        let transport = service_fn(move |req: RequestPrimitive| {
+            *seen.lock().unwrap() += 1;
+            client.clone().oneshot(req)
+        });
+        node.sa_with(&CSE_ID.parse().unwrap(), transport).await.unwrap_or_else(|e| panic!("{id}: {e}"));
+        sent.push(*count.lock().unwrap());
+    }
+    let first = sent[0];
+    assert!(sent[1] + sent[2] > 2 * first, "SA messages per establishment {sent:?}: no cookie was asked for");
+    sidecar.shutdown().await;
+    cse.shutdown().await;
 }
