@@ -276,5 +276,5 @@ fn peer_failure(e: &(dyn std::error::Error + Send + Sync + 'static), rqi: &str) 
         Rsc::INTERNAL_SERVER_ERROR
     };
     tracing::warn!(%rqi, %rsc, error = %e, "egress (CoAP): the exchange with the peer failed");
-    ResponsePrimitive::error(rsc, rqi, &format!("the exchange with the peer failed: {e}"))
+    ResponsePrimitive::error(rsc, rqi, format!("the exchange with the peer failed: {e}"))
 }
