@@ -262,9 +262,14 @@ fn minimal_configuration_takes_the_defaults() {
 
 /// Copies an example next to freshly made key, public key and ticket files with the names it uses.
 fn check_example(name: &str) -> Config {
+    check_edited_example(name, str::to_owned)
+}
+
+/// [`check_example`] with the example's text edited first.
+fn check_edited_example(name: &str, edit: impl Fn(&str) -> String) -> Config {
     let fx = Fixture::new();
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name);
-    let text = std::fs::read_to_string(&source).unwrap();
+    let text = edit(&std::fs::read_to_string(&source).unwrap());
     let doc: toml::Table = toml::from_str(&text).unwrap();
     let node = doc["node"].as_table().unwrap();
     let (id, key, ticket) =
@@ -782,4 +787,36 @@ fn ticket_must_verify_now() {
     let err = Config::parse_at(FULL, &path, n - 2 * DAY).unwrap_err();
     assert!(err.to_string().contains("not valid before"), "{err}");
     assert_eq!(Config::parse_at(FULL, &path, n).unwrap().node.id.as_str(), "/id-in");
+}
+
+/// The example's commented CoAP blocks (`# [ingress.coap]`, `# [egress.coap]`, `# [coap]` and
+/// the `# key = value` lines under them) uncommented.
+fn uncomment_coap(text: &str) -> String {
+    let mut out = String::new();
+    let mut in_block = false;
+    for line in text.lines() {
+        let header = matches!(line, "# [ingress.coap]" | "# [egress.coap]" | "# [coap]");
+        in_block = header || (in_block && line.starts_with('#'));
+        let setting = line.strip_prefix("# ").filter(|l| {
+            l.split_once(" = ")
+                .is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        });
+        match (in_block, header, setting) {
+            (true, true, _) => out.push_str(&line[2..]),
+            (true, false, Some(kv)) => out.push_str(kv),
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn the_examples_commented_coap_blocks_load() {
+    let cse = check_edited_example("sidecar-cse.toml", uncomment_coap);
+    assert_eq!(cse.ingress.unwrap().coap.unwrap().listen, "0.0.0.0:5683".parse().unwrap());
+    assert_eq!(cse.egress.unwrap().coap.unwrap().listen, "127.0.0.1:5685".parse().unwrap());
+    assert_eq!(cse.coap, onem2m_sa_sidecar::config::CoapSettings::default(), "the documented defaults");
+    let ae = check_edited_example("sidecar-ae.toml", uncomment_coap);
+    assert_eq!(ae.egress.unwrap().coap.unwrap().listen, "127.0.0.1:5686".parse().unwrap());
 }
