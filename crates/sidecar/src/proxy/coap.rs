@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use tower::{Service, ServiceExt};
 
 use super::{BoxFuture, Runtime, StartError, Upstream};
+use crate::access::{self, AccessLevel};
 use crate::config::{CoapSettings, Config};
 
 /// The sidecar's CoAP sockets (UDP), bound before it starts.
@@ -165,12 +166,13 @@ pub(super) fn spawn_servers<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let server = server_config(&config.coap);
+    let level = config.log.access;
     if let (Some(_), Some(socket)) = (&config.ingress, sockets.ingress) {
-        let svc = CoapIngress(runtime.clone());
+        let svc = CoapIngress(runtime.clone(), level);
         servers.push(tokio::spawn(onem2m_sa_coap::serve(socket, svc, server.clone(), shutdown())));
     }
     if let (Some(_), Some(socket)) = (&config.egress, sockets.egress) {
-        let svc = CoapEgress(runtime.clone());
+        let svc = CoapEgress(runtime.clone(), level);
         servers.push(tokio::spawn(onem2m_sa_coap::serve(socket, svc, server, shutdown())));
     }
 }
@@ -181,7 +183,7 @@ type Receive = ReceiveSecure<Upstream>;
 /// The CoAP ingress: the current generation answers; a request sealed under an SA an earlier
 /// generation established (4112 from the current one) goes to those — as the HTTP ingress does.
 #[derive(Clone)]
-struct CoapIngress(Runtime);
+struct CoapIngress(Runtime, AccessLevel);
 
 impl Service<RequestPrimitive> for CoapIngress {
     type Response = ResponsePrimitive;
@@ -193,6 +195,7 @@ impl Service<RequestPrimitive> for CoapIngress {
     }
 
     fn call(&mut self, req: RequestPrimitive) -> Self::Future {
+        let req_seen = req.clone();
         let (current, previous): (Option<Receive>, Vec<Receive>) = {
             let g = self.0.read();
             let inner = |s: &super::IngressService| s.get_ref().clone();
@@ -221,17 +224,25 @@ impl Service<RequestPrimitive> for CoapIngress {
             Ok(answer)
         };
         // The datagram's source is the transport source of the Responder's flood defences.
-        match current_peer() {
+        let handled: BoxFuture<ResponsePrimitive> = match current_peer() {
             Some(peer) => Box::pin(with_source(peer.ip(), handled)),
             None => Box::pin(handled),
-        }
+        };
+        let (seen, level) = (access::Seen::of_primitive(&req_seen), self.1);
+        Box::pin(async move {
+            let (out, forwarded) = access::scope(handled).await;
+            if let Ok(rsp) = &out {
+                access::ingress_primitive(level, &seen, rsp, forwarded);
+            }
+            out
+        })
     }
 }
 
 /// The CoAP egress: plaintext primitives in, sealed to the peer the target names (over an
 /// earlier generation's live SA with it if there is one, as the HTTP egress does).
 #[derive(Clone)]
-struct CoapEgress(Runtime);
+struct CoapEgress(Runtime, AccessLevel);
 
 impl Service<RequestPrimitive> for CoapEgress {
     type Response = ResponsePrimitive;
@@ -243,25 +254,33 @@ impl Service<RequestPrimitive> for CoapEgress {
     }
 
     fn call(&mut self, req: RequestPrimitive) -> Self::Future {
+        let seen = access::Seen::of_primitive(&req);
         let chosen = {
             let g = self.0.read();
             g.current.egress.as_ref().map(|current| {
                 let peer = route_by_cse_id(current.default_peer.clone())(&req).filter(|p| current.peers.knows(p));
                 let earlier = peer
-                    .and_then(|p| g.previous.iter().find(|e| e.has_live_outbound(&p)).and_then(|e| e.egress.clone()));
-                earlier.as_ref().unwrap_or(current).routed.get_ref().clone()
+                    .as_ref()
+                    .and_then(|p| g.previous.iter().find(|e| e.has_live_outbound(p)).and_then(|e| e.egress.clone()));
+                let egress = earlier.as_ref().unwrap_or(current);
+                (egress.routed.get_ref().clone(), egress.node.clone(), peer)
             })
         };
-        let Some(send) = chosen else {
+        let Some((send, node, peer)) = chosen else {
             let rsp = ResponsePrimitive::error(Rsc::NOT_FOUND, &req.rqi, "no egress");
             return Box::pin(std::future::ready(Ok(rsp)));
         };
+        let level = self.1;
         Box::pin(async move {
             let rqi = req.rqi.clone();
-            match send.oneshot(req).await {
-                Ok(rsp) => Ok(rsp),
-                Err(e) => Ok(peer_failure(&*e, &rqi)),
-            }
+            let rsp = match send.oneshot(req).await {
+                Ok(rsp) => rsp,
+                Err(e) => peer_failure(&*e, &rqi),
+            };
+            let live = |p: &NodeId| node.outbound().by_peer(p).into_iter().find(|e| e.is_active());
+            let sa = peer.as_ref().and_then(live).map(|e| e.sa_id().to_string());
+            access::egress_primitive(level, &seen, &rsp, peer.as_ref(), sa);
+            Ok(rsp)
         })
     }
 }
