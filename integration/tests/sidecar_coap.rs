@@ -38,6 +38,7 @@ fn any() -> SocketAddr {
 struct Bridge {
     cse: ServedCse,
     cse_sidecar: Sidecar,
+    cse_config: Config,
     via_http: Sidecar,
     via_coap: Sidecar,
     /// The plaintext CoAP hop: AE → the CoAP host's CoAP egress.
@@ -82,7 +83,7 @@ impl Bridge {
         let via_http = start(ae_host(&pki, HTTP_HOST, format!("http://{cse_http}"))).await;
         let via_coap = start(ae_host(&pki, COAP_HOST, format!("coap://{}", secured.addr()))).await;
         let plain = UdpTap::loopback(via_coap.coap_addresses().egress.unwrap()).await.unwrap();
-        Self { cse, cse_sidecar, via_http, via_coap, plain, secured }
+        Self { cse, cse_sidecar, cse_config, via_http, via_coap, plain, secured }
     }
 
     async fn shutdown(self) {
@@ -277,4 +278,28 @@ async fn coap_ingress_flood_defences_key_on_the_datagram_source() {
     assert!(sent[1] + sent[2] > 2 * first, "SA messages per establishment {sent:?}: no cookie was asked for");
     sidecar.shutdown().await;
     cse.shutdown().await;
+}
+
+/// A reload of the CSE-side sidecar: the CoAP ingress keeps serving the SA the earlier
+/// configuration established (the AE host does not establish again), and a reload that moves the
+/// CoAP listener is refused (it needs a restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coap_ingress_serves_earlier_generations_sas_after_a_reload() {
+    let b = Bridge::start().await;
+    let mut ae = coap_client(b.plain.addr()).await;
+    let base = format!("{CSE_ID}/{CSE_BASE}");
+    expect(&mut ae, request(Operation::Retrieve, &base, "Creload", "g1"), Rsc::OK).await;
+    let sa_of = || b.via_coap.node().outbound().entries().iter().map(|e| e.sa_id().to_string()).collect::<Vec<_>>();
+    let before = sa_of();
+    assert_eq!(before.len(), 1);
+
+    b.cse_sidecar.runtime().reload(&b.cse_config).unwrap();
+    expect(&mut ae, request(Operation::Retrieve, &base, "Creload", "g2"), Rsc::OK).await;
+    assert_eq!(sa_of(), before, "served over the SA established before the reload");
+
+    let mut moved = b.cse_config.clone();
+    moved.ingress.as_mut().unwrap().coap = Some(Listener { listen: "127.0.0.1:1".parse().unwrap() });
+    let refused = b.cse_sidecar.runtime().reload(&moved).unwrap_err();
+    assert!(refused.contains("need a restart"), "{refused}");
+    b.shutdown().await;
 }
