@@ -303,3 +303,35 @@ async fn the_coap_ingress_serves_earlier_generations_sas_after_a_reload() {
     assert!(refused.contains("need a restart"), "{refused}");
     b.shutdown().await;
 }
+
+/// SA update and removal travel over CoAP to a `coap://` peer like establishment: the CoAP
+/// host's sidecar updates its SA's identifier (a key update right after establishment is refused
+/// by the Responder's minimum interval, whatever the binding), then removes it, and the CSE-side
+/// sidecar follows each step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_and_removal_travel_over_coap() {
+    use onem2m_sa::flows::{UpdateOperation, UpdateResult};
+
+    let b = Bridge::start().await;
+    let mut ae = coap_client(b.plain.addr()).await;
+    let base = format!("{CSE_ID}/{CSE_BASE}");
+    expect(&mut ae, request(Operation::Retrieve, &base, "Cupdate", "u1"), Rsc::OK).await;
+    let (node, peers) = b.via_coap.runtime().nodes().remove(0);
+    let sa = node.outbound().entries()[0].sa_id();
+    let inbound = || b.cse_sidecar.node().inbound().entries().iter().map(|e| e.sa_id()).collect::<Vec<_>>();
+    assert_eq!(inbound(), [sa]);
+    let before = b.secured.counts();
+
+    let updated = node.update(sa, UpdateOperation::Identifier, peers.clone()).await;
+    assert_eq!(updated.result, UpdateResult::Accepted, "{updated:?}");
+    let new = updated.new_sa_id.expect("a new identifier");
+    assert_eq!(inbound(), [new], "the CSE side follows the update");
+    expect(&mut ae, request(Operation::Retrieve, &base, "Cupdate", "u2"), Rsc::OK).await;
+
+    let removed = node.remove(new, peers).await;
+    assert_eq!(removed.0.result, UpdateResult::Accepted, "{removed:?}");
+    assert!(inbound().is_empty(), "the CSE side removed it too");
+    let carried = b.secured.counts() - before;
+    assert!(carried.up_datagrams >= 3, "update, request and removal crossed the CoAP hop: {carried:?}");
+    b.shutdown().await;
+}
