@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use onem2m_primitive::{RequestPrimitive, ResponseStatusCode as Rsc};
+use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa::credential::NodeId;
 use onem2m_sa_tower::Authenticated;
 use serde::Deserialize;
@@ -102,6 +102,34 @@ impl Seen {
             target: req.uri().path().to_owned(),
         }
     }
+
+    /// Notes the identifiers of a request that arrived over CoAP, and the time; its method is
+    /// the CoAP method the operation maps to (TS-0008).
+    pub fn of_primitive(req: &RequestPrimitive) -> Self {
+        use onem2m_primitive::Operation;
+        let method = match req.op {
+            Operation::Create | Operation::Notify => "POST",
+            Operation::Retrieve => "GET",
+            Operation::Update => "PUT",
+            Operation::Delete => "DELETE",
+        };
+        Self {
+            started: Instant::now(),
+            rqi: req.rqi.clone(),
+            method: method.to_owned(),
+            fr: req.fr.clone().unwrap_or_default(),
+            target: req.to.clone(),
+        }
+    }
+}
+
+/// The Response Status Code of an answer primitive, and the reason (`m2m:dbg`) if it is an error.
+fn primitive_outcome(rsp: &ResponsePrimitive) -> (u16, String) {
+    if !rsp.rsc.is_error() {
+        return (rsp.rsc.code(), String::new());
+    }
+    let dbg = rsp.pc.as_ref().and_then(|pc| pc.get("m2m:dbg")).and_then(|d| d.as_str());
+    (rsp.rsc.code(), dbg.map_or_else(|| format!("RSC {}", rsp.rsc.code()), str::to_owned))
 }
 
 /// The Response Status Code of an HTTP answer, and the reason (`m2m:dbg`) if it is an error.
@@ -134,6 +162,20 @@ macro_rules! access_line {
 /// Logs one ingress exchange: the opened request when it reached the upstream, otherwise the
 /// outer request, and a refusal at `warn`.
 pub fn ingress(level: AccessLevel, seen: &Seen, rsp: &http::Response<Bytes>, forwarded: Option<Forwarded>) {
+    ingress_line(level, seen, || outcome(rsp), forwarded);
+}
+
+/// [`ingress`] for an exchange answered with a primitive (CoAP).
+pub fn ingress_primitive(level: AccessLevel, seen: &Seen, rsp: &ResponsePrimitive, forwarded: Option<Forwarded>) {
+    ingress_line(level, seen, || primitive_outcome(rsp), forwarded);
+}
+
+fn ingress_line(
+    level: AccessLevel,
+    seen: &Seen,
+    outcome: impl FnOnce() -> (u16, String),
+    forwarded: Option<Forwarded>,
+) {
     let ms = seen.started.elapsed().as_secs_f64() * 1000.0;
     match forwarded {
         Some(f) => access_line!(
@@ -150,7 +192,7 @@ pub fn ingress(level: AccessLevel, seen: &Seen, rsp: &http::Response<Bytes>, for
             "request"
         ),
         None => {
-            let (rsc, reason) = outcome(rsp);
+            let (rsc, reason) = outcome();
             if reason.is_empty() {
                 // An SA Management exchange (Establish, Update, Remove SA), answered here.
                 tracing::debug!(target: TARGET, side = "ingress", rqi = %seen.rqi, fr = %seen.fr, rsc, ms = format_args!("{ms:.1}"), "SA management");
@@ -174,8 +216,28 @@ pub fn ingress(level: AccessLevel, seen: &Seen, rsp: &http::Response<Bytes>, for
 
 /// Logs one egress exchange; `peer` is the node it went to, `sa` the SA it went over.
 pub fn egress(level: AccessLevel, seen: &Seen, rsp: &http::Response<Bytes>, peer: Option<&NodeId>, sa: Option<String>) {
+    egress_line(level, seen, outcome(rsp), peer, sa);
+}
+
+/// [`egress`] for an exchange answered with a primitive (CoAP).
+pub fn egress_primitive(
+    level: AccessLevel,
+    seen: &Seen,
+    rsp: &ResponsePrimitive,
+    peer: Option<&NodeId>,
+    sa: Option<String>,
+) {
+    egress_line(level, seen, primitive_outcome(rsp), peer, sa);
+}
+
+fn egress_line(
+    level: AccessLevel,
+    seen: &Seen,
+    (rsc, reason): (u16, String),
+    peer: Option<&NodeId>,
+    sa: Option<String>,
+) {
     let ms = seen.started.elapsed().as_secs_f64() * 1000.0;
-    let (rsc, reason) = outcome(rsp);
     let peer = peer.map(NodeId::to_string).unwrap_or_default();
     let sa = sa.unwrap_or_default();
     if !reason.is_empty() && sa.is_empty() {

@@ -2,9 +2,10 @@
 //! its file, line and dotted key (`sidecar.toml:12: ingress.http.listen: …`), then resolved into
 //! typed settings with the node's key, ticket and trust anchors read and the ticket verified.
 //!
-//! Transports are one table each (`[ingress.http]`, `[egress.http]`); `[ingress.coap]`,
-//! `[ingress.mqtt]`, `[egress.coap]`, `[egress.mqtt]` and `coap://`/`mqtt://` addresses are
-//! recognised and refused as not supported in this build, so those bindings slot in later.
+//! Transports are one table each (`[ingress.http]`, `[egress.http]`, `[ingress.coap]`,
+//! `[egress.coap]`), and peers are `http://` or `coap://` addresses; the CoAP limits and timeouts
+//! are the `[coap]` table. `[ingress.mqtt]`, `[egress.mqtt]` and `mqtt://` addresses are
+//! recognised and refused as not supported in this build, so that binding slots in later.
 
 use std::cell::RefCell;
 use std::fmt::Display;
@@ -96,6 +97,8 @@ pub struct Config {
     pub log: LogSettings,
     /// HTTP limits and timeouts.
     pub http: HttpSettings,
+    /// CoAP limits and timeouts (`[coap]`).
+    pub coap: CoapSettings,
     /// SA runtime settings.
     pub sa: SaSettings,
     /// What in the file works but deserves attention (deprecated keys, a private key others can
@@ -146,6 +149,8 @@ pub struct Ingress {
     pub map_poa: bool,
     /// The HTTP listener.
     pub http: Option<Listener>,
+    /// The CoAP listener (UDP).
+    pub coap: Option<Listener>,
 }
 
 /// Plaintext from loopback in, sealed to peers.
@@ -155,6 +160,8 @@ pub struct Egress {
     pub default_peer: Option<NodeId>,
     /// The HTTP listener.
     pub http: Option<Listener>,
+    /// The CoAP listener (UDP).
+    pub coap: Option<Listener>,
 }
 
 /// A listening socket.
@@ -169,9 +176,25 @@ pub struct Listener {
 pub struct Peer {
     /// The peer's node ID.
     pub id: NodeId,
-    /// Its sidecar's base URL (`http://cse.example.net:8443`), no trailing slash.
+    /// Its sidecar's base URL (`http://cse.example.net:8443`) or CoAP address
+    /// (`coap://cse.example.net:5683`, the port always written), no trailing slash.
     pub address: String,
 }
+
+impl Peer {
+    /// Whether the peer is reached over CoAP (a `coap://` address).
+    pub fn is_coap(&self) -> bool {
+        is_coap_address(&self.address)
+    }
+}
+
+/// Whether `address` is a `coap://` address.
+pub fn is_coap_address(address: &str) -> bool {
+    address.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("coap://"))
+}
+
+/// The default CoAP port (RFC 7252 §6.1).
+pub const COAP_DEFAULT_PORT: u16 = 5683;
 
 /// The host of an `http://host:port` URL, without brackets.
 fn host_of(url: &str) -> Option<String> {
@@ -199,7 +222,8 @@ pub fn unresolved_peers(config: &Config) -> Vec<String> {
         if is_example_host(&host) {
             continue;
         }
-        let port = p.address.parse::<http::Uri>().ok().and_then(|u| u.port_u16()).unwrap_or(80);
+        let default_port = if p.is_coap() { COAP_DEFAULT_PORT } else { 80 };
+        let port = p.address.parse::<http::Uri>().ok().and_then(|u| u.port_u16()).unwrap_or(default_port);
         let found = (host.as_str(), port).to_socket_addrs().map(|mut a| a.next().is_some());
         let why = match found {
             Ok(true) => continue,
@@ -266,6 +290,35 @@ pub struct HttpSettings {
     pub drain_timeout: Duration,
     /// Most open connections per listener.
     pub max_connections: usize,
+}
+
+/// CoAP limits and timeouts (`[coap]`), for the CoAP listeners and the clients to `coap://`
+/// peers. `Default` gives the defaults of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoapSettings {
+    /// Largest payload of a request or answer, after block-wise reassembly.
+    pub max_payload_bytes: usize,
+    /// Time allowed for a whole exchange (every block, retransmission and the answer).
+    pub request_timeout: Duration,
+    /// Time in-flight requests get to finish at shutdown.
+    pub drain_timeout: Duration,
+    /// Most requests executing at once per listener; beyond it requests are answered 5.03.
+    pub max_in_flight: usize,
+    /// Most exchanges a listener remembers for one peer (duplicate detection); a new request
+    /// beyond it is answered 5.03.
+    pub max_exchanges_per_peer: usize,
+}
+
+impl Default for CoapSettings {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 1 << 20,
+            request_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10),
+            max_in_flight: 256,
+            max_exchanges_per_peer: 1024,
+        }
+    }
 }
 
 /// SA runtime settings. `Default` gives the defaults of the file.
@@ -374,12 +427,13 @@ impl Config {
         };
         doc.distinct_listeners(&raw)?;
         let (log, http, sa) = (doc.log(&raw.log)?, doc.http(&raw.http)?, doc.sa(&raw.sa)?);
+        let coap = doc.coap(&raw.coap)?;
         let trust_anchors = doc.trust_anchors(&raw)?;
         let credentials = doc.credentials(raw.node.get_ref(), &id, &trust_anchors, unix_now)?;
         let node =
             NodeSettings { id, credentials: Arc::new(credentials), trust_anchors: Arc::new(trust_anchors), suites };
         let warnings = doc.warnings.into_inner();
-        Ok(Config { path: origin.to_owned(), node, ingress, egress, peers, admin, log, http, sa, warnings })
+        Ok(Config { path: origin.to_owned(), node, ingress, egress, peers, admin, log, http, coap, sa, warnings })
     }
 
     /// The SA runtime's settings: the Initiator offers `node.suites` and sends the Responder an
@@ -428,6 +482,8 @@ struct RawConfig {
     #[serde(default)]
     http: RawHttp,
     #[serde(default)]
+    coap: RawCoap,
+    #[serde(default)]
     sa: RawSa,
 }
 
@@ -459,7 +515,7 @@ struct RawIngress {
     #[serde(default = "yes")]
     map_poa: bool,
     http: Option<Spanned<RawListener>>,
-    coap: Option<Spanned<IgnoredAny>>,
+    coap: Option<Spanned<RawListener>>,
     mqtt: Option<Spanned<IgnoredAny>>,
 }
 
@@ -474,7 +530,7 @@ struct RawEgress {
     #[serde(default)]
     allow_non_loopback: bool,
     http: Option<Spanned<RawListener>>,
-    coap: Option<Spanned<IgnoredAny>>,
+    coap: Option<Spanned<RawListener>>,
     mqtt: Option<Spanned<IgnoredAny>>,
 }
 
@@ -515,6 +571,16 @@ struct RawHttp {
     connect_timeout_ms: Number,
     drain_timeout_ms: Number,
     max_connections: Number,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCoap {
+    max_payload_bytes: Number,
+    request_timeout_ms: Number,
+    drain_timeout_ms: Number,
+    max_in_flight: Number,
+    max_exchanges_per_peer: Number,
 }
 
 #[derive(Deserialize, Default)]
@@ -629,6 +695,72 @@ impl Doc<'_> {
             return Err(self.at(v, key, format!("{s:?} has a query: give the base URL only")));
         }
         Ok(s.trim_end_matches('/').to_owned())
+    }
+
+    /// A peer's address: an `http://` URL ([`Doc::url`]) or `coap://host[:port]` (the port
+    /// written out, 5683 when left out); `coaps://` and other schemes are refused by name.
+    fn peer_address(&self, v: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+        let s = v.get_ref();
+        if !is_coap_address(s) {
+            if s.get(..8).is_some_and(|p| p.eq_ignore_ascii_case("coaps://")) {
+                return Err(self.at(
+                    v,
+                    key,
+                    "coaps:// (DTLS) is not supported in this build: the SA secures the primitive end to end; use \
+                     coap://",
+                ));
+            }
+            return self.url(v, key);
+        }
+        let uri: http::Uri = s.parse().map_err(|e| self.at(v, key, format!("invalid CoAP address {s:?}: {e}")))?;
+        let Some(host) = uri.host().filter(|h| !h.is_empty()) else {
+            return Err(self.at(v, key, format!("{s:?} names no host")));
+        };
+        if uri.query().is_some() || !matches!(uri.path(), "" | "/") {
+            return Err(self.at(v, key, format!("{s:?} has a path or query: give coap://host:port only")));
+        }
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(self.at(v, key, format!("{s:?} has user information: give coap://host:port only")));
+        }
+        let port = match uri.port_u16() {
+            Some(0) => return Err(self.at(v, key, format!("{s:?}: port 0 is not a peer's port"))),
+            Some(p) => p,
+            None => COAP_DEFAULT_PORT,
+        };
+        Ok(format!("coap://{host}:{port}"))
+    }
+
+    /// An egress listener's address: a loopback address, or any with `allow_non_loopback` (and a
+    /// warning then).
+    fn listener(
+        &self,
+        v: &Spanned<String>,
+        key: &str,
+        allow_non_loopback: bool,
+        protocol: &str,
+    ) -> Result<Listener, ConfigError> {
+        let listen = self.socket(v, key)?;
+        if !listen.ip().is_loopback() && !allow_non_loopback {
+            return Err(self.at(
+                v,
+                key,
+                format!(
+                    "{listen} is not a loopback address: whoever reaches the egress speaks as this node \
+                     (set egress.allow_non_loopback = true if that is intended)"
+                ),
+            ));
+        }
+        if !listen.ip().is_loopback() {
+            self.warn(
+                v,
+                key,
+                format!(
+                    "{listen} is not a loopback address (egress.allow_non_loopback = true): whoever reaches \
+                     the {protocol} egress speaks as this node; keep it behind a firewall"
+                ),
+            );
+        }
+        Ok(Listener { listen })
     }
 
     fn unsupported(&self, v: &Option<Spanned<IgnoredAny>>, key: &str, what: &str) -> Result<(), ConfigError> {
@@ -769,7 +901,7 @@ impl Doc<'_> {
                 let line = self.line(raw[j].get_ref().id.span().start);
                 return Err(self.at(&p.id, key, format!("{id} is listed twice (first on line {line})")));
             }
-            let address = self.url(&p.address, &format!("peer[{i}].address"))?;
+            let address = self.peer_address(&p.address, &format!("peer[{i}].address"))?;
             if let Some(host) = host_of(&address).filter(|h| is_example_host(h)) {
                 self.warn(
                     &p.address,
@@ -784,7 +916,6 @@ impl Doc<'_> {
 
     fn ingress(&self, raw: &Spanned<RawIngress>) -> Result<Ingress, ConfigError> {
         let i = raw.get_ref();
-        self.unsupported(&i.coap, "ingress.coap", "a CoAP listener")?;
         self.unsupported(&i.mqtt, "ingress.mqtt", "an MQTT listener")?;
         let upstream = self.url(&i.upstream, "ingress.upstream")?;
         if !is_loopback_url(&upstream) {
@@ -837,10 +968,19 @@ impl Doc<'_> {
             Some(l) => Some(Listener { listen: self.socket(&l.get_ref().listen, "ingress.http.listen")? }),
             None => None,
         };
-        if http.is_none() {
-            return Err(self.at(raw, "ingress", "no listener: add [ingress.http] with listen = \"0.0.0.0:8443\""));
+        let coap = match &i.coap {
+            Some(l) => Some(Listener { listen: self.socket(&l.get_ref().listen, "ingress.coap.listen")? }),
+            None => None,
+        };
+        if http.is_none() && coap.is_none() {
+            return Err(self.at(
+                raw,
+                "ingress",
+                "no listener: add [ingress.http] with listen = \"0.0.0.0:8443\" (or [ingress.coap] with listen = \
+                 \"0.0.0.0:5683\")",
+            ));
         }
-        Ok(Ingress { upstream, plaintext, map_poa: i.map_poa, http })
+        Ok(Ingress { upstream, plaintext, map_poa: i.map_poa, http, coap })
     }
 
     fn egress(
@@ -850,38 +990,22 @@ impl Doc<'_> {
         peers: &[Peer],
     ) -> Result<Egress, ConfigError> {
         let e = raw.get_ref();
-        self.unsupported(&e.coap, "egress.coap", "a CoAP listener")?;
         self.unsupported(&e.mqtt, "egress.mqtt", "an MQTT listener")?;
         let http = match &e.http {
-            Some(l) => {
-                let v = &l.get_ref().listen;
-                let listen = self.socket(v, "egress.http.listen")?;
-                if !listen.ip().is_loopback() && !e.allow_non_loopback {
-                    return Err(self.at(
-                        v,
-                        "egress.http.listen",
-                        format!(
-                            "{listen} is not a loopback address: whoever reaches the egress speaks as this node \
-                             (set egress.allow_non_loopback = true if that is intended)"
-                        ),
-                    ));
-                }
-                if !listen.ip().is_loopback() {
-                    self.warn(
-                        v,
-                        "egress.http.listen",
-                        format!(
-                            "{listen} is not a loopback address (egress.allow_non_loopback = true): whoever reaches \
-                             the egress speaks as this node; keep it behind a firewall"
-                        ),
-                    );
-                }
-                Some(Listener { listen })
-            }
+            Some(l) => Some(self.listener(&l.get_ref().listen, "egress.http.listen", e.allow_non_loopback, "HTTP")?),
             None => None,
         };
-        if http.is_none() {
-            return Err(self.at(raw, "egress", "no listener: add [egress.http] with listen = \"127.0.0.1:8081\""));
+        let coap = match &e.coap {
+            Some(l) => Some(self.listener(&l.get_ref().listen, "egress.coap.listen", e.allow_non_loopback, "CoAP")?),
+            None => None,
+        };
+        if http.is_none() && coap.is_none() {
+            return Err(self.at(
+                raw,
+                "egress",
+                "no listener: add [egress.http] with listen = \"127.0.0.1:8081\" (or [egress.coap] with listen = \
+                 \"127.0.0.1:5684\")",
+            ));
         }
         if peers.is_empty() {
             return Err(self.at(
@@ -905,18 +1029,29 @@ impl Doc<'_> {
             }
             None => None,
         };
-        Ok(Egress { default_peer, http })
+        Ok(Egress { default_peer, http, coap })
     }
 
     /// No two listeners on one address (an unspecified address overlaps every address).
+    /// TCP (HTTP, admin) and UDP (CoAP) listeners are checked apart: a port number of each may
+    /// be the same.
     fn distinct_listeners(&self, raw: &RawConfig) -> Result<(), ConfigError> {
-        let listeners = [
+        let tcp = [
             ("ingress.http.listen", raw.ingress.as_ref().and_then(|i| i.get_ref().http.as_ref())),
             ("egress.http.listen", raw.egress.as_ref().and_then(|e| e.get_ref().http.as_ref())),
             ("admin.listen", raw.admin.as_ref()),
         ];
+        let udp = [
+            ("ingress.coap.listen", raw.ingress.as_ref().and_then(|i| i.get_ref().coap.as_ref())),
+            ("egress.coap.listen", raw.egress.as_ref().and_then(|e| e.get_ref().coap.as_ref())),
+        ];
+        self.distinct(&tcp)?;
+        self.distinct(&udp)
+    }
+
+    fn distinct(&self, listeners: &[(&str, Option<&Spanned<RawListener>>)]) -> Result<(), ConfigError> {
         let mut seen: Vec<(&str, &Spanned<String>, SocketAddr)> = Vec::new();
-        for (key, l) in listeners {
+        for &(key, l) in listeners {
             let Some(l) = l else { continue };
             let v = &l.get_ref().listen;
             let addr = self.socket(v, key)?;
@@ -973,6 +1108,28 @@ impl Doc<'_> {
             connect_timeout: ms(&h.connect_timeout_ms, "http.connect_timeout_ms", d.connect_timeout, 1..=600_000)?,
             drain_timeout: ms(&h.drain_timeout_ms, "http.drain_timeout_ms", d.drain_timeout, 0..=HOUR_MS)?,
             max_connections: size(&h.max_connections, "http.max_connections", d.max_connections, 1..=1_000_000)?,
+        })
+    }
+
+    fn coap(&self, c: &RawCoap) -> Result<CoapSettings, ConfigError> {
+        let d = CoapSettings::default();
+        let size = |v: &Number, key: &str, default: usize, range| {
+            self.number(v, key, default as u64, range).map(|n| n as usize)
+        };
+        let ms = |v: &Number, key: &str, default: Duration, range| {
+            self.number(v, key, default.as_millis() as u64, range).map(Duration::from_millis)
+        };
+        Ok(CoapSettings {
+            max_payload_bytes: size(&c.max_payload_bytes, "coap.max_payload_bytes", d.max_payload_bytes, 1..=64 << 20)?,
+            request_timeout: ms(&c.request_timeout_ms, "coap.request_timeout_ms", d.request_timeout, 1..=HOUR_MS)?,
+            drain_timeout: ms(&c.drain_timeout_ms, "coap.drain_timeout_ms", d.drain_timeout, 0..=HOUR_MS)?,
+            max_in_flight: size(&c.max_in_flight, "coap.max_in_flight", d.max_in_flight, 1..=100_000)?,
+            max_exchanges_per_peer: size(
+                &c.max_exchanges_per_peer,
+                "coap.max_exchanges_per_peer",
+                d.max_exchanges_per_peer,
+                1..=1_000_000,
+            )?,
         })
     }
 

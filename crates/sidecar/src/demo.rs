@@ -7,6 +7,11 @@
 //! other direction. Two relays watch the wire: one on the plaintext hop (AE → its sidecar), one
 //! on the secured hop (sidecar → sidecar).
 //!
+//! The same workload runs over CoAP too: a constrained AE host (`/id-ae-coap`) whose sidecar
+//! takes plaintext CoAP on its `[egress.coap]` and reaches the CSE-side sidecar's
+//! `[ingress.coap]` at a `coap://` address; the CSE stays HTTP behind it (binding bridging).
+//! Two counting UDP relays give the bytes on the air per CoAP message beside the HTTP figures.
+//!
 //! The pieces ([`DemoPki`], the config builders, [`Topology`]) are public: the integration
 //! tests build the same topology.
 
@@ -25,10 +30,14 @@ use onem2m_sa_tower::PlaintextPolicy;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
+use tower::util::BoxCloneService;
 
-use crate::config::{Config, Egress, HttpSettings, Ingress, Listener, LogSettings, NodeSettings, Peer, SaSettings};
+use crate::config::{
+    CoapSettings, Config, Egress, HttpSettings, Ingress, Listener, LogSettings, NodeSettings, Peer, SaSettings,
+};
 use crate::proxy::{Listeners, Sidecar};
 use crate::tap::{self, Tap};
+use crate::udp_tap::{UdpCounts, UdpTap};
 
 /// The CSE's node ID.
 pub const CSE_ID: &str = "/id-in";
@@ -38,6 +47,10 @@ pub const CSE_BASE: &str = "cse-base";
 pub const AE_NODE: &str = "/id-ae-host";
 /// The demo AE's AE-ID.
 pub const AE_ID: &str = "Cdemo-ae";
+/// The constrained AE host's node ID (it speaks CoAP).
+pub const COAP_AE_NODE: &str = "/id-ae-coap";
+/// The AE-ID of the demo AE on CoAP.
+pub const COAP_AE_ID: &str = "Cdemo-coap";
 /// The CSE node's ticket (README, `docs/deploy.md` §1): its own CSE-ID, and the originators it
 /// relays under it (`/id-in/Cxyz`, which a CSE puts on requests it retargets to an AE).
 pub const CSE_ALLOW: &[&str] = &[CSE_ID, "/id-in/*"];
@@ -133,6 +146,7 @@ pub fn base_config(node: NodeSettings) -> Config {
         admin: None,
         log: LogSettings::default(),
         http: HttpSettings::default(),
+        coap: CoapSettings::default(),
         sa: SaSettings::default(),
         warnings: Vec::new(),
     }
@@ -147,8 +161,9 @@ pub fn cse_sidecar_config(pki: &DemoPki, upstream: &str, ae_ingress: SocketAddr)
         plaintext: PlaintextPolicy::default(),
         map_poa: true,
         http: Some(Listener { listen: loopback_any() }),
+        coap: None,
     });
-    c.egress = Some(Egress { default_peer: None, http: Some(Listener { listen: loopback_any() }) });
+    c.egress = Some(Egress { default_peer: None, http: Some(Listener { listen: loopback_any() }), coap: None });
     c.peers = vec![Peer { id: NodeId::new(AE_NODE).expect("id"), address: format!("http://{ae_ingress}") }];
     c
 }
@@ -162,9 +177,11 @@ pub fn ae_sidecar_config(pki: &DemoPki, cse_ingress: SocketAddr, listener: &str)
         plaintext: PlaintextPolicy::default(),
         map_poa: false,
         http: Some(Listener { listen: loopback_any() }),
+        coap: None,
     });
     let cse = NodeId::new(CSE_ID).expect("id");
-    c.egress = Some(Egress { default_peer: Some(cse.clone()), http: Some(Listener { listen: loopback_any() }) });
+    c.egress =
+        Some(Egress { default_peer: Some(cse.clone()), http: Some(Listener { listen: loopback_any() }), coap: None });
     c.peers = vec![Peer { id: cse, address: format!("http://{cse_ingress}") }];
     c
 }
@@ -190,6 +207,23 @@ pub struct Topology {
     pub plain_tap: Tap,
     /// The secured hop: AE-side sidecar → CSE-side ingress.
     pub secured_tap: Tap,
+    /// The constrained AE host's sidecar: CoAP egress, the CSE at a `coap://` address.
+    pub coap_sidecar: Sidecar,
+    /// The plaintext CoAP hop: AE → the CoAP egress.
+    pub coap_plain_tap: UdpTap,
+    /// The secured CoAP hop: the CoAP host's sidecar → the CSE-side CoAP ingress.
+    pub coap_secured_tap: UdpTap,
+}
+
+/// The constrained AE host's sidecar: a CoAP egress (and no ingress: its AE takes no
+/// notifications) for the AE's requests to the CSE at `cse_coap_ingress` over CoAP.
+pub fn coap_ae_sidecar_config(pki: &DemoPki, cse_coap_ingress: SocketAddr) -> Config {
+    let mut c = base_config(pki.node(COAP_AE_NODE, &[COAP_AE_NODE, "C*", "S*", ""]));
+    let cse = NodeId::new(CSE_ID).expect("id");
+    c.egress =
+        Some(Egress { default_peer: Some(cse.clone()), http: None, coap: Some(Listener { listen: loopback_any() }) });
+    c.peers = vec![Peer { id: cse, address: format!("coap://{cse_coap_ingress}") }];
+    c
 }
 
 impl std::fmt::Debug for Topology {
@@ -211,7 +245,10 @@ impl Topology {
         let secured_tap = Tap::start(loopback().await?, cse_in.local_addr()?)?;
         let plain_tap = Tap::start(loopback().await?, ae_out.local_addr()?)?;
 
-        let cse_config = cse_sidecar_config(&pki, &cse.base(), ae_in.local_addr()?);
+        let mut cse_config = cse_sidecar_config(&pki, &cse.base(), ae_in.local_addr()?);
+        if let Some(ingress) = cse_config.ingress.as_mut() {
+            ingress.coap = Some(Listener { listen: loopback_any() });
+        }
         let ae_config = ae_sidecar_config(&pki, secured_tap.addr(), &format!("http://{}", receiver.addr));
         let cse_sidecar = Sidecar::start(
             &cse_config,
@@ -222,10 +259,28 @@ impl Topology {
         let ae_sidecar = Sidecar::start(
             &ae_config,
             Listeners { ingress_http: Some(ae_in), egress_http: Some(ae_out), admin: None },
-            metrics,
+            metrics.clone(),
         )
         .await?;
-        Ok(Self { pki, cse, receiver, cse_sidecar, ae_sidecar, plain_tap, secured_tap })
+        let cse_coap = cse_sidecar.coap_addresses().ingress.ok_or("the CSE-side CoAP ingress is not listening")?;
+        let coap_secured_tap = UdpTap::loopback(cse_coap).await?;
+        let coap_sidecar =
+            Sidecar::start(&coap_ae_sidecar_config(&pki, coap_secured_tap.addr()), Listeners::default(), metrics)
+                .await?;
+        let coap_egress = coap_sidecar.coap_addresses().egress.ok_or("the CoAP egress is not listening")?;
+        let coap_plain_tap = UdpTap::loopback(coap_egress).await?;
+        Ok(Self {
+            pki,
+            cse,
+            receiver,
+            cse_sidecar,
+            ae_sidecar,
+            plain_tap,
+            secured_tap,
+            coap_sidecar,
+            coap_plain_tap,
+            coap_secured_tap,
+        })
     }
 
     /// A plain HTTP client for the AE, talking to the AE-side egress through the plaintext relay.
@@ -234,8 +289,15 @@ impl Topology {
             .expect("valid loopback base")
     }
 
+    /// A CoAP client for the constrained AE, talking to its sidecar's CoAP egress through the
+    /// plaintext UDP relay.
+    pub async fn coap_ae_client(&self) -> std::io::Result<onem2m_sa_coap::CoapClient> {
+        onem2m_sa_coap::CoapClient::connect(self.coap_plain_tap.addr(), onem2m_sa_coap::ClientConfig::default()).await
+    }
+
     /// Stops everything gracefully.
     pub async fn shutdown(self) {
+        self.coap_sidecar.shutdown().await;
         self.ae_sidecar.shutdown().await;
         self.cse_sidecar.shutdown().await;
         self.receiver.stop();
@@ -270,6 +332,45 @@ pub struct Report {
     pub wire_sample_hex: String,
     /// The first bytes of that request's AES-GCM ciphertext, hex.
     pub ciphertext_hex: String,
+    /// Bytes on the secured HTTP hop per request (TCP payload: request line, headers, body).
+    pub secured_bytes_per_request: f64,
+    /// Bytes on the secured HTTP hop per answer.
+    pub secured_bytes_per_response: f64,
+    /// The same workload over CoAP.
+    pub coap: CoapReport,
+}
+
+/// What the CoAP run of the demo saw: a CoAP AE → its sidecar's CoAP egress → secured over
+/// CoAP → the CSE-side CoAP ingress → the demo CSE (HTTP).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CoapReport {
+    /// Requests the AE sent over CoAP.
+    pub requests: usize,
+    /// Requests whose answer was not the expected one, with what happened.
+    pub failures: Vec<String>,
+    /// Median latency seen by the AE, milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile latency seen by the AE, milliseconds.
+    pub p99_ms: f64,
+    /// Bytes on the air per request on the plaintext hop (AE → sidecar; UDP payload).
+    pub plain_bytes_per_request: f64,
+    /// Bytes on the air per answer on the plaintext hop.
+    pub plain_bytes_per_response: f64,
+    /// Bytes on the air per request on the secured hop (sidecar → sidecar).
+    pub secured_bytes_per_request: f64,
+    /// Bytes on the air per answer on the secured hop.
+    pub secured_bytes_per_response: f64,
+    /// Datagrams per request on the secured hop (more than 1: block-wise or retransmission).
+    pub secured_datagrams_per_request: f64,
+    /// Hex dump of a secured CoAP request as it crossed the network.
+    pub wire_sample_hex: String,
+}
+
+impl CoapReport {
+    /// Whether the CoAP run went as expected.
+    pub fn ok(&self) -> bool {
+        self.requests > 0 && self.failures.is_empty()
+    }
 }
 
 impl Report {
@@ -279,18 +380,28 @@ impl Report {
             && self.sas_established == 2
             && self.notifications_received == self.notifications_expected
             && self.plaintext_refused_with == Some(Rsc::SECURITY_ASSOCIATION_REQUIRED.code())
+            && self.coap.ok()
     }
 }
 
+/// A client of either binding, for the workload.
+type AeClient = BoxCloneService<RequestPrimitive, ResponsePrimitive, onem2m_sa_http::BoxError>;
+
 struct Run<'a> {
-    client: HttpClient,
+    client: AeClient,
     latencies: Vec<Duration>,
     failures: Vec<String>,
     n: u64,
     progress: &'a (dyn Fn(u64) + Sync),
+    /// The AE-ID the requests come from.
+    originator: &'static str,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(client: AeClient, progress: &'a (dyn Fn(u64) + Sync)) -> Self {
+        Run { client, latencies: Vec::new(), failures: Vec::new(), n: 0, progress, originator: AE_ID }
+    }
+
     async fn send(
         &mut self,
         op: Operation,
@@ -300,7 +411,7 @@ impl Run<'_> {
         expect: Rsc,
     ) -> Option<Value> {
         self.n += 1;
-        let mut req = RequestPrimitive::new(op, to, Some(AE_ID.to_owned()), format!("demo-{}", self.n));
+        let mut req = RequestPrimitive::new(op, to, Some(self.originator.to_owned()), format!("demo-{}", self.n));
         req.rvi = Some("3".into());
         req.ty = ty;
         req.pc = pc;
@@ -331,6 +442,12 @@ pub fn workload_size(contents: usize) -> u64 {
     // AE, container, subscription; per instance: create, retrieve; container update and
     // retrieve; delete subscription, container, AE.
     3 + 2 * contents as u64 + 2 + 3
+}
+
+/// Requests the CoAP run of the workload sends for `contents` content instances.
+pub fn coap_workload_size(contents: usize) -> u64 {
+    // AE, container; per instance: create, retrieve; container update and retrieve; delete AE.
+    2 + 2 * contents as u64 + 2 + 1
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -365,7 +482,7 @@ fn wire_sample(wire: &[u8]) -> String {
 
 /// Runs the CRUD workload with `contents` content instances; `progress` is told of each request.
 pub async fn run_workload(t: &mut Topology, contents: usize, progress: &(dyn Fn(u64) + Sync)) -> Report {
-    let mut run = Run { client: t.ae_client(), latencies: Vec::new(), failures: Vec::new(), n: 0, progress };
+    let mut run = Run::new(BoxCloneService::new(t.ae_client()), progress);
     let base = format!("{CSE_ID}/{CSE_BASE}");
     let ae = format!("{base}/demo-ae");
     let cnt = format!("{ae}/readings");
@@ -422,6 +539,7 @@ pub async fn run_workload(t: &mut Topology, contents: usize, progress: &(dyn Fn(
         run.failures.push("a plaintext request reached the CSE".into());
     }
 
+    let coap = run_coap_workload(t, contents, progress).await;
     let mut sorted = run.latencies.clone();
     sorted.sort();
     let sample = t.secured_tap.sample().unwrap_or_default();
@@ -439,6 +557,58 @@ pub async fn run_workload(t: &mut Topology, contents: usize, progress: &(dyn Fn(
         plaintext_refused_with: refused,
         wire_sample_hex: wire_sample(&sample),
         ciphertext_hex: ciphertext_of(&sample).map(|c| hex::encode(&c[..c.len().min(48)])).unwrap_or_default(),
+        secured_bytes_per_request: (secured1.0 - secured0.0) as f64 / measured,
+        secured_bytes_per_response: (secured1.1 - secured0.1) as f64 / measured,
+        coap,
+    }
+}
+
+/// The CoAP run: a constrained AE registers, makes a container, creates and reads `contents`
+/// content instances, updates and reads the container, and deletes itself, over CoAP to its
+/// sidecar and over CoAP between the sidecars.
+async fn run_coap_workload(t: &mut Topology, contents: usize, progress: &(dyn Fn(u64) + Sync)) -> CoapReport {
+    let client = match t.coap_ae_client().await {
+        Ok(c) => c,
+        Err(e) => return CoapReport { failures: vec![format!("no CoAP client: {e}")], ..CoapReport::default() },
+    };
+    let mut run = Run { originator: COAP_AE_ID, ..Run::new(BoxCloneService::new(client), progress) };
+    let base = format!("{CSE_ID}/{CSE_BASE}");
+    let ae = format!("{base}/demo-coap");
+    let cnt = format!("{ae}/readings");
+    let ae_rep = json!({"m2m:ae": {"rn": "demo-coap", "api": "Ndemo", "rr": false, "srv": ["3"]}});
+    run.send(Operation::Create, &base, Some(2), Some(ae_rep), Rsc::CREATED).await;
+    run.send(Operation::Create, &ae, Some(3), Some(json!({"m2m:cnt": {"rn": "readings"}})), Rsc::CREATED).await;
+
+    // Measured from here on (the SA towards the CSE exists).
+    let (plain0, secured0, n0) = (t.coap_plain_tap.counts(), t.coap_secured_tap.counts(), run.n);
+    for i in 0..contents {
+        if i == contents / 2 {
+            t.coap_secured_tap.arm();
+        }
+        let cin = json!({"m2m:cin": {"rn": format!("r{i}"), "cnf": "text/plain:0", "con": format!("{}", 20.0 + i as f64 / 10.0)}});
+        run.send(Operation::Create, &cnt, Some(4), Some(cin), Rsc::CREATED).await;
+        run.send(Operation::Retrieve, &format!("{cnt}/r{i}"), None, None, Rsc::OK).await;
+    }
+    run.send(Operation::Update, &cnt, None, Some(json!({"m2m:cnt": {"lbl": ["demo"]}})), Rsc::UPDATED).await;
+    run.send(Operation::Retrieve, &cnt, None, None, Rsc::OK).await;
+    let measured = (run.n - n0) as f64;
+    let plain: UdpCounts = t.coap_plain_tap.counts() - plain0;
+    let secured: UdpCounts = t.coap_secured_tap.counts() - secured0;
+    run.send(Operation::Delete, &ae, None, None, Rsc::DELETED).await;
+
+    let mut sorted = run.latencies.clone();
+    sorted.sort();
+    CoapReport {
+        requests: run.n as usize,
+        failures: run.failures,
+        p50_ms: percentile(&sorted, 0.50),
+        p99_ms: percentile(&sorted, 0.99),
+        plain_bytes_per_request: plain.up_bytes as f64 / measured,
+        plain_bytes_per_response: plain.down_bytes as f64 / measured,
+        secured_bytes_per_request: secured.up_bytes as f64 / measured,
+        secured_bytes_per_response: secured.down_bytes as f64 / measured,
+        secured_datagrams_per_request: secured.up_datagrams as f64 / measured,
+        wire_sample_hex: t.coap_secured_tap.sample().map(|d| tap::hex_dump(&d, 128)).unwrap_or_default(),
     }
 }
 
@@ -470,6 +640,30 @@ pub fn print_report(r: &Report) {
         "       bytes added per message {:.0} per request, {:.0} per answer (secured hop minus plaintext hop)",
         r.bytes_added_per_request, r.bytes_added_per_response
     );
+    let c = &r.coap;
+    println!();
+    println!("  over CoAP — AE ⇄ AE-side sidecar (CoAP) ⇄ (network, CoAP) ⇄ CSE-side sidecar ⇄ demo CSE (HTTP)");
+    println!("  [{}] requests                {} ({} failed)", mark(c.ok()), c.requests, c.failures.len());
+    println!("       latency                 p50 {:.2} ms, p99 {:.2} ms", c.p50_ms, c.p99_ms);
+    println!("       bytes on the air per message, secured hop (plaintext hop):");
+    println!(
+        "         HTTP                  {:.0} per request ({:.0}), {:.0} per answer ({:.0})",
+        r.secured_bytes_per_request,
+        r.secured_bytes_per_request - r.bytes_added_per_request,
+        r.secured_bytes_per_response,
+        r.secured_bytes_per_response - r.bytes_added_per_response
+    );
+    println!(
+        "         CoAP                  {:.0} per request ({:.0}), {:.0} per answer ({:.0}); {:.2} datagrams per request",
+        c.secured_bytes_per_request,
+        c.plain_bytes_per_request,
+        c.secured_bytes_per_response,
+        c.plain_bytes_per_response,
+        c.secured_datagrams_per_request
+    );
+    for f in &c.failures {
+        println!("       CoAP failure: {f}");
+    }
     let refused = r.plaintext_refused_with == Some(Rsc::SECURITY_ASSOCIATION_REQUIRED.code());
     println!(
         "  [{}] plaintext to the ingress refused with {}",
@@ -484,6 +678,11 @@ pub fn print_report(r: &Report) {
     print!("{}", r.wire_sample_hex);
     if !r.ciphertext_hex.is_empty() {
         println!("its AES-GCM ciphertext starts: {}", r.ciphertext_hex);
+    }
+    if !c.wire_sample_hex.is_empty() {
+        println!();
+        println!("A secured CoAP request on the air (sidecar → sidecar), the datagram's first 128 bytes:");
+        print!("{}", c.wire_sample_hex);
     }
     println!();
     println!("{}", if r.ok() { "demo passed" } else { "demo FAILED" });
@@ -503,7 +702,7 @@ pub struct DemoArgs {
 /// Runs the demo; `Ok(false)` when something went wrong (the process exits non-zero).
 pub async fn run(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
     let mut topology = Topology::start(None).await?;
-    let total = workload_size(args.contents as usize);
+    let total = workload_size(args.contents as usize) + coap_workload_size(args.contents as usize);
     let bar = if args.json {
         indicatif::ProgressBar::hidden()
     } else {

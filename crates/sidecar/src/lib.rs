@@ -9,6 +9,7 @@
 //! * [`keys`] — `keygen` and `ticket issue|inspect`.
 //! * [`doctor`] — `sidecar --check --connect`: the upstream, the peers, an SA with each.
 //! * [`demo`] — `onem2m-sa demo`, and the topology the integration tests reuse.
+//! * [`tap`], [`udp_tap`] — relays that count the bytes crossing an HTTP or a CoAP hop.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -23,3 +24,4 @@ pub mod logging;
 pub mod poa;
 pub mod proxy;
 pub mod tap;
+pub mod udp_tap;

@@ -52,6 +52,9 @@ use crate::access::{self, AccessLevel};
 use crate::config::{Config, HttpSettings};
 use crate::poa::{self, PoaMap};
 
+mod coap;
+pub use coap::{CoapAddresses, CoapSockets, client_config as coap_client_config, server_config as coap_server_config};
+
 /// Set by the ingress on each request it forwards to the upstream that came over an SA: the
 /// node ID of the peer the SA authenticated (`/id-ae-host`). Absent on plaintext requests.
 pub const PEER_HEADER: HeaderName = HeaderName::from_static("x-sa-peer");
@@ -206,6 +209,8 @@ fn sealed_limits(http: &HttpSettings) -> Limits {
 #[derive(Clone, Debug)]
 pub struct Peers {
     clients: Arc<HashMap<NodeId, HttpClient>>,
+    /// The peers at `coap://` addresses (see [`coap`]).
+    coap: Arc<HashMap<NodeId, coap::CoapPeer>>,
 }
 
 impl Peers {
@@ -214,7 +219,8 @@ impl Peers {
         let cfg = ClientConfig { limits: sealed_limits(&config.http), ..client_config(&config.http) };
         let mut clients = HashMap::new();
         let mut pool: Option<HttpClient> = None;
-        for (i, p) in config.peers.iter().enumerate() {
+        let coap = coap::peers(config)?;
+        for (i, p) in config.peers.iter().enumerate().filter(|(_, p)| !p.is_coap()) {
             let bad = |e: onem2m_sa_http::BindingError| StartError::Address {
                 what: format!("peer[{i}].address"),
                 reason: e.to_string(),
@@ -226,28 +232,33 @@ impl Peers {
             pool.get_or_insert_with(|| client.clone());
             clients.insert(p.id.clone(), client);
         }
-        Ok(Self { clients: Arc::new(clients) })
+        Ok(Self { clients: Arc::new(clients), coap: Arc::new(coap) })
     }
 
     /// Whether `peer` is configured.
     pub fn knows(&self, peer: &NodeId) -> bool {
-        self.clients.contains_key(peer)
+        self.clients.contains_key(peer) || self.coap.contains_key(peer)
     }
 
     /// The address `peer` is configured at.
     pub fn address(&self, peer: &NodeId) -> Option<&str> {
-        self.clients.get(peer).map(HttpClient::base)
+        self.clients.get(peer).map(HttpClient::base).or_else(|| self.coap.get(peer).map(coap::CoapPeer::address))
     }
 
     /// The client for a transport request: SA messages and secured primitives address the peer
     /// node itself; an SP-relative target (`/id-in/…`) is looked up by its CSE-ID.
     fn client_for(&self, to: &str) -> Option<&HttpClient> {
-        let exact = NodeId::new(to).ok().and_then(|id| self.clients.get(&id));
-        exact.or_else(|| {
-            let cse = to.strip_prefix('/')?.split('/').next()?;
-            self.clients.get(&NodeId::new(format!("/{cse}")).ok()?)
-        })
+        peer_for(&self.clients, to)
     }
+}
+
+/// The entry of `map` for a transport request's target (see [`Peers::client_for`]).
+fn peer_for<'a, T>(map: &'a HashMap<NodeId, T>, to: &str) -> Option<&'a T> {
+    let exact = NodeId::new(to).ok().and_then(|id| map.get(&id));
+    exact.or_else(|| {
+        let cse = to.strip_prefix('/')?.split('/').next()?;
+        map.get(&NodeId::new(format!("/{cse}")).ok()?)
+    })
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
@@ -262,6 +273,9 @@ impl Service<RequestPrimitive> for Peers {
     }
 
     fn call(&mut self, req: RequestPrimitive) -> Self::Future {
+        if let Some(peer) = peer_for(&self.coap, &req.to) {
+            return peer.call(req);
+        }
         match self.client_for(&req.to).cloned() {
             Some(client) => Box::pin(client.oneshot(req)),
             None => {
@@ -527,8 +541,9 @@ impl Generation {
         let node = Node::new(config.node_config());
         let peers = Peers::new(config)?;
         let limits = server_config(&config.http).limits;
-        let ingress = match (&config.ingress, addresses.ingress_http) {
-            (Some(ingress), Some(_)) => {
+        // Built whenever configured: the ingress and egress serve HTTP and CoAP listeners alike.
+        let ingress = match &config.ingress {
+            Some(ingress) => {
                 // The upstream gets a little less time than the request as a whole, so that a
                 // slow upstream is answered by a sealed 4008 from here rather than by the
                 // server's own (unsealed) timeout.
@@ -552,10 +567,10 @@ impl Generation {
                     ReceiveSecureLayer::new(node.clone(), ingress.plaintext.clone()).layer(Upstream { client, poa });
                 Some(PrimitiveService::new(protected, sealed_limits(&config.http)))
             }
-            _ => None,
+            None => None,
         };
-        let egress = match (&config.egress, addresses.egress_http) {
-            (Some(egress), Some(_)) => {
+        let egress = match &config.egress {
+            Some(egress) => {
                 let known = peers.clone();
                 let by_cse = route_by_cse_id(egress.default_peer.clone());
                 let route: Route = Arc::new(move |req: &RequestPrimitive| by_cse(req).filter(|p| known.knows(p)));
@@ -565,7 +580,7 @@ impl Generation {
                     ..Egress::new(node.clone(), peers.clone(), route, limits)
                 })
             }
-            _ => None,
+            None => None,
         };
         let agent = node.spawn_agent(peers.clone(), Duration::from_secs(1), config.sa.rotation);
         Ok(Self { node, peers, anchors: config.node.trust_anchors.clone(), ingress, egress, agent })
@@ -602,6 +617,7 @@ struct Fixed {
     ingress: Option<SocketAddr>,
     egress: Option<SocketAddr>,
     admin: Option<SocketAddr>,
+    coap: CoapAddresses,
 }
 
 impl Fixed {
@@ -612,6 +628,7 @@ impl Fixed {
             ingress: config.ingress.as_ref().and_then(|i| i.http.as_ref()).map(|l| l.listen),
             egress: config.egress.as_ref().and_then(|e| e.http.as_ref()).map(|l| l.listen),
             admin: config.admin.as_ref().map(|a| a.listen),
+            coap: CoapAddresses::configured(config),
         }
     }
 }
@@ -821,6 +838,7 @@ impl Service<http::Request<Bytes>> for EgressFront {
 pub struct Sidecar {
     runtime: Runtime,
     addresses: Addresses,
+    coap_addresses: CoapAddresses,
     ready: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
@@ -834,11 +852,23 @@ impl std::fmt::Debug for Sidecar {
 }
 
 impl Sidecar {
-    /// Starts the sidecar on already bound `listeners`. `metrics` renders `/metrics` on the
-    /// admin endpoint.
+    /// Starts the sidecar on already bound `listeners`, binding the CoAP listeners the
+    /// configuration names itself (see [`Sidecar::coap_addresses`]). `metrics` renders
+    /// `/metrics` on the admin endpoint.
     pub async fn start(
         config: &Config,
         listeners: Listeners,
+        metrics: Option<crate::admin::MetricsRender>,
+    ) -> Result<Self, StartError> {
+        let coap = CoapSockets::bind(config).await?;
+        Self::start_with_coap(config, listeners, coap, metrics).await
+    }
+
+    /// [`Sidecar::start`] on already bound CoAP sockets too.
+    pub async fn start_with_coap(
+        config: &Config,
+        listeners: Listeners,
+        coap: CoapSockets,
         metrics: Option<crate::admin::MetricsRender>,
     ) -> Result<Self, StartError> {
         let server = server_config(&config.http);
@@ -881,6 +911,8 @@ impl Sidecar {
             let admin_server = ServerConfig { drain_timeout: Duration::from_secs(1), ..server.clone() };
             servers.push(tokio::spawn(serve(listener, admin, admin_server, shutdown())));
         }
+        let coap_addresses = coap.addresses();
+        coap::spawn_servers(config, coap, &runtime, &mut servers, shutdown);
         let pruning = runtime.clone();
         let pruner = tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(10));
@@ -895,9 +927,11 @@ impl Sidecar {
             ingress = ?addresses.ingress_http,
             egress = ?addresses.egress_http,
             admin = ?addresses.admin,
+            ingress_coap = ?coap_addresses.ingress,
+            egress_coap = ?coap_addresses.egress,
             "sidecar started"
         );
-        Ok(Self { runtime, addresses, ready, stop, servers, pruner })
+        Ok(Self { runtime, addresses, coap_addresses, ready, stop, servers, pruner })
     }
 
     /// The current node runtime (SA tables, SA Management).
@@ -913,6 +947,11 @@ impl Sidecar {
     /// Where it listens.
     pub fn addresses(&self) -> Addresses {
         self.addresses
+    }
+
+    /// Where its CoAP listeners are (UDP).
+    pub fn coap_addresses(&self) -> CoapAddresses {
+        self.coap_addresses
     }
 
     /// Graceful shutdown: readiness goes down, listeners stop accepting, requests in flight are

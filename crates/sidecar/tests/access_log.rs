@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use onem2m_primitive::{Operation, RequestPrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa_http::{ClientConfig, HttpClient};
-use onem2m_sa_sidecar::demo::{AE_ID, CSE_BASE, CSE_ID, Topology};
+use onem2m_sa_sidecar::demo::{AE_ID, AE_NODE, COAP_AE_NODE, CSE_BASE, CSE_ID, Topology};
 use serde_json::{Value, json};
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -56,7 +56,21 @@ async fn every_request_has_an_access_line_and_every_refusal_its_reason() {
     let plain = HttpClient::new(&format!("http://{ingress}"), ClientConfig::default()).unwrap();
     let rsp = plain.oneshot(request(Operation::Retrieve, &base, AE_ID, "acc-plain")).await;
     assert_eq!(rsp.unwrap().rsc, Rsc::SECURITY_ASSOCIATION_REQUIRED);
-    let sa = t.cse_sidecar.node().inbound().entries()[0].sa_id().to_string();
+    // The same over CoAP: a request through the CoAP egress and the CoAP ingress, and plaintext
+    // refused at the CoAP ingress.
+    let mut coap = t.coap_ae_client().await.unwrap();
+    let mut create = request(Operation::Create, &base, "Cacc-coap", "acc-coap");
+    create.ty = Some(3);
+    create.pc = Some(json!({"m2m:cnt": {"rn": "coap-meter", "lbl": ["secret-label"]}}));
+    assert_eq!(coap.call(create).await.unwrap().rsc, Rsc::CREATED);
+    let coap_ingress = t.cse_sidecar.coap_addresses().ingress.unwrap();
+    let plain = onem2m_sa_coap::CoapClient::connect(coap_ingress, Default::default()).await.unwrap();
+    let rsp = plain.send(&request(Operation::Retrieve, &base, AE_ID, "acc-coap-plain")).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::SECURITY_ASSOCIATION_REQUIRED);
+    let sa = |node: onem2m_sa_tower::Node, peer: &str| {
+        node.inbound().entries().iter().find(|e| e.peer().as_str() == peer).unwrap().sa_id().to_string()
+    };
+    let (sa, coap_sa) = (sa(t.cse_sidecar.node(), AE_NODE), sa(t.cse_sidecar.node(), COAP_AE_NODE));
     t.shutdown().await;
 
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
@@ -97,5 +111,20 @@ async fn every_request_has_an_access_line_and_every_refusal_its_reason() {
         .iter()
         .find(|l| l["side"] == "ingress" && l["message"] == "refused" && l["rsc"] == 4116)
         .unwrap_or_else(|| panic!("no 4116 refusal in\n{text}"));
+    assert!(!refused["reason"].as_str().unwrap().is_empty(), "{refused}");
+
+    let line = find("ingress", "acc-coap", "request");
+    assert_eq!(
+        (line["rsc"].as_u64(), line["peer"].as_str(), line["sa"].as_str(), line["fr"].as_str()),
+        (Some(2001), Some(COAP_AE_NODE), Some(coap_sa.as_str()), Some("Cacc-coap"))
+    );
+    let line = find("egress", "acc-coap", "request");
+    assert_eq!(
+        (line["rsc"].as_u64(), line["peer"].as_str(), line["method"].as_str(), line["fr"].as_str()),
+        (Some(2001), Some(CSE_ID), Some("POST"), Some("Cacc-coap"))
+    );
+    assert!(!line["sa"].as_str().unwrap().is_empty());
+    let refused = find("ingress", "acc-coap-plain", "refused");
+    assert_eq!((refused["level"].as_str(), refused["rsc"].as_u64()), (Some("WARN"), Some(4107)));
     assert!(!refused["reason"].as_str().unwrap().is_empty(), "{refused}");
 }

@@ -262,9 +262,14 @@ fn minimal_configuration_takes_the_defaults() {
 
 /// Copies an example next to freshly made key, public key and ticket files with the names it uses.
 fn check_example(name: &str) -> Config {
+    check_edited_example(name, str::to_owned)
+}
+
+/// [`check_example`] with the example's text edited first.
+fn check_edited_example(name: &str, edit: impl Fn(&str) -> String) -> Config {
     let fx = Fixture::new();
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name);
-    let text = std::fs::read_to_string(&source).unwrap();
+    let text = edit(&std::fs::read_to_string(&source).unwrap());
     let doc: toml::Table = toml::from_str(&text).unwrap();
     let node = doc["node"].as_table().unwrap();
     let (id, key, ticket) =
@@ -515,16 +520,87 @@ fn ingress_needs_a_listener_and_an_http_upstream() {
 }
 
 #[test]
-fn coap_and_mqtt_are_refused_by_name() {
+fn mqtt_is_refused_by_name() {
     let fx = Fixture::new();
-    let text = edit(FULL, "[egress]", "[ingress.coap]\nlisten = \"0.0.0.0:5683\"\n\n[egress]");
-    fx.refuses(&text, "ingress.coap", "[ingress.coap]", "not supported in this build");
     let text = edit(FULL, "[[peer]]", "[egress.mqtt]\nbroker = \"mqtt://b\"\n\n[[peer]]");
     fx.refuses(&text, "egress.mqtt", "[egress.mqtt]", "not supported in this build");
-    let text = edit(FULL, "http://10.0.0.7:8443", "coap://10.0.0.7:5683");
-    fx.refuses(&text, "peer[1].address", "coap://", "coap:// is not supported in this build");
     let text = edit(FULL, "http://10.0.0.6:8443", "mqtts://broker.example.net");
     fx.refuses(&text, "peer[0].address", "mqtts://", "mqtts:// is not supported in this build");
+}
+
+#[test]
+fn coap_listeners_peers_and_limits_load() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "[egress]", "[ingress.coap]\nlisten = \"0.0.0.0:5683\"\n\n[egress]");
+    let text = edit(&text, "[[peer]]", "[egress.coap]\nlisten = \"127.0.0.1:8081\"\n\n[[peer]]");
+    let text = edit(&text, "http://10.0.0.7:8443", "coap://10.0.0.7");
+    let text = edit(
+        &text,
+        "[sa]",
+        "[coap]\nmax_payload_bytes = 4096\nrequest_timeout_ms = 1500\ndrain_timeout_ms = 0\nmax_in_flight = 8\n\
+         max_exchanges_per_peer = 16\n\n[sa]",
+    );
+    let c = fx.load(&text).unwrap();
+    assert_eq!(c.ingress.as_ref().unwrap().coap.unwrap().listen, "0.0.0.0:5683".parse().unwrap());
+    // UDP and TCP listeners may share a port number (8081 is also egress.http's).
+    assert_eq!(c.egress.as_ref().unwrap().coap.unwrap().listen, "127.0.0.1:8081".parse().unwrap());
+    assert_eq!(c.peers[1].address, "coap://10.0.0.7:5683", "the default port is written out");
+    assert!(c.peers[1].is_coap() && !c.peers[0].is_coap());
+    assert_eq!(c.coap.max_payload_bytes, 4096);
+    assert_eq!(c.coap.request_timeout, Duration::from_millis(1500));
+    assert_eq!(c.coap.drain_timeout, Duration::ZERO);
+    assert_eq!((c.coap.max_in_flight, c.coap.max_exchanges_per_peer), (8, 16));
+    // Defaults.
+    let c = fx.load(FULL).unwrap();
+    assert_eq!(c.coap, onem2m_sa_sidecar::config::CoapSettings::default());
+    assert!(c.ingress.unwrap().coap.is_none() && c.egress.unwrap().coap.is_none());
+    // A CoAP listener alone is enough.
+    let text = edit(MINIMAL, "[egress.http]", "[egress.coap]");
+    assert!(fx.load(&text).unwrap().egress.unwrap().http.is_none());
+    let text = edit(FULL, "[ingress.http]", "[ingress.coap]");
+    assert!(fx.load(&text).unwrap().ingress.unwrap().http.is_none());
+}
+
+#[test]
+fn coap_settings_are_checked() {
+    let fx = Fixture::new();
+    let text = edit(MINIMAL, "[egress.http]", "[egress.coap]");
+    let egress = edit(&text, "127.0.0.1:8081", "0.0.0.0:5683");
+    fx.refuses(&egress, "egress.coap.listen", "0.0.0.0:5683", "not a loopback address");
+    let allowed = edit(&egress, "[egress.coap]", "[egress]\nallow_non_loopback = true\n[egress.coap]");
+    let c = fx.load(&allowed).unwrap();
+    assert!(c.warnings.iter().any(|w| w.key == "egress.coap.listen" && w.message.contains("CoAP egress")));
+    let bad = edit(&text, "127.0.0.1:8081", "localhost:5683");
+    fx.refuses(&bad, "egress.coap.listen", "localhost:5683", "invalid socket address");
+    let both = edit(FULL, "[egress]", "[ingress.coap]\nlisten = \"0.0.0.0:5683\"\n\n[egress]");
+    let both = edit(&both, "[[peer]]", "[egress.coap]\nlisten = \"127.0.0.1:5683\"\n\n[[peer]]");
+    fx.refuses(&both, "egress.coap.listen", "127.0.0.1:5683", "overlaps ingress.coap.listen");
+    fx.refuses(&edit(&text, "[egress.coap]", "[egress.coap]\nport = 1\n"), "egress.coap.port", "port", "unknown key");
+
+    for (addr, says) in [
+        ("coaps://10.0.0.7", "coaps:// (DTLS) is not supported"),
+        ("coap://10.0.0.7:5683/base", "has a path or query"),
+        ("coap://10.0.0.7:5683?x=1", "has a path or query"),
+        ("coap://u@10.0.0.7:5683", "user information"),
+        ("coap://10.0.0.7:0", "port 0"),
+        ("coap://:5683", "names no host"),
+    ] {
+        let text = edit(MINIMAL, "http://10.0.0.6:8443", addr);
+        fx.refuses(&text, "peer[0].address", addr, says);
+    }
+    let text = edit(FULL, "http://127.0.0.1:8080/", "coap://127.0.0.1:5683");
+    fx.refuses(&text, "ingress.upstream", "upstream", "coap:// is not supported in this build (use http://)");
+
+    for (key, value, says) in [
+        ("max_payload_bytes", "0", "out of range"),
+        ("request_timeout_ms", "0", "out of range"),
+        ("max_in_flight", "0", "out of range"),
+        ("max_exchanges_per_peer", "0", "out of range"),
+        ("block_size", "64", "unknown key"),
+    ] {
+        let text = format!("{MINIMAL}\n[coap]\n{key} = {value}\n");
+        fx.refuses(&text, &format!("coap.{key}"), &format!("{key} ="), says);
+    }
 }
 
 #[test]
@@ -711,4 +787,36 @@ fn ticket_must_verify_now() {
     let err = Config::parse_at(FULL, &path, n - 2 * DAY).unwrap_err();
     assert!(err.to_string().contains("not valid before"), "{err}");
     assert_eq!(Config::parse_at(FULL, &path, n).unwrap().node.id.as_str(), "/id-in");
+}
+
+/// The example's commented CoAP blocks (`# [ingress.coap]`, `# [egress.coap]`, `# [coap]` and
+/// the `# key = value` lines under them) uncommented.
+fn uncomment_coap(text: &str) -> String {
+    let mut out = String::new();
+    let mut in_block = false;
+    for line in text.lines() {
+        let header = matches!(line, "# [ingress.coap]" | "# [egress.coap]" | "# [coap]");
+        in_block = header || (in_block && line.starts_with('#'));
+        let setting = line.strip_prefix("# ").filter(|l| {
+            l.split_once(" = ")
+                .is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        });
+        match (in_block, header, setting) {
+            (true, true, _) => out.push_str(&line[2..]),
+            (true, false, Some(kv)) => out.push_str(kv),
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn the_examples_commented_coap_blocks_load() {
+    let cse = check_edited_example("sidecar-cse.toml", uncomment_coap);
+    assert_eq!(cse.ingress.unwrap().coap.unwrap().listen, "0.0.0.0:5683".parse().unwrap());
+    assert_eq!(cse.egress.unwrap().coap.unwrap().listen, "127.0.0.1:5685".parse().unwrap());
+    assert_eq!(cse.coap, onem2m_sa_sidecar::config::CoapSettings::default(), "the documented defaults");
+    let ae = check_edited_example("sidecar-ae.toml", uncomment_coap);
+    assert_eq!(ae.egress.unwrap().coap.unwrap().listen, "127.0.0.1:5686".parse().unwrap());
 }
