@@ -419,10 +419,7 @@ impl Config {
                 explicit_context: None,
                 context_reference: None,
             },
-            timing: Timing {
-                idle_timeout_ms: self.sa.idle_timeout.map(|d| d.as_millis() as u64),
-                ..Timing::default()
-            },
+            timing: Timing { idle_timeout_ms: self.sa.idle_timeout.map(|d| d.as_millis() as u64), ..Timing::default() },
             limits: self.sa.limits,
             table: TableConfig { window: self.sa.replay_window, ..TableConfig::default() },
             rb_timeout: self.sa.rb_timeout,
@@ -1042,21 +1039,18 @@ impl Doc<'_> {
         let ttl = secs(&s.executed_ttl_secs, "sa.executed_ttl_secs", d.executed.ttl, 1..=86_400)?;
         let resend_window = secs(&s.resend_window_secs, "sa.resend_window_secs", d.recovery.resend_window, 0..=3600)?;
         if resend_window >= ttl {
-            // Located at the key that was set: both were, or only one of them (the defaults agree).
-            let (v, key) = match &s.resend_window_secs {
-                Some(v) => (v, "sa.resend_window_secs"),
-                None => (s.executed_ttl_secs.as_ref().expect("the defaults agree"), "sa.executed_ttl_secs"),
-            };
-            return Err(self.at(
-                v,
-                key,
-                format!(
-                    "the resend window ({} s) must be shorter than sa.executed_ttl_secs ({} s): a resend must \
-                     reach the peer while it still keeps the first copy's answer",
-                    resend_window.as_secs(),
-                    ttl.as_secs()
-                ),
-            ));
+            let message = format!(
+                "the resend window ({} s) must be shorter than sa.executed_ttl_secs ({} s): a resend must reach \
+                 the peer while it still keeps the first copy's answer",
+                resend_window.as_secs(),
+                ttl.as_secs()
+            );
+            // At the key that was set (the defaults agree, so one of them was).
+            return Err(match (&s.resend_window_secs, &s.executed_ttl_secs) {
+                (Some(v), _) => self.at(v, "sa.resend_window_secs", message),
+                (None, Some(v)) => self.at(v, "sa.executed_ttl_secs", message),
+                (None, None) => self.err(0..0, "sa.resend_window_secs", message),
+            });
         }
         let max_entries =
             count(&s.executed_max_entries, "sa.executed_max_entries", d.executed.max_entries, 1..=10_000_000)?;
