@@ -703,6 +703,25 @@ fn the_resend_window_is_shorter_than_the_record_of_executed_requests() {
     assert_eq!(sa.recovery.resend_window, Duration::ZERO);
 }
 
+/// The `[sa]` keys the CSE example shows commented out (`# key = value`) are the defaults: once
+/// uncommented they load to exactly what a file without them gets.
+#[test]
+fn the_commented_sa_keys_of_the_cse_example_are_the_defaults() {
+    let fx = Fixture::new();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sidecar-cse.toml");
+    let text = std::fs::read_to_string(source).unwrap();
+    let sa = &text[text.find("\n[sa]\n").expect("an [sa] section")..];
+    let keys: Vec<&str> = sa
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| l.split_once(" = ").is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')))
+        .collect();
+    assert_eq!(keys.len(), 9, "{keys:?}");
+    let uncommented = fx.load(&format!("{MINIMAL}\n[sa]\n{}\n", keys.join("\n"))).unwrap();
+    assert_eq!(uncommented.sa, fx.load(MINIMAL).unwrap().sa);
+    assert_eq!(uncommented.sa, onem2m_sa_sidecar::config::SaSettings::default());
+}
+
 #[test]
 fn per_peer_bounds_default_to_at_most_the_total() {
     let fx = Fixture::new();
