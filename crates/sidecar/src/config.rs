@@ -400,7 +400,9 @@ impl Config {
 
     /// The SA runtime's settings: the Initiator offers `node.suites` and sends the Responder an
     /// encryption challenge; the Responder supports `node.suites` and sends the Initiator an
-    /// authentication challenge; default timers; the configured replay window and limits.
+    /// authentication challenge; default timers but the configured idle timeout; the configured
+    /// replay window and limits. The rest of `[sa]` is set on the running node:
+    /// [`Config::build_node`] does both.
     pub fn node_config(&self) -> NodeConfig {
         let credentials = self.node.credentials.clone();
         let trust_anchors = self.node.trust_anchors.clone();
