@@ -21,7 +21,7 @@ use onem2m_sa::establish::{InitiatorConfig, ResponderConfig};
 use onem2m_sa::flows::ChallengeKind;
 use onem2m_sa::manage::{Limits, Timing};
 use onem2m_sa::table::TableConfig;
-use onem2m_sa_tower::{NodeConfig, PlaintextPolicy, Rotation};
+use onem2m_sa_tower::{ExecutedConfig, Node, NodeConfig, PlaintextPolicy, Recovery, Rotation};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_spanned::Spanned;
@@ -332,6 +332,17 @@ pub struct SaSettings {
     pub replay_window: usize,
     /// Bounds on the Responder's state.
     pub limits: Limits,
+    /// Established SAs one authenticated Initiator may hold at this node's Responder; one more
+    /// replaces its oldest.
+    pub max_sas_per_peer: usize,
+    /// An SA with no traffic for this long is removed (`None`: no idle timeout).
+    pub idle_timeout: Option<Duration>,
+    /// Whether this node's key updates run a fresh KEM exchange (peers must run this version).
+    pub fresh_kem_key_updates: bool,
+    /// Bounds of the receiver's record of executed requests.
+    pub executed: ExecutedConfig,
+    /// How the sender recovers from an unsealed "unknown SA" or "sealing refused".
+    pub recovery: Recovery,
 }
 
 impl Default for LogSettings {
@@ -363,6 +374,11 @@ impl Default for SaSettings {
             rotation: Rotation::default(),
             replay_window: onem2m_sa::replay::DEFAULT_WINDOW,
             limits: Limits::default(),
+            max_sas_per_peer: onem2m_sa::manage::DEFAULT_MAX_SAS_PER_PEER,
+            idle_timeout: None,
+            fresh_kem_key_updates: false,
+            executed: ExecutedConfig::default(),
+            recovery: Recovery::default(),
         }
     }
 }
@@ -438,7 +454,9 @@ impl Config {
 
     /// The SA runtime's settings: the Initiator offers `node.suites` and sends the Responder an
     /// encryption challenge; the Responder supports `node.suites` and sends the Initiator an
-    /// authentication challenge; default timers; the configured replay window and limits.
+    /// authentication challenge; default timers but the configured idle timeout; the configured
+    /// replay window and limits. The rest of `[sa]` is set on the running node:
+    /// [`Config::build_node`] does both.
     pub fn node_config(&self) -> NodeConfig {
         let credentials = self.node.credentials.clone();
         let trust_anchors = self.node.trust_anchors.clone();
@@ -457,11 +475,23 @@ impl Config {
                 explicit_context: None,
                 context_reference: None,
             },
-            timing: Timing::default(),
+            timing: Timing { idle_timeout_ms: self.sa.idle_timeout.map(|d| d.as_millis() as u64), ..Timing::default() },
             limits: self.sa.limits,
             table: TableConfig { window: self.sa.replay_window, ..TableConfig::default() },
             rb_timeout: self.sa.rb_timeout,
         }
+    }
+
+    /// The SA runtime of this configuration: a [`Node`] of [`Config::node_config`] with the
+    /// `[sa]` settings that are set on a running node applied (SAs per peer, fresh KEM key
+    /// updates, the record of executed requests, recovery).
+    pub fn build_node(&self) -> Node {
+        let node = Node::new(self.node_config());
+        node.set_max_sas_per_peer(self.sa.max_sas_per_peer);
+        node.set_fresh_kem_key_updates(self.sa.fresh_kem_key_updates);
+        node.set_executed_config(self.sa.executed);
+        node.set_recovery(self.sa.recovery);
+        node
     }
 }
 
@@ -595,6 +625,16 @@ struct RawSa {
     max_sas: Number,
     cookie_threshold: Number,
     init_rate_per_source: Number,
+    max_sas_per_peer: Number,
+    idle_timeout_secs: Number,
+    #[serde(default)]
+    fresh_kem_key_updates: bool,
+    executed_ttl_secs: Number,
+    executed_max_entries: Number,
+    executed_max_per_peer: Number,
+    executed_max_bytes: Number,
+    resend_window_secs: Number,
+    reestablish_min_interval_secs: Number,
 }
 
 /// The text being checked, for turning spans into located errors.
@@ -1133,7 +1173,8 @@ impl Doc<'_> {
         })
     }
 
-    /// A rotation period: 0 (off) or at least a minute, at most ten years.
+    /// A period that can be off (a rotation, the idle timeout): 0 (off) or at least a minute, at
+    /// most ten years.
     fn rotation(&self, v: &Number, key: &str) -> Result<Option<Duration>, ConfigError> {
         let secs = self.number(v, key, 0, 0..=10 * 365 * 86_400)?;
         match (secs, v) {
@@ -1149,7 +1190,45 @@ impl Doc<'_> {
             self.number(v, key, default as u64, range).map(|n| n as usize)
         };
         let max_half_open = count(&s.max_half_open, "sa.max_half_open", d.limits.max_half_open, 1..=1_000_000)?;
+        let max_sas = count(&s.max_sas, "sa.max_sas", d.limits.max_sas, 1..=10_000_000)?;
         let window = onem2m_sa::replay::MIN_WINDOW as u64..=onem2m_sa::replay::MAX_WINDOW as u64;
+        let secs = |v: &Number, key: &str, default: Duration, range| {
+            self.number(v, key, default.as_secs(), range).map(Duration::from_secs)
+        };
+        let ttl = secs(&s.executed_ttl_secs, "sa.executed_ttl_secs", d.executed.ttl, 1..=86_400)?;
+        let resend_window = secs(&s.resend_window_secs, "sa.resend_window_secs", d.recovery.resend_window, 0..=3600)?;
+        if resend_window >= ttl {
+            let message = format!(
+                "the resend window ({} s) must be shorter than sa.executed_ttl_secs ({} s): a resend must reach \
+                 the peer while it still keeps the first copy's answer",
+                resend_window.as_secs(),
+                ttl.as_secs()
+            );
+            // At the key that was set (the defaults agree, so one of them was).
+            return Err(match (&s.resend_window_secs, &s.executed_ttl_secs) {
+                (Some(v), _) => self.at(v, "sa.resend_window_secs", message),
+                (None, Some(v)) => self.at(v, "sa.executed_ttl_secs", message),
+                (None, None) => self.err(0..0, "sa.resend_window_secs", message),
+            });
+        }
+        let max_entries =
+            count(&s.executed_max_entries, "sa.executed_max_entries", d.executed.max_entries, 1..=10_000_000)?;
+        let executed = ExecutedConfig {
+            ttl,
+            max_entries,
+            max_per_peer: count(
+                &s.executed_max_per_peer,
+                "sa.executed_max_per_peer",
+                d.executed.max_per_peer.min(max_entries),
+                1..=max_entries as u64,
+            )?,
+            max_answer_bytes: count(
+                &s.executed_max_bytes,
+                "sa.executed_max_bytes",
+                d.executed.max_answer_bytes,
+                1 << 20..=1 << 34,
+            )?,
+        };
         Ok(SaSettings {
             rb_timeout: self
                 .number(&s.rb_timeout_ms, "sa.rb_timeout_ms", d.rb_timeout.as_millis() as u64, 1..=600_000)
@@ -1167,7 +1246,7 @@ impl Doc<'_> {
                     d.limits.max_half_open_per_peer.min(max_half_open),
                     1..=max_half_open as u64,
                 )?,
-                max_sas: count(&s.max_sas, "sa.max_sas", d.limits.max_sas, 1..=10_000_000)?,
+                max_sas,
                 cookie_threshold: count(
                     &s.cookie_threshold,
                     "sa.cookie_threshold",
@@ -1180,6 +1259,24 @@ impl Doc<'_> {
                     d.limits.init_rate_per_source as usize,
                     0..=1_000_000,
                 )? as u32,
+            },
+            max_sas_per_peer: count(
+                &s.max_sas_per_peer,
+                "sa.max_sas_per_peer",
+                d.max_sas_per_peer.min(max_sas),
+                1..=max_sas as u64,
+            )?,
+            idle_timeout: self.rotation(&s.idle_timeout_secs, "sa.idle_timeout_secs")?,
+            fresh_kem_key_updates: s.fresh_kem_key_updates,
+            executed,
+            recovery: Recovery {
+                min_interval: secs(
+                    &s.reestablish_min_interval_secs,
+                    "sa.reestablish_min_interval_secs",
+                    d.recovery.min_interval,
+                    1..=3600,
+                )?,
+                resend_window,
             },
         })
     }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use onem2m_primitive::{Operation, RequestPrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa_http::{BindingError, ClientConfig, ClientError, HttpClient};
-use onem2m_sa_tower::Node;
 use tower::ServiceExt;
 
 use crate::config::Config;
@@ -76,7 +75,7 @@ pub async fn connect_checks(config: &Config) -> Vec<Finding> {
     if let Some(ingress) = &config.ingress {
         out.push(check_upstream(&ingress.upstream, me, config).await);
     }
-    let node = Node::new(config.node_config());
+    let node = config.build_node();
     let peers = match Peers::new(config) {
         Ok(p) => p,
         Err(e) => {

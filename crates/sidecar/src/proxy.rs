@@ -538,7 +538,7 @@ impl Drop for Generation {
 impl Generation {
     /// Builds the generation of `config` for a sidecar listening at `addresses`.
     fn build(config: &Config, addresses: &Addresses) -> Result<Self, StartError> {
-        let node = Node::new(config.node_config());
+        let node = config.build_node();
         let peers = Peers::new(config)?;
         let limits = server_config(&config.http).limits;
         // Built whenever configured: the ingress and egress serve HTTP and CoAP listeners alike.

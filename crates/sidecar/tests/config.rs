@@ -9,6 +9,7 @@ use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
 use onem2m_sa::flows::ChallengeKind;
 use onem2m_sa_sidecar::config::{Config, ConfigError, LogFormat};
 use onem2m_sa_sidecar::keys::{self, IssueRequest};
+use onem2m_sa_tower::{ExecutedConfig, Recovery};
 
 const DAY: u64 = 86_400;
 
@@ -158,6 +159,15 @@ max_half_open_per_peer = 4
 max_sas = 1000
 cookie_threshold = 50
 init_rate_per_source = 3
+max_sas_per_peer = 3
+idle_timeout_secs = 600
+fresh_kem_key_updates = true
+executed_ttl_secs = 120
+executed_max_entries = 5000
+executed_max_per_peer = 500
+executed_max_bytes = 8388608
+resend_window_secs = 20
+reestablish_min_interval_secs = 2
 "#;
 
 /// The smallest useful file: a node with an egress to one peer.
@@ -219,6 +229,18 @@ fn full_configuration_loads() {
     assert_eq!(c.sa.replay_window, 2048);
     assert_eq!((c.sa.limits.max_half_open, c.sa.limits.max_half_open_per_peer, c.sa.limits.max_sas), (100, 4, 1000));
     assert_eq!((c.sa.limits.cookie_threshold, c.sa.limits.init_rate_per_source), (50, 3));
+    assert_eq!(c.sa.max_sas_per_peer, 3);
+    assert_eq!(c.sa.idle_timeout, Some(Duration::from_secs(600)));
+    assert!(c.sa.fresh_kem_key_updates);
+    let executed = ExecutedConfig {
+        ttl: Duration::from_secs(120),
+        max_entries: 5000,
+        max_per_peer: 500,
+        max_answer_bytes: 8 << 20,
+    };
+    assert_eq!(c.sa.executed, executed);
+    let recovery = Recovery { min_interval: Duration::from_secs(2), resend_window: Duration::from_secs(20) };
+    assert_eq!(c.sa.recovery, recovery);
 
     let n = c.node_config();
     assert_eq!(n.initiator.offer, c.node.suites);
@@ -228,6 +250,9 @@ fn full_configuration_loads() {
     assert_eq!(n.table.window, 2048);
     assert_eq!(n.limits, c.sa.limits);
     assert_eq!(n.rb_timeout, ms(700));
+    assert_eq!(n.timing.idle_timeout_ms, Some(600_000));
+    let node = c.build_node();
+    assert_eq!((node.executed_config(), node.recovery()), (executed, recovery));
 
     // Nothing secret in Debug.
     let debug = format!("{c:?}");
@@ -258,6 +283,22 @@ fn minimal_configuration_takes_the_defaults() {
     assert_eq!(c.sa.rotation, Default::default());
     assert_eq!(c.sa.replay_window, 1024);
     assert_eq!(c.sa.limits, onem2m_sa::manage::Limits::default());
+    assert_eq!(c.sa.max_sas_per_peer, 8);
+    assert_eq!((c.sa.idle_timeout, c.sa.fresh_kem_key_updates), (None, false));
+    assert_eq!(c.sa.executed, ExecutedConfig::default());
+    assert_eq!(c.sa.recovery, Recovery::default());
+    let executed = ExecutedConfig::default();
+    assert_eq!(
+        (executed.ttl, executed.max_entries, executed.max_answer_bytes),
+        (Duration::from_secs(60), 262_144, 64 << 20)
+    );
+    assert_eq!(
+        (c.sa.recovery.resend_window, c.sa.recovery.min_interval),
+        (Duration::from_secs(10), Duration::from_secs(5))
+    );
+    assert_eq!(c.node_config().timing.idle_timeout_ms, None);
+    let node = c.build_node();
+    assert_eq!((node.executed_config(), node.recovery()), (ExecutedConfig::default(), Recovery::default()));
 }
 
 /// Copies an example next to freshly made key, public key and ticket files with the names it uses.
@@ -691,13 +732,86 @@ fn numbers_have_bounds() {
         ("cookie_threshold = 50", "cookie_threshold = 101", "sa.cookie_threshold"),
         ("init_rate_per_source = 3", "init_rate_per_source = 1000001", "sa.init_rate_per_source"),
         ("rotate_keys_after_secs = 3600", "rotate_keys_after_secs = 5", "sa.rotate_keys_after_secs"),
+        ("max_sas_per_peer = 3", "max_sas_per_peer = 0", "sa.max_sas_per_peer"),
+        ("max_sas_per_peer = 3", "max_sas_per_peer = 1001", "sa.max_sas_per_peer"),
+        ("idle_timeout_secs = 600", "idle_timeout_secs = 59", "sa.idle_timeout_secs"),
+        ("idle_timeout_secs = 600", "idle_timeout_secs = 315360001", "sa.idle_timeout_secs"),
+        ("executed_ttl_secs = 120", "executed_ttl_secs = 0", "sa.executed_ttl_secs"),
+        ("executed_ttl_secs = 120", "executed_ttl_secs = 86401", "sa.executed_ttl_secs"),
+        ("executed_max_entries = 5000", "executed_max_entries = 0", "sa.executed_max_entries"),
+        ("executed_max_entries = 5000", "executed_max_entries = 10000001", "sa.executed_max_entries"),
+        ("executed_max_per_peer = 500", "executed_max_per_peer = 0", "sa.executed_max_per_peer"),
+        ("executed_max_per_peer = 500", "executed_max_per_peer = 5001", "sa.executed_max_per_peer"),
+        ("executed_max_bytes = 8388608", "executed_max_bytes = 1048575", "sa.executed_max_bytes"),
+        ("executed_max_bytes = 8388608", "executed_max_bytes = 17179869185", "sa.executed_max_bytes"),
+        ("resend_window_secs = 20", "resend_window_secs = 3601", "sa.resend_window_secs"),
+        ("reestablish_min_interval_secs = 2", "reestablish_min_interval_secs = 0", "sa.reestablish_min_interval_secs"),
+        (
+            "reestablish_min_interval_secs = 2",
+            "reestablish_min_interval_secs = 3601",
+            "sa.reestablish_min_interval_secs",
+        ),
     ] {
         let text = edit(FULL, from, to);
-        let says = if to.contains("rotate") { "too short" } else { "out of range" };
+        let too_short = to.contains("rotate") || to == "idle_timeout_secs = 59";
+        let says = if too_short { "too short" } else { "out of range" };
         fx.refuses(&text, key, to, says);
     }
     let text = edit(FULL, "replay_window = 2048", "replay_window = 65536");
     assert_eq!(fx.load(&text).unwrap().sa.replay_window, 65536);
+}
+
+#[test]
+fn the_resend_window_is_shorter_than_the_record_of_executed_requests() {
+    let fx = Fixture::new();
+    // Both set: the error is at the resend window.
+    for to in ["resend_window_secs = 120", "resend_window_secs = 121"] {
+        let text = edit(FULL, "resend_window_secs = 20", to);
+        fx.refuses(&text, "sa.resend_window_secs", to, "must be shorter than sa.executed_ttl_secs (120 s)");
+    }
+    // Only the TTL set, at or below the default window (10 s): the error is at the TTL.
+    let text = format!("{MINIMAL}\n[sa]\nexecuted_ttl_secs = 10\n");
+    fx.refuses(&text, "sa.executed_ttl_secs", "executed_ttl_secs = 10", "the resend window (10 s) must be shorter");
+    let sa = fx.load(&format!("{MINIMAL}\n[sa]\nexecuted_ttl_secs = 11\n")).unwrap().sa;
+    assert_eq!((sa.executed.ttl, sa.recovery.resend_window), (Duration::from_secs(11), Duration::from_secs(10)));
+    // 0: no resend at all.
+    let sa = fx.load(&format!("{MINIMAL}\n[sa]\nexecuted_ttl_secs = 1\nresend_window_secs = 0\n")).unwrap().sa;
+    assert_eq!(sa.recovery.resend_window, Duration::ZERO);
+}
+
+/// The `[sa]` keys the CSE example shows commented out (`# key = value`) are the defaults: once
+/// uncommented they load to exactly what a file without them gets.
+#[test]
+fn the_commented_sa_keys_of_the_cse_example_are_the_defaults() {
+    let fx = Fixture::new();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sidecar-cse.toml");
+    let text = std::fs::read_to_string(source).unwrap();
+    let sa = &text[text.find("\n[sa]\n").expect("an [sa] section")..];
+    let keys: Vec<&str> = sa
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| l.split_once(" = ").is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')))
+        .collect();
+    assert_eq!(keys.len(), 9, "{keys:?}");
+    let uncommented = fx.load(&format!("{MINIMAL}\n[sa]\n{}\n", keys.join("\n"))).unwrap();
+    assert_eq!(uncommented.sa, fx.load(MINIMAL).unwrap().sa);
+    assert_eq!(uncommented.sa, onem2m_sa_sidecar::config::SaSettings::default());
+}
+
+#[test]
+fn per_peer_bounds_default_to_at_most_the_total() {
+    let fx = Fixture::new();
+    let sa = fx.load(&format!("{MINIMAL}\n[sa]\nmax_sas = 3\nexecuted_max_entries = 100\n")).unwrap().sa;
+    assert_eq!((sa.max_sas_per_peer, sa.executed.max_per_peer), (3, 100));
+}
+
+#[test]
+fn fresh_kem_key_updates_is_a_boolean() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "fresh_kem_key_updates = true", "fresh_kem_key_updates = \"yes\"");
+    fx.refuses(&text, "sa.fresh_kem_key_updates", "fresh_kem_key_updates", "invalid type");
+    let text = edit(FULL, "fresh_kem_key_updates = true", "fresh_kem_key_updates = false");
+    assert!(!fx.load(&text).unwrap().sa.fresh_kem_key_updates);
 }
 
 #[test]

@@ -181,6 +181,21 @@ impl Node {
         *lock(&self.shared.agent) = Box::new(agent);
     }
 
+    /// Established SAs one authenticated Initiator may hold at this node's Responder (at least
+    /// 1; default [`onem2m_sa::manage::DEFAULT_MAX_SAS_PER_PEER`]): an establishment beyond it
+    /// replaces that Initiator's oldest SA. See [`ResponderSam::set_max_sas_per_peer`].
+    pub fn set_max_sas_per_peer(&self, max: usize) {
+        lock(&self.shared.responder).set_max_sas_per_peer(max);
+    }
+
+    /// Whether this node's key updates of the SAs it initiated run a fresh KEM exchange
+    /// (post-compromise security; off by default). Only for peers that run this version: a
+    /// Responder that predates it refuses the update (unknown member `kpk`). See
+    /// [`InitiatorSam::set_fresh_kem_key_updates`].
+    pub fn set_fresh_kem_key_updates(&self, yes: bool) {
+        lock(&self.shared.initiator).set_fresh_kem_key_updates(yes);
+    }
+
     /// Sets the bounds of the record of executed requests (entries already kept stay until
     /// they expire or are evicted).
     pub fn set_executed_config(&self, config: ExecutedConfig) {
