@@ -4,15 +4,13 @@
 //! messaging layer ([`serve`](crate::serve), [`CoapClient`](crate::CoapClient)) sets those.
 
 use coap_lite::{CoapOption, MessageClass, Packet};
+use onem2m_primitive::query::{abs_rel, apply_attribute_list, split_attribute_list};
 use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode, ResponseTypeInfo};
 use serde_json::{Map, Value};
 
 use crate::options::{self, decode_uint, encode_uint, legacy, onem2m, rfc};
-use crate::query::{self, abs_rel};
+use crate::query;
 use crate::{BindingError, Limits, MediaType, body};
-
-/// Key of the attribute list in the `pc` of a partial RETRIEVE (TS-0004 `attributeList`).
-const ATTRIBUTE_LIST: &str = "atrl";
 
 /// How a request primitive is put on the wire besides what it says itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -172,18 +170,7 @@ pub fn primitive_to_packet(req: &RequestPrimitive, encoding: &Encoding) -> Resul
     if let Some(port) = encoding.uri_port {
         add(&mut packet, rfc::URI_PORT, encode_uint(port.into()));
     }
-    let mut to = req.to.as_str();
-    let mut atrl = Vec::new();
-    let mut pc = req.pc.as_ref();
-    if req.op == Operation::Retrieve {
-        if let Some((id, attribute)) = to.split_once('#') {
-            to = id;
-            atrl.push(attribute.to_owned());
-        } else if let Some(list) = attribute_list(pc) {
-            atrl = list;
-            pc = None;
-        }
-    }
+    let (to, atrl, pc) = split_attribute_list(req);
     for segment in id_to_segments(to)? {
         add(&mut packet, rfc::URI_PATH, segment.into_bytes());
     }
@@ -244,13 +231,6 @@ pub fn primitive_to_packet(req: &RequestPrimitive, encoding: &Encoding) -> Resul
         packet.payload = body::encode(Some(pc), encoding.media)?;
     }
     Ok(packet)
-}
-
-/// The attribute names of a `pc` that is exactly `{"atrl": ["name", …]}` with two or more names.
-fn attribute_list(pc: Option<&Value>) -> Option<Vec<String>> {
-    let object = pc?.as_object().filter(|o| o.len() == 1)?;
-    let list = object.get(ATTRIBUTE_LIST)?.as_array().filter(|l| l.len() > 1)?;
-    list.iter().map(|v| v.as_str().filter(|s| !s.is_empty() && !s.contains('+')).map(str::to_owned)).collect()
 }
 
 /// The serialization named by a message's Content-Format, if it has one.
@@ -349,35 +329,6 @@ pub fn packet_to_primitive(packet: &Packet, limits: &Limits) -> Result<RequestPr
     req.pc = body::decode(&packet.payload, content_media(packet)?, limits)?;
     apply_attribute_list(&mut req, decoded.atrl)?;
     Ok(req)
-}
-
-fn apply_attribute_list(req: &mut RequestPrimitive, atrl: Vec<String>) -> Result<(), BindingError> {
-    if atrl.is_empty() {
-        return Ok(());
-    }
-    let invalid =
-        |reason: &str| BindingError::InvalidQuery { name: ATTRIBUTE_LIST.to_owned(), reason: reason.to_owned() };
-    if req.op != Operation::Retrieve {
-        return Err(invalid("only a RETRIEVE may name attributes"));
-    }
-    if req.to.contains('#') {
-        return Err(invalid("the path already names an attribute"));
-    }
-    match <[String; 1]>::try_from(atrl) {
-        Ok([single]) => {
-            req.to.push('#');
-            req.to.push_str(&single);
-        }
-        Err(several) => {
-            if req.pc.is_some() {
-                return Err(invalid("both a payload and an attribute list"));
-            }
-            let mut pc = Map::new();
-            pc.insert(ATTRIBUTE_LIST.to_owned(), Value::Array(several.into_iter().map(Value::String).collect()));
-            req.pc = Some(Value::Object(pc));
-        }
-    }
-    Ok(())
 }
 
 /// The URI of the created resource in a CREATE answer's content (`m2m:uri`, or `m2m:rce`/`uri`).

@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 
 use crate::body::{self, ContentType, MediaType};
 use crate::headers::{self, parsed, put, single};
-use crate::query::abs_rel;
 use crate::{BindingError, Limits, percent};
+use onem2m_primitive::query::abs_rel;
 
 /// Builds the HTTP response for a response primitive.
 ///

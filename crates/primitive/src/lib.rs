@@ -39,6 +39,7 @@ mod error;
 mod id;
 mod operation;
 mod primitive;
+pub mod query;
 mod rsc;
 mod strict;
 mod timestamp;
