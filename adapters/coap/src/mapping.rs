@@ -5,8 +5,8 @@
 
 use coap_lite::{CoapOption, MessageClass, Packet};
 use onem2m_primitive::query::{abs_rel, apply_attribute_list, split_attribute_list};
-use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode, ResponseTypeInfo};
-use serde_json::{Map, Value};
+use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode, ResponseTypeInfo, ati};
+use serde_json::Value;
 
 use crate::options::{self, decode_uint, encode_uint, legacy, onem2m, rfc};
 use crate::query;
@@ -455,35 +455,16 @@ pub fn packet_to_response(packet: &Packet, limits: &Limits) -> Result<ResponsePr
     Ok(rsp)
 }
 
-/// oneM2M-ATI (TS-0008 §6.2.2.4.15): `lti:tkid` pairs joined by `+`.
+/// oneM2M-ATI (TS-0008 §6.2.2.4.15): the `lti:tkid` items of `ati` joined by `+`.
 fn encode_ati(ati: &Value) -> Result<String, BindingError> {
-    let bad = || unmappable("ati", &format!("unexpected value {ati}"));
-    let pairs = ati.get("ltia").and_then(Value::as_array).ok_or_else(bad)?;
-    let mut items = Vec::with_capacity(pairs.len());
-    for pair in pairs {
-        let lti = pair.get("lti").and_then(Value::as_str).ok_or_else(bad)?;
-        let tkid = pair.get("tkid").and_then(Value::as_str).ok_or_else(bad)?;
-        if lti.is_empty() || lti.contains(':') {
-            return Err(bad());
-        }
-        items.push(format!("{lti}:{tkid}"));
-    }
+    let items = ati::to_items(ati).ok_or_else(|| unmappable("ati", &format!("unexpected value {ati}")))?;
     join("ati", &items, '+')
 }
 
 fn decode_ati(value: &str) -> Result<Value, BindingError> {
-    let mut ltia = Vec::new();
-    for item in split(value, '+') {
-        let (lti, tkid) = item.split_once(':').ok_or_else(|| BindingError::InvalidOption {
-            number: onem2m::ATI,
-            reason: format!("`{item}` is not `lti:tkid`"),
-        })?;
-        let mut pair = Map::new();
-        pair.insert("lti".to_owned(), Value::String(lti.trim().to_owned()));
-        pair.insert("tkid".to_owned(), Value::String(tkid.trim().to_owned()));
-        ltia.push(Value::Object(pair));
-    }
-    let mut ati = Map::new();
-    ati.insert("ltia".to_owned(), Value::Array(ltia));
-    Ok(Value::Object(ati))
+    let items = split(value, '+');
+    ati::from_items(items.iter().map(String::as_str)).map_err(|item| BindingError::InvalidOption {
+        number: onem2m::ATI,
+        reason: format!("`{item}` is not `lti:tkid`"),
+    })
 }
