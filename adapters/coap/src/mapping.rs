@@ -4,8 +4,10 @@
 //! messaging layer ([`serve`](crate::serve), [`CoapClient`](crate::CoapClient)) sets those.
 
 use coap_lite::{CoapOption, MessageClass, Packet};
-use onem2m_primitive::query::{abs_rel, apply_attribute_list, split_attribute_list};
-use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode, ResponseTypeInfo, ati};
+use onem2m_primitive::query::{apply_attribute_list, split_attribute_list};
+use onem2m_primitive::{
+    AbsRelTimestamp, Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode, ResponseTypeInfo, ati,
+};
 use serde_json::Value;
 
 use crate::options::{self, decode_uint, encode_uint, legacy, onem2m, rfc};
@@ -307,9 +309,9 @@ pub fn packet_to_primitive(packet: &Packet, limits: &Limits) -> Result<RequestPr
     req.rvi = single_str(packet, onem2m::RVI, Some(legacy::RVI))?;
     req.gid = single_str(packet, onem2m::GID, Some(legacy::GID))?;
     req.ot = single_str(packet, onem2m::OT, None)?;
-    req.rqet = single_str(packet, onem2m::RQET, Some(legacy::RQET))?.map(abs_rel);
-    req.rset = single_str(packet, onem2m::RSET, Some(legacy::RSET))?.map(abs_rel);
-    req.oet = single_str(packet, onem2m::OET, Some(legacy::OET))?.map(abs_rel);
+    req.rqet = single_str(packet, onem2m::RQET, Some(legacy::RQET))?.map(AbsRelTimestamp::from_text);
+    req.rset = single_str(packet, onem2m::RSET, Some(legacy::RSET))?.map(AbsRelTimestamp::from_text);
+    req.oet = single_str(packet, onem2m::OET, Some(legacy::OET))?.map(AbsRelTimestamp::from_text);
     req.ec = single_uint(packet, onem2m::EC, Some(legacy::EC))?.map(|ec| ec as u16);
     req.vsi = single_str(packet, onem2m::VSI, None)?;
     if let Some(rturi) = single_str(packet, onem2m::RTURI, None)? {
@@ -434,7 +436,7 @@ pub fn packet_to_response(packet: &Packet, limits: &Limits) -> Result<ResponsePr
     rsp.rvi = single_str(packet, onem2m::RVI, Some(legacy::RVI))?;
     rsp.fr = single_str(packet, onem2m::FR, Some(legacy::FR))?;
     rsp.ot = single_str(packet, onem2m::OT, None)?;
-    rsp.rset = single_str(packet, onem2m::RSET, Some(legacy::RSET))?.map(abs_rel);
+    rsp.rset = single_str(packet, onem2m::RSET, Some(legacy::RSET))?.map(AbsRelTimestamp::from_text);
     rsp.ec = single_uint(packet, onem2m::EC, Some(legacy::EC))?.map(|ec| ec as u16);
     rsp.cnst = single_uint(packet, onem2m::CTS, None)?
         .map(|v| {

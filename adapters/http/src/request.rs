@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
-use onem2m_primitive::query::{abs_rel, apply_attribute_list, split_attribute_list};
-use onem2m_primitive::{Operation, RequestPrimitive, ResponseTypeInfo};
+use onem2m_primitive::query::{apply_attribute_list, split_attribute_list};
+use onem2m_primitive::{AbsRelTimestamp, Operation, RequestPrimitive, ResponseTypeInfo};
 use serde_json::Value;
 
 use crate::body::{self, ContentType, MediaType};
@@ -83,9 +83,9 @@ fn read_headers(h: &HeaderMap, limits: &Limits, req: &mut RequestPrimitive) -> R
     req.rvi = single(h, headers::RVI, limits)?;
     req.gid = single(h, headers::GID, limits)?;
     req.ot = single(h, headers::OT, limits)?;
-    req.rset = single(h, headers::RST, limits)?.map(abs_rel);
-    req.rqet = single(h, headers::RET, limits)?.map(abs_rel);
-    req.oet = single(h, headers::OET, limits)?.map(abs_rel);
+    req.rset = single(h, headers::RST, limits)?.map(AbsRelTimestamp::from_text);
+    req.rqet = single(h, headers::RET, limits)?.map(AbsRelTimestamp::from_text);
+    req.oet = single(h, headers::OET, limits)?.map(AbsRelTimestamp::from_text);
     req.ec = parsed(h, headers::EC, limits)?;
     req.vsi = single(h, headers::VSI, limits)?;
     if let Some(rtu) = single(h, headers::RTU, limits)? {

@@ -2,8 +2,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use onem2m_primitive::query::abs_rel;
-use onem2m_primitive::{ResponsePrimitive, ResponseStatusCode, ati};
+use onem2m_primitive::{AbsRelTimestamp, ResponsePrimitive, ResponseStatusCode, ati};
 use serde_json::Value;
 
 use crate::body::{self, ContentType, MediaType};
@@ -118,7 +117,7 @@ pub fn http_to_response_with_limits<B: AsRef<[u8]>>(
     rsp.rvi = single(h, headers::RVI, limits)?;
     rsp.fr = single(h, headers::ORIGIN, limits)?;
     rsp.ot = single(h, headers::OT, limits)?;
-    rsp.rset = single(h, headers::RST, limits)?.map(abs_rel);
+    rsp.rset = single(h, headers::RST, limits)?.map(AbsRelTimestamp::from_text);
     rsp.ec = parsed(h, headers::EC, limits)?;
     rsp.cnst = parsed(h, headers::CTS, limits)?;
     rsp.cnot = parsed(h, headers::CTO, limits)?;

@@ -322,7 +322,7 @@ pub fn decode<'a>(
                 let nu = req.rt.take().and_then(|rt| rt.nu);
                 req.rt = Some(ResponseTypeInfo { nu, ..ResponseTypeInfo::new(rtv) });
             }
-            "rp" => req.rp = Some(abs_rel(text(name, raw)?)),
+            "rp" => req.rp = Some(AbsRelTimestamp::from_text(text(name, raw)?)),
             "rcn" => req.rcn = Some(text(name, raw).and_then(|t| parse_num(name, &t))?),
             "da" => req.da = Some(boolean(name, raw)?),
             "drt" => req.drt = Some(text(name, raw).and_then(|t| parse_num(name, &t))?),
@@ -403,17 +403,6 @@ fn parse_bool(name: &str, text: &str) -> Result<bool, QueryError> {
 fn extend(slot: &mut Option<Vec<String>>, items: Vec<String>) {
     if !items.is_empty() {
         slot.get_or_insert_with(Vec::new).extend(items);
-    }
-}
-
-/// An `m2m:absRelTimestamp` read from text (a query parameter, header or option): an
-/// optionally signed integer is relative milliseconds, anything else an absolute timestamp
-/// (kept as text, not validated here).
-pub fn abs_rel(text: String) -> AbsRelTimestamp {
-    let digits = text.strip_prefix('-').unwrap_or(&text);
-    match (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then(|| text.parse::<i64>().ok()) {
-        Some(Some(ms)) => AbsRelTimestamp::Relative(ms),
-        _ => AbsRelTimestamp::Absolute(text),
     }
 }
 
