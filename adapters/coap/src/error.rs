@@ -1,6 +1,7 @@
 //! Why a CoAP message could not be mapped, and the answer to give.
 
 use onem2m_primitive::ResponseStatusCode;
+use onem2m_primitive::query::QueryError;
 
 /// A CoAP message could not be mapped to a primitive, or a primitive to a CoAP message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,6 +115,16 @@ impl BindingError {
             Self::BadOption(_) | Self::OptionLength { .. } => (4, 2),
             Self::PayloadTooLarge { .. } => (4, 13),
             other => other.rsc().coap_code(),
+        }
+    }
+}
+
+impl From<QueryError> for BindingError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Unmappable { element, reason } => Self::Unmappable { element, reason },
+            QueryError::Invalid { name, reason } => Self::InvalidQuery { name, reason },
+            QueryError::Duplicate(name) => Self::DuplicateQuery(name),
         }
     }
 }

@@ -4,15 +4,15 @@
 //! messaging layer ([`serve`](crate::serve), [`CoapClient`](crate::CoapClient)) sets those.
 
 use coap_lite::{CoapOption, MessageClass, Packet};
-use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode, ResponseTypeInfo};
-use serde_json::{Map, Value};
+use onem2m_primitive::query::{apply_attribute_list, split_attribute_list};
+use onem2m_primitive::{
+    AbsRelTimestamp, Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode, ResponseTypeInfo, ati,
+};
+use serde_json::Value;
 
 use crate::options::{self, decode_uint, encode_uint, legacy, onem2m, rfc};
-use crate::query::{self, abs_rel};
+use crate::query;
 use crate::{BindingError, Limits, MediaType, body};
-
-/// Key of the attribute list in the `pc` of a partial RETRIEVE (TS-0004 `attributeList`).
-const ATTRIBUTE_LIST: &str = "atrl";
 
 /// How a request primitive is put on the wire besides what it says itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -172,18 +172,7 @@ pub fn primitive_to_packet(req: &RequestPrimitive, encoding: &Encoding) -> Resul
     if let Some(port) = encoding.uri_port {
         add(&mut packet, rfc::URI_PORT, encode_uint(port.into()));
     }
-    let mut to = req.to.as_str();
-    let mut atrl = Vec::new();
-    let mut pc = req.pc.as_ref();
-    if req.op == Operation::Retrieve {
-        if let Some((id, attribute)) = to.split_once('#') {
-            to = id;
-            atrl.push(attribute.to_owned());
-        } else if let Some(list) = attribute_list(pc) {
-            atrl = list;
-            pc = None;
-        }
-    }
+    let (to, atrl, pc) = split_attribute_list(req);
     for segment in id_to_segments(to)? {
         add(&mut packet, rfc::URI_PATH, segment.into_bytes());
     }
@@ -244,13 +233,6 @@ pub fn primitive_to_packet(req: &RequestPrimitive, encoding: &Encoding) -> Resul
         packet.payload = body::encode(Some(pc), encoding.media)?;
     }
     Ok(packet)
-}
-
-/// The attribute names of a `pc` that is exactly `{"atrl": ["name", …]}` with two or more names.
-fn attribute_list(pc: Option<&Value>) -> Option<Vec<String>> {
-    let object = pc?.as_object().filter(|o| o.len() == 1)?;
-    let list = object.get(ATTRIBUTE_LIST)?.as_array().filter(|l| l.len() > 1)?;
-    list.iter().map(|v| v.as_str().filter(|s| !s.is_empty() && !s.contains('+')).map(str::to_owned)).collect()
 }
 
 /// The serialization named by a message's Content-Format, if it has one.
@@ -327,9 +309,9 @@ pub fn packet_to_primitive(packet: &Packet, limits: &Limits) -> Result<RequestPr
     req.rvi = single_str(packet, onem2m::RVI, Some(legacy::RVI))?;
     req.gid = single_str(packet, onem2m::GID, Some(legacy::GID))?;
     req.ot = single_str(packet, onem2m::OT, None)?;
-    req.rqet = single_str(packet, onem2m::RQET, Some(legacy::RQET))?.map(abs_rel);
-    req.rset = single_str(packet, onem2m::RSET, Some(legacy::RSET))?.map(abs_rel);
-    req.oet = single_str(packet, onem2m::OET, Some(legacy::OET))?.map(abs_rel);
+    req.rqet = single_str(packet, onem2m::RQET, Some(legacy::RQET))?.map(AbsRelTimestamp::from_text);
+    req.rset = single_str(packet, onem2m::RSET, Some(legacy::RSET))?.map(AbsRelTimestamp::from_text);
+    req.oet = single_str(packet, onem2m::OET, Some(legacy::OET))?.map(AbsRelTimestamp::from_text);
     req.ec = single_uint(packet, onem2m::EC, Some(legacy::EC))?.map(|ec| ec as u16);
     req.vsi = single_str(packet, onem2m::VSI, None)?;
     if let Some(rturi) = single_str(packet, onem2m::RTURI, None)? {
@@ -349,35 +331,6 @@ pub fn packet_to_primitive(packet: &Packet, limits: &Limits) -> Result<RequestPr
     req.pc = body::decode(&packet.payload, content_media(packet)?, limits)?;
     apply_attribute_list(&mut req, decoded.atrl)?;
     Ok(req)
-}
-
-fn apply_attribute_list(req: &mut RequestPrimitive, atrl: Vec<String>) -> Result<(), BindingError> {
-    if atrl.is_empty() {
-        return Ok(());
-    }
-    let invalid =
-        |reason: &str| BindingError::InvalidQuery { name: ATTRIBUTE_LIST.to_owned(), reason: reason.to_owned() };
-    if req.op != Operation::Retrieve {
-        return Err(invalid("only a RETRIEVE may name attributes"));
-    }
-    if req.to.contains('#') {
-        return Err(invalid("the path already names an attribute"));
-    }
-    match <[String; 1]>::try_from(atrl) {
-        Ok([single]) => {
-            req.to.push('#');
-            req.to.push_str(&single);
-        }
-        Err(several) => {
-            if req.pc.is_some() {
-                return Err(invalid("both a payload and an attribute list"));
-            }
-            let mut pc = Map::new();
-            pc.insert(ATTRIBUTE_LIST.to_owned(), Value::Array(several.into_iter().map(Value::String).collect()));
-            req.pc = Some(Value::Object(pc));
-        }
-    }
-    Ok(())
 }
 
 /// The URI of the created resource in a CREATE answer's content (`m2m:uri`, or `m2m:rce`/`uri`).
@@ -483,7 +436,7 @@ pub fn packet_to_response(packet: &Packet, limits: &Limits) -> Result<ResponsePr
     rsp.rvi = single_str(packet, onem2m::RVI, Some(legacy::RVI))?;
     rsp.fr = single_str(packet, onem2m::FR, Some(legacy::FR))?;
     rsp.ot = single_str(packet, onem2m::OT, None)?;
-    rsp.rset = single_str(packet, onem2m::RSET, Some(legacy::RSET))?.map(abs_rel);
+    rsp.rset = single_str(packet, onem2m::RSET, Some(legacy::RSET))?.map(AbsRelTimestamp::from_text);
     rsp.ec = single_uint(packet, onem2m::EC, Some(legacy::EC))?.map(|ec| ec as u16);
     rsp.cnst = single_uint(packet, onem2m::CTS, None)?
         .map(|v| {
@@ -504,35 +457,16 @@ pub fn packet_to_response(packet: &Packet, limits: &Limits) -> Result<ResponsePr
     Ok(rsp)
 }
 
-/// oneM2M-ATI (TS-0008 §6.2.2.4.15): `lti:tkid` pairs joined by `+`.
+/// oneM2M-ATI (TS-0008 §6.2.2.4.15): the `lti:tkid` items of `ati` joined by `+`.
 fn encode_ati(ati: &Value) -> Result<String, BindingError> {
-    let bad = || unmappable("ati", &format!("unexpected value {ati}"));
-    let pairs = ati.get("ltia").and_then(Value::as_array).ok_or_else(bad)?;
-    let mut items = Vec::with_capacity(pairs.len());
-    for pair in pairs {
-        let lti = pair.get("lti").and_then(Value::as_str).ok_or_else(bad)?;
-        let tkid = pair.get("tkid").and_then(Value::as_str).ok_or_else(bad)?;
-        if lti.is_empty() || lti.contains(':') {
-            return Err(bad());
-        }
-        items.push(format!("{lti}:{tkid}"));
-    }
+    let items = ati::to_items(ati).ok_or_else(|| unmappable("ati", &format!("unexpected value {ati}")))?;
     join("ati", &items, '+')
 }
 
 fn decode_ati(value: &str) -> Result<Value, BindingError> {
-    let mut ltia = Vec::new();
-    for item in split(value, '+') {
-        let (lti, tkid) = item.split_once(':').ok_or_else(|| BindingError::InvalidOption {
-            number: onem2m::ATI,
-            reason: format!("`{item}` is not `lti:tkid`"),
-        })?;
-        let mut pair = Map::new();
-        pair.insert("lti".to_owned(), Value::String(lti.trim().to_owned()));
-        pair.insert("tkid".to_owned(), Value::String(tkid.trim().to_owned()));
-        ltia.push(Value::Object(pair));
-    }
-    let mut ati = Map::new();
-    ati.insert("ltia".to_owned(), Value::Array(ltia));
-    Ok(Value::Object(ati))
+    let items = split(value, '+');
+    ati::from_items(items.iter().map(String::as_str)).map_err(|item| BindingError::InvalidOption {
+        number: onem2m::ATI,
+        reason: format!("`{item}` is not `lti:tkid`"),
+    })
 }

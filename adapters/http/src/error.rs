@@ -1,5 +1,6 @@
 //! Why an HTTP message could not be mapped, and the Response Status Code to answer with.
 
+use onem2m_primitive::query::QueryError;
 use onem2m_primitive::{PrimitiveError, ResponseStatusCode};
 
 use crate::cbor::CborError;
@@ -127,6 +128,16 @@ impl BindingError {
                 ResponseStatusCode::INTERNAL_SERVER_ERROR
             }
             _ => ResponseStatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl From<QueryError> for BindingError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Unmappable { element, reason } => Self::Unmappable { element, reason },
+            QueryError::Invalid { name, reason } => Self::InvalidQuery { name, reason },
+            QueryError::Duplicate(name) => Self::DuplicateQuery(name),
         }
     }
 }

@@ -2,17 +2,14 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
-use onem2m_primitive::{Operation, RequestPrimitive, ResponseTypeInfo};
-use serde_json::{Map, Value};
+use onem2m_primitive::query::{apply_attribute_list, split_attribute_list};
+use onem2m_primitive::{AbsRelTimestamp, Operation, RequestPrimitive, ResponseTypeInfo};
+use serde_json::Value;
 
 use crate::body::{self, ContentType, MediaType};
 use crate::headers::{self, parsed, put, single};
-use crate::query::{self, abs_rel};
+use crate::query;
 use crate::{BindingError, Limits, percent};
-
-/// Key of the attribute list in the `pc` of a partial RETRIEVE (TS-0009 §6.2.2.2, TS-0004
-/// Table 6.3.3-1 `attributeList`).
-const ATTRIBUTE_LIST: &str = "atrl";
 
 /// Maps a received HTTP request to a request primitive with the default [`Limits`].
 ///
@@ -86,9 +83,9 @@ fn read_headers(h: &HeaderMap, limits: &Limits, req: &mut RequestPrimitive) -> R
     req.rvi = single(h, headers::RVI, limits)?;
     req.gid = single(h, headers::GID, limits)?;
     req.ot = single(h, headers::OT, limits)?;
-    req.rset = single(h, headers::RST, limits)?.map(abs_rel);
-    req.rqet = single(h, headers::RET, limits)?.map(abs_rel);
-    req.oet = single(h, headers::OET, limits)?.map(abs_rel);
+    req.rset = single(h, headers::RST, limits)?.map(AbsRelTimestamp::from_text);
+    req.rqet = single(h, headers::RET, limits)?.map(AbsRelTimestamp::from_text);
+    req.oet = single(h, headers::OET, limits)?.map(AbsRelTimestamp::from_text);
     req.ec = parsed(h, headers::EC, limits)?;
     req.vsi = single(h, headers::VSI, limits)?;
     if let Some(rtu) = single(h, headers::RTU, limits)? {
@@ -115,35 +112,6 @@ fn is_auth_scheme(value: &str) -> bool {
     value.split_once(' ').is_some_and(|(scheme, _)| {
         !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     })
-}
-
-fn apply_attribute_list(req: &mut RequestPrimitive, atrl: Vec<String>) -> Result<(), BindingError> {
-    if atrl.is_empty() {
-        return Ok(());
-    }
-    let invalid =
-        |reason: &str| BindingError::InvalidQuery { name: ATTRIBUTE_LIST.to_owned(), reason: reason.to_owned() };
-    if req.op != Operation::Retrieve {
-        return Err(invalid("only a RETRIEVE (GET) may name attributes"));
-    }
-    if req.to.contains('#') {
-        return Err(invalid("the path already names an attribute"));
-    }
-    match <[String; 1]>::try_from(atrl) {
-        Ok([single]) => {
-            req.to.push('#');
-            req.to.push_str(&single);
-        }
-        Err(several) => {
-            if req.pc.is_some() {
-                return Err(invalid("both a body and an attribute list"));
-            }
-            let mut pc = Map::new();
-            pc.insert(ATTRIBUTE_LIST.to_owned(), Value::Array(several.into_iter().map(Value::String).collect()));
-            req.pc = Some(Value::Object(pc));
-        }
-    }
-    Ok(())
 }
 
 /// `to` from the path component (TS-0009 §6.2.2.1, Table 6.2.2.1-1).
@@ -231,18 +199,7 @@ pub fn primitive_to_request_as(
     if req.grtm.is_some() {
         return Err(unmappable("grtm", "TS-0009 V3.9.1 has no header for Group Request Target Members"));
     }
-    let mut to = req.to.as_str();
-    let mut atrl = Vec::new();
-    let mut pc = req.pc.as_ref();
-    if req.op == Operation::Retrieve {
-        if let Some((id, attribute)) = to.split_once('#') {
-            to = id;
-            atrl.push(attribute.to_owned());
-        } else if let Some(list) = attribute_list(pc) {
-            atrl = list;
-            pc = None;
-        }
-    }
+    let (to, atrl, pc) = split_attribute_list(req);
     let mut uri = format!("{}{}", base.trim_end_matches('/'), id_to_path(to));
     let query = query::encode(req, &atrl)?;
     if !query.is_empty() {
@@ -302,11 +259,4 @@ fn write_headers(h: &mut HeaderMap, req: &RequestPrimitive) -> Result<(), Bindin
         }
     }
     Ok(())
-}
-
-/// The attribute names of a `pc` that is exactly `{"atrl": ["name", …]}` with two or more names.
-fn attribute_list(pc: Option<&Value>) -> Option<Vec<String>> {
-    let object = pc?.as_object().filter(|o| o.len() == 1)?;
-    let list = object.get(ATTRIBUTE_LIST)?.as_array().filter(|l| l.len() > 1)?;
-    list.iter().map(|v| v.as_str().filter(|s| !s.is_empty() && !s.contains('+')).map(str::to_owned)).collect()
 }

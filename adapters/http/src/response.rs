@@ -2,12 +2,11 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use onem2m_primitive::{ResponsePrimitive, ResponseStatusCode};
-use serde_json::{Map, Value};
+use onem2m_primitive::{AbsRelTimestamp, ResponsePrimitive, ResponseStatusCode, ati};
+use serde_json::Value;
 
 use crate::body::{self, ContentType, MediaType};
 use crate::headers::{self, parsed, put, single};
-use crate::query::abs_rel;
 use crate::{BindingError, Limits, percent};
 
 /// Builds the HTTP response for a response primitive.
@@ -118,7 +117,7 @@ pub fn http_to_response_with_limits<B: AsRef<[u8]>>(
     rsp.rvi = single(h, headers::RVI, limits)?;
     rsp.fr = single(h, headers::ORIGIN, limits)?;
     rsp.ot = single(h, headers::OT, limits)?;
-    rsp.rset = single(h, headers::RST, limits)?.map(abs_rel);
+    rsp.rset = single(h, headers::RST, limits)?.map(AbsRelTimestamp::from_text);
     rsp.ec = parsed(h, headers::EC, limits)?;
     rsp.cnst = parsed(h, headers::CTS, limits)?;
     rsp.cnot = parsed(h, headers::CTO, limits)?;
@@ -135,37 +134,19 @@ pub fn http_to_response_with_limits<B: AsRef<[u8]>>(
     Ok(rsp)
 }
 
-/// `X-M2M-ATI` (§6.4.18): `lti:tkid` pairs joined by `+`, from
-/// `{"ltia": [{"lti": …, "tkid": …}, …]}` (`m2m:dynAuthLocalTokenIdAssignments`).
+/// `X-M2M-ATI` (§6.4.18): the `lti:tkid` items of `ati` joined by `+`.
 fn encode_ati(ati: &Value) -> Result<String, BindingError> {
-    let unmappable =
-        || BindingError::Unmappable { element: "ati".to_owned(), reason: format!("unexpected value {ati}") };
-    let pairs = ati.get("ltia").and_then(Value::as_array).ok_or_else(unmappable)?;
-    let mut items = Vec::with_capacity(pairs.len());
-    for pair in pairs {
-        let lti = pair.get("lti").and_then(Value::as_str).ok_or_else(unmappable)?;
-        let tkid = pair.get("tkid").and_then(Value::as_str).ok_or_else(unmappable)?;
-        if lti.is_empty() || lti.contains(':') {
-            return Err(unmappable());
-        }
-        items.push(format!("{lti}:{tkid}"));
-    }
+    let items = ati::to_items(ati).ok_or_else(|| BindingError::Unmappable {
+        element: "ati".to_owned(),
+        reason: format!("unexpected value {ati}"),
+    })?;
     headers::join_plus("ati", &items)
 }
 
 fn decode_ati(value: &str) -> Result<Value, BindingError> {
-    let mut ltia = Vec::new();
-    for item in headers::split_plus(value) {
-        let (lti, tkid) = item.split_once(':').ok_or_else(|| BindingError::InvalidHeader {
-            name: headers::ATI,
-            reason: format!("`{item}` is not `lti:tkid`"),
-        })?;
-        let mut pair = Map::new();
-        pair.insert("lti".to_owned(), Value::String(lti.trim().to_owned()));
-        pair.insert("tkid".to_owned(), Value::String(tkid.trim().to_owned()));
-        ltia.push(Value::Object(pair));
-    }
-    let mut ati = Map::new();
-    ati.insert("ltia".to_owned(), Value::Array(ltia));
-    Ok(Value::Object(ati))
+    let items = headers::split_plus(value);
+    ati::from_items(items.iter().map(String::as_str)).map_err(|item| BindingError::InvalidHeader {
+        name: headers::ATI,
+        reason: format!("`{item}` is not `lti:tkid`"),
+    })
 }

@@ -6,6 +6,10 @@
 //! (§6.2.3, §6.2.4, TS-0001 §7.2) and `m2m:timestamp` handling (§6.3.3). It performs no I/O
 //! and reads no clock: times are passed in by the caller.
 //!
+//! It also holds what the HTTP (TS-0009) and CoAP (TS-0008) bindings share regardless of
+//! transport: the request parameters ↔ URI query parameters mapping ([`query`]) and the text
+//! form of `ati` ([`ati`]).
+//!
 //! Decoding is defensive: a size limit, a nesting-depth limit and rejection of duplicate
 //! member names (a parser-differential hazard) happen before any typed field is read, and
 //! unknown members are kept so a re-encoded primitive carries everything it arrived with.
@@ -35,10 +39,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod ati;
 mod error;
 mod id;
 mod operation;
 mod primitive;
+pub mod query;
 mod rsc;
 mod strict;
 mod timestamp;

@@ -115,6 +115,17 @@ pub enum AbsRelTimestamp {
 }
 
 impl AbsRelTimestamp {
+    /// The value read from text (a query parameter, header or option): an optionally signed
+    /// integer is relative milliseconds, anything else an absolute timestamp (kept as text, not
+    /// validated here).
+    pub fn from_text(text: String) -> Self {
+        let digits = text.strip_prefix('-').unwrap_or(&text);
+        match (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then(|| text.parse::<i64>().ok()) {
+            Some(Some(ms)) => Self::Relative(ms),
+            _ => Self::Absolute(text),
+        }
+    }
+
     /// Relative milliseconds, if this is the relative branch (a number or a digit string).
     pub fn relative_millis(&self) -> Option<i64> {
         match self {
@@ -224,5 +235,14 @@ mod tests {
         let abs: AbsRelTimestamp = serde_json::from_str("\"20141003T112032\"").unwrap();
         assert_eq!(abs.resolve(0), Ok(1_412_335_232));
         assert!(AbsRelTimestamp::Absolute("soon".into()).check().is_err());
+    }
+
+    #[test]
+    fn abs_rel_from_text() {
+        assert_eq!(AbsRelTimestamp::from_text("1500".into()), AbsRelTimestamp::Relative(1500));
+        assert_eq!(AbsRelTimestamp::from_text("-20".into()), AbsRelTimestamp::Relative(-20));
+        for text in ["20141003T112032", "", "-", "+5", "99999999999999999999"] {
+            assert_eq!(AbsRelTimestamp::from_text(text.into()), AbsRelTimestamp::Absolute(text.into()), "{text}");
+        }
     }
 }
