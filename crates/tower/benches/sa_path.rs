@@ -22,9 +22,9 @@ use onem2m_sa::table::TableConfig;
 use onem2m_sa::testkit::{TestPki, initiator_config, responder_config};
 use onem2m_sa_tower::{Node, NodeConfig, SaEndpoint};
 
-fn node(pki: &TestPki, id: &str, originators: &[&str]) -> Node {
+fn config(pki: &TestPki, id: &str, originators: &[&str]) -> NodeConfig {
     let creds = pki.node(id, SignatureAlgorithm::Ed25519, originators, &mut SystemRng);
-    Node::new(NodeConfig {
+    NodeConfig {
         initiator: initiator_config(creds.clone(), pki.anchors.clone(), &[Suite::ALL[0]]),
         responder: responder_config(creds, pki.anchors.clone(), &[Suite::ALL[0]]),
         timing: Timing::default(),
@@ -33,7 +33,7 @@ fn node(pki: &TestPki, id: &str, originators: &[&str]) -> Node {
         limits: Limits { init_rate_per_source: u32::MAX, cookie_threshold: usize::MAX, ..Limits::default() },
         table: TableConfig::default(),
         rb_timeout: Duration::from_secs(10),
-    })
+    }
 }
 
 fn sa_path(c: &mut Criterion) {
@@ -41,9 +41,8 @@ fn sa_path(c: &mut Criterion) {
     let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let pki = TestPki::new(&mut SystemRng, unix);
     let responder_id: NodeId = "/id-in".parse().unwrap();
-    let endpoint = rt.block_on(async { SaEndpoint::new(node(&pki, "/id-in", &["/id-in"])) });
-    let initiators: Vec<Node> =
-        rt.block_on(async { (0..2).map(|i| node(&pki, &format!("/id-asn{i}"), &["C*"])).collect() });
+    let responder = config(&pki, "/id-in", &["/id-in"]);
+    let initiators: Vec<NodeConfig> = (0..2).map(|i| config(&pki, &format!("/id-asn{i}"), &["C*"])).collect();
     let mut group = c.benchmark_group("sa_path");
     group.throughput(Throughput::Elements(1));
     group.sample_size(20);
@@ -52,6 +51,10 @@ fn sa_path(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("establishments", format!("{tasks}-tasks")), |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
+                    // Fresh nodes per sample: the Responder's record of nonces seen (a bound of
+                    // its flood defences) does not fill up across samples.
+                    let endpoint = SaEndpoint::new(Node::new(responder.clone()));
+                    let initiators: Vec<Node> = initiators.iter().map(|c| Node::new(c.clone())).collect();
                     let start = Instant::now();
                     let handles: Vec<_> = (0..tasks)
                         .map(|t| {
