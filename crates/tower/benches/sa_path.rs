@@ -14,6 +14,12 @@
 //! which runs the Responder's KEM key generation, encapsulation and signature for each. There
 //! the locked design cannot scale at all; the split one can reach twice the rate of 1 task.
 //!
+//! `lock_hold/*` measures, on one thread, how long the Responder's SA Management is held per
+//! establishment (SaInit and SaAuth): `handle_from` (before: everything ran under the lock) and
+//! `admit` + `commit` (now: the public-key work runs between them). Its inverse is the ceiling on
+//! establishments per second through one node, whatever the number of cores (Amdahl); unlike
+//! the rates above it does not depend on what else the machine runs.
+//!
 //! `cargo bench -p onem2m-sa-tower --bench sa_path`
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,13 +27,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use onem2m_sa::credential::NodeId;
 use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
-use onem2m_sa::establish::Initiator;
+use onem2m_sa::establish::{AcceptAll, Initiator};
 use onem2m_sa::flows::{EstablishResult, InitiateSaRequest};
-use onem2m_sa::manage::{Limits, Timing};
+use onem2m_sa::manage::{Admitted, InitiatorEvent, InitiatorSam, Limits, ResponderSam, Timing};
 use onem2m_sa::message::Message;
 use onem2m_sa::rng::SystemRng;
 use onem2m_sa::table::TableConfig;
 use onem2m_sa::testkit::{TestPki, initiator_config, responder_config};
+use onem2m_sa::{Now, SaId};
 use onem2m_sa_tower::{Node, NodeConfig, SaEndpoint, rb};
 
 fn config(pki: &TestPki, id: &str, originators: &[&str]) -> NodeConfig {
@@ -154,5 +161,64 @@ fn sa_init(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sa_path, sa_init);
+fn lock_hold(c: &mut Criterion) {
+    let now = Now::new(1_000, SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs());
+    let pki = TestPki::new(&mut SystemRng, now.unix_secs);
+    let responder = config(&pki, "/id-in", &["/id-in"]);
+    let limits = Limits { max_half_open: 1 << 20, max_half_open_per_peer: usize::MAX, ..responder.limits };
+    let initiator = config(&pki, "/id-asn", &["C*"]);
+    let request = InitiateSaRequest { initiator: "/id-asn".parse().unwrap(), responder: "/id-in".parse().unwrap() };
+    let mut group = c.benchmark_group("lock_hold");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(20);
+    for split in [false, true] {
+        let name = if split { "admit+commit" } else { "handle_from" };
+        group.bench_function(BenchmarkId::new("responder", name), |b| {
+            b.iter_custom(|iters| {
+                let mut held = Duration::ZERO;
+                let mut i = InitiatorSam::new(initiator.initiator.clone(), Timing::default());
+                let mut r = ResponderSam::new(responder.responder.clone(), Timing::default(), limits);
+                for k in 0..iters {
+                    if k % CHUNK == 0 {
+                        r = ResponderSam::new(responder.responder.clone(), Timing::default(), limits);
+                    }
+                    let ex = i.initiate(&request, now, &mut SystemRng).unwrap();
+                    let mut message = ex.bytes;
+                    loop {
+                        let out = if split {
+                            let start = Instant::now();
+                            let Admitted::Work(work) = r.admit(&[], &message, now, &mut SystemRng) else {
+                                panic!("not admitted")
+                            };
+                            held += start.elapsed();
+                            let computed = work.compute(now, &mut SystemRng, &mut AcceptAll);
+                            let start = Instant::now();
+                            let out = r.commit(computed, now);
+                            held += start.elapsed();
+                            out
+                        } else {
+                            let start = Instant::now();
+                            let out = r.handle_from(&[], &message, now, &mut SystemRng, &mut AcceptAll);
+                            held += start.elapsed();
+                            out
+                        };
+                        match i.handle_response(ex.id, &out.reply.unwrap(), now, &mut SystemRng).pop() {
+                            Some(InitiatorEvent::Transmit(next)) => message = next.bytes,
+                            Some(InitiatorEvent::Established { confirm, .. }) => {
+                                let sa_id: SaId = confirm.security_association.unwrap().sa_id;
+                                i.forget(sa_id, now);
+                                break;
+                            }
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                }
+                held
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, sa_path, sa_init, lock_hold);
 criterion_main!(benches);
