@@ -310,6 +310,13 @@ pub enum DropReason {
     /// A control flow the Responder does not expect now.
     #[error("unexpected control flow")]
     UnexpectedFlow,
+    /// A copy of an [`SaInit`] whose first copy is still being computed: the reply to that one
+    /// answers it (a retransmission after it gets that reply from the cache).
+    #[error("the same SaInit is being processed")]
+    InProgress,
+    /// An [`SaInit`] whose half-open slot expired while its public-key work ran.
+    #[error("the establishment expired while it was processed")]
+    Expired,
 }
 
 /// The Responder's answer to one incoming message.
@@ -571,6 +578,8 @@ impl InitiatorSam {
     }
 
     /// Initiate SA (table 23): starts an establishment with `request.responder`.
+    ///
+    /// The one-call form of [`Initiator::start`] (with [`Self::config`]) and [`Self::begin`].
     pub fn initiate(
         &mut self,
         request: &InitiateSaRequest,
@@ -578,7 +587,19 @@ impl InitiatorSam {
         rng: &mut dyn Rng,
     ) -> Result<Exchange, InitiateSaConfirm> {
         let (state, bytes) = Initiator::start(self.config.clone(), request, rng).map_err(|e| e.to_confirm())?;
-        Ok(self.start(request.responder.clone(), Step::Init(Box::new(state)), bytes, now))
+        Ok(self.begin(state, bytes, now))
+    }
+
+    /// The Initiator's configuration, for an [`Initiator::start`] run outside the SAM.
+    pub fn config(&self) -> &InitiatorConfig {
+        &self.config
+    }
+
+    /// Starts the exchange of an establishment whose [`SaInit`] `bytes` and state
+    /// [`Initiator::start`] produced (the key generation ran without the SAM).
+    pub fn begin(&mut self, state: InitiatorAwaitingReply, bytes: Vec<u8>, now: Now) -> Exchange {
+        let peer = state.responder().clone();
+        self.start(peer, Step::Init(Box::new(state)), bytes, now)
     }
 
     /// Update SA (table 36): starts an identifier and/or key update of an SA.
@@ -692,6 +713,9 @@ impl InitiatorSam {
     }
 
     /// Processes the Responder's answer to exchange `id`.
+    ///
+    /// The one-call form of [`Self::admit_response`], [`InitiatorWork::compute`] and
+    /// [`Self::commit_response`].
     pub fn handle_response(
         &mut self,
         id: ExchangeId,
@@ -699,12 +723,28 @@ impl InitiatorSam {
         now: Now,
         rng: &mut dyn Rng,
     ) -> Vec<InitiatorEvent> {
-        let Some(pending) = self.pending.remove(&id) else { return Vec::new() };
+        match self.admit_response(id, bytes, now, rng) {
+            InitiatorAdmitted::Done(events) => events,
+            InitiatorAdmitted::Work(work) => {
+                let computed = work.compute(bytes, now, rng);
+                self.commit_response(computed, now)
+            }
+        }
+    }
+
+    /// The cheap first part of processing the Responder's answer to exchange `id` (see
+    /// [`Self::handle_response`]). An answer to an establishment message ([`SaInitReply`],
+    /// [`SaAuthReply`]) takes the exchange's state out of the SAM: its public-key work is
+    /// [`InitiatorWork::compute`], run without holding the SAM, and [`Self::commit_response`]
+    /// puts the result back. Meanwhile [`Self::is_pending`] is false for `id`. Everything else is
+    /// handled here in full.
+    pub fn admit_response(&mut self, id: ExchangeId, bytes: &[u8], now: Now, rng: &mut dyn Rng) -> InitiatorAdmitted {
+        let Some(pending) = self.pending.remove(&id) else { return InitiatorAdmitted::Done(Vec::new()) };
         if !self.answers(&pending.step, bytes) {
             // A duplicate or stale answer (to an earlier message of this exchange), or junk: it
             // neither advances nor ends the exchange, which retransmits as usual.
             self.pending.insert(id, pending);
-            return Vec::new();
+            return InitiatorAdmitted::Done(Vec::new());
         }
         let peer = pending.peer.clone();
         match pending.step {
@@ -712,37 +752,46 @@ impl InitiatorSam {
                 if let Ok(Message::Cookie(c)) = Message::decode(bytes) {
                     // The Responder is under load: the same SaInit again, with its cookie, as a
                     // new message of the exchange.
-                    return match state.set_cookie(c.cookie).map(<[u8]>::to_vec) {
+                    return InitiatorAdmitted::Done(match state.set_cookie(c.cookie).map(<[u8]>::to_vec) {
                         Some(out) => vec![self.continue_with(id, peer, Step::Init(state), out, now)],
                         None => {
                             let error = EstablishError::Rejected(RejectionCause::Busy);
                             vec![InitiatorEvent::EstablishFailed { confirm: error.to_confirm(), peer, error }]
                         }
-                    };
+                    });
                 }
-                match state.handle(bytes, now, rng) {
-                    // The Responder picks the identifier: one this node already uses (with another
-                    // peer, or as a tombstone) would let that peer's SA be replaced. Refused.
-                    Ok((next, _)) if self.id_in_use(next.sa_id()) => {
-                        let error = EstablishError::Protocol("the responder chose an SA identifier already in use");
-                        vec![InitiatorEvent::EstablishFailed { confirm: error.to_confirm(), peer, error }]
-                    }
-                    Ok((next, out)) => vec![self.continue_with(id, peer, Step::Auth(Box::new(next)), out, now)],
-                    Err(error) => vec![InitiatorEvent::EstablishFailed { confirm: error.to_confirm(), peer, error }],
-                }
+                InitiatorAdmitted::Work(InitiatorWork { id, peer, step: Box::new(Step::Init(state)) })
             }
-            Step::Auth(state) => match state.handle(bytes) {
-                Ok(sa) => {
-                    let confirm = sa.to_confirm();
-                    if let Some(t) = &self.table {
-                        t.install(&sa);
-                    }
-                    self.sas.insert(sa.sa_id, SaRecord::new(sa, now));
-                    vec![InitiatorEvent::Established { confirm, peer }]
+            step @ Step::Auth(_) => InitiatorAdmitted::Work(InitiatorWork { id, peer, step: Box::new(step) }),
+            step => InitiatorAdmitted::Done(self.handle_control_response(id, peer, step, bytes, now, rng)),
+        }
+    }
+
+    /// The last part of processing an answer admitted by [`Self::admit_response`]: re-checks
+    /// what may have changed while [`InitiatorWork::compute`] ran (the identifier the Responder
+    /// chose taken meanwhile by another establishment) and records the next step or the SA.
+    pub fn commit_response(&mut self, computed: InitiatorComputed, now: Now) -> Vec<InitiatorEvent> {
+        let InitiatorComputed { id, peer, result } = computed;
+        // The Responder picks the identifier: one this node already uses (with another peer, or
+        // as a tombstone; or taken by another establishment while this one was computed) would
+        // let that peer's SA be replaced. Refused.
+        let result = result.and_then(|step| match step.sa_id() {
+            sa_id if self.id_in_use(sa_id) => {
+                Err(EstablishError::Protocol("the responder chose an SA identifier already in use"))
+            }
+            _ => Ok(step),
+        });
+        match result {
+            Ok(InitiatorStep::Auth(next, out)) => vec![self.continue_with(id, peer, Step::Auth(next), out, now)],
+            Ok(InitiatorStep::Established(sa)) => {
+                let confirm = sa.to_confirm();
+                if let Some(t) = &self.table {
+                    t.install(&sa);
                 }
-                Err(error) => vec![InitiatorEvent::EstablishFailed { confirm: error.to_confirm(), peer, error }],
-            },
-            step => self.handle_control_response(id, peer, step, bytes, now, rng),
+                self.sas.insert(sa.sa_id, SaRecord::new(*sa, now));
+                vec![InitiatorEvent::Established { confirm, peer }]
+            }
+            Err(error) => vec![InitiatorEvent::EstablishFailed { confirm: error.to_confirm(), peer, error }],
         }
     }
 
@@ -1129,6 +1178,76 @@ impl InitiatorSam {
     }
 }
 
+/// The outcome of [`InitiatorSam::admit_response`].
+#[derive(Debug)]
+pub enum InitiatorAdmitted {
+    /// Handled: these are the events.
+    Done(Vec<InitiatorEvent>),
+    /// Public-key work to run before [`InitiatorSam::commit_response`].
+    Work(InitiatorWork),
+}
+
+/// The public-key work of an answer to an establishment message: pure, no SAM state.
+pub struct InitiatorWork {
+    id: ExchangeId,
+    peer: NodeId,
+    step: Box<Step>,
+}
+
+impl std::fmt::Debug for InitiatorWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitiatorWork").field("exchange", &self.id).field("peer", &self.peer).finish_non_exhaustive()
+    }
+}
+
+/// The result of [`InitiatorWork::compute`], to hand to [`InitiatorSam::commit_response`].
+pub struct InitiatorComputed {
+    id: ExchangeId,
+    peer: NodeId,
+    result: Result<InitiatorStep, EstablishError>,
+}
+
+impl std::fmt::Debug for InitiatorComputed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitiatorComputed")
+            .field("exchange", &self.id)
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+enum InitiatorStep {
+    /// SaInitReply accepted: the state waiting for SaAuthReply and the SaAuth bytes.
+    Auth(Box<InitiatorAwaitingAuthReply>, Vec<u8>),
+    Established(Box<EstablishedSa>),
+}
+
+impl InitiatorStep {
+    fn sa_id(&self) -> SaId {
+        match self {
+            Self::Auth(next, _) => next.sa_id(),
+            Self::Established(sa) => sa.sa_id,
+        }
+    }
+}
+
+impl InitiatorWork {
+    /// Runs the public-key work on the Responder's answer `bytes` (the same bytes given to
+    /// [`InitiatorSam::admit_response`]): for [`SaInitReply`], decapsulation, ticket and
+    /// signature verification and the Initiator's own signature; for [`SaAuthReply`], its
+    /// verification. Touches no SAM state.
+    pub fn compute(self, bytes: &[u8], now: Now, rng: &mut dyn Rng) -> InitiatorComputed {
+        let result = match *self.step {
+            Step::Init(state) => {
+                state.handle(bytes, now, rng).map(|(next, out)| InitiatorStep::Auth(Box::new(next), out))
+            }
+            Step::Auth(state) => state.handle(bytes).map(|sa| InitiatorStep::Established(Box::new(sa))),
+            _ => unreachable!("admit_response hands out establishment steps only"),
+        };
+        InitiatorComputed { id: self.id, peer: self.peer, result }
+    }
+}
+
 fn fresh_id(rng: &mut dyn Rng, taken: impl Fn(SaId) -> bool) -> SaId {
     loop {
         let id = SaId::random(rng);
@@ -1142,7 +1261,9 @@ fn fresh_id(rng: &mut dyn Rng, taken: impl Fn(SaId) -> bool) -> SaId {
 // Responder
 
 struct HalfOpen {
-    state: ResponderAwaitingAuth,
+    /// Shared with a verification of an [`SaAuth`] running outside the SAM
+    /// ([`ResponderSam::admit`]); the commit installs only if this very state is still here.
+    state: Arc<ResponderAwaitingAuth>,
     /// The transport source of its SaInit (empty when the transport reports none).
     source: Vec<u8>,
     init_digest: Digest,
@@ -1150,6 +1271,86 @@ struct HalfOpen {
     until_ms: u64,
     /// [`SaAuth`] messages for it that failed verification so far.
     failures: u32,
+}
+
+/// An [`SaInit`] admitted by [`ResponderSam::admit`] whose public-key work runs outside the SAM:
+/// it holds its identifier, a half-open slot and its per-source share until committed or expired.
+struct Reserved {
+    source: Vec<u8>,
+    initiator: NodeId,
+    init_digest: Digest,
+    nonce: Vec<u8>,
+    until_ms: u64,
+    token: u64,
+}
+
+/// The outcome of [`ResponderSam::admit`]: the message is handled, or its public-key work is to
+/// be done — by [`ResponderWork::compute`], which needs no SAM and so runs without its lock —
+/// and then committed with [`ResponderSam::commit`].
+#[derive(Debug)]
+pub enum Admitted {
+    /// Handled (a retransmission answered from the cache, a cookie, Busy, a drop, a control
+    /// flow): nothing more to do.
+    Done(ResponderOutput),
+    /// Public-key work to run before [`ResponderSam::commit`].
+    Work(ResponderWork),
+}
+
+/// The public-key work of an admitted [`SaInit`] or [`SaAuth`]: pure, no SAM state.
+pub struct ResponderWork(Work);
+
+enum Work {
+    Init { init: SaInit, config: ResponderConfig, sa_id: SaId, token: u64 },
+    Auth { auth: Box<SaAuth>, digest: Digest, state: Arc<ResponderAwaitingAuth> },
+}
+
+impl std::fmt::Debug for ResponderWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, sa_id) = match &self.0 {
+            Work::Init { sa_id, .. } => ("SaInit", sa_id),
+            Work::Auth { auth, .. } => ("SaAuth", &auth.sa_id),
+        };
+        f.debug_struct("ResponderWork").field("message", &kind).field("sa_id", sa_id).finish_non_exhaustive()
+    }
+}
+
+/// The result of [`ResponderWork::compute`], to hand to [`ResponderSam::commit`].
+pub struct ResponderComputed(Computed);
+
+type Verified = Result<(EstablishedSa, Vec<u8>, SaEstablishmentComplete), AuthRefusal>;
+
+enum Computed {
+    Init { init: SaInit, sa_id: SaId, token: u64, result: Box<Result<Accepted, InitRefusal>> },
+    Auth { sa_id: SaId, digest: Digest, state: Arc<ResponderAwaitingAuth>, result: Box<Verified> },
+}
+
+impl std::fmt::Debug for ResponderComputed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, sa_id) = match &self.0 {
+            Computed::Init { sa_id, .. } => ("SaInit", sa_id),
+            Computed::Auth { sa_id, .. } => ("SaAuth", sa_id),
+        };
+        f.debug_struct("ResponderComputed").field("message", &kind).field("sa_id", sa_id).finish_non_exhaustive()
+    }
+}
+
+impl ResponderWork {
+    /// Runs the public-key work: for [`SaInit`], SA Parameter Establishment, the Responder
+    /// Agent's decision, the Responder's key share, keying material and signature
+    /// ([`Responder::accept`]); for [`SaAuth`], the Initiator's confirmation, ticket and
+    /// signatures ([`ResponderAwaitingAuth::verify`]). Touches no SAM state.
+    pub fn compute(self, now: Now, rng: &mut dyn Rng, agent: &mut dyn ResponderAgent) -> ResponderComputed {
+        ResponderComputed(match self.0 {
+            Work::Init { init, config, sa_id, token } => {
+                let result = Box::new(Responder::accept(config, agent, &init, sa_id, rng));
+                Computed::Init { init, sa_id, token, result }
+            }
+            Work::Auth { auth, digest, state } => {
+                let result = Box::new(state.verify(&auth, now));
+                Computed::Auth { sa_id: auth.sa_id, digest, state, result }
+            }
+        })
+    }
 }
 
 /// Hook for the Responder's decisions on key updates.
@@ -1184,6 +1385,9 @@ pub struct ResponderSam {
     table: Option<Arc<SaTable>>,
     /// SA records per authenticated Initiator.
     per_peer: HashMap<NodeId, usize>,
+    /// [`SaInit`]s admitted and being computed, by the identifier reserved for them.
+    reserved: HashMap<SaId, Reserved>,
+    next_token: u64,
     max_sas_per_peer: usize,
     /// Events of SAs removed while handling a message (expired ones pruned to make room),
     /// reported with that message's output.
@@ -1207,6 +1411,8 @@ impl ResponderSam {
             key_policy: Box::new(AcceptKeyUpdates),
             table: None,
             per_peer: HashMap::new(),
+            reserved: HashMap::new(),
+            next_token: 0,
             max_sas_per_peer: DEFAULT_MAX_SAS_PER_PEER,
             deferred: Vec::new(),
         }
@@ -1223,7 +1429,7 @@ impl ResponderSam {
     pub fn footprint(&self) -> Footprint {
         Footprint {
             sas: self.sas.len(),
-            pending: self.half_open.len(),
+            pending: self.half_open.len() + self.reserved.len(),
             aliases: self.aliases.len(),
             tombstones: self.tombstones.len(),
             nonces: self.seen_nonces.len(),
@@ -1254,14 +1460,15 @@ impl ResponderSam {
         self.sas.values()
     }
 
-    /// Half-open establishments.
+    /// Half-open establishments (with the [`SaInit`]s admitted and still being computed).
     pub fn half_open(&self) -> usize {
-        self.half_open.len()
+        self.half_open.len() + self.reserved.len()
     }
 
     fn id_taken(&self, id: SaId) -> bool {
         self.sas.contains_key(&id)
             || self.half_open.contains_key(&id)
+            || self.reserved.contains_key(&id)
             || self.aliases.contains_key(&id)
             || self.tombstones.contains_key(&id)
             || self.table.as_ref().is_some_and(|t| t.get(id).is_some())
@@ -1333,6 +1540,8 @@ impl ResponderSam {
     /// Processes one message from an Initiator that arrived from `source`: the transport's view
     /// of where it came from (an IP address, without the port), as opaque bytes. Cookies and the
     /// per-source bounds are tied to it.
+    ///
+    /// The one-call form of [`Self::admit`], [`ResponderWork::compute`] and [`Self::commit`].
     pub fn handle_from(
         &mut self,
         source: &[u8],
@@ -1341,50 +1550,89 @@ impl ResponderSam {
         rng: &mut dyn Rng,
         agent: &mut dyn ResponderAgent,
     ) -> ResponderOutput {
+        match self.admit(source, bytes, now, rng) {
+            Admitted::Done(out) => out,
+            Admitted::Work(work) => {
+                let computed = work.compute(now, rng, agent);
+                self.commit(computed, now)
+            }
+        }
+    }
+
+    /// The cheap first part of handling a message from `source` (see [`Self::handle_from`]):
+    /// decoding, the retransmission caches, the replay, cookie, rate and capacity checks. An
+    /// [`SaInit`] that passes reserves its identifier and a half-open slot (a copy of it that
+    /// arrives before the commit is dropped: the reply to the first copy answers it); an
+    /// [`SaAuth`] for a half-open establishment takes a share of its state. Their public-key work
+    /// is then [`ResponderWork::compute`], which a runtime runs without holding the SAM, so that
+    /// establishments proceed in parallel. Control flows are handled here in full.
+    pub fn admit(&mut self, source: &[u8], bytes: &[u8], now: Now, rng: &mut dyn Rng) -> Admitted {
         let msg = match Message::decode(bytes) {
             Ok(m) => m,
-            Err(e) => return ResponderOutput { dropped: Some(e.into()), ..Default::default() },
+            Err(e) => return Admitted::Done(ResponderOutput { dropped: Some(e.into()), ..Default::default() }),
         };
-        let mut out = match msg {
-            Message::Init(init) => self.on_init(source, &init, bytes, now, rng, agent),
-            Message::Auth(auth) => self.on_auth(&auth, bytes, now),
-            Message::Control(env) => self.on_control(&env, bytes, now, rng),
-            _ => ResponderOutput { dropped: Some(DropReason::WrongDirection), ..Default::default() },
+        let admitted = match msg {
+            Message::Init(init) => self.admit_init(source, init, bytes, now, rng),
+            Message::Auth(auth) => self.admit_auth(auth, bytes),
+            Message::Control(env) => Admitted::Done(self.on_control(&env, bytes, now, rng)),
+            _ => Admitted::Done(ResponderOutput { dropped: Some(DropReason::WrongDirection), ..Default::default() }),
         };
+        match admitted {
+            Admitted::Done(out) => Admitted::Done(self.with_deferred(out)),
+            work => work,
+        }
+    }
+
+    /// Prepends the events of SAs removed to make room.
+    fn with_deferred(&mut self, mut out: ResponderOutput) -> ResponderOutput {
         if !self.deferred.is_empty() {
             out.events.splice(0..0, self.deferred.drain(..));
         }
         out
     }
 
-    fn on_init(
-        &mut self,
-        source: &[u8],
-        init: &SaInit,
-        bytes: &[u8],
-        now: Now,
-        rng: &mut dyn Rng,
-        agent: &mut dyn ResponderAgent,
-    ) -> ResponderOutput {
+    /// The last part of handling a message admitted by [`Self::admit`]: installs what
+    /// [`ResponderWork::compute`] produced, if it still applies. An [`SaInit`] whose reservation
+    /// expired meanwhile ([`Self::handle_timeout`]) is dropped ([`DropReason::Expired`]); an
+    /// [`SaAuth`] whose half-open establishment ended meanwhile (timeout, too many failures,
+    /// completed by a concurrent copy) gets what a sequential SAM would have answered: the same
+    /// reply as that copy, or a drop.
+    pub fn commit(&mut self, computed: ResponderComputed, now: Now) -> ResponderOutput {
+        let out = match computed.0 {
+            Computed::Init { init, sa_id, token, result } => self.commit_init(&init, sa_id, token, *result, now),
+            Computed::Auth { sa_id, digest, state, result } => self.commit_auth(sa_id, digest, &state, *result, now),
+        };
+        self.with_deferred(out)
+    }
+
+    fn admit_init(&mut self, source: &[u8], init: SaInit, bytes: &[u8], now: Now, rng: &mut dyn Rng) -> Admitted {
+        let done = Admitted::Done;
         let digest = digest_of(bytes);
-        if let Some(h) = self.by_init.get(&digest).and_then(|id| self.half_open.get(id)) {
-            // A retransmitted SaInit: the same reply, no new state, no new signature.
-            return ResponderOutput { reply: Some(h.reply.clone()), ..Default::default() };
+        if let Some(id) = self.by_init.get(&digest) {
+            if let Some(h) = self.half_open.get(id) {
+                // A retransmitted SaInit: the same reply, no new state, no new signature.
+                return done(ResponderOutput { reply: Some(h.reply.clone()), ..Default::default() });
+            }
+            if self.reserved.contains_key(id) {
+                // Its first copy is being computed: the reply to that one answers this one too.
+                return done(ResponderOutput { dropped: Some(DropReason::InProgress), ..Default::default() });
+            }
         }
         if self.seen_nonces.get(&init.nonce).is_some_and(|until| *until > now.mono_ms) {
             // The nonce of an establishment that already ran: a replayed SaInit.
-            return ResponderOutput { dropped: Some(DropReason::Replayed), ..Default::default() };
+            return done(ResponderOutput { dropped: Some(DropReason::Replayed), ..Default::default() });
         }
         // Under load, or from a source over its rate, the SaInit must prove that its sender
         // receives at its address before anything is spent on it: a cookie, made and checked
         // without state.
         let within_rate = self.cookies.within_rate(source, self.limits.init_rate_per_source, now);
-        if (!within_rate || self.half_open.len() >= self.limits.cookie_threshold) && !self.cookies.valid(source, init) {
-            let cookie = self.cookies.make(source, init, now, rng);
+        let half_open = self.half_open();
+        if (!within_rate || half_open >= self.limits.cookie_threshold) && !self.cookies.valid(source, &init) {
+            let cookie = self.cookies.make(source, &init, now, rng);
             let reply = Message::Cookie(SaCookie { version: PROTOCOL_VERSION, cookie });
-            return ResponderOutput { reply: Some(reply.encode()), ..Default::default() };
+            return done(ResponderOutput { reply: Some(reply.encode()), ..Default::default() });
         }
-        if self.sas.len() + self.half_open.len() >= self.limits.max_sas {
+        if self.sas.len() + half_open >= self.limits.max_sas {
             // Full: SAs past their expiry may not have been swept yet.
             let pruned = self.expire_sas(now);
             self.deferred.extend(pruned);
@@ -1397,13 +1645,18 @@ impl ResponderSam {
         // nothing yet, so counting by it would let anyone lock a node out.
         let per_peer = if source.is_empty() {
             self.half_open.values().filter(|h| h.state.initiator() == &init.initiator).count()
+                + self.reserved.values().filter(|r| r.initiator == init.initiator).count()
         } else {
             self.half_open.values().filter(|h| h.source == source).count()
+                + self.reserved.values().filter(|r| r.source == source).count()
         };
-        if self.half_open.len() >= self.limits.max_half_open
+        // Reserved SaInits count as half-open: two admitted concurrently cannot both take the
+        // last slot.
+        let half_open = self.half_open();
+        if half_open >= self.limits.max_half_open
             || per_peer >= self.limits.max_half_open_per_peer
             // A half-open establishment may become an SA: it holds one of max_sas already.
-            || self.sas.len() + self.half_open.len() >= self.limits.max_sas
+            || self.sas.len() + half_open >= self.limits.max_sas
             || self.seen_nonces.len() >= nonce_cap
         {
             let reply = Message::InitReply(SaInitReply {
@@ -1420,20 +1673,51 @@ impl ResponderSam {
                 send_responder_authorization_key: None,
                 initiator_authorization_challenge: None,
             });
-            return ResponderOutput { reply: Some(reply.encode()), ..Default::default() };
+            return done(ResponderOutput { reply: Some(reply.encode()), ..Default::default() });
         }
         let sa_id = fresh_id(rng, |id| self.id_taken(id));
-        match Responder::accept(self.config.clone(), agent, init, sa_id, rng) {
+        let token = self.next_token;
+        self.next_token += 1;
+        // The digest and the nonce are taken now, so a copy of this SaInit is recognised while
+        // it is computed; a refusal gives the nonce back.
+        self.by_init.insert(digest.clone(), sa_id);
+        self.seen_nonces.insert(init.nonce.clone(), now.mono_ms + self.timing.tombstone_ms);
+        self.reserved.insert(
+            sa_id,
+            Reserved {
+                source: source.to_vec(),
+                initiator: init.initiator.clone(),
+                init_digest: digest,
+                nonce: init.nonce.clone(),
+                until_ms: now.mono_ms + self.timing.half_open_ms,
+                token,
+            },
+        );
+        Admitted::Work(ResponderWork(Work::Init { init, config: self.config.clone(), sa_id, token }))
+    }
+
+    fn commit_init(
+        &mut self,
+        init: &SaInit,
+        sa_id: SaId,
+        token: u64,
+        result: Result<Accepted, InitRefusal>,
+        now: Now,
+    ) -> ResponderOutput {
+        if self.reserved.get(&sa_id).is_none_or(|r| r.token != token) {
+            // Expired while it was computed (the sweep gave its slot back): nothing is kept.
+            return ResponderOutput { dropped: Some(DropReason::Expired), ..Default::default() };
+        }
+        let reserved = self.reserved.remove(&sa_id).expect("checked");
+        match result {
             Ok(accepted) => {
                 let (req, cnf) = accepted.received;
-                self.by_init.insert(digest.clone(), sa_id);
-                self.seen_nonces.insert(init.nonce.clone(), now.mono_ms + self.timing.tombstone_ms);
                 self.half_open.insert(
                     sa_id,
                     HalfOpen {
-                        state: accepted.state,
-                        source: source.to_vec(),
-                        init_digest: digest,
+                        state: Arc::new(accepted.state),
+                        source: reserved.source,
+                        init_digest: reserved.init_digest,
                         reply: accepted.reply.clone(),
                         until_ms: now.mono_ms + self.timing.half_open_ms,
                         failures: 0,
@@ -1446,6 +1730,8 @@ impl ResponderSam {
                 }
             }
             Err(refusal) => {
+                self.by_init.remove(&reserved.init_digest);
+                self.seen_nonces.remove(&reserved.nonce);
                 let mut events = Vec::new();
                 match refusal.error {
                     EstablishError::AdministrativeReasons => events.push(ResponderEvent::InitiateSaReceived(
@@ -1462,27 +1748,55 @@ impl ResponderSam {
         }
     }
 
-    fn on_auth(&mut self, auth: &SaAuth, bytes: &[u8], now: Now) -> ResponderOutput {
-        let mut events = Vec::new();
+    /// The answer to an [`SaAuth`] for an SA that is established already: the same reply to a
+    /// retransmission of the message that established it, a drop for anything else (a replay).
+    fn established_reply(&self, sa_id: SaId, digest: &Digest) -> Option<ResponderOutput> {
+        let record = self.sas.get(&sa_id)?;
+        Some(match &record.established_by {
+            Some((d, reply)) if d == digest => ResponderOutput { reply: Some(reply.clone()), ..Default::default() },
+            _ => ResponderOutput { dropped: Some(DropReason::NoSuchEstablishment), ..Default::default() },
+        })
+    }
+
+    fn admit_auth(&mut self, auth: SaAuth, bytes: &[u8]) -> Admitted {
         let digest = digest_of(bytes);
-        if let Some(record) = self.sas.get(&auth.sa_id) {
-            // A retransmitted SaAuth gets the same reply; any other is a replay.
-            return match &record.established_by {
-                Some((d, reply)) if *d == digest => {
-                    ResponderOutput { reply: Some(reply.clone()), ..Default::default() }
-                }
-                _ => ResponderOutput { dropped: Some(DropReason::NoSuchEstablishment), ..Default::default() },
-            };
+        if let Some(out) = self.established_reply(auth.sa_id, &digest) {
+            return Admitted::Done(out);
         }
-        let Some(half) = self.half_open.get_mut(&auth.sa_id) else {
-            return ResponderOutput { dropped: Some(DropReason::NoSuchEstablishment), ..Default::default() };
+        let Some(half) = self.half_open.get(&auth.sa_id) else {
+            return Admitted::Done(ResponderOutput {
+                dropped: Some(DropReason::NoSuchEstablishment),
+                ..Default::default()
+            });
         };
         // Verify first: the identifier travelled in the clear, so anyone can send an SaAuth for
         // it; one that fails leaves the establishment waiting for the genuine one (until its
         // timeout, or MAX_AUTH_FAILURES failures).
-        match half.state.verify(auth, now) {
+        let state = half.state.clone();
+        Admitted::Work(ResponderWork(Work::Auth { auth: Box::new(auth), digest, state }))
+    }
+
+    fn commit_auth(
+        &mut self,
+        sa_id: SaId,
+        digest: Digest,
+        state: &Arc<ResponderAwaitingAuth>,
+        result: Verified,
+        now: Now,
+    ) -> ResponderOutput {
+        let mut events = Vec::new();
+        // A concurrent copy of this SaAuth may have established the SA meanwhile.
+        if let Some(out) = self.established_reply(sa_id, &digest) {
+            return out;
+        }
+        // The establishment this SaAuth was verified against must still be waiting: not timed
+        // out, not given up, not replaced.
+        let Some(half) = self.half_open.get_mut(&sa_id).filter(|h| Arc::ptr_eq(&h.state, state)) else {
+            return ResponderOutput { dropped: Some(DropReason::NoSuchEstablishment), ..Default::default() };
+        };
+        match result {
             Ok((sa, reply, complete)) => {
-                let half = self.half_open.remove(&auth.sa_id).expect("present");
+                let half = self.half_open.remove(&sa_id).expect("present");
                 self.by_init.remove(&half.init_digest);
                 // The Initiator is authenticated now: over its cap, its oldest SA makes room.
                 let peer = sa.peer.clone();
@@ -1502,7 +1816,7 @@ impl ResponderSam {
                 }
                 let mut record = SaRecord::new(sa, now);
                 record.established_by = Some((digest, reply.clone()));
-                self.sas.insert(auth.sa_id, record);
+                self.sas.insert(sa_id, record);
                 *self.per_peer.entry(peer).or_default() += 1;
                 events.push(ResponderEvent::SaEstablishmentComplete(complete));
                 ResponderOutput { reply: Some(reply), events, dropped: None }
@@ -1510,7 +1824,7 @@ impl ResponderSam {
             Err(refusal) => {
                 half.failures += 1;
                 if half.failures >= MAX_AUTH_FAILURES {
-                    let half = self.half_open.remove(&auth.sa_id).expect("present");
+                    let half = self.half_open.remove(&sa_id).expect("present");
                     self.by_init.remove(&half.init_digest);
                     events.push(ResponderEvent::SaEstablishmentComplete(refusal.complete));
                 }
@@ -1789,7 +2103,7 @@ impl ResponderSam {
 
     /// The earliest time [`Self::handle_timeout`] has work to do.
     pub fn poll_timeout(&self) -> Option<Deadline> {
-        let half = self.half_open.values().map(|h| h.until_ms);
+        let half = self.half_open.values().map(|h| h.until_ms).chain(self.reserved.values().map(|r| r.until_ms));
         let alias = self.aliases.values().map(|(_, u)| *u);
         let tomb = self.tombstones.values().map(|(u, _)| *u);
         let grace = self.sas.values().filter_map(|r| r.previous.as_ref().map(|p| p.until_ms));
@@ -1804,6 +2118,14 @@ impl ResponderSam {
     pub fn handle_timeout(&mut self, now: Now) -> Vec<ResponderEvent> {
         let t = now.mono_ms;
         let expired: Vec<SaId> = self.half_open.iter().filter(|(_, h)| h.until_ms <= t).map(|(id, _)| *id).collect();
+        let by_init = &mut self.by_init;
+        self.reserved.retain(|_, r| {
+            let keep = r.until_ms > t;
+            if !keep {
+                by_init.remove(&r.init_digest);
+            }
+            keep
+        });
         let mut events = Vec::new();
         for id in expired {
             let h = self.half_open.remove(&id).expect("listed");

@@ -4,7 +4,10 @@
 //! tables the data path reads (`outbound`: SAs this node initiated, for its requests;
 //! `inbound`: SAs it accepted, for requests it receives), and the single-flight map through
 //! which concurrent requests to one peer wait for one establishment. Locks guard only the state
-//! machines and are never held across an await.
+//! machines and are never held across an await, nor during public-key work: establishment
+//! messages are admitted under the lock, computed without it (key generation, KEM, signatures,
+//! ticket verification) and committed under it again, so the SA messages of a node are handled
+//! in parallel.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -12,12 +15,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa::credential::NodeId;
-use onem2m_sa::establish::{AcceptAll, InitiatorConfig, ResponderAgent, ResponderConfig};
+use onem2m_sa::establish::{AcceptAll, Initiator, InitiatorConfig, ResponderAgent, ResponderConfig};
+use onem2m_sa::flows::{InitiateSaReceivedConfirm, InitiateSaReceivedRequest};
 use onem2m_sa::flows::{
     InitiateSaRequest, RejectionCause, RemovalConfirm, RemovalRequest, RemoveSaConfirm, RemoveSaRequest,
     UpdateOperation, UpdateResult, UpdateSaConfirm, UpdateSaRequest,
 };
-use onem2m_sa::manage::{Exchange, InitiatorEvent, InitiatorSam, Limits, ResponderEvent, ResponderSam, Timing};
+use onem2m_sa::manage::{
+    Admitted, Exchange, InitiatorAdmitted, InitiatorEvent, InitiatorSam, Limits, ResponderEvent, ResponderSam, Timing,
+};
 use onem2m_sa::rng::SystemRng;
 use onem2m_sa::secure::EpochRef;
 use onem2m_sa::table::{SaEntry, SaTable, TableConfig};
@@ -142,6 +148,16 @@ impl std::fmt::Debug for Node {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The Responder Agent behind its lock, taken only for the decision itself (not for the
+/// public-key work around it).
+struct SharedAgent<'a>(&'a Mutex<Box<dyn ResponderAgent + Send>>);
+
+impl ResponderAgent for SharedAgent<'_> {
+    fn initiate_sa_received(&mut self, request: &InitiateSaReceivedRequest) -> InitiateSaReceivedConfirm {
+        lock(self.0).initiate_sa_received(request)
+    }
 }
 
 impl Node {
@@ -358,7 +374,11 @@ impl Node {
     {
         let started = tokio::time::Instant::now();
         let request = InitiateSaRequest { initiator: self.shared.id.clone(), responder: peer.clone() };
-        let first = lock(&self.shared.initiator).initiate(&request, self.now(), &mut SystemRng);
+        // The key generation runs without the SA Management's lock.
+        let config = lock(&self.shared.initiator).config().clone();
+        let first = Initiator::start(config, &request, &mut SystemRng)
+            .map(|(state, bytes)| lock(&self.shared.initiator).begin(state, bytes, self.now()))
+            .map_err(|e| e.to_confirm());
         let outcome = match first {
             Err(c) => Err(SaFailure::Rejected(c.cause.unwrap_or(RejectionCause::ProtocolViolation))),
             Ok(exchange) => match self
@@ -490,12 +510,23 @@ impl Node {
         loop {
             let reply = self.exchange(&mut transport, &exchange).await;
             let (events, gone) = {
-                let mut sam = lock(&self.shared.initiator);
-                let events = match &reply {
-                    Some(bytes) => sam.handle_response(exchange.id, bytes, self.now(), &mut SystemRng),
-                    None => sam.abandon(exchange.id),
+                let admitted = {
+                    let mut sam = lock(&self.shared.initiator);
+                    match &reply {
+                        Some(bytes) => sam.admit_response(exchange.id, bytes, self.now(), &mut SystemRng),
+                        None => InitiatorAdmitted::Done(sam.abandon(exchange.id)),
+                    }
                 };
-                (events, !sam.is_pending(exchange.id))
+                let events = match (admitted, &reply) {
+                    (InitiatorAdmitted::Done(events), _) => events,
+                    // The public-key work runs without the lock.
+                    (InitiatorAdmitted::Work(work), Some(bytes)) => {
+                        let computed = work.compute(bytes, self.now(), &mut SystemRng);
+                        lock(&self.shared.initiator).commit_response(computed, self.now())
+                    }
+                    (InitiatorAdmitted::Work(_), None) => unreachable!("work comes from an answer"),
+                };
+                (events, !lock(&self.shared.initiator).is_pending(exchange.id))
             };
             match events.into_iter().next() {
                 Some(InitiatorEvent::Transmit(next)) => exchange = next,
@@ -554,9 +585,15 @@ impl Node {
             return ResponsePrimitive::error(Rsc::BAD_REQUEST, &req.rqi, "no SA message");
         };
         let source = crate::source::current();
-        let out = {
-            let mut agent = lock(&self.shared.agent);
-            lock(&self.shared.responder).handle_from(&source, &bytes, self.now(), &mut SystemRng, agent.as_mut())
+        let admitted = lock(&self.shared.responder).admit(&source, &bytes, self.now(), &mut SystemRng);
+        let out = match admitted {
+            Admitted::Done(out) => out,
+            // The public-key work runs without the SA Management's lock: the SA messages of the
+            // node are handled in parallel; the commit re-checks what changed meanwhile.
+            Admitted::Work(work) => {
+                let computed = work.compute(self.now(), &mut SystemRng, &mut SharedAgent(&self.shared.agent));
+                lock(&self.shared.responder).commit(computed, self.now())
+            }
         };
         self.publish(out.events);
         metrics::gauge!("onem2m_sa_half_open").set(lock(&self.shared.responder).half_open() as f64);
@@ -685,6 +722,28 @@ mod tests {
             table,
             rb_timeout: Duration::from_secs(2),
         })
+    }
+
+    /// The Responder's public-key work runs without the SA Management's lock (it ran under it,
+    /// and every SA message of a node waited for the one being handled): the Responder Agent,
+    /// consulted in the middle of that work, finds the lock free, and so does the establishment
+    /// of another SA.
+    #[tokio::test]
+    async fn establishment_crypto_runs_without_the_sa_management_lock() {
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let pki = TestPki::new(&mut SystemRng, unix);
+        let table = TableConfig::default();
+        let (a, b) = (node(&pki, "/id-asn", &["C*"], table), node(&pki, "/id-in", &["/id-in"], table));
+        let weak = Arc::downgrade(&b.shared);
+        let free = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = free.clone();
+        b.set_responder_agent(move |req: &InitiateSaReceivedRequest| {
+            let shared = weak.upgrade().expect("node alive");
+            seen.store(shared.responder.try_lock().is_ok(), std::sync::atomic::Ordering::SeqCst);
+            InitiateSaReceivedConfirm::accept(req.sa_id)
+        });
+        a.sa_with(&"/id-in".parse().unwrap(), SaEndpoint::new(b.clone())).await.unwrap();
+        assert!(free.load(std::sync::atomic::Ordering::SeqCst), "the SA Management was locked during the work");
     }
 
     /// The soft usage limit reported by a message sealed under an epoch that an update has just
