@@ -327,22 +327,23 @@ impl Node {
     /// refusal did that for this peer within [`Recovery::min_interval`]; no otherwise (a forger
     /// must not be able to force an establishment per request).
     pub(crate) fn recover_from_unsealed(&self, entry: &Arc<SaEntry>) -> bool {
+        let now = self.now().mono_ms;
+        let interval = self.recovery().min_interval.as_millis() as u64;
+        // Check and forget under one lock: a second refusal for the same SA that arrives while
+        // the first one is forgetting it must see it replaced (and resend), not take it for a
+        // refusal right after a re-establishment (and fail its request).
+        let mut recovered = lock(&self.shared.recovered);
         if !self.is_current(entry) {
             return true;
         }
-        let now = self.now().mono_ms;
-        let interval = self.recovery().min_interval.as_millis() as u64;
-        {
-            let mut recovered = lock(&self.shared.recovered);
-            if recovered.get(entry.peer()).is_some_and(|at| now.saturating_sub(*at) < interval) {
-                metrics::counter!("onem2m_sa_recoveries_total", "outcome" => "refused").increment(1);
-                return false;
-            }
-            if recovered.len() >= 4096 {
-                recovered.retain(|_, at| now.saturating_sub(*at) < interval);
-            }
-            recovered.insert(entry.peer().clone(), now);
+        if recovered.get(entry.peer()).is_some_and(|at| now.saturating_sub(*at) < interval) {
+            metrics::counter!("onem2m_sa_recoveries_total", "outcome" => "refused").increment(1);
+            return false;
         }
+        if recovered.len() >= 4096 {
+            recovered.retain(|_, at| now.saturating_sub(*at) < interval);
+        }
+        recovered.insert(entry.peer().clone(), now);
         metrics::counter!("onem2m_sa_recoveries_total", "outcome" => "re_establish").increment(1);
         self.forget_outbound(entry);
         true

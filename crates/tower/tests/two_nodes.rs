@@ -181,16 +181,12 @@ async fn peer_restart_mid_traffic_recovers_transparently_without_executing_twice
     };
     // 100 requests are inside the old runtime of /id-in when it restarts...
     let mut calls = spawn(0..100);
-    while cse.seen.load(Ordering::SeqCst) < 100 {
-        tokio::task::yield_now().await;
-    }
+    wait_until(|| cse.seen.load(Ordering::SeqCst) >= 100, "100 requests at the CSE").await;
     let b2 = node(&w, cb, &Suite::ALL, &Suite::ALL);
     *slot.lock().unwrap() = ingress(&b2, &cse, PlaintextPolicy::default());
     // ...100 more meet the restarted one, which does not know the SA.
     calls.extend(spawn(100..200));
-    while cse.seen.load(Ordering::SeqCst) < 200 {
-        tokio::task::yield_now().await;
-    }
+    wait_until(|| cse.seen.load(Ordering::SeqCst) >= 200, "200 requests at the CSE").await;
     gate.add_permits(200);
     for c in calls {
         assert_eq!(c.await.unwrap().unwrap().rsc, Rsc::CREATED);
@@ -225,9 +221,7 @@ async fn a_thousand_concurrent_requests_across_a_key_update() {
     };
     // 500 requests sealed under epoch 0 are held at the CSE while the keys change...
     let mut calls = spawn(0..500);
-    while cse.seen.load(Ordering::SeqCst) < 501 {
-        tokio::task::yield_now().await;
-    }
+    wait_until(|| cse.seen.load(Ordering::SeqCst) >= 501, "501 requests at the CSE").await;
     let confirm = a.update(entry.sa_id(), onem2m_sa::flows::UpdateOperation::Keys, ingress_b).await;
     assert_eq!(confirm.result, onem2m_sa::flows::UpdateResult::Accepted);
     assert_eq!(entry.current_epoch().unwrap().number, 1);

@@ -126,3 +126,16 @@ where
     }
     out
 }
+
+/// Yields until `what` holds. Bounded (two minutes, far beyond any healthy run) so that a request
+/// that never arrives fails the test with `why` instead of spinning until CI's time runs out.
+pub async fn wait_until(what: impl Fn() -> bool, why: &str) {
+    let spin = async {
+        while !what() {
+            tokio::task::yield_now().await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(120), spin).await.is_err() {
+        panic!("gave up waiting: {why}");
+    }
+}
