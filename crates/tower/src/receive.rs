@@ -250,13 +250,15 @@ where
             return ResponseFuture { state: State::Inner { future, sealing: None, record: None } };
         };
         let mut scratch = Vec::new();
+        let now = self.node.now();
         let opened = epo_from_content(pc).and_then(|epo| {
             let sealed = decode_jwe(epo.as_bytes(), &mut scratch)?;
             let entry = self.node.inbound().get(sealed.header.sa_id).ok_or(SecureError::UnknownSa)?;
-            let (plain, epoch) = entry.open_at(self.node.now().unix_secs, sealed)?;
-            let digest = request_digest(plain);
+            let (plain, epoch) = entry.open_at(now.unix_secs, sealed)?;
             let inner =
                 RequestPrimitive::from_json_slice(plain).map_err(|_| SecureError::Malformed("inner primitive"))?;
+            // Only what the record of executed requests keeps is digested (RETRIEVE is not).
+            let digest = (inner.op != Operation::Retrieve).then(|| request_digest(plain));
             // Identity binding: the originator must lie inside the peer's context.
             entry.authorize(inner.fr.as_deref().unwrap_or_default())?;
             Ok((inner, entry, epoch, digest))
@@ -268,19 +270,19 @@ where
         metrics::counter!("onem2m_sa_opened_total").increment(1);
         let limits = self.node.inbound().config().limits;
         let sealing = Sealing { entry, epoch, limits, rqi: req.rqi };
-        if inner_req.op == Operation::Retrieve {
-            // Safe to repeat: a copy is executed again (so that a client polling with a fixed
-            // rqi is not served an old answer).
+        let Some(digest) = digest else {
+            // A RETRIEVE is safe to repeat: a copy is executed again (so that a client polling
+            // with a fixed rqi is not served an old answer).
             let peer = Authenticated { peer: sealing.entry.peer().clone(), sa_id: sealing.entry.sa_id() };
             let future = self.inner.call(InboundRequest { primitive: inner_req, peer: Some(peer) });
             return ResponseFuture { state: State::Inner { future, sealing: Some(sealing), record: None } };
-        }
+        };
         // At most once: a copy of a request this peer already sent (a resend over another SA)
         // gets the first one's answer and does not reach the service again.
         let key = Key::new(sealing.entry.peer().clone(), inner_req.fr.as_deref().unwrap_or_default(), &inner_req.rqi);
         let inner_rqi = inner_req.rqi.clone();
         let error = |rsc: Rsc, why: &str| serialized(&ResponsePrimitive::error(rsc, &inner_rqi, why));
-        let mut ticket = match self.node.executed().admit(key, digest, self.node.now().mono_ms) {
+        let mut ticket = match self.node.executed().admit(key, digest, now.mono_ms) {
             Admission::Execute(ticket) => ticket,
             Admission::Answered(plain) => {
                 metrics::counter!("onem2m_sa_resends_answered_total").increment(1);
