@@ -119,12 +119,22 @@ pub struct Acme {
     dir: PathBuf,
     addr: SocketAddr,
     started_in: Duration,
+    /// Its CSE name (CSEBase resource name).
+    name: String,
 }
 
 impl Acme {
     /// Starts an instance and waits until it answers; panics (with how to install ACME) if it
     /// is not installed, or with its log if it does not come up.
     pub fn start() -> Self {
+        Self::start_with_ini(ACME_INI)
+    }
+
+    /// [`Acme::start`] with another `acme.ini` template (`{port}` is replaced by the instance's
+    /// HTTP port; any other placeholder must be filled in already), e.g. [`TRANSIT_IN_INI`] and
+    /// [`TRANSIT_MN_INI`]. It is ready once it answers a RETRIEVE of the CSEBase the template
+    /// names (`cseName`).
+    pub fn start_with_ini(template: &str) -> Self {
         let venv = venv();
         let python = venv.join("bin/python");
         if !has_acme(&python) && std::env::var_os("ACME_VENV").is_none() {
@@ -134,7 +144,7 @@ impl Acme {
         // A port taken by someone else between the probe and ACME's bind: try another one.
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::try_start(&python) {
+            match Self::try_start(&python, template) {
                 Ok(acme) => return acme,
                 Err(e) => last = e,
             }
@@ -142,7 +152,7 @@ impl Acme {
         panic!("ACME did not start: {last}");
     }
 
-    fn try_start(python: &Path) -> Result<Self, String> {
+    fn try_start(python: &Path, template: &str) -> Result<Self, String> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let began = Instant::now();
         let dir = std::env::temp_dir().join(format!(
@@ -156,7 +166,8 @@ impl Acme {
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
             .port();
-        let ini = ACME_INI.replace("{port}", &port.to_string());
+        let ini = template.replace("{port}", &port.to_string());
+        let name = ini_value(&ini, "cseName").unwrap_or(ACME_CSE_NAME).to_owned();
         std::fs::write(dir.join("acme.ini"), ini).map_err(|e| format!("acme.ini: {e}"))?;
         let mut child = Command::new(python)
             .arg("-c")
@@ -173,7 +184,7 @@ impl Acme {
             .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
         let lifeline = child.stdin.take();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut acme = Self { child, _lifeline: lifeline, dir, addr, started_in: Duration::ZERO };
+        let mut acme = Self { child, _lifeline: lifeline, dir, addr, started_in: Duration::ZERO, name };
         let deadline = began + STARTUP_DEADLINE;
         loop {
             if let Ok(Some(status)) = acme.child.try_wait() {
@@ -195,9 +206,9 @@ impl Acme {
         let Ok(mut s) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)) else { return false };
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
         let head = format!(
-            "GET /{ACME_CSE_NAME} HTTP/1.1\r\nHost: {}\r\nX-M2M-Origin: {ACME_ADMIN}\r\nX-M2M-RI: ready\r\n\
+            "GET /{} HTTP/1.1\r\nHost: {}\r\nX-M2M-Origin: {ACME_ADMIN}\r\nX-M2M-RI: ready\r\n\
              X-M2M-RVI: 3\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
-            self.addr
+            self.name, self.addr
         );
         let mut answer = Vec::new();
         s.write_all(head.as_bytes()).is_ok()
@@ -283,13 +294,33 @@ pub struct PairPorts {
 /// [`demo::AE_HOST_ALLOW`]: onem2m_sa_sidecar::demo::AE_HOST_ALLOW
 pub fn pair_configs(dir: &Path, ports: PairPorts) -> (Config, Config) {
     use onem2m_sa_sidecar::demo::{AE_HOST_ALLOW, AE_NODE, CSE_ALLOW, CSE_ID};
+    keys_and_tickets(dir, &[(CSE_ID, "id-in", CSE_ALLOW), (AE_NODE, "ae-host", AE_HOST_ALLOW)]);
+    let fill = |template: &str| {
+        template
+            .replace("{acme_port}", &ports.acme.to_string())
+            .replace("{cse_ingress_port}", &ports.cse_ingress.to_string())
+            .replace("{cse_egress_port}", &ports.cse_egress.to_string())
+            .replace("{ae_ingress_port}", &ports.ae_ingress.to_string())
+            .replace("{ae_egress_port}", &ports.ae_egress.to_string())
+            .replace("{listener_port}", &ports.listener.to_string())
+    };
+    (
+        load_config(dir, "sidecar-cse.toml", &fill(SIDECAR_CSE_TOML)),
+        load_config(dir, "sidecar-ae.toml", &fill(SIDECAR_AE_TOML)),
+    )
+}
+
+/// Makes `anchor.key.pem` and, per `(subject, prefix, allow)`, `{prefix}.key.pem` and
+/// `{prefix}.ticket.json` (signed by the anchor, `--allow` each of `allow`) in `dir`, with
+/// `onem2m-sa keygen` and `ticket issue` as the README does.
+fn keys_and_tickets(dir: &Path, nodes: &[(&str, &str, &[&str])]) {
     use onem2m_sa_sidecar::keys::{IssueArgs, KeyAlgorithm, KeygenArgs, TicketCommand, run_keygen, run_ticket};
     std::fs::create_dir_all(dir).expect("config dir");
-    for prefix in ["anchor", "id-in", "ae-host"] {
+    for prefix in std::iter::once("anchor").chain(nodes.iter().map(|n| n.1)) {
         let args = KeygenArgs { algorithm: KeyAlgorithm::Ed25519, out: dir.join(prefix), force: true };
         run_keygen(&args).expect("keygen");
     }
-    for (subject, prefix, allow) in [(CSE_ID, "id-in", CSE_ALLOW), (AE_NODE, "ae-host", AE_HOST_ALLOW)] {
+    for &(subject, prefix, allow) in nodes {
         let issue = IssueArgs {
             anchor_key: dir.join("anchor.key.pem"),
             anchor_id: "/trust-anchor".parse().expect("anchor ID"),
@@ -304,21 +335,88 @@ pub fn pair_configs(dir: &Path, ports: PairPorts) -> (Config, Config) {
         };
         run_ticket(&TicketCommand::Issue(issue)).expect("ticket issue");
     }
+}
+
+/// Writes `text` to `dir/name` and loads it as the sidecar does; panics on an error or a warning.
+fn load_config(dir: &Path, name: &str, text: &str) -> Config {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(config.warnings.is_empty(), "{}: {:?}", path.display(), config.warnings);
+    config
+}
+
+/// The value of `key=` in an ini text (the first).
+fn ini_value<'a>(ini: &'a str, key: &str) -> Option<&'a str> {
+    ini.lines().find_map(|l| l.trim().strip_prefix(key)?.trim_start().strip_prefix('=').map(str::trim))
+}
+
+/// The IN-CSE of the transit setup ("Through a registrar MN-CSE" in docs/deploy.md): as
+/// [`ACME_INI`], and it accepts the registration of the MN-CSE `/id-mn`.
+pub const TRANSIT_IN_INI: &str = include_str!("../acme/transit-in.ini");
+/// The MN-CSE of the transit setup, `/id-mn` (`cse-mn`), registered to the IN-CSE at
+/// `{registrar_port}` (the IN-CSE's sidecar ingress).
+pub const TRANSIT_MN_INI: &str = include_str!("../acme/transit-mn.ini");
+/// The IN-CSE host's sidecar config of the transit setup (`{…_port}` placeholders).
+pub const TRANSIT_SIDECAR_IN_TOML: &str = include_str!("../acme/transit-sidecar-in.toml");
+/// The AE host's sidecar config of the transit setup (`{…_port}` placeholders).
+pub const TRANSIT_SIDECAR_AE_TOML: &str = include_str!("../acme/transit-sidecar-ae.toml");
+
+/// The MN-CSE's CSE-ID in the transit setup.
+pub const TRANSIT_MN_ID: &str = "/id-mn";
+/// The MN-CSE's CSE name in the transit setup.
+pub const TRANSIT_MN_NAME: &str = "cse-mn";
+/// The AE-ID the AE host's sidecar is registered with at the MN-CSE.
+pub const TRANSIT_AE_HOST_AEI: &str = "Cae-host";
+/// The AE host's node ID in the transit setup: its AE at the MN, SP-relative, which oneM2M
+/// routing delivers to.
+pub const TRANSIT_AE_HOST_NODE: &str = "/id-mn/Cae-host";
+
+/// The loopback ports of the transit setup.
+#[derive(Debug, Clone, Copy)]
+pub struct TransitPorts {
+    /// The IN-CSE's HTTP port.
+    pub acme_in: u16,
+    /// The IN-CSE host's sidecar ingress (the MN-CSE's registrar address).
+    pub in_ingress: u16,
+    /// The IN-CSE host's sidecar egress (the IN-CSE's notifications).
+    pub in_egress: u16,
+    /// Where the sidecars reach the MN-CSE (its HTTP port, or a tap in front of it).
+    pub mn: u16,
+    /// The AE host's sidecar ingress (its point of access at the MN-CSE).
+    pub ae_ingress: u16,
+    /// The AE host's sidecar egress (the AEs' "CSE address").
+    pub ae_egress: u16,
+    /// The AEs' notification listener.
+    pub listener: u16,
+}
+
+/// Writes `{name}.key.pem`/`.pub.pem` (and the anchor's) and the tickets of the transit setup
+/// into `dir` with `onem2m-sa keygen` / `ticket issue`: the IN-CSE host `/id-in` with
+/// [`demo::CSE_ALLOW`], the AE host [`TRANSIT_AE_HOST_NODE`] allowed its own ID and the AE
+/// originators of [`demo::AE_HOST_ALLOW`]; then [`TRANSIT_SIDECAR_IN_TOML`] and
+/// [`TRANSIT_SIDECAR_AE_TOML`] filled with `ports`, loaded (IN-CSE host, AE host).
+///
+/// [`demo::CSE_ALLOW`]: onem2m_sa_sidecar::demo::CSE_ALLOW
+/// [`demo::AE_HOST_ALLOW`]: onem2m_sa_sidecar::demo::AE_HOST_ALLOW
+pub fn transit_configs(dir: &Path, ports: TransitPorts) -> (Config, Config) {
+    use onem2m_sa_sidecar::demo::{AE_HOST_ALLOW, AE_NODE, CSE_ALLOW, CSE_ID};
+    // The AE host's own ID instead of the direct setup's `/id-ae-host`.
+    let ae_allow: Vec<&str> =
+        std::iter::once(TRANSIT_AE_HOST_NODE).chain(AE_HOST_ALLOW.iter().copied().filter(|p| *p != AE_NODE)).collect();
+    keys_and_tickets(dir, &[(CSE_ID, "id-in", CSE_ALLOW), (TRANSIT_AE_HOST_NODE, "ae-host", &ae_allow)]);
     let fill = |template: &str| {
         template
-            .replace("{acme_port}", &ports.acme.to_string())
-            .replace("{cse_ingress_port}", &ports.cse_ingress.to_string())
-            .replace("{cse_egress_port}", &ports.cse_egress.to_string())
+            .replace("{acme_in_port}", &ports.acme_in.to_string())
+            .replace("{in_ingress_port}", &ports.in_ingress.to_string())
+            .replace("{in_egress_port}", &ports.in_egress.to_string())
+            .replace("{mn_port}", &ports.mn.to_string())
             .replace("{ae_ingress_port}", &ports.ae_ingress.to_string())
             .replace("{ae_egress_port}", &ports.ae_egress.to_string())
             .replace("{listener_port}", &ports.listener.to_string())
     };
-    let load = |name: &str, template: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, fill(template)).expect("write config");
-        let config = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(config.warnings.is_empty(), "{}: {:?}", path.display(), config.warnings);
-        config
-    };
-    (load("sidecar-cse.toml", SIDECAR_CSE_TOML), load("sidecar-ae.toml", SIDECAR_AE_TOML))
+    (
+        load_config(dir, "transit-sidecar-in.toml", &fill(TRANSIT_SIDECAR_IN_TOML)),
+        load_config(dir, "transit-sidecar-ae.toml", &fill(TRANSIT_SIDECAR_AE_TOML)),
+    )
 }

@@ -302,6 +302,8 @@ struct State {
     held: Option<(usize, oneshot::Sender<()>)>,
     counts: Counts,
     log: Vec<Exchange>,
+    /// Every request and answer as read, in order, once [`Relay::record_wire`] was called.
+    wire: Option<Vec<u8>>,
 }
 
 struct Shared {
@@ -357,6 +359,7 @@ impl Relay {
                 held: None,
                 counts: Counts::default(),
                 log: Vec::new(),
+                wire: None,
             }),
             changed: Notify::new(),
             stall_gate: watch::channel(0).0,
@@ -422,6 +425,17 @@ impl Relay {
         self.shared.lock().counts
     }
 
+    /// From now on, keep a copy of every request and answer that crosses the relay (a tap).
+    pub fn record_wire(&self) {
+        self.shared.lock().wire.get_or_insert_with(Vec::new);
+    }
+
+    /// What crossed the relay since [`Self::record_wire`], requests and answers as read (an
+    /// answer the plan swallowed included), in order.
+    pub fn wire(&self) -> Vec<u8> {
+        self.shared.lock().wire.clone().unwrap_or_default()
+    }
+
     /// Every request handled so far, in the order they ended (an exchange is logged before its
     /// answer is forwarded).
     pub fn log(&self) -> Vec<Exchange> {
@@ -476,6 +490,9 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
         };
         let kind = Kind::of(&request.body);
         let rqi = request.header("x-m2m-ri");
+        if let Some(wire) = shared.lock().wire.as_mut() {
+            wire.extend_from_slice(&request.bytes());
+        }
         let closes = request.closes();
 
         // Decide under the lock, so the plan sees requests in arrival order and a held request
@@ -523,6 +540,9 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
 
         let mut exchange = Exchange { plan: generation, index, fault, kind, rqi, answer: None, duplicate_answer: None };
         let outcome = apply(&shared, fault, request, &mut exchange).await;
+        if let (Outcome::Answer(answer), Some(wire)) = (&outcome, shared.lock().wire.as_mut()) {
+            wire.extend_from_slice(&answer.bytes());
+        }
         // The request held for reordering goes now that this one has been answered.
         drop(release);
         // Logged before the answer is forwarded: whoever sees the answer finds the exchange in

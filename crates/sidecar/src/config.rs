@@ -21,7 +21,7 @@ use onem2m_sa::establish::{InitiatorConfig, ResponderConfig};
 use onem2m_sa::flows::ChallengeKind;
 use onem2m_sa::manage::{Limits, Timing};
 use onem2m_sa::table::TableConfig;
-use onem2m_sa_tower::{ExecutedConfig, Node, NodeConfig, PlaintextPolicy, Recovery, Rotation};
+use onem2m_sa_tower::{Carriage, ExecutedConfig, Node, NodeConfig, Outer, PlaintextPolicy, Recovery, Rotation};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_spanned::Spanned;
@@ -177,14 +177,41 @@ pub struct Peer {
     /// The peer's node ID.
     pub id: NodeId,
     /// Its sidecar's base URL (`http://cse.example.net:8443`) or CoAP address
-    /// (`coap://cse.example.net:5683`, the port always written), no trailing slash.
+    /// (`coap://cse.example.net:5683`, the port always written), no trailing slash; through a
+    /// transit CSE, the transit CSE's address.
     pub address: String,
+    /// How the outer requests to it are addressed and carried (`to`, `from`, `carriage`).
+    pub outer: PeerOuter,
+}
+
+/// A peer's outer addressing and carriage as configured (`peer.to`, `peer.from`,
+/// `peer.carriage`); see `onem2m_sa_tower::carriage`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerOuter {
+    /// The outer `to`: the peer's `<CSEBase>` or `<AE>` a transit CSE routes
+    /// (`/id-in/cse-in`); its node ID when absent.
+    pub to: Option<String>,
+    /// The outer `fr`: the ID this node is known by on the way (its AE-ID at its registrar,
+    /// `Cae-host`); this node's ID when absent.
+    pub from: Option<String>,
+    /// `standard` (the default) or `notification` (inside `m2m:sgn`, for transit CSEs that
+    /// forward only notifications).
+    pub carriage: Carriage,
 }
 
 impl Peer {
     /// Whether the peer is reached over CoAP (a `coap://` address).
     pub fn is_coap(&self) -> bool {
         is_coap_address(&self.address)
+    }
+
+    /// The outer addressing of requests to this peer from the node `me`.
+    pub fn outer_from(&self, me: &NodeId) -> Outer {
+        Outer {
+            to: self.outer.to.clone().unwrap_or_else(|| self.id.as_str().to_owned()),
+            from: self.outer.from.clone().unwrap_or_else(|| me.as_str().to_owned()),
+            carriage: self.outer.carriage,
+        }
     }
 }
 
@@ -491,6 +518,9 @@ impl Config {
         node.set_fresh_kem_key_updates(self.sa.fresh_kem_key_updates);
         node.set_executed_config(self.sa.executed);
         node.set_recovery(self.sa.recovery);
+        for peer in &self.peers {
+            node.set_outer(peer.id.clone(), peer.outer_from(&self.node.id));
+        }
         node
     }
 }
@@ -575,6 +605,9 @@ struct RawListener {
 struct RawPeer {
     id: Spanned<String>,
     address: Spanned<String>,
+    to: Option<Spanned<String>>,
+    from: Option<Spanned<String>>,
+    carriage: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -949,9 +982,23 @@ impl Doc<'_> {
                     format!("{host} is an example host (from examples/): put the address of {id}'s sidecar ingress"),
                 );
             }
-            peers.push(Peer { id, address });
+            let outer = self.peer_outer(p, i)?;
+            peers.push(Peer { id, address, outer });
         }
         Ok(peers)
+    }
+
+    /// `peer[i].to`, `.from` and `.carriage`: `to` and `from` are oneM2M IDs (a transit CSE
+    /// routes `to`: an SP-relative `/<cse-id>/<resource>`, or a CSE-ID or AE-ID).
+    fn peer_outer(&self, p: &RawPeer, i: usize) -> Result<PeerOuter, ConfigError> {
+        let id = |v: &Option<Spanned<String>>, key: &str| -> Result<Option<String>, ConfigError> {
+            v.as_ref().map(|v| self.node_id(v, &format!("peer[{i}].{key}")).map(|id| id.as_str().to_owned())).transpose()
+        };
+        let carriage = match &p.carriage {
+            None => Carriage::default(),
+            Some(c) => c.get_ref().parse().map_err(|e: String| self.at(c, format!("peer[{i}].carriage"), e))?,
+        };
+        Ok(PeerOuter { to: id(&p.to, "to")?, from: id(&p.from, "from")?, carriage })
     }
 
     fn ingress(&self, raw: &Spanned<RawIngress>) -> Result<Ingress, ConfigError> {

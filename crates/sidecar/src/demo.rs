@@ -164,7 +164,11 @@ pub fn cse_sidecar_config(pki: &DemoPki, upstream: &str, ae_ingress: SocketAddr)
         coap: None,
     });
     c.egress = Some(Egress { default_peer: None, http: Some(Listener { listen: loopback_any() }), coap: None });
-    c.peers = vec![Peer { id: NodeId::new(AE_NODE).expect("id"), address: format!("http://{ae_ingress}") }];
+    c.peers = vec![Peer {
+        id: NodeId::new(AE_NODE).expect("id"),
+        address: format!("http://{ae_ingress}"),
+        outer: Default::default(),
+    }];
     c
 }
 
@@ -182,7 +186,7 @@ pub fn ae_sidecar_config(pki: &DemoPki, cse_ingress: SocketAddr, listener: &str)
     let cse = NodeId::new(CSE_ID).expect("id");
     c.egress =
         Some(Egress { default_peer: Some(cse.clone()), http: Some(Listener { listen: loopback_any() }), coap: None });
-    c.peers = vec![Peer { id: cse, address: format!("http://{cse_ingress}") }];
+    c.peers = vec![Peer { id: cse, address: format!("http://{cse_ingress}"), outer: Default::default() }];
     c
 }
 
@@ -222,7 +226,7 @@ pub fn coap_ae_sidecar_config(pki: &DemoPki, cse_coap_ingress: SocketAddr) -> Co
     let cse = NodeId::new(CSE_ID).expect("id");
     c.egress =
         Some(Egress { default_peer: Some(cse.clone()), http: None, coap: Some(Listener { listen: loopback_any() }) });
-    c.peers = vec![Peer { id: cse, address: format!("coap://{cse_coap_ingress}") }];
+    c.peers = vec![Peer { id: cse, address: format!("coap://{cse_coap_ingress}"), outer: Default::default() }];
     c
 }
 

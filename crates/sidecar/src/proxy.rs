@@ -211,6 +211,8 @@ pub struct Peers {
     clients: Arc<HashMap<NodeId, HttpClient>>,
     /// The peers at `coap://` addresses (see [`coap`]).
     coap: Arc<HashMap<NodeId, coap::CoapPeer>>,
+    /// The peer each configured outer `to` (`peer.to`, e.g. `/id-in/cse-in`) goes to.
+    outer_to: Arc<HashMap<String, NodeId>>,
 }
 
 impl Peers {
@@ -232,7 +234,8 @@ impl Peers {
             pool.get_or_insert_with(|| client.clone());
             clients.insert(p.id.clone(), client);
         }
-        Ok(Self { clients: Arc::new(clients), coap: Arc::new(coap) })
+        let outer_to = config.peers.iter().filter_map(|p| Some((p.outer.to.clone()?, p.id.clone()))).collect();
+        Ok(Self { clients: Arc::new(clients), coap: Arc::new(coap), outer_to: Arc::new(outer_to) })
     }
 
     /// Whether `peer` is configured.
@@ -273,10 +276,12 @@ impl Service<RequestPrimitive> for Peers {
     }
 
     fn call(&mut self, req: RequestPrimitive) -> Self::Future {
-        if let Some(peer) = peer_for(&self.coap, &req.to) {
+        // An outer `to` configured for a peer goes to that peer's address (a transit CSE's).
+        let to = self.outer_to.get(&req.to).map_or(req.to.as_str(), NodeId::as_str);
+        if let Some(peer) = peer_for(&self.coap, to) {
             return peer.call(req);
         }
-        match self.client_for(&req.to).cloned() {
+        match self.client_for(to).cloned() {
             Some(client) => Box::pin(client.oneshot(req)),
             None => {
                 let rsp = ResponsePrimitive::error(Rsc::TARGET_NOT_REACHABLE, &req.rqi, "no configured peer");

@@ -36,6 +36,7 @@ macro_rules! inner_accessors {
 }
 pub(crate) use inner_accessors;
 
+pub mod carriage;
 mod executed;
 mod node;
 pub mod rb;
@@ -43,6 +44,7 @@ mod receive;
 mod send;
 mod source;
 
+pub use carriage::{Carriage, Outer};
 pub use executed::ExecutedConfig;
 pub use node::{Node, NodeConfig, Recovery, Rotation, SaEndpoint, SaFailure};
 /// Response future of [`ReceiveSecure`].

@@ -32,6 +32,7 @@ use tokio::sync::OnceCell;
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
+use crate::carriage::Outer;
 use crate::executed::{Executed, ExecutedConfig};
 use crate::{BoxError, rb};
 
@@ -72,6 +73,16 @@ pub enum SaFailure {
     /// The peer could not be reached.
     #[error("peer not reachable")]
     Unreachable,
+    /// A hop on the way that is not the peer's SA endpoint (a transit CSE, the peer's CSE
+    /// itself) refused the SA message with this code and text (unauthenticated, like any
+    /// unsealed answer). Not resent: the same message would be refused again.
+    #[error("refused on the way to the peer ({rsc}): {text}")]
+    RefusedOnTheWay {
+        /// The hop's response status code.
+        rsc: Rsc,
+        /// The hop's text (its `m2m:dbg`), if any.
+        text: String,
+    },
 }
 
 impl SaFailure {
@@ -86,6 +97,7 @@ impl SaFailure {
             }
             Self::Rejected(RejectionCause::Timeout) | Self::Unreachable => Rsc::TARGET_NOT_REACHABLE,
             Self::Rejected(_) => Rsc::SECURITY_ASSOCIATION_REQUIRED,
+            Self::RefusedOnTheWay { rsc, .. } => *rsc,
         }
     }
 }
@@ -127,6 +139,8 @@ struct Shared {
     recovery: Mutex<Recovery>,
     /// Per peer: when an unsealed refusal last made this node forget its SA (`mono_ms`).
     recovered: Mutex<HashMap<NodeId, u64>>,
+    /// Per peer: how outer requests are addressed and carried (default [`Outer::direct`]).
+    outer: std::sync::RwLock<HashMap<NodeId, Outer>>,
     events: tokio::sync::broadcast::Sender<ResponderEvent>,
     origin: tokio::time::Instant,
     rb_timeout: Duration,
@@ -183,6 +197,7 @@ impl Node {
                 executed: Arc::new(Executed::new(ExecutedConfig::default())),
                 recovery: Mutex::new(Recovery::default()),
                 recovered: Mutex::new(HashMap::new()),
+                outer: std::sync::RwLock::new(HashMap::new()),
                 events: tokio::sync::broadcast::channel(1024).0,
                 origin: tokio::time::Instant::now(),
                 rb_timeout: config.rb_timeout,
@@ -230,6 +245,20 @@ impl Node {
 
     pub(crate) fn executed(&self) -> &Arc<Executed> {
         &self.shared.executed
+    }
+
+    /// Sets how the outer requests to `peer` (SA messages and sealed requests) are addressed
+    /// and carried; see [`crate::carriage`].
+    pub fn set_outer(&self, peer: NodeId, outer: Outer) {
+        self.shared.outer.write().unwrap_or_else(|e| e.into_inner()).insert(peer, outer);
+    }
+
+    /// How the outer requests to `peer` are addressed and carried: as set with
+    /// [`Node::set_outer`], else to the peer's node ID, from this node's, in the standard
+    /// carriage.
+    pub fn outer(&self, peer: &NodeId) -> Outer {
+        let map = self.shared.outer.read().unwrap_or_else(|e| e.into_inner());
+        map.get(peer).cloned().unwrap_or_else(|| Outer::direct(peer.as_str(), self.shared.id.as_str()))
     }
 
     /// Sets how the sender recovers from unsealed refusals.
@@ -387,12 +416,16 @@ impl Node {
                 .instrument(tracing::debug_span!("sa.establish", peer = %peer))
                 .await
             {
-                Some(InitiatorEvent::Established { confirm, .. }) => {
+                Err(refused) => {
+                    tracing::debug!(peer = %peer, "SA establishment refused on the way: {refused}");
+                    Err(refused)
+                }
+                Ok(Some(InitiatorEvent::Established { confirm, .. })) => {
                     let sa_id = confirm.security_association.expect("success carries the SA").sa_id;
                     tracing::debug!(peer = %peer, sa = %sa_id, "SA established");
                     self.shared.outbound.get(sa_id).ok_or(SaFailure::Unreachable)
                 }
-                Some(InitiatorEvent::EstablishFailed { confirm, .. }) => {
+                Ok(Some(InitiatorEvent::EstablishFailed { confirm, .. })) => {
                     tracing::debug!(peer = %peer, cause = ?confirm.cause, "SA establishment failed");
                     Err(SaFailure::Rejected(confirm.cause.unwrap_or(RejectionCause::ProtocolViolation)))
                 }
@@ -407,6 +440,7 @@ impl Node {
             Err(SaFailure::Rejected(RejectionCause::AuthenticationFailed)) => "authentication_failed",
             Err(SaFailure::Rejected(RejectionCause::Timeout)) => "timeout",
             Err(SaFailure::Rejected(_)) => "rejected",
+            Err(SaFailure::RefusedOnTheWay { .. }) => "refused_on_the_way",
         };
         metrics::counter!("onem2m_sa_establishments_total", "outcome" => label).increment(1);
         metrics::histogram!("onem2m_sa_establishment_seconds").record(started.elapsed().as_secs_f64());
@@ -427,7 +461,7 @@ impl Node {
         let confirm = match first {
             Err(confirm) => confirm,
             Ok(exchange) => match self.drive(exchange, transport).await {
-                Some(InitiatorEvent::Updated { confirm, reason }) => {
+                Ok(Some(InitiatorEvent::Updated { confirm, reason })) => {
                     tracing::debug!(sa = %sa_id, result = ?confirm.result, ?reason, "Update SA");
                     confirm
                 }
@@ -452,7 +486,7 @@ impl Node {
             // The SA is already gone locally; an unanswered removal only means the Responder
             // learns of it on the next use (4112).
             Ok(exchange) => match self.drive(exchange, transport).await {
-                Some(InitiatorEvent::Removed(confirm)) => confirm,
+                Ok(Some(InitiatorEvent::Removed(confirm))) => confirm,
                 _ => RemoveSaConfirm(RemovalConfirm::accepted(sa_id)),
             },
         };
@@ -501,15 +535,22 @@ impl Node {
     /// Runs one Initiator exchange to its final event, resending on transport failures. An
     /// exchange the SA Management no longer has stops at once: Remove SA, forgetting or expiring
     /// an SA drops its pending updates, and their answers then produce no event, which must not
-    /// be taken for a stale answer and resent.
-    async fn drive<T>(&self, mut exchange: Exchange, mut transport: T) -> Option<InitiatorEvent>
+    /// be taken for a stale answer and resent. A hop that refuses the message (an error answer
+    /// that is not the peer's SA endpoint's) ends the exchange at once with that refusal.
+    async fn drive<T>(&self, mut exchange: Exchange, mut transport: T) -> Result<Option<InitiatorEvent>, SaFailure>
     where
         T: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Send,
         T::Future: Send,
     {
         let mut stale = 0;
         loop {
-            let reply = self.exchange(&mut transport, &exchange).await;
+            let reply = match self.exchange(&mut transport, &exchange).await {
+                Ok(reply) => reply,
+                Err(refused) => {
+                    lock(&self.shared.initiator).abandon(exchange.id);
+                    return Err(refused);
+                }
+            };
             let (events, gone) = {
                 let admitted = {
                     let mut sam = lock(&self.shared.initiator);
@@ -531,25 +572,27 @@ impl Node {
             };
             match events.into_iter().next() {
                 Some(InitiatorEvent::Transmit(next)) => exchange = next,
-                Some(done) => return Some(done),
+                Some(done) => return Ok(Some(done)),
                 None if gone => {
                     tracing::debug!(exchange = exchange.id, "the exchange was dropped by SA Management");
-                    return None;
+                    return Ok(None);
                 }
                 // A stale or unusable answer: the exchange is still pending; resend it, within
                 // the same budget as timeouts.
                 None if reply.is_some() && stale + 1 < self.shared.max_attempts => stale += 1,
                 None => {
                     lock(&self.shared.initiator).abandon(exchange.id);
-                    return None;
+                    return Ok(None);
                 }
             }
         }
     }
 
     /// Sends one rb message and returns the SA message of the answer, resending the same bytes
-    /// on timeouts and transport errors up to the attempt budget.
-    async fn exchange<T>(&self, transport: &mut T, exchange: &Exchange) -> Option<Vec<u8>>
+    /// on timeouts, transport errors and the peer's own drops up to the attempt budget (`None`
+    /// once it is spent). An error answer from another hop ([`rb::is_hop_refusal`]) is returned
+    /// at once, with its code and text.
+    async fn exchange<T>(&self, transport: &mut T, exchange: &Exchange) -> Result<Option<Vec<u8>>, SaFailure>
     where
         T: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Send,
         T::Future: Send,
@@ -561,7 +604,7 @@ impl Node {
                 // errors at once is not hammered).
                 tokio::time::sleep(Duration::from_millis(100 << (attempt - 1).min(6))).await;
             }
-            let req = rb::request(exchange.peer.as_str(), self.shared.id.as_str(), rqi.clone(), &exchange.bytes);
+            let req = self.outer(&exchange.peer).sa_request(rqi.clone(), &exchange.bytes);
             let call = async {
                 let svc = transport.ready().await?;
                 svc.call(req).await
@@ -569,7 +612,12 @@ impl Node {
             match tokio::time::timeout(self.shared.rb_timeout, call).await {
                 Ok(Ok(rsp)) => {
                     if let Some(bytes) = rb::message_of(rsp.pc.as_ref()) {
-                        return Some(bytes);
+                        return Ok(Some(bytes));
+                    }
+                    if rb::is_hop_refusal(&rsp) {
+                        let text = rb::error_text(&rsp);
+                        tracing::debug!(rsc = %rsp.rsc, %text, "rb message refused on the way");
+                        return Err(SaFailure::RefusedOnTheWay { rsc: rsp.rsc, text });
                     }
                     tracing::debug!(rsc = %rsp.rsc, "rb answer without an SA message");
                 }
@@ -577,12 +625,14 @@ impl Node {
                 Err(_) => tracing::debug!("rb answer timed out"),
             }
         }
-        None
+        Ok(None)
     }
 
     /// The Responder's SA Management endpoint: answers an SA message received across rb.
     pub fn handle_sa_message(&self, req: &RequestPrimitive) -> ResponsePrimitive {
-        let Some(bytes) = rb::message_of(req.pc.as_ref()) else {
+        // Either carriage: the standard content, or the notification that carries it.
+        let pc = req.pc.as_ref().map(|pc| crate::carriage::unwrap(pc).unwrap_or(pc));
+        let Some(bytes) = rb::message_of(pc) else {
             return ResponsePrimitive::error(Rsc::BAD_REQUEST, &req.rqi, "no SA message");
         };
         let source = crate::source::current();
@@ -603,7 +653,7 @@ impl Node {
             Some(reply) => rb::response(&req.rqi, &reply),
             None => {
                 let why = out.dropped.map(|d| d.to_string()).unwrap_or_default();
-                ResponsePrimitive::error(Rsc::BAD_REQUEST, &req.rqi, &why)
+                ResponsePrimitive::error(Rsc::BAD_REQUEST, &req.rqi, &format!("{}{why}", rb::DROPPED))
             }
         }
     }
@@ -697,6 +747,7 @@ impl Service<RequestPrimitive> for SaEndpoint {
     }
 
     fn call(&mut self, req: RequestPrimitive) -> Self::Future {
+        let req = crate::carriage::unwrapped(req);
         std::future::ready(Ok(if rb::is_sa_message(&req) {
             self.node.handle_sa_message(&req)
         } else {

@@ -2,14 +2,37 @@
 //!
 //! The Initiator sends each establishment or control message as the content of a NOTIFY
 //! addressed to the peer node, `{"sa:msg": <message>}`; the Responder's message rides in the
-//! response, under the same member. An unmodified transit CSE forwards both like any other
-//! notification.
+//! response, under the same member. Through a transit CSE that forwards only notification
+//! content, the request's content travels inside an `m2m:sgn` (see [`crate::carriage`]); the
+//! answer's content is relayed unchanged.
 
 use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use serde_json::Value;
 
 /// The content member that carries an SA message.
 pub const SA_MESSAGE: &str = "sa:msg";
+
+/// How the Responder's text starts when it drops an SA message without answering it: the
+/// Initiator resends on such an answer (the drop may be transient, e.g. an SaInit still being
+/// processed), and on no other error answer without an SA message.
+pub const DROPPED: &str = "SA message dropped: ";
+
+/// The text of an error answer (its `m2m:dbg`), or empty.
+pub fn error_text(rsp: &ResponsePrimitive) -> String {
+    match rsp.pc.as_ref().and_then(|pc| pc.get("m2m:dbg")) {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+/// Whether an answer to an SA message is an error from a hop that is not the peer's SA
+/// endpoint: an error code, no SA message, and not the Responder's own drop ([`DROPPED`]).
+/// A transit CSE that refuses the message, or a CSE reached instead of its sidecar, answers
+/// so; resending the same bytes would be refused again.
+pub fn is_hop_refusal(rsp: &ResponsePrimitive) -> bool {
+    rsp.rsc.is_error() && message_of(rsp.pc.as_ref()).is_none() && !error_text(rsp).starts_with(DROPPED)
+}
 
 fn content(message: &[u8]) -> Option<Value> {
     let value: Value = serde_json::from_slice(message).ok()?;

@@ -238,6 +238,8 @@ where
 
     fn call(&mut self, req: RequestPrimitive) -> Self::Future {
         let _span = tracing::debug_span!("sa.receive", rqi = %req.rqi).entered();
+        // Either carriage: the standard content, or the notification that carries it.
+        let req = crate::carriage::unwrapped(req);
         if rb::is_sa_message(&req) {
             return ResponseFuture::ready(self.node.handle_sa_message(&req));
         }

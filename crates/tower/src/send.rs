@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 
 use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa::credential::NodeId;
-use onem2m_sa::secure::{Encoding, SecureError, decode_jwe, epo_from_content, outer_notify};
+use onem2m_sa::secure::{Encoding, SecureError, decode_jwe, epo_from_content};
 use tower::{Layer, Service, ServiceExt};
 
 use crate::{BoxError, Node};
@@ -155,7 +155,7 @@ where
                         Err(e) => return Ok(failed(e.rsc(), &req.rqi, &e.to_string())),
                     };
                     metrics::counter!("onem2m_sa_sealed_total").increment(1);
-                    let outer = outer_notify(peer.as_str(), node.id().as_str(), &node.next_rqi("sec"), &wire);
+                    let outer = node.outer(&peer).secured_request(&node.next_rqi("sec"), &wire);
                     first_sent.get_or_insert_with(tokio::time::Instant::now);
                     let rsp = inner.clone().oneshot(outer).await?;
                     if rsp.rsc != Rsc::OK {
@@ -200,7 +200,16 @@ where
                         // An answer that is not sealed is not authenticated: a refusal (an error
                         // code) is passed on as a code alone, anything else is refused.
                         if rsp.rsc.is_error() {
-                            let why = format!("refused by the peer ({}); the answer is not authenticated", rsp.rsc);
+                            let why = match crate::rb::error_text(&rsp) {
+                                text if text.is_empty() => {
+                                    format!("refused by the peer ({}); the answer is not authenticated", rsp.rsc)
+                                }
+                                text => format!(
+                                    "refused by the peer or a hop on the way ({}: {text}); the answer is not \
+                                     authenticated",
+                                    rsp.rsc
+                                ),
+                            };
                             return Ok(failed(rsp.rsc, &req.rqi, &why));
                         }
                         return Ok(failed(Rsc::ESPRIM_BAD_MAC, &req.rqi, "answer not secured"));
