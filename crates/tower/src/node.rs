@@ -836,4 +836,79 @@ mod tests {
         a.update_if_due(&entry, &current, endpoint);
         assert!(!lock(&a.shared.updating).is_empty(), "the update for the current epoch starts");
     }
+
+    /// A transport that answers every request with `answer` and counts them.
+    fn answering(
+        answer: ResponsePrimitive,
+        calls: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> impl Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError, Future: Send> + Clone + Send
+    {
+        tower::service_fn(move |req: RequestPrimitive| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut rsp = answer.clone();
+            rsp.rqi = req.rqi;
+            std::future::ready(Ok::<_, BoxError>(rsp))
+        })
+    }
+
+    /// A hop that is not the peer's SA endpoint — a transit CSE that does not route the
+    /// request — refuses the SaInit with 4000 and its text: the establishment fails at once with
+    /// that code and text. It was resent four times and reported as a timeout (5103 to the AE).
+    #[tokio::test]
+    async fn a_refusal_on_the_way_ends_the_establishment_with_its_code_and_text() {
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let pki = TestPki::new(&mut SystemRng, unix);
+        let a = node(&pki, "/id-mn/Cae-host", &["C*"], TableConfig::default());
+        let text = "invalid arguments/attributes: \"to\": SP-relative ID is too short: \"/id-in\"";
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let refusal = ResponsePrimitive::error(Rsc::BAD_REQUEST, "", text);
+        let failure = a.sa_with(&"/id-in".parse().unwrap(), answering(refusal, calls.clone())).await.unwrap_err();
+        assert_eq!(failure, SaFailure::RefusedOnTheWay { rsc: Rsc::BAD_REQUEST, text: text.to_owned() });
+        assert_eq!(failure.rsc(), Rsc::BAD_REQUEST);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "a refused SaInit is not resent");
+    }
+
+    /// The peer's own drop (an SaInit still being processed, say) is still resent.
+    #[tokio::test(start_paused = true)]
+    async fn the_peers_own_drop_is_resent() {
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let pki = TestPki::new(&mut SystemRng, unix);
+        let a = node(&pki, "/id-asn", &["C*"], TableConfig::default());
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let why = format!("{}the same SaInit is being processed", rb::DROPPED);
+        let drop = ResponsePrimitive::error(Rsc::BAD_REQUEST, "", why);
+        let failure = a.sa_with(&"/id-in".parse().unwrap(), answering(drop, calls.clone())).await.unwrap_err();
+        assert!(!matches!(failure, SaFailure::RefusedOnTheWay { .. }), "{failure:?}");
+        let attempts = Timing::default().max_attempts.max(1) as usize;
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), attempts, "resent up to the attempt budget");
+    }
+
+    /// The outer requests to a peer are addressed and carried as set for it: the SaInit goes to
+    /// its `<CSEBase>`, from the AE-ID this node has at its registrar, inside an `m2m:sgn`; the
+    /// Responder takes it out of the notification.
+    #[tokio::test]
+    async fn outer_addressing_and_the_notification_carriage_reach_the_responder() {
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let pki = TestPki::new(&mut SystemRng, unix);
+        let table = TableConfig::default();
+        let (a, b) = (node(&pki, "/id-mn/Cae-host", &["C*"], table), node(&pki, "/id-in", &["/id-in"], table));
+        let peer: NodeId = "/id-in".parse().unwrap();
+        let outer = Outer {
+            to: "/id-in/cse-in".into(),
+            from: "Cae-host".into(),
+            carriage: crate::carriage::Carriage::Notification,
+        };
+        a.set_outer(peer.clone(), outer);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (log, endpoint) = (seen.clone(), SaEndpoint::new(b));
+        let transport = tower::service_fn(move |req: RequestPrimitive| {
+            log.lock().unwrap().push((req.to.clone(), req.fr.clone(), req.pc.clone()));
+            endpoint.clone().oneshot(req)
+        });
+        a.sa_with(&peer, transport).await.expect("established through the notification carriage");
+        for (to, fr, pc) in seen.lock().unwrap().iter() {
+            assert_eq!((to.as_str(), fr.as_deref()), ("/id-in/cse-in", Some("Cae-host")));
+            assert!(pc.as_ref().unwrap()["m2m:sgn"]["nev"]["rep"]["sa:msg"].is_object());
+        }
+    }
 }
