@@ -9,7 +9,7 @@ use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
 use onem2m_sa::flows::ChallengeKind;
 use onem2m_sa_sidecar::config::{Config, ConfigError, LogFormat};
 use onem2m_sa_sidecar::keys::{self, IssueRequest};
-use onem2m_sa_tower::{ExecutedConfig, Recovery};
+use onem2m_sa_tower::{Carriage, ExecutedConfig, Recovery};
 
 const DAY: u64 = 86_400;
 
@@ -933,4 +933,32 @@ fn the_examples_commented_coap_blocks_load() {
     assert_eq!(cse.coap, onem2m_sa_sidecar::config::CoapSettings::default(), "the documented defaults");
     let ae = check_edited_example("sidecar-ae.toml", uncomment_coap);
     assert_eq!(ae.egress.unwrap().coap.unwrap().listen, "127.0.0.1:5686".parse().unwrap());
+}
+
+/// A peer behind a transit CSE (docs/deploy.md "Through a registrar MN-CSE"): its outer `to`,
+/// the `fr` this node has on the way and the carriage; defaults when absent; bad values named.
+#[test]
+fn peer_outer_addressing_and_carriage() {
+    let fx = Fixture::new();
+    let text = edit(
+        FULL,
+        "id = \"/id-mn\"\naddress = \"http://10.0.0.6:8443\"\n",
+        "id = \"/id-mn\"\naddress = \"http://10.0.0.6:8443\"\nto = \"/id-mn/cse-mn\"\nfrom = \"Cin-host\"\n\
+         carriage = \"notification\"\n",
+    );
+    let config = fx.load(&text).unwrap();
+    let me = &config.node.id;
+    let outer = config.peers[0].outer_from(me);
+    assert_eq!((outer.to.as_str(), outer.from.as_str(), outer.carriage), ("/id-mn/cse-mn", "Cin-host", Carriage::Notification));
+    let plain = config.peers[1].outer_from(me);
+    assert_eq!((plain.to.as_str(), plain.from.as_str(), plain.carriage), ("CAE01", "/id-in", Carriage::Standard));
+    // The node carries them.
+    let node = config.build_node();
+    assert_eq!(node.outer(&"/id-mn".parse().unwrap()), outer);
+    assert_eq!(node.outer(&"/id-other".parse().unwrap()).to, "/id-other");
+
+    let bad = edit(&text, "carriage = \"notification\"", "carriage = \"sgn\"");
+    fx.refuses(&bad, "peer[0].carriage", "carriage = \"sgn\"", "`standard` or `notification`");
+    let bad = edit(&text, "to = \"/id-mn/cse-mn\"", "to = \"/id-mn cse-mn\"");
+    fx.refuses(&bad, "peer[0].to", "to = \"/id-mn cse-mn\"", "invalid node ID");
 }
