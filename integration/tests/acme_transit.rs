@@ -280,9 +280,9 @@ fn establishment_crud_notifications_update_and_removal_through_an_unmodified_mn(
     let back = t.in_side.sidecar().node().outbound().by_peer(&TRANSIT_AE_HOST_NODE.parse().unwrap());
     assert_eq!(back.len(), 1, "the IN host's SA with the AE host, established through the MN");
 
-    // Update SA (identifier and keys, then keys) and Remove SA, through the MN.
+    // Update SA (identifier, then keys) and Remove SA, through the MN.
     let (node, peers) = t.ae_side.sidecar().runtime().nodes().into_iter().next().unwrap();
-    let confirm = t.rt.block_on(node.update(sa[0].sa_id(), UpdateOperation::IdentifierAndKeys, peers.clone()));
+    let confirm = t.rt.block_on(node.update(sa[0].sa_id(), UpdateOperation::Identifier, peers.clone()));
     assert_eq!(confirm.result, UpdateResult::Accepted);
     let renamed = confirm.new_sa_id.expect("a new identifier");
     let rsp = t.send(request(Operation::Retrieve, &cnt, AE, "u1"));
@@ -303,6 +303,15 @@ fn establishment_crud_notifications_update_and_removal_through_an_unmodified_mn(
     assert_eq!(rsp.rsc, Rsc::OK);
     let rsp = t.send(request(Operation::Delete, &ae, AE, "bye"));
     assert_eq!(rsp.rsc, Rsc::DELETED);
+
+    // Plaintext from an AE registered at the MN reaches the IN as `/id-mn/Cplain`, admitted by
+    // the IN host's `/id-mn/*` (ACME then applies its own access control: 4103, not the
+    // sidecar's 4107).
+    let plain_ae = json!({"m2m:ae": {"rn": "plain", "api": "Nplain", "rr": false, "srv": ["3"]}});
+    assert_eq!(plain(t.mn.addr(), "POST", "/cse-mn", "Cplain", Some(2), Some(plain_ae)).0, 2001);
+    let (rsc, answer) = plain(t.mn.addr(), "GET", "/~/id-in/cse-in", "Cplain", None, None);
+    assert_eq!(rsc, 4103, "{answer}");
+    assert!(answer["m2m:dbg"].as_str().unwrap_or_default().contains("/id-mn/Cplain"), "{answer}");
 
     // The MN carried all of it and saw none of the inner primitives: not in its log (ACME logs
     // every body at debug), not on the wire on either side of it.
@@ -348,7 +357,8 @@ fn errors_from_the_mn_reach_the_ae_with_their_code_and_text() {
         assert_eq!(rsp.rsc, Rsc::BAD_REQUEST, "{name}: {dbg}");
         assert!(dbg.contains(text), "{name}: {dbg}");
         assert!(began.elapsed() < Duration::from_secs(2), "{name}: took {:?}", began.elapsed());
-        let sent = t.mn_tap.plan_log().iter().filter(|e| e.rqi.as_deref().is_some_and(|r| r.starts_with("sa-"))).count();
+        let sent =
+            t.mn_tap.plan_log().iter().filter(|e| e.rqi.as_deref().is_some_and(|r| r.starts_with("sa-"))).count();
         assert_eq!(sent, 1, "{name}: the refused SaInit was resent");
         drop(side);
     }

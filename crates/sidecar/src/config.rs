@@ -992,7 +992,9 @@ impl Doc<'_> {
     /// routes `to`: an SP-relative `/<cse-id>/<resource>`, or a CSE-ID or AE-ID).
     fn peer_outer(&self, p: &RawPeer, i: usize) -> Result<PeerOuter, ConfigError> {
         let id = |v: &Option<Spanned<String>>, key: &str| -> Result<Option<String>, ConfigError> {
-            v.as_ref().map(|v| self.node_id(v, &format!("peer[{i}].{key}")).map(|id| id.as_str().to_owned())).transpose()
+            v.as_ref()
+                .map(|v| self.node_id(v, &format!("peer[{i}].{key}")).map(|id| id.as_str().to_owned()))
+                .transpose()
         };
         let carriage = match &p.carriage {
             None => Carriage::default(),

@@ -949,7 +949,10 @@ fn peer_outer_addressing_and_carriage() {
     let config = fx.load(&text).unwrap();
     let me = &config.node.id;
     let outer = config.peers[0].outer_from(me);
-    assert_eq!((outer.to.as_str(), outer.from.as_str(), outer.carriage), ("/id-mn/cse-mn", "Cin-host", Carriage::Notification));
+    assert_eq!(
+        (outer.to.as_str(), outer.from.as_str(), outer.carriage),
+        ("/id-mn/cse-mn", "Cin-host", Carriage::Notification)
+    );
     let plain = config.peers[1].outer_from(me);
     assert_eq!((plain.to.as_str(), plain.from.as_str(), plain.carriage), ("CAE01", "/id-in", Carriage::Standard));
     // The node carries them.
