@@ -653,7 +653,7 @@ impl Node {
             Some(reply) => rb::response(&req.rqi, &reply),
             None => {
                 let why = out.dropped.map(|d| d.to_string()).unwrap_or_default();
-                ResponsePrimitive::error(Rsc::BAD_REQUEST, &req.rqi, &format!("{}{why}", rb::DROPPED))
+                ResponsePrimitive::error(Rsc::BAD_REQUEST, &req.rqi, format!("{}{why}", rb::DROPPED))
             }
         }
     }
