@@ -459,3 +459,25 @@ async fn removal_from_either_side_and_the_next_request_establishes_anew() {
     assert!(third != first && third != second);
     assert_eq!(p.cse_b.seen.load(Ordering::SeqCst), 3, "every request executed exactly once");
 }
+
+/// A hop on the way that refuses a sealed request (a transit CSE that no longer routes it)
+/// answers unsealed: the client gets that code with the hop's text (it got the code alone), and
+/// the answer is marked as not authenticated. Nothing reaches the CSE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_request_refused_on_the_way_reaches_the_client_with_the_hops_code_and_text() {
+    let w = world();
+    let p = pair(&w);
+    // Establish, then the path refuses whatever is sealed.
+    let rsp = p.a_to_b.clone().oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", "r0")).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::OK);
+    let text = "Not a NOTIFY request or response";
+    let refusing = Svc::new(service_fn(move |req: RequestPrimitive| async move {
+        Ok::<_, BoxError>(ResponsePrimitive::error(Rsc::BAD_REQUEST, req.rqi, text))
+    }));
+    *p.slot_b.lock().unwrap() = refusing;
+    let rsp = p.a_to_b.clone().oneshot(request(Operation::Create, "/id-in/cb", "CAE01", "r1")).await.unwrap();
+    let dbg = rsp.pc.as_ref().and_then(|pc| pc["m2m:dbg"].as_str()).unwrap_or_default().to_owned();
+    assert_eq!(rsp.rsc, Rsc::BAD_REQUEST, "{dbg}");
+    assert!(dbg.contains(text) && dbg.contains("not authenticated"), "{dbg}");
+    assert_eq!(p.cse_b.seen.load(Ordering::SeqCst), 1, "only the first request reached the CSE");
+}
