@@ -195,6 +195,10 @@ impl Transit {
         assert_eq!(plain(mn.addr(), "POST", "/cse-mn/ae-host", aei, Some(1), Some(acp)).0, 2001);
         let acpi = json!({"m2m:ae": {"acpi": ["cse-mn/ae-host/sa-notify"]}});
         assert_eq!(plain(mn.addr(), "PUT", "/cse-mn/ae-host", aei, None, Some(acpi)).0, 2004);
+        // `sidecar --check --connect` on the AE host: the MN answers a plaintext probe as a CSE
+        // does, so the SA establishment through it is the probe.
+        let findings = rt.block_on(onem2m_sa_sidecar::doctor::connect_checks(&ae_config));
+        assert!(findings.iter().all(|f| f.ok), "{findings:?}");
         let ae_side = Isolated::start(&ae_config, Some(ae_ingress), Some(ae_egress));
         let client = HttpClient::new(&format!("http://{ae_egress}"), ClientConfig::default()).unwrap();
         mn_tap.record_wire();

@@ -88,6 +88,9 @@ pub async fn connect_checks(config: &Config) -> Vec<Finding> {
         // the probe.
         let reachable = if p.is_coap() {
             Finding::ok(format!("peer {}: {} (CoAP; probed by the SA establishment)", p.id, p.address))
+        } else if p.outer != crate::config::PeerOuter::default() {
+            // Reached through a transit CSE, which answers a plaintext probe as a CSE does.
+            Finding::ok(format!("peer {}: {} (through a transit CSE; probed by the SA establishment)", p.id, p.address))
         } else {
             check_peer_ingress(&p.id.to_string(), &p.address, me, config).await
         };
