@@ -213,6 +213,8 @@ pub struct Peers {
     coap: Arc<HashMap<NodeId, coap::CoapPeer>>,
     /// The peer each configured outer `to` (`peer.to`, e.g. `/id-in/cse-in`) goes to.
     outer_to: Arc<HashMap<String, NodeId>>,
+    /// How each peer is reached through transit CSEs, as configured.
+    outer: Arc<HashMap<NodeId, crate::config::PeerOuter>>,
 }
 
 impl Peers {
@@ -235,7 +237,13 @@ impl Peers {
             clients.insert(p.id.clone(), client);
         }
         let outer_to = config.peers.iter().filter_map(|p| Some((p.outer.to.clone()?, p.id.clone()))).collect();
-        Ok(Self { clients: Arc::new(clients), coap: Arc::new(coap), outer_to: Arc::new(outer_to) })
+        let outer = config.peers.iter().map(|p| (p.id.clone(), p.outer.clone())).collect();
+        Ok(Self {
+            clients: Arc::new(clients),
+            coap: Arc::new(coap),
+            outer_to: Arc::new(outer_to),
+            outer: Arc::new(outer),
+        })
     }
 
     /// Whether `peer` is configured.
@@ -246,6 +254,11 @@ impl Peers {
     /// The address `peer` is configured at.
     pub fn address(&self, peer: &NodeId) -> Option<&str> {
         self.clients.get(peer).map(HttpClient::base).or_else(|| self.coap.get(peer).map(coap::CoapPeer::address))
+    }
+
+    /// Where and how `peer` is reached: its address and its outer addressing and carriage.
+    fn route(&self, peer: &NodeId) -> (Option<&str>, Option<&crate::config::PeerOuter>) {
+        (self.address(peer), self.outer.get(peer))
     }
 
     /// The client for a transport request: SA messages and secured primitives address the peer
@@ -677,7 +690,8 @@ impl Runtime {
     /// Applies `config` without a restart: new keys, tickets, trust anchors, peers, policy and
     /// limits take effect for new SAs and new requests. SAs already established stay, served
     /// by the configuration that established them, unless their peer is no longer configured at
-    /// the same address (outbound) or a trust anchor was removed or changed (every earlier SA:
+    /// the same address, reached the same way (outbound; `peer.to`, `from`, `carriage`) or a
+    /// trust anchor was removed or changed (every earlier SA:
     /// peers establish again and are judged by the new anchors). Requests in flight finish where
     /// they started.
     /// Refused, with the running configuration kept, when it changes what needs a restart.
@@ -702,8 +716,9 @@ impl Runtime {
         let peers = g.current.peers.clone();
         for p in &g.previous {
             for sa in p.node.outbound().entries() {
-                // A peer no longer listed, or listed at another address, is reached anew.
-                if peers.address(sa.peer()) != p.peers.address(sa.peer()) {
+                // A peer no longer listed, or listed at another address or reached another way
+                // (outer `to`, `from`, carriage), is reached anew.
+                if peers.route(sa.peer()) != p.peers.route(sa.peer()) {
                     p.node.forget_outbound(&sa);
                     removed += 1;
                 }

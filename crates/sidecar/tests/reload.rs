@@ -310,3 +310,76 @@ async fn reload_under_load_keeps_the_established_sa_and_refuses_a_bad_file() {
 fn clone_node<'a>(n: &Node<'a>) -> Node<'a> {
     Node { upstream: n.upstream.clone(), ..*n }
 }
+
+/// A reload that changes how a peer is reached through a transit CSE (`peer.to`, `peer.from`,
+/// `peer.carriage`) at the same address drops the outbound SA with it, like a new address: the
+/// earlier configuration would otherwise keep sending its requests the old way. (It was kept.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_a_peers_outer_addressing_drops_its_sa() {
+    let dir = Dir(tempfile::tempdir().unwrap());
+    for k in ["anchor", "id-in", "ae-host"] {
+        dir.keygen(k);
+    }
+    dir.ticket("id-in.ticket.json", "/id-in", "id-in", "anchor", &["/id-in"]);
+    dir.ticket("ae-host.ticket.json", "/id-ae-host", "ae-host", "anchor", &["C*"]);
+    let upstream = serve_stand_in(
+        loopback().await.unwrap(),
+        service_fn(|req: RequestPrimitive| async move { Ok::<_, BoxError>(ResponsePrimitive::new(Rsc::OK, &req.rqi)) }),
+    )
+    .unwrap();
+    let (cse_in, ae_in, ae_out) = (loopback().await.unwrap(), loopback().await.unwrap(), loopback().await.unwrap());
+    let [cse_in_addr, ae_in_addr, ae_out_addr] = addresses([&cse_in, &ae_in, &ae_out]);
+    let node = |id, key, ticket, ingress, egress, peer| Node {
+        id,
+        key,
+        ticket,
+        anchor: "anchor",
+        upstream: upstream.clone(),
+        ingress,
+        egress,
+        admin: None,
+        plaintext: "",
+        peer,
+    };
+    let cse = node("/id-in", "id-in", "id-in.ticket.json", cse_in_addr, None, ("/id-ae-host", ae_in_addr));
+    let ae =
+        node("/id-ae-host", "ae-host", "ae-host.ticket.json", ae_in_addr, Some(ae_out_addr), ("/id-in", cse_in_addr));
+    std::fs::write(dir.path("cse.toml"), cse.toml()).unwrap();
+    let ae_file = dir.path("ae.toml");
+    std::fs::write(&ae_file, ae.toml()).unwrap();
+    let none = || Listeners { ingress_http: None, egress_http: None, admin: None };
+    let cse_side =
+        Sidecar::start(&start_from(&dir.path("cse.toml")), Listeners { ingress_http: Some(cse_in), ..none() }, None)
+            .await
+            .unwrap();
+    let ae_side = Sidecar::start(
+        &start_from(&ae_file),
+        Listeners { ingress_http: Some(ae_in), egress_http: Some(ae_out), ..none() },
+        None,
+    )
+    .await
+    .unwrap();
+    let client = HttpClient::new(&format!("http://{ae_out_addr}"), ClientConfig::default()).unwrap();
+    assert_eq!(client.clone().oneshot(request("r1", "Cmeter")).await.unwrap().rsc, Rsc::OK);
+
+    // The same address, the same addressing: the SA stays.
+    let same = ae_side.runtime().reload(&start_from(&ae_file)).unwrap();
+    assert_eq!((same.sas_kept, same.sas_removed), (1, 0));
+    // Another carriage (the peer's sidecar accepts both): the SA is dropped, a new one carries
+    // the next request in the new carriage.
+    let text = ae.toml().replace(
+        &format!("address = \"http://{cse_in_addr}\"\n"),
+        &format!("address = \"http://{cse_in_addr}\"\nto = \"/id-in/cse-base\"\ncarriage = \"notification\"\n"),
+    );
+    std::fs::write(dir.path("ae-transit.toml"), text).unwrap();
+    let changed = ae_side
+        .runtime()
+        .reload(&Config { path: ae_file.clone(), ..start_from(&dir.path("ae-transit.toml")) })
+        .unwrap();
+    assert_eq!((changed.sas_kept, changed.sas_removed), (0, 1));
+    assert_eq!(client.clone().oneshot(request("r2", "Cmeter")).await.unwrap().rsc, Rsc::OK);
+    assert_eq!(ae_side.node().outbound().len(), 1, "a new SA, established by the new configuration");
+
+    ae_side.shutdown().await;
+    cse_side.shutdown().await;
+}
