@@ -369,9 +369,9 @@ fn errors_from_the_mn_reach_the_ae_with_their_code_and_text() {
 }
 
 /// The MN as the attacker (docs/robustness.md's threat checklist): it forges an unsealed 4112
-/// after forwarding a request, drops answers, corrupts a sealed body. The AE gets the IN's own
-/// answer or an error, a request is executed at most once, and nothing forged is taken for an
-/// answer.
+/// after forwarding a request (row 19), drops an answer, replays a sealed request (row 1),
+/// corrupts a sealed body (row 11). The AE gets the IN's own answer or an error, a request is
+/// executed at most once, and nothing forged is taken for an answer.
 #[test]
 fn the_mn_as_attacker_forges_drops_and_corrupts() {
     let t = Transit::start();
@@ -397,6 +397,15 @@ fn the_mn_as_attacker_forges_drops_and_corrupts() {
     let rsp = t.send(create(&cnt, fr, "a2", 4, json!({"m2m:cin": {"con": "dropped-answer"}})));
     assert!(rsp.rsc.is_error(), "a dropped answer is not a success: {:?}", rsp.rsc);
     assert!(count(&t) <= 2, "executed at most once");
+
+    // A sealed request replayed by the MN (forwarded twice): executed once, the copy refused.
+    let before = count(&t);
+    t.mn_tap.set_plan(|i| if i == 0 { Fault::Duplicate } else { Fault::Pass });
+    let rsp = t.send(create(&cnt, fr, "a2b", 4, json!({"m2m:cin": {"con": "replayed"}})));
+    assert_eq!(rsp.rsc, Rsc::CREATED, "{:?}", rsp.pc);
+    let replay = t.mn_tap.plan_log().into_iter().find(|e| e.fault == Fault::Duplicate).expect("duplicated");
+    assert!(replay.duplicate_answer.is_some_and(|rsc| rsc >= 4000), "the replay was answered {replay:?}");
+    assert_eq!(count(&t), before + 1, "a replayed request was executed twice");
 
     // A sealed request with a flipped bit: refused by the IN host, never executed.
     let before = count(&t);
