@@ -354,13 +354,11 @@ fn errors_from_the_mn_reach_the_ae_with_their_code_and_text() {
         let egress = port();
         let side = Isolated::start(&config, Some(port()), Some(egress));
         let client = HttpClient::new(&format!("http://{egress}"), ClientConfig::default()).unwrap();
-        let began = Instant::now();
         let body = json!({"m2m:ae": {"rn": "Cwrong", "api": "Nwrong", "rr": false, "srv": ["3"]}});
         let rsp = t.rt.block_on(client.oneshot(create("/id-in/cse-in", "Cwrong", "w1", 2, body))).unwrap();
         let dbg = rsp.pc.as_ref().and_then(|pc| pc["m2m:dbg"].as_str()).unwrap_or_default().to_owned();
         assert_eq!(rsp.rsc, Rsc::BAD_REQUEST, "{name}: {dbg}");
         assert!(dbg.contains(text), "{name}: {dbg}");
-        assert!(began.elapsed() < Duration::from_secs(2), "{name}: took {:?}", began.elapsed());
         let sent =
             t.mn_tap.plan_log().iter().filter(|e| e.rqi.as_deref().is_some_and(|r| r.starts_with("sa-"))).count();
         assert_eq!(sent, 1, "{name}: the refused SaInit was resent");

@@ -985,6 +985,15 @@ impl Doc<'_> {
             let outer = self.peer_outer(p, i)?;
             peers.push(Peer { id, address, outer });
         }
+        // The outer `to` tells the transport which peer a request goes to: one per peer.
+        let to = |q: &Peer| q.outer.to.clone().unwrap_or_else(|| q.id.as_str().to_owned());
+        for (i, p) in raw.iter().enumerate() {
+            let Some(v) = p.get_ref().to.as_ref() else { continue };
+            if let Some(j) = (0..peers.len()).find(|&j| j != i && to(&peers[j]) == to(&peers[i])) {
+                let why = format!("{} is also how peer[{j}] is addressed", to(&peers[i]));
+                return Err(self.at(v, format!("peer[{i}].to"), why));
+            }
+        }
         Ok(peers)
     }
 

@@ -962,6 +962,8 @@ fn peer_outer_addressing_and_carriage() {
 
     let bad = edit(&text, "carriage = \"notification\"", "carriage = \"sgn\"");
     fx.refuses(&bad, "peer[0].carriage", "carriage = \"sgn\"", "`standard` or `notification`");
+    let bad = edit(&text, "to = \"/id-mn/cse-mn\"", "to = \"CAE01\"");
+    fx.refuses(&bad, "peer[0].to", "to = \"CAE01\"", "is also how peer[1] is addressed");
     let bad = edit(&text, "to = \"/id-mn/cse-mn\"", "to = \"/id-mn cse-mn\"");
     fx.refuses(&bad, "peer[0].to", "to = \"/id-mn cse-mn\"", "invalid node ID");
 }
