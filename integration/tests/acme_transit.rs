@@ -418,3 +418,28 @@ fn the_mn_as_attacker_forges_drops_and_corrupts() {
     let rsp = t.send(request(Operation::Retrieve, &cnt, fr, "a4"));
     assert_eq!(rsp.rsc, Rsc::OK);
 }
+
+/// docs/deploy.md "Through a registrar MN-CSE" shows the sidecar configs the suite runs, as
+/// committed (after their header comment), and the ACME settings it names are in the ini files.
+#[test]
+fn deploy_md_shows_the_transit_configs() {
+    use onem2m_sa_integration::acme::{TRANSIT_SIDECAR_AE_TOML, TRANSIT_SIDECAR_IN_TOML};
+    let deploy = include_str!("../../docs/deploy.md");
+    let section = &deploy[deploy.find("## 8a. Through a registrar MN-CSE").expect("the section")..];
+    for toml in [TRANSIT_SIDECAR_IN_TOML, TRANSIT_SIDECAR_AE_TOML] {
+        let body = toml.trim_start_matches(|c| c != '[');
+        assert!(section.contains(body.trim_end()), "deploy.md does not show:\n{body}");
+    }
+    for (ini, lines) in [
+        (TRANSIT_IN_INI, &["enableRemoteCSE=true", "allowedCSROriginators=/id-mn", "poa="][..]),
+        (
+            TRANSIT_MN_INI,
+            &["cseType=MN", "cseID=id-mn", "cseName=cse-mn", "registrarCseID=id-in", "registrarCseName=cse-in"][..],
+        ),
+    ] {
+        for line in lines {
+            assert!(ini.lines().any(|l| l.starts_with(line)), "the ini lacks {line}");
+            assert!(section.contains(line), "deploy.md lacks {line}");
+        }
+    }
+}
