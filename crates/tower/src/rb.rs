@@ -31,8 +31,18 @@ pub fn error_text(rsp: &ResponsePrimitive) -> String {
 /// A transit CSE that refuses the message, or a CSE reached instead of its sidecar, answers
 /// so; resending the same bytes would be refused again.
 pub fn is_hop_refusal(rsp: &ResponsePrimitive) -> bool {
-    rsp.rsc.is_error() && message_of(rsp.pc.as_ref()).is_none() && !error_text(rsp).starts_with(DROPPED)
+    if !rsp.rsc.is_error() || message_of(rsp.pc.as_ref()).is_some() {
+        return false;
+    }
+    let text = error_text(rsp);
+    // A peer of the previous version drops without the prefix; its transient drops are resent.
+    !(text.starts_with(DROPPED) || TRANSIENT_UNMARKED.contains(&text.as_str()))
 }
+
+/// The texts of the Responder's transient drops as a peer of the previous version answers them
+/// (without [`DROPPED`]): an SaInit still being processed, or whose slot expired meanwhile.
+const TRANSIENT_UNMARKED: [&str; 2] =
+    ["the same SaInit is being processed", "the establishment expired while it was processed"];
 
 fn content(message: &[u8]) -> Option<Value> {
     let value: Value = serde_json::from_slice(message).ok()?;
@@ -64,4 +74,26 @@ pub fn message_of(pc: Option<&Value>) -> Option<Vec<u8>> {
 /// Whether a request carries an SA message.
 pub fn is_sa_message(req: &RequestPrimitive) -> bool {
     req.op == Operation::Notify && req.pc.as_ref().is_some_and(|pc| pc.get(SA_MESSAGE).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use onem2m_sa::manage::DropReason;
+
+    use super::*;
+
+    /// The previous version's transient drops are recognised by the texts the core gives them.
+    #[test]
+    fn transient_drop_texts_are_the_cores() {
+        for reason in [DropReason::InProgress, DropReason::Expired] {
+            assert!(TRANSIENT_UNMARKED.contains(&reason.to_string().as_str()), "{reason}");
+            let rsp = ResponsePrimitive::error(Rsc::BAD_REQUEST, "r", reason.to_string());
+            assert!(!is_hop_refusal(&rsp));
+        }
+        let marked = ResponsePrimitive::error(Rsc::BAD_REQUEST, "r", format!("{DROPPED}{}", DropReason::Replayed));
+        assert!(!is_hop_refusal(&marked));
+        let hop = ResponsePrimitive::error(Rsc::BAD_REQUEST, "r", "Not a NOTIFY request or response");
+        assert!(is_hop_refusal(&hop));
+        assert!(!is_hop_refusal(&ResponsePrimitive::new(Rsc::OK, "r")), "not an error");
+    }
 }
