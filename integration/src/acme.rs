@@ -19,6 +19,10 @@
 //! the scratch directory. It is ready once it answers a RETRIEVE of its CSEBase, polled with a
 //! deadline.
 //!
+//! [`Acme::start_with_ini`] runs another configuration: the transit setup of
+//! `integration/tests/acme_transit.rs` runs an IN-CSE ([`TRANSIT_IN_INI`]) and an MN-CSE registered
+//! to it ([`TRANSIT_MN_INI`]), with the sidecar configs [`transit_configs`] makes.
+//!
 //! The process is killed on drop. So that none survives a test process that ends without
 //! dropping it (a shared instance in a `static`, an abort), `acmecse` runs under a small
 //! Python wrapper that exits as soon as its stdin, a pipe held by this process, reaches end of
@@ -352,7 +356,8 @@ fn ini_value<'a>(ini: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// The IN-CSE of the transit setup ("Through a registrar MN-CSE" in docs/deploy.md): as
-/// [`ACME_INI`], and it accepts the registration of the MN-CSE `/id-mn`.
+/// [`ACME_INI`], and it accepts the registration of the MN-CSE `/id-mn` and announces `{poa}`
+/// (to be replaced by its sidecar's ingress URL) as its point of access.
 pub const TRANSIT_IN_INI: &str = include_str!("../acme/transit-in.ini");
 /// The MN-CSE of the transit setup, `/id-mn` (`cse-mn`), registered to the IN-CSE at
 /// `{registrar_port}` (the IN-CSE's sidecar ingress).
