@@ -1,0 +1,119 @@
+//! The MQTT suite against mosquitto (Debian `mosquitto`), started by the test on a free loopback
+//! port with a configuration file in a temporary directory. Skipped with a note when mosquitto
+//! is not installed, unless `ONEM2M_REQUIRE_MOSQUITTO` is set (CI installs it and sets it).
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+fn binary() -> Option<PathBuf> {
+    let candidates = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")]);
+    let found = candidates.map(|d| d.join("mosquitto")).find(|p| p.is_file());
+    if found.is_none() {
+        assert!(std::env::var_os("ONEM2M_REQUIRE_MOSQUITTO").is_none(), "mosquitto is required but not installed");
+        eprintln!("skipped: mosquitto not installed (apt-get install -y mosquitto)");
+    }
+    found
+}
+
+/// A mosquitto process of this test, killed on drop.
+struct Mosquitto {
+    binary: PathBuf,
+    dir: PathBuf,
+    addr: SocketAddr,
+    child: Mutex<Option<Child>>,
+}
+
+impl Mosquitto {
+    fn start(binary: PathBuf, tag: &str) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("onem2m-mosquitto-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 10000\n\
+             log_dest stderr\nlog_type error\n"
+        );
+        std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
+        let m = Self { binary, dir, addr: ([127, 0, 0, 1], port).into(), child: Mutex::new(None) };
+        m.spawn();
+        m
+    }
+
+    fn spawn(&self) {
+        let child = Command::new(&self.binary)
+            .arg("-c")
+            .arg(self.dir.join("mosquitto.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("mosquitto starts");
+        *self.child.lock().unwrap() = Some(child);
+        // Wait (bounded) until it accepts connections.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(self.addr).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto does not listen on {}", self.addr);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl common::TestBroker for Mosquitto {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    async fn restart(&self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_through_mosquitto() {
+    let Some(bin) = binary() else { return };
+    let m = Mosquitto::start(bin, "rt");
+    common::round_trips(m.addr, "mos").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_through_mosquitto() {
+    let Some(bin) = binary() else { return };
+    let m = Mosquitto::start(bin, "hostile");
+    common::hostile_input(m.addr, "mos").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_and_limits_through_mosquitto() {
+    let Some(bin) = binary() else { return };
+    let m = Mosquitto::start(bin, "limits");
+    common::timeouts_and_limits(m.addr, "mos").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_restart_mid_workload() {
+    let Some(bin) = binary() else { return };
+    let m = Mosquitto::start(bin, "restart");
+    common::broker_restart(&m, "mos").await;
+}
