@@ -162,8 +162,10 @@ pub fn cse_sidecar_config(pki: &DemoPki, upstream: &str, ae_ingress: SocketAddr)
         map_poa: true,
         http: Some(Listener { listen: loopback_any() }),
         coap: None,
+        mqtt: None,
     });
-    c.egress = Some(Egress { default_peer: None, http: Some(Listener { listen: loopback_any() }), coap: None });
+    c.egress =
+        Some(Egress { default_peer: None, http: Some(Listener { listen: loopback_any() }), coap: None, mqtt: None });
     c.peers = vec![Peer { id: NodeId::new(AE_NODE).expect("id"), address: format!("http://{ae_ingress}") }];
     c
 }
@@ -178,10 +180,15 @@ pub fn ae_sidecar_config(pki: &DemoPki, cse_ingress: SocketAddr, listener: &str)
         map_poa: false,
         http: Some(Listener { listen: loopback_any() }),
         coap: None,
+        mqtt: None,
     });
     let cse = NodeId::new(CSE_ID).expect("id");
-    c.egress =
-        Some(Egress { default_peer: Some(cse.clone()), http: Some(Listener { listen: loopback_any() }), coap: None });
+    c.egress = Some(Egress {
+        default_peer: Some(cse.clone()),
+        http: Some(Listener { listen: loopback_any() }),
+        coap: None,
+        mqtt: None,
+    });
     c.peers = vec![Peer { id: cse, address: format!("http://{cse_ingress}") }];
     c
 }
@@ -220,8 +227,12 @@ pub struct Topology {
 pub fn coap_ae_sidecar_config(pki: &DemoPki, cse_coap_ingress: SocketAddr) -> Config {
     let mut c = base_config(pki.node(COAP_AE_NODE, &[COAP_AE_NODE, "C*", "S*", ""]));
     let cse = NodeId::new(CSE_ID).expect("id");
-    c.egress =
-        Some(Egress { default_peer: Some(cse.clone()), http: None, coap: Some(Listener { listen: loopback_any() }) });
+    c.egress = Some(Egress {
+        default_peer: Some(cse.clone()),
+        http: None,
+        coap: Some(Listener { listen: loopback_any() }),
+        mqtt: None,
+    });
     c.peers = vec![Peer { id: cse, address: format!("coap://{cse_coap_ingress}") }];
     c
 }
