@@ -87,7 +87,7 @@ pub async fn connect_checks(config: &Config) -> Vec<Finding> {
         // A CoAP peer has no listener to probe without a request: the SA establishment below is
         // the probe.
         let reachable = if p.is_coap() || p.is_mqtt() {
-            Finding::ok(format!("peer {}: {} (CoAP; probed by the SA establishment)", p.id, p.address))
+            Finding::ok(format!("peer {}: {} (CoAP or MQTT; probed by the SA establishment)", p.id, p.address))
         } else {
             check_peer_ingress(&p.id.to_string(), &p.address, me, config).await
         };
