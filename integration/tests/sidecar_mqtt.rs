@@ -273,3 +273,20 @@ async fn broker_restart_mid_workload_executes_each_request_at_most_once() {
     assert_eq!(p.cse_sidecar.node().inbound().len(), 1);
     p.shutdown().await;
 }
+
+/// A sidecar that shuts down closes its broker connections (its MQTT service holds the runtime,
+/// which holds the connection: without an explicit stop they would outlive it and keep serving).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_the_broker_connections() {
+    let p = Pair::start().await;
+    assert_eq!(p.broker.connections(), 2);
+    let Pair { broker: used, cse, cse_sidecar, ae_sidecar } = p;
+    ae_sidecar.shutdown().await;
+    cse_sidecar.shutdown().await;
+    cse.shutdown().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while used.connections() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "{} connections left", used.connections());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

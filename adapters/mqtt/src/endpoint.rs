@@ -8,7 +8,7 @@ use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -243,7 +243,8 @@ struct Inner {
     client: AsyncClient,
     config: EndpointConfig,
     pending: Mutex<HashMap<PendingKey, Waiter>>,
-    handler: OnceLock<Handler>,
+    /// The service requests go to; `None` until [`Endpoint::serve`] and after shutdown.
+    handler: Mutex<Option<Handler>>,
     dedup: Mutex<Dedup>,
     hasher: RandomState,
     stats: Stats,
@@ -297,7 +298,7 @@ impl Endpoint {
             slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             config,
             pending: Mutex::new(HashMap::new()),
-            handler: OnceLock::new(),
+            handler: Mutex::new(None),
             dedup: Mutex::new(Dedup::default()),
             hasher: RandomState::new(),
             stats: Stats::default(),
@@ -347,7 +348,7 @@ impl Endpoint {
     }
 
     /// Hands every request to this node to `service` (once: a later call is ignored and
-    /// returns `false`). Its answer — or `INTERNAL_SERVER_ERROR` for an error,
+    /// returns `false`; [`Endpoint::shutdown`] lets go of it). Its answer — or `INTERNAL_SERVER_ERROR` for an error,
     /// `REQUEST_TIMEOUT` after [`EndpointConfig::serve_timeout`] — is published on the answer
     /// topic; the service learns the requester's topic ID from [`current_originator`].
     pub fn serve<S>(&self, service: S) -> bool
@@ -360,7 +361,12 @@ impl Endpoint {
             let svc = service.clone();
             Box::pin(async move { svc.oneshot(req).await.map_err(Into::into) })
         });
-        self.inner.handler.set(handler).is_ok()
+        let mut slot = lock(&self.inner.handler);
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(handler);
+        true
     }
 
     /// Disconnects from the broker and stops the tasks; requests in flight fail with
@@ -373,6 +379,8 @@ impl Endpoint {
             task.abort();
         }
         lock(&self.inner.pending).clear();
+        // The service may hold what holds this endpoint: let go of it.
+        lock(&self.inner.handler).take();
         self.inner.ready.send_replace(false);
     }
 }
@@ -466,7 +474,7 @@ impl Inner {
     }
 
     fn request(self: &Arc<Self>, topic: Topic, req: RequestPrimitive, payload: &[u8]) {
-        let Some(handler) = self.handler.get().cloned() else {
+        let Some(handler) = lock(&self.handler).clone() else {
             Stats::bump(&self.stats.no_handler);
             return;
         };

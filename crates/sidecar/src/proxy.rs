@@ -1008,6 +1008,7 @@ impl Sidecar {
             }
         }
         self.pruner.abort();
+        self.runtime.mqtt.shutdown().await;
         self.runtime.stop_agents();
         tracing::info!(node = %self.runtime.fixed.node, "sidecar stopped");
     }

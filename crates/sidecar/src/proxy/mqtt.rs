@@ -152,6 +152,16 @@ impl MqttBrokers {
         Ok(())
     }
 
+    /// Disconnects from every broker and forgets the connections (their services hold the
+    /// runtime, which holds this: without it they would outlive the sidecar).
+    pub(super) async fn shutdown(&self) {
+        let endpoints: Vec<Endpoint> =
+            self.endpoints.lock().unwrap_or_else(PoisonError::into_inner).drain().map(|(_, e)| e).collect();
+        for endpoint in endpoints {
+            endpoint.shutdown().await;
+        }
+    }
+
     /// The connections open now, by broker address.
     pub(super) fn endpoints(&self) -> Vec<(String, Endpoint)> {
         let endpoints = self.endpoints.lock().unwrap_or_else(PoisonError::into_inner);
