@@ -7,6 +7,7 @@
 pub mod acme;
 pub mod coap_fuzz_checks;
 pub mod fuzz_checks;
+pub mod mqtt_fuzz_checks;
 pub mod relay;
 
 use std::net::SocketAddr;

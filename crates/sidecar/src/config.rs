@@ -4,8 +4,8 @@
 //!
 //! Transports are one table each (`[ingress.http]`, `[egress.http]`, `[ingress.coap]`,
 //! `[egress.coap]`), and peers are `http://` or `coap://` addresses; the CoAP limits and timeouts
-//! are the `[coap]` table. `[ingress.mqtt]`, `[egress.mqtt]` and `mqtt://` addresses are
-//! recognised and refused as not supported in this build, so that binding slots in later.
+//! are the `[coap]` table. `[ingress.mqtt]` names the MQTT broker (TS-0010) secured requests
+//! arrive through, `[egress.mqtt]` the settings for the brokers of `mqtt://` peers.
 
 use std::cell::RefCell;
 use std::fmt::Display;
@@ -23,7 +23,6 @@ use onem2m_sa::manage::{Limits, Timing};
 use onem2m_sa::table::TableConfig;
 use onem2m_sa_tower::{Carriage, ExecutedConfig, Node, NodeConfig, Outer, PlaintextPolicy, Recovery, Rotation};
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -151,6 +150,8 @@ pub struct Ingress {
     pub http: Option<Listener>,
     /// The CoAP listener (UDP).
     pub coap: Option<Listener>,
+    /// The MQTT broker secured requests to this node arrive through (`[ingress.mqtt]`).
+    pub mqtt: Option<MqttSettings>,
 }
 
 /// Plaintext from loopback in, sealed to peers.
@@ -162,7 +163,46 @@ pub struct Egress {
     pub http: Option<Listener>,
     /// The CoAP listener (UDP).
     pub coap: Option<Listener>,
+    /// Settings for the connections to the brokers of `mqtt://` peers (`[egress.mqtt]`).
+    pub mqtt: Option<MqttSettings>,
 }
+
+/// A connection to an MQTT broker (TS-0010 §6.2).
+#[derive(Clone, PartialEq, Eq)]
+pub struct MqttSettings {
+    /// The broker, `mqtt://host:port[/path]` or `mqtts://host:port[/path]` (TLS), normalized;
+    /// the path is prepended to every topic. `None` in `[egress.mqtt]`: peers name theirs.
+    pub broker: Option<String>,
+    /// The MQTT client ID; by default `C::` and the node ID as a topic ID.
+    pub client_id: Option<String>,
+    /// Username presented to the broker.
+    pub username: Option<String>,
+    /// Password presented to the broker (read from `password_file`; never printed).
+    pub password: Option<String>,
+    /// CA certificates (PEM) to verify a `mqtts://` broker with, instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for MqttSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttSettings")
+            .field("broker", &self.broker)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+/// Whether `address` is an `mqtt://` or `mqtts://` address.
+pub fn is_mqtt_address(address: &str) -> bool {
+    address.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("mqtt://"))
+        || address.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("mqtts://"))
+}
+
+/// The default MQTT port, and the default MQTT-over-TLS port (TS-0010 §6.6).
+pub const MQTT_DEFAULT_PORTS: (u16, u16) = (1883, 8883);
 
 /// A listening socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +253,11 @@ impl Peer {
             carriage: self.outer.carriage,
         }
     }
+
+    /// Whether the peer is reached through an MQTT broker (an `mqtt://` or `mqtts://` address).
+    pub fn is_mqtt(&self) -> bool {
+        is_mqtt_address(&self.address)
+    }
 }
 
 /// Whether `address` is a `coap://` address.
@@ -249,7 +294,13 @@ pub fn unresolved_peers(config: &Config) -> Vec<String> {
         if is_example_host(&host) {
             continue;
         }
-        let default_port = if p.is_coap() { COAP_DEFAULT_PORT } else { 80 };
+        let default_port = if p.is_coap() {
+            COAP_DEFAULT_PORT
+        } else if p.is_mqtt() {
+            MQTT_DEFAULT_PORTS.0
+        } else {
+            80
+        };
         let port = p.address.parse::<http::Uri>().ok().and_then(|u| u.port_u16()).unwrap_or(default_port);
         let found = (host.as_str(), port).to_socket_addrs().map(|mut a| a.next().is_some());
         let why = match found {
@@ -576,7 +627,7 @@ struct RawIngress {
     map_poa: bool,
     http: Option<Spanned<RawListener>>,
     coap: Option<Spanned<RawListener>>,
-    mqtt: Option<Spanned<IgnoredAny>>,
+    mqtt: Option<Spanned<RawMqtt>>,
 }
 
 fn yes() -> bool {
@@ -591,7 +642,17 @@ struct RawEgress {
     allow_non_loopback: bool,
     http: Option<Spanned<RawListener>>,
     coap: Option<Spanned<RawListener>>,
-    mqtt: Option<Spanned<IgnoredAny>>,
+    mqtt: Option<Spanned<RawMqtt>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqtt {
+    broker: Option<Spanned<String>>,
+    client_id: Option<Spanned<String>>,
+    username: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -774,6 +835,9 @@ impl Doc<'_> {
     /// written out, 5683 when left out); `coaps://` and other schemes are refused by name.
     fn peer_address(&self, v: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
         let s = v.get_ref();
+        if is_mqtt_address(s) {
+            return self.mqtt_address(v, key);
+        }
         if !is_coap_address(s) {
             if s.get(..8).is_some_and(|p| p.eq_ignore_ascii_case("coaps://")) {
                 return Err(self.at(
@@ -801,6 +865,81 @@ impl Doc<'_> {
             None => COAP_DEFAULT_PORT,
         };
         Ok(format!("coap://{host}:{port}"))
+    }
+
+    /// A broker's address: `mqtt://host[:port][/path]` or `mqtts://…` (the port written out,
+    /// 1883 or 8883 when left out; the path without a trailing `/`).
+    fn mqtt_address(&self, v: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+        let s = v.get_ref();
+        let uri: http::Uri = s.parse().map_err(|e| self.at(v, key, format!("invalid MQTT address {s:?}: {e}")))?;
+        let tls = uri.scheme_str().is_some_and(|p| p.eq_ignore_ascii_case("mqtts"));
+        if !tls && !uri.scheme_str().is_some_and(|p| p.eq_ignore_ascii_case("mqtt")) {
+            return Err(self.at(v, key, format!("{s:?} is not an mqtt:// or mqtts:// address")));
+        }
+        let Some(host) = uri.host().filter(|h| !h.is_empty()) else {
+            return Err(self.at(v, key, format!("{s:?} names no host")));
+        };
+        if uri.query().is_some() || uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(self.at(
+                v,
+                key,
+                format!("{s:?} has a query or user information: give mqtt://host:port[/path]"),
+            ));
+        }
+        let path = uri.path().trim_end_matches('/');
+        if path.contains(['+', '#']) {
+            return Err(self.at(v, key, format!("{s:?}: the path is a topic prefix and may hold no wildcard")));
+        }
+        let port = match uri.port_u16() {
+            Some(0) => return Err(self.at(v, key, format!("{s:?}: port 0 is not a broker's port"))),
+            Some(p) => p,
+            None if tls => MQTT_DEFAULT_PORTS.1,
+            None => MQTT_DEFAULT_PORTS.0,
+        };
+        Ok(format!("{}://{host}:{port}{path}", if tls { "mqtts" } else { "mqtt" }))
+    }
+
+    /// `[ingress.mqtt]` (`broker` required) or `[egress.mqtt]` (no `broker`).
+    fn mqtt(&self, raw: &Spanned<RawMqtt>, key: &str, with_broker: bool) -> Result<MqttSettings, ConfigError> {
+        let m = raw.get_ref();
+        let broker = match (&m.broker, with_broker) {
+            (Some(b), true) => Some(self.mqtt_address(b, &format!("{key}.broker"))?),
+            (None, true) => {
+                return Err(self.at(raw, key, "no broker: add broker = \"mqtt://host:1883\""));
+            }
+            (Some(b), false) => {
+                return Err(self.at(b, format!("{key}.broker"), "peers name their broker in their mqtt:// address"));
+            }
+            (None, false) => None,
+        };
+        let text = |v: &Option<Spanned<String>>, name: &str| -> Result<Option<String>, ConfigError> {
+            match v {
+                Some(v) if v.get_ref().is_empty() || v.get_ref().len() > 256 => {
+                    Err(self.at(v, format!("{key}.{name}"), "must be 1 to 256 characters"))
+                }
+                Some(v) => Ok(Some(v.get_ref().clone())),
+                None => Ok(None),
+            }
+        };
+        let password = match &m.password_file {
+            Some(f) => {
+                let path = self.resolve(f.get_ref());
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| self.at(f, format!("{key}.password_file"), format!("{}: {e}", path.display())))?;
+                Some(text.trim_end_matches(['\r', '\n']).to_owned())
+            }
+            None => None,
+        };
+        if password.is_some() && m.username.is_none() {
+            return Err(self.at(raw, key, "password_file without username"));
+        }
+        Ok(MqttSettings {
+            broker,
+            client_id: text(&m.client_id, "client_id")?,
+            username: text(&m.username, "username")?,
+            password,
+            ca_file: m.ca_file.as_ref().map(|f| self.resolve(f.get_ref())),
+        })
     }
 
     /// An egress listener's address: a loopback address, or any with `allow_non_loopback` (and a
@@ -834,13 +973,6 @@ impl Doc<'_> {
             );
         }
         Ok(Listener { listen })
-    }
-
-    fn unsupported(&self, v: &Option<Spanned<IgnoredAny>>, key: &str, what: &str) -> Result<(), ConfigError> {
-        match v {
-            Some(v) => Err(self.at(v, key, format!("{what} is not supported in this build"))),
-            None => Ok(()),
-        }
     }
 
     fn number(&self, v: &Number, key: &str, default: u64, range: RangeInclusive<u64>) -> Result<u64, ConfigError> {
@@ -1014,7 +1146,6 @@ impl Doc<'_> {
 
     fn ingress(&self, raw: &Spanned<RawIngress>) -> Result<Ingress, ConfigError> {
         let i = raw.get_ref();
-        self.unsupported(&i.mqtt, "ingress.mqtt", "an MQTT listener")?;
         let upstream = self.url(&i.upstream, "ingress.upstream")?;
         if !is_loopback_url(&upstream) {
             self.warn(
@@ -1070,7 +1201,11 @@ impl Doc<'_> {
             Some(l) => Some(Listener { listen: self.socket(&l.get_ref().listen, "ingress.coap.listen")? }),
             None => None,
         };
-        if http.is_none() && coap.is_none() {
+        let mqtt = match &i.mqtt {
+            Some(m) => Some(self.mqtt(m, "ingress.mqtt", true)?),
+            None => None,
+        };
+        if http.is_none() && coap.is_none() && mqtt.is_none() {
             return Err(self.at(
                 raw,
                 "ingress",
@@ -1078,7 +1213,7 @@ impl Doc<'_> {
                  \"0.0.0.0:5683\")",
             ));
         }
-        Ok(Ingress { upstream, plaintext, map_poa: i.map_poa, http, coap })
+        Ok(Ingress { upstream, plaintext, map_poa: i.map_poa, http, coap, mqtt })
     }
 
     fn egress(
@@ -1088,7 +1223,10 @@ impl Doc<'_> {
         peers: &[Peer],
     ) -> Result<Egress, ConfigError> {
         let e = raw.get_ref();
-        self.unsupported(&e.mqtt, "egress.mqtt", "an MQTT listener")?;
+        let mqtt = match &e.mqtt {
+            Some(m) => Some(self.mqtt(m, "egress.mqtt", false)?),
+            None => None,
+        };
         let http = match &e.http {
             Some(l) => Some(self.listener(&l.get_ref().listen, "egress.http.listen", e.allow_non_loopback, "HTTP")?),
             None => None,
@@ -1127,7 +1265,7 @@ impl Doc<'_> {
             }
             None => None,
         };
-        Ok(Egress { default_peer, http, coap })
+        Ok(Egress { default_peer, http, coap, mqtt })
     }
 
     /// No two listeners on one address (an unspecified address overlaps every address).

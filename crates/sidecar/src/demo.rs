@@ -12,6 +12,11 @@
 //! `[ingress.coap]` at a `coap://` address; the CSE stays HTTP behind it (binding bridging).
 //! Two counting UDP relays give the bytes on the air per CoAP message beside the HTTP figures.
 //!
+//! And over MQTT: an MQTT broker runs in-process (`onem2m_sa_mqtt::broker`), the CSE-side
+//! sidecar takes secured requests from it (`[ingress.mqtt]`), and a third AE host (`/id-ae-mqtt`)
+//! reaches the CSE at an `mqtt://` address; the broker's view of every message gives the bytes
+//! per secured MQTT message, and shows the broker never sees the content.
+//!
 //! The pieces ([`DemoPki`], the config builders, [`Topology`]) are public: the integration
 //! tests build the same topology.
 
@@ -51,6 +56,10 @@ pub const AE_ID: &str = "Cdemo-ae";
 pub const COAP_AE_NODE: &str = "/id-ae-coap";
 /// The AE-ID of the demo AE on CoAP.
 pub const COAP_AE_ID: &str = "Cdemo-coap";
+/// The AE host whose sidecar reaches the CSE through the MQTT broker.
+pub const MQTT_AE_NODE: &str = "/id-ae-mqtt";
+/// The AE-ID of the AE behind it.
+pub const MQTT_AE_ID: &str = "Cdemo-mqtt";
 /// The CSE node's ticket (README, `docs/deploy.md` §1): its own CSE-ID, and the originators it
 /// relays under it (`/id-in/Cxyz`, which a CSE puts on requests it retargets to an AE).
 pub const CSE_ALLOW: &[&str] = &[CSE_ID, "/id-in/*"];
@@ -162,8 +171,10 @@ pub fn cse_sidecar_config(pki: &DemoPki, upstream: &str, ae_ingress: SocketAddr)
         map_poa: true,
         http: Some(Listener { listen: loopback_any() }),
         coap: None,
+        mqtt: None,
     });
-    c.egress = Some(Egress { default_peer: None, http: Some(Listener { listen: loopback_any() }), coap: None });
+    c.egress =
+        Some(Egress { default_peer: None, http: Some(Listener { listen: loopback_any() }), coap: None, mqtt: None });
     c.peers = vec![Peer {
         id: NodeId::new(AE_NODE).expect("id"),
         address: format!("http://{ae_ingress}"),
@@ -182,10 +193,15 @@ pub fn ae_sidecar_config(pki: &DemoPki, cse_ingress: SocketAddr, listener: &str)
         map_poa: false,
         http: Some(Listener { listen: loopback_any() }),
         coap: None,
+        mqtt: None,
     });
     let cse = NodeId::new(CSE_ID).expect("id");
-    c.egress =
-        Some(Egress { default_peer: Some(cse.clone()), http: Some(Listener { listen: loopback_any() }), coap: None });
+    c.egress = Some(Egress {
+        default_peer: Some(cse.clone()),
+        http: Some(Listener { listen: loopback_any() }),
+        coap: None,
+        mqtt: None,
+    });
     c.peers = vec![Peer { id: cse, address: format!("http://{cse_ingress}"), outer: Default::default() }];
     c
 }
@@ -217,6 +233,25 @@ pub struct Topology {
     pub coap_plain_tap: UdpTap,
     /// The secured CoAP hop: the CoAP host's sidecar → the CSE-side CoAP ingress.
     pub coap_secured_tap: UdpTap,
+    /// The MQTT broker (in-process) between the MQTT AE host's sidecar and the CSE-side one.
+    pub broker: onem2m_sa_mqtt::broker::Broker,
+    /// The MQTT AE host's sidecar: HTTP egress, the CSE at an `mqtt://` address.
+    pub mqtt_sidecar: Sidecar,
+}
+
+/// The MQTT AE host's sidecar: an HTTP egress for its AE, the CSE at `mqtt://<broker>` (SA
+/// flows and secured requests go through the broker).
+pub fn mqtt_ae_sidecar_config(pki: &DemoPki, broker: SocketAddr) -> Config {
+    let mut c = base_config(pki.node(MQTT_AE_NODE, &[MQTT_AE_NODE, "C*", "S*", ""]));
+    let cse = NodeId::new(CSE_ID).expect("id");
+    c.egress = Some(Egress {
+        default_peer: Some(cse.clone()),
+        http: Some(Listener { listen: loopback_any() }),
+        coap: None,
+        mqtt: None,
+    });
+    c.peers = vec![Peer { id: cse, address: format!("mqtt://{broker}"), outer: Default::default() }];
+    c
 }
 
 /// The constrained AE host's sidecar: a CoAP egress (and no ingress: its AE takes no
@@ -224,8 +259,12 @@ pub struct Topology {
 pub fn coap_ae_sidecar_config(pki: &DemoPki, cse_coap_ingress: SocketAddr) -> Config {
     let mut c = base_config(pki.node(COAP_AE_NODE, &[COAP_AE_NODE, "C*", "S*", ""]));
     let cse = NodeId::new(CSE_ID).expect("id");
-    c.egress =
-        Some(Egress { default_peer: Some(cse.clone()), http: None, coap: Some(Listener { listen: loopback_any() }) });
+    c.egress = Some(Egress {
+        default_peer: Some(cse.clone()),
+        http: None,
+        coap: Some(Listener { listen: loopback_any() }),
+        mqtt: None,
+    });
     c.peers = vec![Peer { id: cse, address: format!("coap://{cse_coap_ingress}"), outer: Default::default() }];
     c
 }
@@ -249,9 +288,19 @@ impl Topology {
         let secured_tap = Tap::start(loopback().await?, cse_in.local_addr()?)?;
         let plain_tap = Tap::start(loopback().await?, ae_out.local_addr()?)?;
 
+        let broker =
+            onem2m_sa_mqtt::broker::Broker::start(loopback_any(), onem2m_sa_mqtt::broker::BrokerConfig::default())
+                .await?;
         let mut cse_config = cse_sidecar_config(&pki, &cse.base(), ae_in.local_addr()?);
         if let Some(ingress) = cse_config.ingress.as_mut() {
             ingress.coap = Some(Listener { listen: loopback_any() });
+            ingress.mqtt = Some(crate::config::MqttSettings {
+                broker: Some(format!("mqtt://{}", broker.local_addr())),
+                client_id: None,
+                username: None,
+                password: None,
+                ca_file: None,
+            });
         }
         let ae_config = ae_sidecar_config(&pki, secured_tap.addr(), &format!("http://{}", receiver.addr));
         let cse_sidecar = Sidecar::start(
@@ -268,9 +317,25 @@ impl Topology {
         .await?;
         let cse_coap = cse_sidecar.coap_addresses().ingress.ok_or("the CSE-side CoAP ingress is not listening")?;
         let coap_secured_tap = UdpTap::loopback(cse_coap).await?;
-        let coap_sidecar =
-            Sidecar::start(&coap_ae_sidecar_config(&pki, coap_secured_tap.addr()), Listeners::default(), metrics)
-                .await?;
+        let coap_sidecar = Sidecar::start(
+            &coap_ae_sidecar_config(&pki, coap_secured_tap.addr()),
+            Listeners::default(),
+            metrics.clone(),
+        )
+        .await?;
+        let mqtt_sidecar = Sidecar::start(
+            &mqtt_ae_sidecar_config(&pki, broker.local_addr()),
+            Listeners { egress_http: Some(loopback().await?), ..Listeners::default() },
+            metrics,
+        )
+        .await?;
+        let ready = async {
+            cse_sidecar.mqtt_ready().await;
+            mqtt_sidecar.mqtt_ready().await;
+        };
+        tokio::time::timeout(Duration::from_secs(10), ready)
+            .await
+            .map_err(|_| "the sidecars did not reach the MQTT broker")?;
         let coap_egress = coap_sidecar.coap_addresses().egress.ok_or("the CoAP egress is not listening")?;
         let coap_plain_tap = UdpTap::loopback(coap_egress).await?;
         Ok(Self {
@@ -284,6 +349,8 @@ impl Topology {
             coap_sidecar,
             coap_plain_tap,
             coap_secured_tap,
+            broker,
+            mqtt_sidecar,
         })
     }
 
@@ -299,8 +366,15 @@ impl Topology {
         onem2m_sa_coap::CoapClient::connect(self.coap_plain_tap.addr(), onem2m_sa_coap::ClientConfig::default()).await
     }
 
+    /// An HTTP client for the MQTT host's AE, talking to its sidecar's egress.
+    pub fn mqtt_ae_client(&self) -> HttpClient {
+        let egress = self.mqtt_sidecar.addresses().egress_http.expect("the MQTT host's egress listens");
+        HttpClient::new(&format!("http://{egress}"), ClientConfig::default()).expect("valid loopback base")
+    }
+
     /// Stops everything gracefully.
     pub async fn shutdown(self) {
+        self.mqtt_sidecar.shutdown().await;
         self.coap_sidecar.shutdown().await;
         self.ae_sidecar.shutdown().await;
         self.cse_sidecar.shutdown().await;
@@ -342,6 +416,38 @@ pub struct Report {
     pub secured_bytes_per_response: f64,
     /// The same workload over CoAP.
     pub coap: CoapReport,
+    /// The same workload over MQTT.
+    pub mqtt: MqttReport,
+}
+
+/// What the MQTT run of the demo saw: an HTTP AE → its sidecar's egress → secured through the
+/// MQTT broker → the CSE-side `[ingress.mqtt]` → the demo CSE (HTTP).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct MqttReport {
+    /// Requests the AE sent.
+    pub requests: usize,
+    /// Requests whose answer was not the expected one, with what happened.
+    pub failures: Vec<String>,
+    /// Median latency seen by the AE, milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile latency seen by the AE, milliseconds.
+    pub p99_ms: f64,
+    /// PUBLISH payload bytes per request through the broker (the secured primitive).
+    pub secured_bytes_per_request: f64,
+    /// PUBLISH payload bytes per answer.
+    pub secured_bytes_per_response: f64,
+    /// Messages the broker saw in which a resource name, an originator or a value of the
+    /// workload was readable (must be 0).
+    pub readable_at_the_broker: usize,
+    /// A secured request as the broker saw it: topic, then the payload's first 128 bytes.
+    pub wire_sample_hex: String,
+}
+
+impl MqttReport {
+    /// Whether the MQTT run went as expected.
+    pub fn ok(&self) -> bool {
+        self.requests > 0 && self.failures.is_empty() && self.readable_at_the_broker == 0
+    }
 }
 
 /// What the CoAP run of the demo saw: a CoAP AE → its sidecar's CoAP egress → secured over
@@ -385,6 +491,7 @@ impl Report {
             && self.notifications_received == self.notifications_expected
             && self.plaintext_refused_with == Some(Rsc::SECURITY_ASSOCIATION_REQUIRED.code())
             && self.coap.ok()
+            && self.mqtt.ok()
     }
 }
 
@@ -544,6 +651,7 @@ pub async fn run_workload(t: &mut Topology, contents: usize, progress: &(dyn Fn(
     }
 
     let coap = run_coap_workload(t, contents, progress).await;
+    let mqtt = run_mqtt_workload(t, contents, progress).await;
     let mut sorted = run.latencies.clone();
     sorted.sort();
     let sample = t.secured_tap.sample().unwrap_or_default();
@@ -564,7 +672,110 @@ pub async fn run_workload(t: &mut Topology, contents: usize, progress: &(dyn Fn(
         secured_bytes_per_request: (secured1.0 - secured0.0) as f64 / measured,
         secured_bytes_per_response: (secured1.1 - secured0.1) as f64 / measured,
         coap,
+        mqtt,
     }
+}
+
+/// What the broker saw during the MQTT run, gathered by a task reading its tap.
+#[derive(Default)]
+struct BrokerView {
+    /// Counting the bytes now (after the SA exists, before the final DELETE).
+    measuring: bool,
+    request_bytes: usize,
+    response_bytes: usize,
+    readable: usize,
+    sample: Option<(String, bytes::Bytes)>,
+}
+
+/// The MQTT run: the CoAP run's workload ([`mqtt_workload_size`]) from an HTTP AE whose sidecar
+/// reaches the CSE through the broker; every PUBLISH the broker receives is checked for the
+/// workload's names and values.
+async fn run_mqtt_workload(t: &mut Topology, contents: usize, progress: &(dyn Fn(u64) + Sync)) -> MqttReport {
+    use std::sync::Mutex;
+    use tokio::sync::broadcast::error::RecvError;
+
+    let view = Arc::new(Mutex::new(BrokerView::default()));
+    fn lock(v: &Mutex<BrokerView>) -> std::sync::MutexGuard<'_, BrokerView> {
+        v.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    let mut tap = t.broker.tap();
+    let watching = view.clone();
+    let watcher = tokio::spawn(async move {
+        let secrets = ["demo-mqtt", MQTT_AE_ID, "readings", "Ndemo", CSE_BASE, "m2m:cin", "m2m:cnt", "m2m:ae"];
+        loop {
+            let (topic, payload) = match tap.recv().await {
+                Ok(m) => m,
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            };
+            let text = String::from_utf8_lossy(&payload);
+            let mut v = lock(&watching);
+            if secrets.iter().any(|s| text.contains(s)) {
+                v.readable += 1;
+            }
+            if v.measuring {
+                if topic.starts_with("/oneM2M/req/") {
+                    v.request_bytes += payload.len();
+                    if v.sample.is_none() {
+                        v.sample = Some((topic, payload));
+                    }
+                } else if topic.starts_with("/oneM2M/resp/") {
+                    v.response_bytes += payload.len();
+                }
+            }
+        }
+    });
+    let mut run = Run { originator: MQTT_AE_ID, ..Run::new(BoxCloneService::new(t.mqtt_ae_client()), progress) };
+    let base = format!("{CSE_ID}/{CSE_BASE}");
+    let ae = format!("{base}/demo-mqtt");
+    let cnt = format!("{ae}/readings");
+    let ae_rep = json!({"m2m:ae": {"rn": "demo-mqtt", "api": "Ndemo", "rr": false, "srv": ["3"]}});
+    run.send(Operation::Create, &base, Some(2), Some(ae_rep), Rsc::CREATED).await;
+    run.send(Operation::Create, &ae, Some(3), Some(json!({"m2m:cnt": {"rn": "readings"}})), Rsc::CREATED).await;
+
+    // Measured from here on (the SA towards the CSE exists). Every answer has been published
+    // before the AE sees it, so the tap holds a request's messages once `send` returns; the
+    // watcher is given a moment to read them.
+    let settle = || tokio::time::sleep(Duration::from_millis(50));
+    settle().await;
+    lock(&view).measuring = true;
+    let n0 = run.n;
+    for i in 0..contents {
+        let cin = json!({"m2m:cin": {"rn": format!("r{i}"), "cnf": "text/plain:0", "con": format!("{}", 20.0 + i as f64 / 10.0)}});
+        run.send(Operation::Create, &cnt, Some(4), Some(cin), Rsc::CREATED).await;
+        run.send(Operation::Retrieve, &format!("{cnt}/r{i}"), None, None, Rsc::OK).await;
+    }
+    run.send(Operation::Update, &cnt, None, Some(json!({"m2m:cnt": {"lbl": ["demo"]}})), Rsc::UPDATED).await;
+    run.send(Operation::Retrieve, &cnt, None, None, Rsc::OK).await;
+    let measured = (run.n - n0) as f64;
+    settle().await;
+    lock(&view).measuring = false;
+    run.send(Operation::Delete, &ae, None, None, Rsc::DELETED).await;
+    settle().await;
+    watcher.abort();
+
+    let v = lock(&view);
+    let mut sorted = run.latencies.clone();
+    sorted.sort();
+    MqttReport {
+        requests: run.n as usize,
+        failures: run.failures,
+        p50_ms: percentile(&sorted, 0.50),
+        p99_ms: percentile(&sorted, 0.99),
+        secured_bytes_per_request: v.request_bytes as f64 / measured,
+        secured_bytes_per_response: v.response_bytes as f64 / measured,
+        readable_at_the_broker: v.readable,
+        wire_sample_hex: v
+            .sample
+            .as_ref()
+            .map(|(t, p)| format!("topic {t}\n{}", tap::hex_dump(p, 128)))
+            .unwrap_or_default(),
+    }
+}
+
+/// Requests the MQTT run of the workload sends for `contents` content instances (as the CoAP run).
+pub fn mqtt_workload_size(contents: usize) -> u64 {
+    coap_workload_size(contents)
 }
 
 /// The CoAP run: a constrained AE registers, makes a container, creates and reads `contents`
@@ -668,6 +879,25 @@ pub fn print_report(r: &Report) {
     for f in &c.failures {
         println!("       CoAP failure: {f}");
     }
+    let m = &r.mqtt;
+    println!();
+    println!(
+        "  over MQTT — AE ⇄ AE-side sidecar (HTTP) ⇄ MQTT broker (in-process) ⇄ CSE-side sidecar ⇄ demo CSE (HTTP)"
+    );
+    println!("  [{}] requests                {} ({} failed)", mark(m.ok()), m.requests, m.failures.len());
+    println!("       latency                 p50 {:.2} ms, p99 {:.2} ms", m.p50_ms, m.p99_ms);
+    println!(
+        "         MQTT                  {:.0} per request, {:.0} per answer (PUBLISH payload through the broker)",
+        m.secured_bytes_per_request, m.secured_bytes_per_response
+    );
+    println!(
+        "  [{}] the broker read nothing  {} messages with a name or value of the workload",
+        mark(m.readable_at_the_broker == 0),
+        m.readable_at_the_broker
+    );
+    for f in &m.failures {
+        println!("       MQTT failure: {f}");
+    }
     let refused = r.plaintext_refused_with == Some(Rsc::SECURITY_ASSOCIATION_REQUIRED.code());
     println!(
         "  [{}] plaintext to the ingress refused with {}",
@@ -688,6 +918,11 @@ pub fn print_report(r: &Report) {
         println!("A secured CoAP request on the air (sidecar → sidecar), the datagram's first 128 bytes:");
         print!("{}", c.wire_sample_hex);
     }
+    if !m.wire_sample_hex.is_empty() {
+        println!();
+        println!("A secured request as the MQTT broker saw it, the payload's first 128 bytes:");
+        print!("{}", m.wire_sample_hex);
+    }
     println!();
     println!("{}", if r.ok() { "demo passed" } else { "demo FAILED" });
 }
@@ -706,7 +941,9 @@ pub struct DemoArgs {
 /// Runs the demo; `Ok(false)` when something went wrong (the process exits non-zero).
 pub async fn run(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
     let mut topology = Topology::start(None).await?;
-    let total = workload_size(args.contents as usize) + coap_workload_size(args.contents as usize);
+    let total = workload_size(args.contents as usize)
+        + coap_workload_size(args.contents as usize)
+        + mqtt_workload_size(args.contents as usize);
     let bar = if args.json {
         indicatif::ProgressBar::hidden()
     } else {

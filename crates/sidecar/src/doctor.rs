@@ -86,8 +86,8 @@ pub async fn connect_checks(config: &Config) -> Vec<Finding> {
     for p in &config.peers {
         // A CoAP peer has no listener to probe without a request: the SA establishment below is
         // the probe.
-        let reachable = if p.is_coap() {
-            Finding::ok(format!("peer {}: {} (CoAP; probed by the SA establishment)", p.id, p.address))
+        let reachable = if p.is_coap() || p.is_mqtt() {
+            Finding::ok(format!("peer {}: {} (CoAP or MQTT; probed by the SA establishment)", p.id, p.address))
         } else if p.outer != crate::config::PeerOuter::default() {
             // Reached through a transit CSE, which answers a plaintext probe as a CSE does.
             Finding::ok(format!("peer {}: {} (through a transit CSE; probed by the SA establishment)", p.id, p.address))

@@ -53,6 +53,7 @@ use crate::config::{Config, HttpSettings};
 use crate::poa::{self, PoaMap};
 
 mod coap;
+mod mqtt;
 pub use coap::{CoapAddresses, CoapSockets, client_config as coap_client_config, server_config as coap_server_config};
 
 /// Set by the ingress on each request it forwards to the upstream that came over an SA: the
@@ -215,16 +216,26 @@ pub struct Peers {
     outer_to: Arc<HashMap<String, NodeId>>,
     /// How each peer is reached through transit CSEs, as configured.
     outer: Arc<HashMap<NodeId, crate::config::PeerOuter>>,
+    /// The peers at `mqtt://` addresses (see [`mqtt`]).
+    mqtt: Arc<HashMap<NodeId, mqtt::MqttPeer>>,
 }
 
 impl Peers {
-    /// Clients for every configured peer, sharing one connection pool.
+    /// Clients for every configured peer, sharing one connection pool; the peers at `mqtt://`
+    /// addresses over connections of their own (client IDs suffixed `:probe`, so that they do
+    /// not take over a running sidecar's sessions).
     pub fn new(config: &Config) -> Result<Self, StartError> {
+        Self::with_mqtt(config, &mqtt::MqttBrokers::new(config, ":probe")?)
+    }
+
+    /// [`Peers::new`] with the sidecar's MQTT connections.
+    fn with_mqtt(config: &Config, brokers: &mqtt::MqttBrokers) -> Result<Self, StartError> {
         let cfg = ClientConfig { limits: sealed_limits(&config.http), ..client_config(&config.http) };
         let mut clients = HashMap::new();
         let mut pool: Option<HttpClient> = None;
         let coap = coap::peers(config)?;
-        for (i, p) in config.peers.iter().enumerate().filter(|(_, p)| !p.is_coap()) {
+        let mqtt = brokers.peers(config)?;
+        for (i, p) in config.peers.iter().enumerate().filter(|(_, p)| !p.is_coap() && !p.is_mqtt()) {
             let bad = |e: onem2m_sa_http::BindingError| StartError::Address {
                 what: format!("peer[{i}].address"),
                 reason: e.to_string(),
@@ -243,17 +254,22 @@ impl Peers {
             coap: Arc::new(coap),
             outer_to: Arc::new(outer_to),
             outer: Arc::new(outer),
+            mqtt: Arc::new(mqtt),
         })
     }
 
     /// Whether `peer` is configured.
     pub fn knows(&self, peer: &NodeId) -> bool {
-        self.clients.contains_key(peer) || self.coap.contains_key(peer)
+        self.clients.contains_key(peer) || self.coap.contains_key(peer) || self.mqtt.contains_key(peer)
     }
 
     /// The address `peer` is configured at.
     pub fn address(&self, peer: &NodeId) -> Option<&str> {
-        self.clients.get(peer).map(HttpClient::base).or_else(|| self.coap.get(peer).map(coap::CoapPeer::address))
+        self.clients
+            .get(peer)
+            .map(HttpClient::base)
+            .or_else(|| self.coap.get(peer).map(coap::CoapPeer::address))
+            .or_else(|| self.mqtt.get(peer).map(mqtt::MqttPeer::address))
     }
 
     /// Where and how `peer` is reached: its address and its outer addressing and carriage.
@@ -292,6 +308,9 @@ impl Service<RequestPrimitive> for Peers {
         // An outer `to` configured for a peer goes to that peer's address (a transit CSE's).
         let to = self.outer_to.get(&req.to).map_or(req.to.as_str(), NodeId::as_str);
         if let Some(peer) = peer_for(&self.coap, to) {
+            return peer.call(req);
+        }
+        if let Some(peer) = peer_for(&self.mqtt, to) {
             return peer.call(req);
         }
         match self.client_for(to).cloned() {
@@ -555,9 +574,9 @@ impl Drop for Generation {
 
 impl Generation {
     /// Builds the generation of `config` for a sidecar listening at `addresses`.
-    fn build(config: &Config, addresses: &Addresses) -> Result<Self, StartError> {
+    fn build(config: &Config, addresses: &Addresses, mqtt: &mqtt::MqttBrokers) -> Result<Self, StartError> {
         let node = config.build_node();
-        let peers = Peers::new(config)?;
+        let peers = Peers::with_mqtt(config, mqtt)?;
         let limits = server_config(&config.http).limits;
         // Built whenever configured: the ingress and egress serve HTTP and CoAP listeners alike.
         let ingress = match &config.ingress {
@@ -625,6 +644,8 @@ pub struct Runtime {
     generations: Arc<std::sync::RwLock<Generations>>,
     addresses: Addresses,
     fixed: Arc<Fixed>,
+    /// The MQTT connections, kept across reloads.
+    mqtt: Arc<mqtt::MqttBrokers>,
 }
 
 /// What only a restart changes.
@@ -636,6 +657,7 @@ struct Fixed {
     egress: Option<SocketAddr>,
     admin: Option<SocketAddr>,
     coap: CoapAddresses,
+    mqtt: (Option<crate::config::MqttSettings>, Option<crate::config::MqttSettings>),
 }
 
 impl Fixed {
@@ -647,6 +669,10 @@ impl Fixed {
             egress: config.egress.as_ref().and_then(|e| e.http.as_ref()).map(|l| l.listen),
             admin: config.admin.as_ref().map(|a| a.listen),
             coap: CoapAddresses::configured(config),
+            mqtt: (
+                config.ingress.as_ref().and_then(|i| i.mqtt.clone()),
+                config.egress.as_ref().and_then(|e| e.mqtt.clone()),
+            ),
         }
     }
 }
@@ -699,11 +725,11 @@ impl Runtime {
         let fixed = Fixed::of(config);
         if fixed != *self.fixed {
             return Err(format!(
-                "{}: node.id, the listen addresses and the config file need a restart; the running configuration stays",
+                "{}: node.id, the listen addresses, [ingress.mqtt], [egress.mqtt] and the config file need a restart; the running configuration stays",
                 config.path.display()
             ));
         }
-        let next = Arc::new(Generation::build(config, &self.addresses).map_err(|e| e.to_string())?);
+        let next = Arc::new(Generation::build(config, &self.addresses, &self.mqtt).map_err(|e| e.to_string())?);
         let mut g = self.write();
         let trust_kept = g.current.anchors.is_subset_of(&next.anchors);
         let before = std::mem::replace(&mut g.current, next);
@@ -905,7 +931,8 @@ impl Sidecar {
             egress_http: local(&listeners.egress_http),
             admin: local(&listeners.admin),
         };
-        let first = Generation::build(config, &addresses)?;
+        let mqtt = Arc::new(mqtt::MqttBrokers::new(config, "")?);
+        let first = Generation::build(config, &addresses, &mqtt)?;
         let runtime = Runtime {
             generations: Arc::new(std::sync::RwLock::new(Generations {
                 current: Arc::new(first),
@@ -913,6 +940,7 @@ impl Sidecar {
             })),
             addresses,
             fixed: Arc::new(Fixed::of(config)),
+            mqtt,
         };
         let ready = Arc::new(AtomicBool::new(false));
         let mut servers = Vec::new();
@@ -933,6 +961,7 @@ impl Sidecar {
         }
         let coap_addresses = coap.addresses();
         coap::spawn_servers(config, coap, &runtime, &mut servers, shutdown);
+        runtime.mqtt.serve_ingress(&runtime, config.log.access)?;
         let pruning = runtime.clone();
         let pruner = tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(10));
@@ -974,6 +1003,19 @@ impl Sidecar {
         self.coap_addresses
     }
 
+    /// Its MQTT connections (the `[ingress.mqtt]` broker's, those to `mqtt://` peers' brokers),
+    /// by broker address.
+    pub fn mqtt_endpoints(&self) -> Vec<(String, onem2m_sa_mqtt::Endpoint)> {
+        self.runtime.mqtt.endpoints()
+    }
+
+    /// Waits until every MQTT connection is up and subscribed.
+    pub async fn mqtt_ready(&self) {
+        for (_, endpoint) in self.mqtt_endpoints() {
+            endpoint.ready().await;
+        }
+    }
+
     /// Graceful shutdown: readiness goes down, listeners stop accepting, requests in flight are
     /// answered (up to the drain timeout), then the SA agents stop.
     pub async fn shutdown(self) {
@@ -987,6 +1029,7 @@ impl Sidecar {
             }
         }
         self.pruner.abort();
+        self.runtime.mqtt.shutdown().await;
         self.runtime.stop_agents();
         tracing::info!(node = %self.runtime.fixed.node, "sidecar stopped");
     }

@@ -561,12 +561,42 @@ fn ingress_needs_a_listener_and_an_http_upstream() {
 }
 
 #[test]
-fn mqtt_is_refused_by_name() {
+fn mqtt_brokers_and_peers_load() {
+    let fx = Fixture::new();
+    std::fs::write(fx.path("broker.pass"), "s3cret\n").unwrap();
+    let text = edit(
+        FULL,
+        "[egress]",
+        "[ingress.mqtt]\nbroker = \"mqtt://10.0.0.9/site\"\nusername = \"cse\"\npassword_file = \"broker.pass\"\n\n[egress]",
+    );
+    let text = edit(&text, "[[peer]]", "[egress.mqtt]\nclient_id = \"C::in-egress\"\n\n[[peer]]");
+    let text = edit(&text, "http://10.0.0.6:8443", "mqtts://broker.example.net");
+    let c = fx.load(&text).unwrap();
+    let m = c.ingress.as_ref().unwrap().mqtt.clone().unwrap();
+    assert_eq!(m.broker.as_deref(), Some("mqtt://10.0.0.9:1883/site"), "the default port is written out");
+    assert_eq!((m.username.as_deref(), m.password.as_deref()), (Some("cse"), Some("s3cret")));
+    assert!(!format!("{m:?}").contains("s3cret"), "Debug never prints the password");
+    assert_eq!(c.egress.as_ref().unwrap().mqtt.as_ref().unwrap().client_id.as_deref(), Some("C::in-egress"));
+    assert_eq!(c.peers[0].address, "mqtts://broker.example.net:8883");
+    assert!(c.peers[0].is_mqtt() && !c.peers[1].is_mqtt());
+    // An MQTT ingress alone is enough.
+    let alone = edit(&text, "[ingress.http]\nlisten = \"0.0.0.0:8443\"\n", "");
+    assert!(fx.load(&alone).unwrap().ingress.unwrap().http.is_none());
+}
+
+#[test]
+fn mqtt_settings_are_checked() {
     let fx = Fixture::new();
     let text = edit(FULL, "[[peer]]", "[egress.mqtt]\nbroker = \"mqtt://b\"\n\n[[peer]]");
-    fx.refuses(&text, "egress.mqtt", "[egress.mqtt]", "not supported in this build");
-    let text = edit(FULL, "http://10.0.0.6:8443", "mqtts://broker.example.net");
-    fx.refuses(&text, "peer[0].address", "mqtts://", "mqtts:// is not supported in this build");
+    fx.refuses(&text, "egress.mqtt.broker", "mqtt://b", "peers name their broker");
+    let text = edit(FULL, "[egress]", "[ingress.mqtt]\nusername = \"x\"\n\n[egress]");
+    fx.refuses(&text, "ingress.mqtt", "[ingress.mqtt]", "no broker");
+    let text = edit(FULL, "[egress]", "[ingress.mqtt]\nbroker = \"mqtt://b/a/+\"\n\n[egress]");
+    fx.refuses(&text, "ingress.mqtt.broker", "mqtt://b", "wildcard");
+    let text = edit(FULL, "[egress]", "[ingress.mqtt]\nbroker = \"mqtt://b\"\npassword_file = \"p\"\n\n[egress]");
+    fx.refuses(&text, "ingress.mqtt.password_file", "password_file", "No such file");
+    let text = edit(FULL, "http://10.0.0.6:8443", "mqtt://u@broker.example.net");
+    fx.refuses(&text, "peer[0].address", "mqtt://u@", "user information");
 }
 
 #[test]

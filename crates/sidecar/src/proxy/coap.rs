@@ -177,6 +177,19 @@ pub(super) fn spawn_servers<F, Fut>(
     }
 }
 
+/// The ingress service of the CoAP server, for the other bindings without an HTTP front (MQTT):
+/// the datagram source is not known there, and is not used.
+pub(super) fn ingress_service(
+    runtime: Runtime,
+    level: AccessLevel,
+) -> impl Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError, Future = BoxFuture<ResponsePrimitive>>
++ Clone
++ Send
++ Sync
++ 'static {
+    CoapIngress(runtime, level)
+}
+
 /// The ingress's service of one generation, without its HTTP front.
 type Receive = ReceiveSecure<Upstream>;
 
@@ -290,6 +303,8 @@ fn peer_failure(e: &(dyn std::error::Error + Send + Sync + 'static), rqi: &str) 
     let rsc = if let Some(c) = e.downcast_ref::<onem2m_sa_coap::ClientError>() {
         c.rsc()
     } else if let Some(c) = e.downcast_ref::<onem2m_sa_http::ClientError>() {
+        c.rsc()
+    } else if let Some(c) = e.downcast_ref::<onem2m_sa_mqtt::ClientError>() {
         c.rsc()
     } else {
         Rsc::INTERNAL_SERVER_ERROR
