@@ -269,3 +269,40 @@ async fn one_peer_sends_more_requests_than_its_share_of_the_duplicate_cache() {
     }
     pair.shutdown().await;
 }
+
+/// A request body just under `coap.max_payload_bytes` (1 MiB) crosses the CoAP pair: block-wise
+/// from the AE, sealed (a third larger, base64url) block-wise between the sidecars, and its
+/// answer as big back. Before, the secured hop held sealed messages to the plaintext limit, and
+/// reassembly to 256 KiB per peer: such a request failed 5000 at the AE-side sidecar (found by
+/// the differential suite over CoAP, `big_content_instance`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_near_the_payload_limit_crosses_the_coap_pair() {
+    let pair = Pair::start(None).await;
+    let ae = ae_client(pair.egress()).await;
+    let base = format!("{CSE_ID}/{CSE_BASE}");
+    let big = |rn: &str, size: usize| {
+        let empty = serde_json::to_vec(&json!({"m2m:cin": {"rn": rn, "con": ""}})).unwrap().len();
+        json!({"m2m:cin": {"rn": rn, "con": "x".repeat(size - empty)}})
+    };
+    let req =
+        create(&base, "Cbig", "near-ae", 2, json!({"m2m:ae": {"rn": "bigae", "api": "N", "rr": false, "srv": ["3"]}}));
+    assert_eq!(ae.send(&req).await.unwrap().rsc, Rsc::CREATED);
+    let req = create(&format!("{base}/bigae"), "Cbig", "near-cnt", 3, json!({"m2m:cnt": {"rn": "c"}}));
+    assert_eq!(ae.send(&req).await.unwrap().rsc, Rsc::CREATED);
+    let near = (1 << 20) - 4096;
+    let req = create(&format!("{base}/bigae/c"), "Cbig", "near-cin", 4, big("near", near));
+    let rsp = ae.send(&req).await.unwrap();
+    assert_eq!(
+        rsp.rsc,
+        Rsc::CREATED,
+        "{:?}",
+        rsp.pc.as_ref().map(|pc| pc.to_string().chars().take(200).collect::<String>())
+    );
+    let rsp =
+        ae.send(&request(Operation::Retrieve, &format!("{base}/bigae/c/near"), "Cbig", "near-get")).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::OK);
+    let sent = big("near", near)["m2m:cin"]["con"].as_str().map(str::len);
+    assert_eq!(rsp.pc.unwrap()["m2m:cin"]["con"].as_str().map(str::len), sent);
+    assert_eq!((pair.executions("near-cin"), pair.executions("near-get")), (1, 1));
+    pair.shutdown().await;
+}
