@@ -19,13 +19,17 @@
 //! the scratch directory. It is ready once it answers a RETRIEVE of its CSEBase, polled with a
 //! deadline.
 //!
+//! [`Acme::builder`] starts it with options: [`AcmeBuilder::coap`] enables ACME's CoAP binding
+//! as well (`[coap] enable=true` and a free loopback UDP port in its `acme.ini`); it is then
+//! ready once it also answers that RETRIEVE over CoAP, and [`Acme::coap_addr`] is its address.
+//!
 //! The process is killed on drop. So that none survives a test process that ends without
 //! dropping it (a shared instance in a `static`, an abort), `acmecse` runs under a small
 //! Python wrapper that exits as soon as its stdin, a pipe held by this process, reaches end of
 //! file: when the test process is gone, so is ACME.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -118,13 +122,26 @@ pub struct Acme {
     _lifeline: Option<ChildStdin>,
     dir: PathBuf,
     addr: SocketAddr,
+    coap: Option<SocketAddr>,
     started_in: Duration,
 }
 
-impl Acme {
-    /// Starts an instance and waits until it answers; panics (with how to install ACME) if it
-    /// is not installed, or with its log if it does not come up.
-    pub fn start() -> Self {
+/// How to start an [`Acme`] ([`Acme::builder`]); [`AcmeBuilder::start`] as [`Acme::start`].
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct AcmeBuilder {
+    coap: bool,
+}
+
+impl AcmeBuilder {
+    /// Enables ACME's CoAP binding too, on a free loopback UDP port ([`Acme::coap_addr`]).
+    pub fn coap(mut self, enable: bool) -> Self {
+        self.coap = enable;
+        self
+    }
+
+    /// Starts the instance; panics as [`Acme::start`] does.
+    pub fn start(self) -> Acme {
         let venv = venv();
         let python = venv.join("bin/python");
         if !has_acme(&python) && std::env::var_os("ACME_VENV").is_none() {
@@ -134,15 +151,34 @@ impl Acme {
         // A port taken by someone else between the probe and ACME's bind: try another one.
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::try_start(&python) {
+            match Acme::try_start(&python, &self) {
                 Ok(acme) => return acme,
                 Err(e) => last = e,
             }
         }
         panic!("ACME did not start: {last}");
     }
+}
 
-    fn try_start(python: &Path) -> Result<Self, String> {
+/// The `[coap]` section of [`ACME_INI`] (the binding off), and what CoAP mode puts there.
+const COAP_OFF: &str = "[coap]\nenable=false\n";
+fn coap_on(port: u16) -> String {
+    format!("[coap]\nenable=true\nport={port}\n")
+}
+
+impl Acme {
+    /// Starts an instance and waits until it answers; panics (with how to install ACME) if it
+    /// is not installed, or with its log if it does not come up.
+    pub fn start() -> Self {
+        Self::builder().start()
+    }
+
+    /// An instance with options ([`AcmeBuilder`]).
+    pub fn builder() -> AcmeBuilder {
+        AcmeBuilder::default()
+    }
+
+    fn try_start(python: &Path, options: &AcmeBuilder) -> Result<Self, String> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let began = Instant::now();
         let dir = std::env::temp_dir().join(format!(
@@ -156,7 +192,17 @@ impl Acme {
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
             .port();
-        let ini = ACME_INI.replace("{port}", &port.to_string());
+        let mut ini = ACME_INI.replace("{port}", &port.to_string());
+        let coap = if options.coap {
+            let udp = UdpSocket::bind("127.0.0.1:0")
+                .and_then(|s| s.local_addr())
+                .map_err(|e| format!("no free UDP port: {e}"))?;
+            assert!(ini.contains(COAP_OFF), "acme.ini has no {COAP_OFF:?} section to enable");
+            ini = ini.replace(COAP_OFF, &coap_on(udp.port()));
+            Some(udp)
+        } else {
+            None
+        };
         std::fs::write(dir.join("acme.ini"), ini).map_err(|e| format!("acme.ini: {e}"))?;
         let mut child = Command::new(python)
             .arg("-c")
@@ -173,13 +219,13 @@ impl Acme {
             .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
         let lifeline = child.stdin.take();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut acme = Self { child, _lifeline: lifeline, dir, addr, started_in: Duration::ZERO };
+        let mut acme = Self { child, _lifeline: lifeline, dir, addr, coap, started_in: Duration::ZERO };
         let deadline = began + STARTUP_DEADLINE;
         loop {
             if let Ok(Some(status)) = acme.child.try_wait() {
                 return Err(format!("ACME exited with {status} while starting:\n{}", acme.log_tail()));
             }
-            if acme.answers() {
+            if acme.answers() && acme.answers_coap() {
                 acme.started_in = began.elapsed();
                 return Ok(acme);
             }
@@ -203,6 +249,35 @@ impl Acme {
         s.write_all(head.as_bytes()).is_ok()
             && s.read_to_end(&mut answer).is_ok()
             && String::from_utf8_lossy(&answer).to_ascii_lowercase().contains("x-m2m-rsc: 2000")
+    }
+
+    /// Whether it answers a RETRIEVE of its CSEBase over CoAP with 2000 (true without CoAP).
+    fn answers_coap(&self) -> bool {
+        use onem2m_primitive::{Operation, RequestPrimitive, ResponseStatusCode};
+        let Some(at) = self.coap else { return true };
+        let mut req = RequestPrimitive::new(Operation::Retrieve, ACME_CSE_NAME, Some(ACME_ADMIN.into()), "ready");
+        req.rvi = Some("3".into());
+        let Ok(mut packet) = onem2m_sa_coap::primitive_to_packet(&req, &onem2m_sa_coap::Encoding::default()) else {
+            return false;
+        };
+        packet.header.message_id = 1;
+        packet.set_token(b"ready".to_vec());
+        let Ok(socket) = UdpSocket::bind("127.0.0.1:0") else { return false };
+        let _ = socket.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut buf = vec![0; 65536];
+        if socket.send_to(&packet.to_bytes().unwrap_or_default(), at).is_err() {
+            return false;
+        }
+        let Ok(n) = socket.recv(&mut buf) else { return false };
+        onem2m_sa_coap::message::parse(&buf[..n]).is_ok_and(|p| {
+            onem2m_sa_coap::packet_to_response(&p, &onem2m_sa_coap::Limits::default())
+                .is_ok_and(|r| r.rsc == ResponseStatusCode::OK)
+        })
+    }
+
+    /// Its CoAP address, when started with [`AcmeBuilder::coap`].
+    pub fn coap_addr(&self) -> Option<SocketAddr> {
+        self.coap
     }
 
     /// Its HTTP address.
@@ -283,26 +358,10 @@ pub struct PairPorts {
 /// [`demo::AE_HOST_ALLOW`]: onem2m_sa_sidecar::demo::AE_HOST_ALLOW
 pub fn pair_configs(dir: &Path, ports: PairPorts) -> (Config, Config) {
     use onem2m_sa_sidecar::demo::{AE_HOST_ALLOW, AE_NODE, CSE_ALLOW, CSE_ID};
-    use onem2m_sa_sidecar::keys::{IssueArgs, KeyAlgorithm, KeygenArgs, TicketCommand, run_keygen, run_ticket};
     std::fs::create_dir_all(dir).expect("config dir");
-    for prefix in ["anchor", "id-in", "ae-host"] {
-        let args = KeygenArgs { algorithm: KeyAlgorithm::Ed25519, out: dir.join(prefix), force: true };
-        run_keygen(&args).expect("keygen");
-    }
+    keygen(dir, "anchor");
     for (subject, prefix, allow) in [(CSE_ID, "id-in", CSE_ALLOW), (AE_NODE, "ae-host", AE_HOST_ALLOW)] {
-        let issue = IssueArgs {
-            anchor_key: dir.join("anchor.key.pem"),
-            anchor_id: "/trust-anchor".parse().expect("anchor ID"),
-            subject: subject.parse().expect("node ID"),
-            subject_key: dir.join(format!("{prefix}.pub.pem")),
-            allow: allow.iter().map(|p| p.parse().expect("pattern")).collect(),
-            except: Vec::new(),
-            days: 1,
-            max_sa_lifetime: None,
-            description: None,
-            out: Some(dir.join(format!("{prefix}.ticket.json"))),
-        };
-        run_ticket(&TicketCommand::Issue(issue)).expect("ticket issue");
+        node_credentials(dir, subject, prefix, allow);
     }
     let fill = |template: &str| {
         template
@@ -321,4 +380,65 @@ pub fn pair_configs(dir: &Path, ports: PairPorts) -> (Config, Config) {
         config
     };
     (load("sidecar-cse.toml", SIDECAR_CSE_TOML), load("sidecar-ae.toml", SIDECAR_AE_TOML))
+}
+
+/// `onem2m-sa keygen --out dir/prefix`.
+fn keygen(dir: &Path, prefix: &str) {
+    use onem2m_sa_sidecar::keys::{KeyAlgorithm, KeygenArgs, run_keygen};
+    let args = KeygenArgs { algorithm: KeyAlgorithm::Ed25519, out: dir.join(prefix), force: true };
+    run_keygen(&args).expect("keygen");
+}
+
+/// A node's key (`dir/prefix.key.pem`) and its ticket from the anchor in `dir`
+/// (`dir/prefix.ticket.json`, `ticket issue --allow …` with `allow`).
+fn node_credentials(dir: &Path, subject: &str, prefix: &str, allow: &[&str]) {
+    use onem2m_sa_sidecar::keys::{IssueArgs, TicketCommand, run_ticket};
+    keygen(dir, prefix);
+    let issue = IssueArgs {
+        anchor_key: dir.join("anchor.key.pem"),
+        anchor_id: "/trust-anchor".parse().expect("anchor ID"),
+        subject: subject.parse().expect("node ID"),
+        subject_key: dir.join(format!("{prefix}.pub.pem")),
+        allow: allow.iter().map(|p| p.parse().expect("pattern")).collect(),
+        except: Vec::new(),
+        days: 1,
+        max_sa_lifetime: None,
+        description: None,
+        out: Some(dir.join(format!("{prefix}.ticket.json"))),
+    };
+    run_ticket(&TicketCommand::Issue(issue)).expect("ticket issue");
+}
+
+/// The constrained AE host's sidecar config over CoAP (`integration/acme/sidecar-ae-coap.toml`).
+pub const SIDECAR_AE_COAP_TOML: &str = include_str!("../acme/sidecar-ae-coap.toml");
+/// The constrained AE host's node ID.
+pub const AE_COAP_NODE: &str = "/id-ae-coap";
+
+/// The pair over CoAP, beside the HTTP one of [`pair_configs`] (called after it, on the same
+/// `dir`): the CSE host's config `cse` gets a CoAP ingress on a free port and the constrained AE
+/// host as a peer at its HTTP ingress, `ae_ingress_port`; that host gets a key and a ticket from
+/// the same anchor (`--allow /id-ae-coap --allow 'C*' --allow 'S*' --allow ''`). Then
+/// [`coap_host_config`] gives its config.
+pub fn add_coap_host(dir: &Path, cse: &mut Config, ae_ingress_port: u16) {
+    use onem2m_sa_sidecar::config::{Listener, Peer};
+    node_credentials(dir, AE_COAP_NODE, "ae-coap", &[AE_COAP_NODE, "C*", "S*", ""]);
+    let ingress = cse.ingress.as_mut().expect("the CSE host's ingress");
+    ingress.coap = Some(Listener { listen: SocketAddr::from(([127, 0, 0, 1], 0)) });
+    let id = AE_COAP_NODE.parse().expect("node ID");
+    cse.peers.push(Peer { id, address: format!("http://127.0.0.1:{ae_ingress_port}") });
+}
+
+/// The constrained AE host's config ([`SIDECAR_AE_COAP_TOML`], after [`add_coap_host`]): its
+/// CoAP egress (a free port) reaches the CSE host's CoAP ingress `cse_coap_ingress` as a
+/// `coap://` peer; its HTTP ingress on `ae_ingress_port` fronts the AEs' listener.
+pub fn coap_host_config(dir: &Path, cse_coap_ingress: SocketAddr, ae_ingress_port: u16, listener_port: u16) -> Config {
+    let text = SIDECAR_AE_COAP_TOML
+        .replace("{listener_port}", &listener_port.to_string())
+        .replace("{ae_ingress_port}", &ae_ingress_port.to_string())
+        .replace("{cse_coap_ingress_port}", &cse_coap_ingress.port().to_string());
+    let path = dir.join("sidecar-ae-coap.toml");
+    std::fs::write(&path, text).expect("write config");
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(config.warnings.is_empty(), "{}: {:?}", path.display(), config.warnings);
+    config
 }
