@@ -120,7 +120,8 @@ async fn lossy_link_between_the_sidecars_every_request_once_or_a_clear_rsc() {
     let tally = pair.lossy.as_ref().unwrap().tally();
     eprintln!("lossy CoAP hop: {answered}/{} answered; {tally:?}", outcomes.len());
     assert!(tally.dropped >= 3 && tally.duplicated >= 3 && tally.reordered >= 3, "the relay did little: {tally:?}");
-    assert!(answered * 4 >= outcomes.len() * 3, "only {answered}/{} answered", outcomes.len());
+    // A sanity bound (the link is not dead), not a promise: what is promised is above.
+    assert!(answered * 2 >= outcomes.len(), "only {answered}/{} answered", outcomes.len());
     pair.shutdown().await;
 }
 
