@@ -23,13 +23,17 @@
 //! `integration/tests/acme_transit.rs` runs an IN-CSE ([`TRANSIT_IN_INI`]) and an MN-CSE registered
 //! to it ([`TRANSIT_MN_INI`]), with the sidecar configs [`transit_configs`] makes.
 //!
+//! [`Acme::builder`] starts it with options: [`AcmeBuilder::coap`] enables ACME's CoAP binding
+//! as well (`[coap] enable=true` and a free loopback UDP port in its `acme.ini`); it is then
+//! ready once it also answers that RETRIEVE over CoAP, and [`Acme::coap_addr`] is its address.
+//!
 //! The process is killed on drop. So that none survives a test process that ends without
 //! dropping it (a shared instance in a `static`, an abort), `acmecse` runs under a small
 //! Python wrapper that exits as soon as its stdin, a pipe held by this process, reaches end of
 //! file: when the test process is gone, so is ACME.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -122,23 +126,38 @@ pub struct Acme {
     _lifeline: Option<ChildStdin>,
     dir: PathBuf,
     addr: SocketAddr,
+    coap: Option<SocketAddr>,
     started_in: Duration,
     /// Its CSE name (CSEBase resource name).
     name: String,
 }
 
-impl Acme {
-    /// Starts an instance and waits until it answers; panics (with how to install ACME) if it
-    /// is not installed, or with its log if it does not come up.
-    pub fn start() -> Self {
-        Self::start_with_ini(ACME_INI)
+/// How to start an [`Acme`] ([`Acme::builder`]); [`AcmeBuilder::start`] as [`Acme::start`].
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct AcmeBuilder {
+    coap: bool,
+    ini: Option<String>,
+}
+
+impl AcmeBuilder {
+    /// Enables ACME's CoAP binding too, on a free loopback UDP port ([`Acme::coap_addr`]).
+    pub fn coap(mut self, enable: bool) -> Self {
+        self.coap = enable;
+        self
     }
 
-    /// [`Acme::start`] with another `acme.ini` template (`{port}` is replaced by the instance's
-    /// HTTP port; any other placeholder must be filled in already), e.g. [`TRANSIT_IN_INI`] and
+    /// Another `acme.ini` template than [`ACME_INI`] (`{port}` is replaced by the instance's HTTP
+    /// port; any other placeholder must be filled in already), e.g. [`TRANSIT_IN_INI`] and
     /// [`TRANSIT_MN_INI`]. It is ready once it answers a RETRIEVE of the CSEBase the template
     /// names (`cseName`).
-    pub fn start_with_ini(template: &str) -> Self {
+    pub fn ini(mut self, template: impl Into<String>) -> Self {
+        self.ini = Some(template.into());
+        self
+    }
+
+    /// Starts the instance; panics as [`Acme::start`] does.
+    pub fn start(self) -> Acme {
         let venv = venv();
         let python = venv.join("bin/python");
         if !has_acme(&python) && std::env::var_os("ACME_VENV").is_none() {
@@ -148,15 +167,39 @@ impl Acme {
         // A port taken by someone else between the probe and ACME's bind: try another one.
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::try_start(&python, template) {
+            match Acme::try_start(&python, &self) {
                 Ok(acme) => return acme,
                 Err(e) => last = e,
             }
         }
         panic!("ACME did not start: {last}");
     }
+}
 
-    fn try_start(python: &Path, template: &str) -> Result<Self, String> {
+/// The `[coap]` section of [`ACME_INI`] (the binding off), and what CoAP mode puts there.
+const COAP_OFF: &str = "[coap]\nenable=false\n";
+fn coap_on(port: u16) -> String {
+    format!("[coap]\nenable=true\nport={port}\n")
+}
+
+impl Acme {
+    /// Starts an instance and waits until it answers; panics (with how to install ACME) if it
+    /// is not installed, or with its log if it does not come up.
+    pub fn start() -> Self {
+        Self::builder().start()
+    }
+
+    /// An instance with options ([`AcmeBuilder`]).
+    pub fn builder() -> AcmeBuilder {
+        AcmeBuilder::default()
+    }
+
+    /// [`Acme::start`] with another `acme.ini` template ([`AcmeBuilder::ini`]).
+    pub fn start_with_ini(template: &str) -> Self {
+        Self::builder().ini(template).start()
+    }
+
+    fn try_start(python: &Path, options: &AcmeBuilder) -> Result<Self, String> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let began = Instant::now();
         let dir = std::env::temp_dir().join(format!(
@@ -170,8 +213,18 @@ impl Acme {
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
             .port();
-        let ini = template.replace("{port}", &port.to_string());
+        let mut ini = options.ini.as_deref().unwrap_or(ACME_INI).replace("{port}", &port.to_string());
         let name = ini_value(&ini, "cseName").unwrap_or(ACME_CSE_NAME).to_owned();
+        let coap = if options.coap {
+            let udp = UdpSocket::bind("127.0.0.1:0")
+                .and_then(|s| s.local_addr())
+                .map_err(|e| format!("no free UDP port: {e}"))?;
+            assert!(ini.contains(COAP_OFF), "acme.ini has no {COAP_OFF:?} section to enable");
+            ini = ini.replace(COAP_OFF, &coap_on(udp.port()));
+            Some(udp)
+        } else {
+            None
+        };
         std::fs::write(dir.join("acme.ini"), ini).map_err(|e| format!("acme.ini: {e}"))?;
         let mut child = Command::new(python)
             .arg("-c")
@@ -188,13 +241,13 @@ impl Acme {
             .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
         let lifeline = child.stdin.take();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut acme = Self { child, _lifeline: lifeline, dir, addr, started_in: Duration::ZERO, name };
+        let mut acme = Self { child, _lifeline: lifeline, dir, addr, coap, started_in: Duration::ZERO, name };
         let deadline = began + STARTUP_DEADLINE;
         loop {
             if let Ok(Some(status)) = acme.child.try_wait() {
                 return Err(format!("ACME exited with {status} while starting:\n{}", acme.log_tail()));
             }
-            if acme.answers() {
+            if acme.answers() && acme.answers_coap() {
                 acme.started_in = began.elapsed();
                 return Ok(acme);
             }
@@ -218,6 +271,35 @@ impl Acme {
         s.write_all(head.as_bytes()).is_ok()
             && s.read_to_end(&mut answer).is_ok()
             && String::from_utf8_lossy(&answer).to_ascii_lowercase().contains("x-m2m-rsc: 2000")
+    }
+
+    /// Whether it answers a RETRIEVE of its CSEBase over CoAP with 2000 (true without CoAP).
+    fn answers_coap(&self) -> bool {
+        use onem2m_primitive::{Operation, RequestPrimitive, ResponseStatusCode};
+        let Some(at) = self.coap else { return true };
+        let mut req = RequestPrimitive::new(Operation::Retrieve, &self.name, Some(ACME_ADMIN.into()), "ready");
+        req.rvi = Some("3".into());
+        let Ok(mut packet) = onem2m_sa_coap::primitive_to_packet(&req, &onem2m_sa_coap::Encoding::default()) else {
+            return false;
+        };
+        packet.header.message_id = 1;
+        packet.set_token(b"ready".to_vec());
+        let Ok(socket) = UdpSocket::bind("127.0.0.1:0") else { return false };
+        let _ = socket.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut buf = vec![0; 65536];
+        if socket.send_to(&packet.to_bytes().unwrap_or_default(), at).is_err() {
+            return false;
+        }
+        let Ok(n) = socket.recv(&mut buf) else { return false };
+        onem2m_sa_coap::message::parse(&buf[..n]).is_ok_and(|p| {
+            onem2m_sa_coap::packet_to_response(&p, &onem2m_sa_coap::Limits::default())
+                .is_ok_and(|r| r.rsc == ResponseStatusCode::OK)
+        })
+    }
+
+    /// Its CoAP address, when started with [`AcmeBuilder::coap`].
+    pub fn coap_addr(&self) -> Option<SocketAddr> {
+        self.coap
     }
 
     /// Its HTTP address.
@@ -318,26 +400,10 @@ pub fn pair_configs(dir: &Path, ports: PairPorts) -> (Config, Config) {
 /// `{prefix}.ticket.json` (signed by the anchor, `--allow` each of `allow`) in `dir`, with
 /// `onem2m-sa keygen` and `ticket issue` as the README does.
 fn keys_and_tickets(dir: &Path, nodes: &[(&str, &str, &[&str])]) {
-    use onem2m_sa_sidecar::keys::{IssueArgs, KeyAlgorithm, KeygenArgs, TicketCommand, run_keygen, run_ticket};
     std::fs::create_dir_all(dir).expect("config dir");
-    for prefix in std::iter::once("anchor").chain(nodes.iter().map(|n| n.1)) {
-        let args = KeygenArgs { algorithm: KeyAlgorithm::Ed25519, out: dir.join(prefix), force: true };
-        run_keygen(&args).expect("keygen");
-    }
+    keygen(dir, "anchor");
     for &(subject, prefix, allow) in nodes {
-        let issue = IssueArgs {
-            anchor_key: dir.join("anchor.key.pem"),
-            anchor_id: "/trust-anchor".parse().expect("anchor ID"),
-            subject: subject.parse().expect("node ID"),
-            subject_key: dir.join(format!("{prefix}.pub.pem")),
-            allow: allow.iter().map(|p| p.parse().expect("pattern")).collect(),
-            except: Vec::new(),
-            days: 1,
-            max_sa_lifetime: None,
-            description: None,
-            out: Some(dir.join(format!("{prefix}.ticket.json"))),
-        };
-        run_ticket(&TicketCommand::Issue(issue)).expect("ticket issue");
+        node_credentials(dir, subject, prefix, allow);
     }
 }
 
@@ -424,4 +490,61 @@ pub fn transit_configs(dir: &Path, ports: TransitPorts) -> (Config, Config) {
         load_config(dir, "transit-sidecar-in.toml", &fill(TRANSIT_SIDECAR_IN_TOML)),
         load_config(dir, "transit-sidecar-ae.toml", &fill(TRANSIT_SIDECAR_AE_TOML)),
     )
+}
+
+/// `onem2m-sa keygen --out dir/prefix`.
+fn keygen(dir: &Path, prefix: &str) {
+    use onem2m_sa_sidecar::keys::{KeyAlgorithm, KeygenArgs, run_keygen};
+    let args = KeygenArgs { algorithm: KeyAlgorithm::Ed25519, out: dir.join(prefix), force: true };
+    run_keygen(&args).expect("keygen");
+}
+
+/// A node's key (`dir/prefix.key.pem`) and its ticket from the anchor in `dir`
+/// (`dir/prefix.ticket.json`, `ticket issue --allow …` with `allow`).
+fn node_credentials(dir: &Path, subject: &str, prefix: &str, allow: &[&str]) {
+    use onem2m_sa_sidecar::keys::{IssueArgs, TicketCommand, run_ticket};
+    keygen(dir, prefix);
+    let issue = IssueArgs {
+        anchor_key: dir.join("anchor.key.pem"),
+        anchor_id: "/trust-anchor".parse().expect("anchor ID"),
+        subject: subject.parse().expect("node ID"),
+        subject_key: dir.join(format!("{prefix}.pub.pem")),
+        allow: allow.iter().map(|p| p.parse().expect("pattern")).collect(),
+        except: Vec::new(),
+        days: 1,
+        max_sa_lifetime: None,
+        description: None,
+        out: Some(dir.join(format!("{prefix}.ticket.json"))),
+    };
+    run_ticket(&TicketCommand::Issue(issue)).expect("ticket issue");
+}
+
+/// The constrained AE host's sidecar config over CoAP (`integration/acme/sidecar-ae-coap.toml`).
+pub const SIDECAR_AE_COAP_TOML: &str = include_str!("../acme/sidecar-ae-coap.toml");
+/// The constrained AE host's node ID.
+pub const AE_COAP_NODE: &str = "/id-ae-coap";
+
+/// The pair over CoAP, beside the HTTP one of [`pair_configs`] (called after it, on the same
+/// `dir`): the CSE host's config `cse` gets a CoAP ingress on a free port and the constrained AE
+/// host as a peer at its HTTP ingress, `ae_ingress_port`; that host gets a key and a ticket from
+/// the same anchor (`--allow /id-ae-coap --allow 'C*' --allow 'S*' --allow ''`). Then
+/// [`coap_host_config`] gives its config.
+pub fn add_coap_host(dir: &Path, cse: &mut Config, ae_ingress_port: u16) {
+    use onem2m_sa_sidecar::config::{Listener, Peer};
+    node_credentials(dir, AE_COAP_NODE, "ae-coap", &[AE_COAP_NODE, "C*", "S*", ""]);
+    let ingress = cse.ingress.as_mut().expect("the CSE host's ingress");
+    ingress.coap = Some(Listener { listen: SocketAddr::from(([127, 0, 0, 1], 0)) });
+    let id = AE_COAP_NODE.parse().expect("node ID");
+    cse.peers.push(Peer { id, address: format!("http://127.0.0.1:{ae_ingress_port}"), outer: Default::default() });
+}
+
+/// The constrained AE host's config ([`SIDECAR_AE_COAP_TOML`], after [`add_coap_host`]): its
+/// CoAP egress (a free port) reaches the CSE host's CoAP ingress `cse_coap_ingress` as a
+/// `coap://` peer; its HTTP ingress on `ae_ingress_port` fronts the AEs' listener.
+pub fn coap_host_config(dir: &Path, cse_coap_ingress: SocketAddr, ae_ingress_port: u16, listener_port: u16) -> Config {
+    let text = SIDECAR_AE_COAP_TOML
+        .replace("{listener_port}", &listener_port.to_string())
+        .replace("{ae_ingress_port}", &ae_ingress_port.to_string())
+        .replace("{cse_coap_ingress_port}", &cse_coap_ingress.port().to_string());
+    load_config(dir, "sidecar-ae-coap.toml", &text)
 }

@@ -5,8 +5,11 @@
 #![deny(missing_docs)]
 
 pub mod acme;
+pub mod aiocoap;
 pub mod coap_fuzz_checks;
+pub mod coap_pair;
 pub mod fuzz_checks;
+pub mod lossy_udp;
 pub mod mqtt_fuzz_checks;
 pub mod relay;
 

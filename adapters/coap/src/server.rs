@@ -55,8 +55,11 @@ pub struct ServerConfig {
     pub exchange_lifetime: Duration,
     /// Most exchanges remembered; beyond it the oldest finished ones are forgotten first.
     pub max_exchanges: usize,
-    /// Most exchanges remembered for one peer: a new request beyond it is answered 5.03 and not
-    /// executed, so that one peer cannot push the others' exchanges out of the duplicate cache.
+    /// Most exchanges remembered for one peer, so that one peer cannot push the others'
+    /// exchanges out of the duplicate cache: beyond it the peer's own oldest finished exchange
+    /// is forgotten (its duplicate detection then spans its last `max_exchanges_per_peer`
+    /// exchanges rather than the whole lifetime); a new request when every one of them is still
+    /// executing is answered 5.03 and not executed.
     pub max_exchanges_per_peer: usize,
     /// Most requests executing at once; beyond it requests are answered 5.03.
     pub max_in_flight: usize,
@@ -109,8 +112,8 @@ enum Exchange {
 
 struct State {
     exchanges: HashMap<ExchangeKey, Exchange>,
-    /// Exchanges remembered per peer.
-    per_peer: HashMap<SocketAddr, usize>,
+    /// Exchanges remembered per peer, oldest first.
+    per_peer: HashMap<SocketAddr, VecDeque<ExchangeKey>>,
     order: VecDeque<(Instant, ExchangeKey)>,
     blocks: Blocks,
     /// Separate Confirmable answers waiting for their ACK, by (peer, message ID).
@@ -171,16 +174,42 @@ impl State {
                     continue;
                 }
             }
+            // (A key already forgotten by `make_room` is not there any more.)
             if self.exchanges.remove(&key).is_some() {
-                if let Some(count) = self.per_peer.get_mut(&key.0) {
-                    *count -= 1;
-                    if *count == 0 {
-                        self.per_peer.remove(&key.0);
-                    }
-                }
+                self.unlist(&key);
             }
         }
         self.blocks.expire(now.into_std());
+    }
+
+    /// Takes `key` off its peer's list (usually its front: both lists are oldest first).
+    fn unlist(&mut self, key: &ExchangeKey) {
+        if let Some(keys) = self.per_peer.get_mut(&key.0) {
+            if let Some(at) = keys.iter().position(|k| k == key) {
+                keys.remove(at);
+            }
+            if keys.is_empty() {
+                self.per_peer.remove(&key.0);
+            }
+        }
+    }
+
+    /// Makes room for one more exchange of `peer`: under its cap there is room; at it, its
+    /// oldest finished exchange is forgotten. `false` when every one is still executing.
+    fn make_room(&mut self, peer: SocketAddr, cap: usize) -> bool {
+        let Some(keys) = self.per_peer.get_mut(&peer) else { return true };
+        if keys.len() < cap {
+            return true;
+        }
+        let exchanges = &self.exchanges;
+        let Some(at) = keys.iter().position(|k| matches!(exchanges.get(k), Some(Exchange::Done(_)) | None)) else {
+            return false;
+        };
+        if let Some(key) = keys.remove(at) {
+            // Its entry in `order` stays behind and is dropped when it comes up.
+            self.exchanges.remove(&key);
+        }
+        true
     }
 }
 
@@ -330,7 +359,7 @@ where
             draining: bool,
         },
         Again(Option<Arc<[u8]>>),
-        /// The peer has as many exchanges remembered as it may.
+        /// The peer has as many exchanges executing as it may have remembered.
         Crowded,
     }
     let seen = {
@@ -349,11 +378,11 @@ where
             None => {
                 let now = Instant::now();
                 state.expire(now, &shared.config);
-                if state.per_peer.get(&peer).is_some_and(|&n| n >= shared.config.max_exchanges_per_peer) {
+                if !state.make_room(peer, shared.config.max_exchanges_per_peer) {
                     Seen::Crowded
                 } else {
                     state.exchanges.insert(origin.key(), Exchange::Running { acked: false });
-                    *state.per_peer.entry(peer).or_default() += 1;
+                    state.per_peer.entry(peer).or_default().push_back(origin.key());
                     state.order.push_back((now, origin.key()));
                     Seen::New { draining: state.draining }
                 }

@@ -324,26 +324,55 @@ async fn graceful_stop_lets_the_exchange_in_flight_finish() {
     server.join().await.unwrap();
 }
 
+/// A peer beyond its share of the duplicate cache forgets its own oldest finished exchanges,
+/// not the others', and is not refused (before, it got 5.03 for every new request until its
+/// exchanges aged out, about four minutes: a sidecar carrying all of its AEs' traffic as one
+/// peer stalled after 1024 requests); only a peer whose remembered exchanges are all still
+/// executing is refused 5.03, and that request is not executed.
 #[tokio::test]
 async fn one_peer_cannot_crowd_the_duplicate_cache() {
-    let server = start(ServerConfig { max_exchanges_per_peer: 3, ..server_config() }, Duration::ZERO).await;
-    let raw = Raw::new().await;
-    for mid in 0..5u16 {
-        let bytes =
-            con(&request(Operation::Retrieve, "cse-in", &format!("crowd-{mid}")), mid, b"c").to_bytes().unwrap();
-        raw.send(&bytes, server.addr).await;
-        let answer = raw.recv_packet().await;
-        assert_eq!(code(&answer), if mid < 3 { (2, 5) } else { (5, 3) }, "message {mid}");
-    }
-    assert_eq!(server.total_calls(), 3);
-    // A refused request is not remembered, and its duplicate is refused again, not executed.
-    let bytes = con(&request(Operation::Retrieve, "cse-in", "crowd-3"), 3, b"c").to_bytes().unwrap();
-    raw.send(&bytes, server.addr).await;
-    assert_eq!(code(&raw.recv_packet().await), (5, 3));
-    // Other peers are not affected.
+    let config = ServerConfig { max_exchanges_per_peer: 3, ..server_config() };
+    let server = start(config, Duration::from_millis(400)).await;
     let other = Raw::new().await;
-    other.send(&bytes, server.addr).await;
+    let theirs = con(&request(Operation::Retrieve, "cse-in", "other-1"), 1, b"o").to_bytes().unwrap();
+    other.send(&theirs, server.addr).await;
     assert_eq!(code(&other.recv_packet().await), (2, 5));
-    assert_eq!(server.calls("crowd-3"), 1);
+    let raw = Raw::new().await;
+    let mut last = Vec::new();
+    for mid in 0..8u16 {
+        last = con(&request(Operation::Retrieve, "cse-in", &format!("crowd-{mid}")), mid, b"c").to_bytes().unwrap();
+        raw.send(&last, server.addr).await;
+        assert_eq!(code(&raw.recv_packet().await), (2, 5), "message {mid}");
+    }
+    assert_eq!(server.total_calls(), 9);
+    // Its latest exchange and the other peer's are still recognized: answered again, not executed.
+    raw.send(&last, server.addr).await;
+    assert_eq!(code(&raw.recv_packet().await), (2, 5));
+    other.send(&theirs, server.addr).await;
+    assert_eq!(code(&other.recv_packet().await), (2, 5));
+    assert_eq!((server.calls("crowd-7"), server.calls("other-1")), (1, 1));
+
+    // Three requests still executing fill a peer's share: a fourth is refused, not executed, and
+    // not remembered (its duplicate is refused again).
+    let busy = Raw::new().await;
+    for mid in 10..13u16 {
+        let slow = con(&request(Operation::Retrieve, "cse-in/slow", &format!("busy-{mid}")), mid, b"b");
+        busy.send(&slow.to_bytes().unwrap(), server.addr).await;
+    }
+    while server.total_calls() < 12 {
+        tokio::task::yield_now().await;
+    }
+    let fourth = con(&request(Operation::Retrieve, "cse-in", "busy-13"), 13, b"b").to_bytes().unwrap();
+    for _ in 0..2 {
+        busy.send(&fourth, server.addr).await;
+        loop {
+            let answer = busy.recv_packet().await;
+            if answer.header.message_id == 13 {
+                assert_eq!(code(&answer), (5, 3));
+                break;
+            }
+        }
+    }
+    assert_eq!(server.calls("busy-13"), 0);
     server.stop().await;
 }

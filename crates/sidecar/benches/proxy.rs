@@ -4,8 +4,14 @@
 //! same forwarders with TLS 1.3 and mutual authentication on the hop between them). Not a test: it
 //! asserts nothing about time.
 //!
+//! Then the same over CoAP (unless `PROXY_BENCH_COAP=0`): the CoAP sidecar pair (AE-side CoAP
+//! egress → secured over CoAP → CSE-side CoAP ingress → the HTTP upstream) against a plaintext
+//! CoAP forwarding pair (a CoAP forwarder → CoAP → a CoAP forwarder → the HTTP upstream), and
+//! the bytes and round trips of one SA establishment over CoAP.
+//!
 //! `cargo bench -p onem2m-sa-sidecar --bench proxy` (`PROXY_BENCH_SECS`, `PROXY_BENCH_CLIENTS`
-//! and `PROXY_BENCH_ROUNDS` change the run length, concurrency and number of alternations).
+//! and `PROXY_BENCH_ROUNDS` change the run length, concurrency and number of alternations;
+//! `PROXY_BENCH_HTTP=0` or `PROXY_BENCH_COAP=0` leaves a binding out).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -17,12 +23,17 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
+use onem2m_sa_coap::CoapClient;
 use onem2m_sa_examples::demo_http::serve_stand_in;
 use onem2m_sa_http::{BoxError, ClientConfig, HttpClient, ServerConfig, serve};
-use onem2m_sa_sidecar::demo::{AE_ID, CSE_ID, DemoPki, ae_sidecar_config, cse_sidecar_config, loopback};
-use onem2m_sa_sidecar::proxy::{Listeners, Sidecar};
-use tokio::net::TcpListener;
-use tower::{ServiceExt, service_fn};
+use onem2m_sa_sidecar::config::{CoapSettings, Listener};
+use onem2m_sa_sidecar::demo::{
+    AE_ID, CSE_ID, DemoPki, ae_sidecar_config, coap_ae_sidecar_config, cse_sidecar_config, loopback,
+};
+use onem2m_sa_sidecar::proxy::{Listeners, Sidecar, coap_client_config, coap_server_config};
+use onem2m_sa_sidecar::udp_tap::UdpTap;
+use tokio::net::{TcpListener, UdpSocket};
+use tower::{Service, ServiceExt, service_fn};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -191,9 +202,23 @@ struct Outcome {
     errors: u64,
 }
 
-/// `clients` concurrent clients send RETRIEVEs to `front` for `secs` seconds.
+/// `clients` concurrent HTTP clients send RETRIEVEs to `front` for `secs` seconds.
 async fn load(front: SocketAddr, clients: u64, secs: u64) -> Outcome {
-    let client = HttpClient::new(&format!("http://{front}"), ClientConfig::default()).unwrap();
+    load_with(HttpClient::new(&format!("http://{front}"), ClientConfig::default()).unwrap(), clients, secs).await
+}
+
+/// `clients` concurrent CoAP clients (one socket each) send RETRIEVEs to `front` for `secs` seconds.
+async fn load_coap(front: SocketAddr, clients: u64, secs: u64) -> Outcome {
+    let client = CoapClient::connect(front, coap_client_config(&CoapSettings::default())).await.unwrap();
+    load_with(client, clients, secs).await
+}
+
+/// `clients` concurrent users of `client` send RETRIEVEs for `secs` seconds.
+async fn load_with<S>(client: S, clients: u64, secs: u64) -> Outcome
+where
+    S: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send,
+{
     // Warm up: connections and (for the sidecars) the SA.
     for i in 0..50 {
         let _ = client.clone().oneshot(retrieve(i)).await;
@@ -224,7 +249,9 @@ async fn load(front: SocketAddr, clients: u64, secs: u64) -> Outcome {
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default()
+    };
     Outcome { rps: all.len() as f64 / elapsed, p50: pct(0.5), p99: pct(0.99), errors }
 }
 
@@ -248,7 +275,17 @@ fn main() {
     let clients = env("PROXY_BENCH_CLIENTS", 16);
     let rounds = env("PROXY_BENCH_ROUNDS", 3);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    rt.block_on(async move {
+    if env("PROXY_BENCH_HTTP", 1) != 0 {
+        rt.block_on(http_pairs(secs, clients, rounds));
+    }
+    if env("PROXY_BENCH_COAP", 1) != 0 {
+        rt.block_on(coap_pairs(secs, clients, rounds));
+    }
+}
+
+/// The HTTP pairs: plaintext, TLS and the sidecar pair.
+async fn http_pairs(secs: u64, clients: u64, rounds: u64) {
+    {
         let target = upstream().await;
         let plain_front = plain_pair(&target).await;
         let tls_front = tls_pair(&target).await;
@@ -306,5 +343,102 @@ fn main() {
             mean(1),
             mean(3)
         );
-    });
+    }
+}
+
+/// A CoAP forwarder: every request it receives goes to `next` (a primitive service); its address.
+async fn coap_forwarder<S>(next: S) -> SocketAddr
+where
+    S: Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let config = coap_server_config(&CoapSettings::default());
+    tokio::spawn(onem2m_sa_coap::serve(socket, next, config, std::future::pending()));
+    addr
+}
+
+/// The plaintext CoAP pair in front of `upstream` (an HTTP base URL): the back forwarder sends
+/// over HTTP, the front one over CoAP to the back; the front's address.
+async fn plain_coap_pair(upstream: &str) -> SocketAddr {
+    let back = coap_forwarder(HttpClient::new(upstream, ClientConfig::default()).unwrap()).await;
+    let to_back = CoapClient::connect(back, coap_client_config(&CoapSettings::default())).await.unwrap();
+    coap_forwarder(to_back).await
+}
+
+/// The CoAP sidecar pair in front of `upstream`, the secured hop through a counting relay if
+/// `tapped`: the AE side's CoAP egress, the two sidecars, the relay.
+async fn coap_sidecar_pair(upstream: &str, tapped: bool) -> (SocketAddr, Sidecar, Sidecar, Option<UdpTap>) {
+    let pki = DemoPki::new();
+    let mut cse_cfg = cse_sidecar_config(&pki, upstream, "127.0.0.1:9".parse().unwrap());
+    cse_cfg.egress = None;
+    cse_cfg.peers.clear();
+    let ingress = cse_cfg.ingress.as_mut().unwrap();
+    ingress.http = None;
+    ingress.coap = Some(Listener { listen: "127.0.0.1:0".parse().unwrap() });
+    let cse = Sidecar::start(&cse_cfg, Listeners::default(), None).await.unwrap();
+    let cse_coap = cse.coap_addresses().ingress.unwrap();
+    let tap = if tapped { Some(UdpTap::loopback(cse_coap).await.unwrap()) } else { None };
+    let to = tap.as_ref().map_or(cse_coap, UdpTap::addr);
+    let ae = Sidecar::start(&coap_ae_sidecar_config(&pki, to), Listeners::default(), None).await.unwrap();
+    (ae.coap_addresses().egress.unwrap(), ae, cse, tap)
+}
+
+/// The CoAP pairs: requests/s and p99 of the sidecar pair against the plaintext CoAP pair, and
+/// the establishment over CoAP.
+async fn coap_pairs(secs: u64, clients: u64, rounds: u64) {
+    let target = upstream().await;
+
+    // One establishment on the secured hop, counted: the first request carries it; the second,
+    // the same request over the SA, is what a request costs without it.
+    let (front, ae, cse, tap) = coap_sidecar_pair(&target, true).await;
+    let tap = tap.unwrap();
+    let client = CoapClient::connect(front, coap_client_config(&CoapSettings::default())).await.unwrap();
+    let first = {
+        let rsp = client.send(&retrieve(1)).await.unwrap();
+        assert_eq!(rsp.rsc, Rsc::OK);
+        tap.counts()
+    };
+    let rsp = client.send(&retrieve(2)).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::OK);
+    let second = tap.counts() - first;
+    let (up, down) = (first.up_bytes - second.up_bytes, first.down_bytes - second.down_bytes);
+    let trips = first.up_datagrams - second.up_datagrams;
+    println!("SA establishment over CoAP (Ed25519 tickets, the demo PKI), on the secured hop:");
+    println!(
+        "  {trips} CoAP round trips (a Confirmable datagram and its answer each, blocks included), \
+         {up} B up + {down} B down = {} B; the request after it: {} B up, {} B down",
+        up + down,
+        second.up_bytes,
+        second.down_bytes
+    );
+    ae.shutdown().await;
+    cse.shutdown().await;
+
+    let plain_front = plain_coap_pair(&target).await;
+    let (sa_front, _ae, _cse, _) = coap_sidecar_pair(&target, false).await;
+    println!("CoAP pairs: {clients} clients, {secs} s per run, {rounds} alternations, RETRIEVE with a small answer");
+    println!("{:<28} {:>10} {:>10} {:>10} {:>7}", "run", "req/s", "p50 ms", "p99 ms", "errors");
+    let mut ratios = Vec::new();
+    for round in 0..rounds {
+        let plain = load_coap(plain_front, clients, secs).await;
+        let sa = load_coap(sa_front, clients, secs).await;
+        for (name, o) in [("plaintext CoAP pair", &plain), ("CoAP sidecar pair (SA)", &sa)] {
+            println!(
+                "{:<28} {:>10.0} {:>10.3} {:>10.3} {:>7}",
+                format!("{name} #{round}"),
+                o.rps,
+                o.p50.as_secs_f64() * 1e3,
+                o.p99.as_secs_f64() * 1e3,
+                o.errors
+            );
+        }
+        ratios.push([sa.rps / plain.rps, sa.p99.as_secs_f64() / plain.p99.as_secs_f64()]);
+    }
+    for (i, r) in ratios.iter().enumerate() {
+        println!("round {i}: CoAP SA / plaintext CoAP throughput {:.2}, p99 {:.2}", r[0], r[1]);
+    }
+    let mean = |k: usize| ratios.iter().map(|r| r[k]).sum::<f64>() / ratios.len() as f64;
+    println!("mean: CoAP SA pair throughput {:.2}x the plaintext CoAP pair, p99 {:.2}x", mean(0), mean(1));
 }

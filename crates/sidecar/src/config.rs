@@ -382,8 +382,9 @@ pub struct CoapSettings {
     pub drain_timeout: Duration,
     /// Most requests executing at once per listener; beyond it requests are answered 5.03.
     pub max_in_flight: usize,
-    /// Most exchanges a listener remembers for one peer (duplicate detection); a new request
-    /// beyond it is answered 5.03.
+    /// Most exchanges a listener remembers for one peer (duplicate detection): beyond it the
+    /// peer's oldest finished exchange is forgotten; a new request while every one of them is
+    /// still executing is answered 5.03.
     pub max_exchanges_per_peer: usize,
 }
 

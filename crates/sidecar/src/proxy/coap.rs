@@ -22,6 +22,7 @@ use std::task::{Context, Poll};
 
 use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa::credential::NodeId;
+use onem2m_sa_coap::block::BlockLimits;
 use onem2m_sa_coap::{ClientConfig, CoapClient, Limits, ServerConfig, current_peer};
 use onem2m_sa_http::BoxError;
 use onem2m_sa_tower::{ReceiveSecure, route_by_cse_id, with_source};
@@ -86,10 +87,25 @@ impl CoapSockets {
     }
 }
 
-/// The server settings for the configured CoAP limits and timeouts.
+/// The server settings for the configured CoAP limits and timeouts, for the plaintext side (the
+/// egress): payloads up to `coap.max_payload_bytes`.
 pub fn server_config(coap: &CoapSettings) -> ServerConfig {
+    server_config_for(coap, coap.max_payload_bytes)
+}
+
+/// The server settings for payloads up to `max_payload` bytes: block-wise reassembly takes a
+/// body that large, and holds up to two of them per peer (a request's and an answer's blocks).
+fn server_config_for(coap: &CoapSettings, max_payload: usize) -> ServerConfig {
+    let d = BlockLimits::default();
+    let blocks = BlockLimits {
+        max_body_bytes: max_payload,
+        max_peer_bytes: d.max_peer_bytes.max(max_payload.saturating_mul(2)),
+        max_total_bytes: d.max_total_bytes.max(max_payload.saturating_mul(4)),
+        ..d
+    };
     ServerConfig {
-        limits: Limits { max_payload_bytes: coap.max_payload_bytes, ..Limits::default() },
+        limits: Limits { max_payload_bytes: max_payload, ..Limits::default() },
+        blocks,
         request_timeout: coap.request_timeout,
         drain_timeout: coap.drain_timeout,
         max_in_flight: coap.max_in_flight,
@@ -98,13 +114,20 @@ pub fn server_config(coap: &CoapSettings) -> ServerConfig {
     }
 }
 
-/// The client settings for the configured CoAP limits and timeouts.
+/// The client settings for the configured CoAP limits and timeouts: answers up to
+/// `coap.max_payload_bytes`.
 pub fn client_config(coap: &CoapSettings) -> ClientConfig {
     ClientConfig {
         limits: Limits { max_payload_bytes: coap.max_payload_bytes, ..Limits::default() },
         request_timeout: coap.request_timeout,
         ..ClientConfig::default()
     }
+}
+
+/// The largest secured message between sidecars over CoAP: a primitive whose payload is at most
+/// `coap.max_payload_bytes`, sealed ([`sealed_body_limit`](super::sealed_body_limit), as over HTTP).
+fn sealed_payload_limit(coap: &CoapSettings) -> usize {
+    super::sealed_body_limit(coap.max_payload_bytes)
 }
 
 /// A peer at a `coap://` address and the client to it.
@@ -147,7 +170,9 @@ pub(super) fn peers(config: &Config) -> Result<HashMap<NodeId, CoapPeer>, StartE
             .and_then(|s| s.set_nonblocking(true).map(|()| s))
             .and_then(UdpSocket::from_std)
             .map_err(|e| bad(format!("cannot open a UDP socket: {e}")))?;
-        let client = CoapClient::with_socket(socket, addr, client_config(&config.coap))
+        let mut settings = client_config(&config.coap);
+        settings.limits.max_payload_bytes = sealed_payload_limit(&config.coap);
+        let client = CoapClient::with_socket(socket, addr, settings)
             .map_err(|e| bad(format!("cannot start the CoAP client: {e}")))?;
         out.insert(p.id.clone(), CoapPeer { address: p.address.clone(), client });
     }
@@ -168,8 +193,10 @@ pub(super) fn spawn_servers<F, Fut>(
     let server = server_config(&config.coap);
     let level = config.log.access;
     if let (Some(_), Some(socket)) = (&config.ingress, sockets.ingress) {
+        // The ingress reads sealed messages: a third larger than what they carry.
+        let sealed = server_config_for(&config.coap, sealed_payload_limit(&config.coap));
         let svc = CoapIngress(runtime.clone(), level);
-        servers.push(tokio::spawn(onem2m_sa_coap::serve(socket, svc, server.clone(), shutdown())));
+        servers.push(tokio::spawn(onem2m_sa_coap::serve(socket, svc, sealed, shutdown())));
     }
     if let (Some(_), Some(socket)) = (&config.egress, sockets.egress) {
         let svc = CoapEgress(runtime.clone(), level);
