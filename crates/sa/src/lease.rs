@@ -130,6 +130,20 @@ impl SeqLease {
         self.wants.store(false, Release);
     }
 
+    /// Puts the block `start..end` in use at once, dropping the rest of the current block and
+    /// any queued one (those numbers are never used). A holder refreshes an old block this way
+    /// so that its numbers do not fall behind the other replicas' by more than the peer's
+    /// replay window.
+    pub fn replace(&self, start: u64, end: u64) {
+        if end <= start {
+            return;
+        }
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        *queued = None;
+        self.current.store(Arc::new(Self::block(start, end)));
+        self.wants.store(false, Release);
+    }
+
     fn block(start: u64, end: u64) -> Block {
         let len = end - start;
         Block { next: AtomicU64::new(start), end, low_at: end - len.div_ceil(2) }
@@ -214,6 +228,17 @@ mod tests {
         let got: Vec<_> = std::iter::from_fn(|| l.take()).collect();
         assert_eq!(got, [100, 101, 102, 103, 200, 201]);
         assert!(l.wants_more());
+    }
+
+    #[test]
+    fn a_replaced_block_is_used_at_once_and_the_old_numbers_never() {
+        let l = SeqLease::new(key(), None);
+        l.grant(0, 10);
+        l.grant(10, 20);
+        assert_eq!(l.take(), Some(0));
+        l.replace(50, 52);
+        let got: Vec<_> = std::iter::from_fn(|| l.take()).collect();
+        assert_eq!(got, [50, 51]);
     }
 
     #[test]

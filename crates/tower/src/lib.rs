@@ -42,6 +42,7 @@ pub mod rb;
 mod receive;
 mod send;
 mod source;
+pub mod store;
 
 pub use executed::ExecutedConfig;
 pub use node::{Node, NodeConfig, Recovery, Rotation, SaEndpoint, SaFailure};

@@ -1,0 +1,109 @@
+//! The SA store seam: where a node's SAs live beyond its own memory.
+//!
+//! A node alone keeps its SAs in its [`SaTable`]s and nothing else; that is
+//! [`MemoryStore`], the default. Replicas of a node that serve the same SAs (sidecars behind a
+//! load balancer) share them through a store (the Redis store, crate
+//! `onem2m-sa-store-redis`): the node tells the store of every establishment, update and
+//! removal, and — where the transport cannot route every message of an SA to one replica —
+//! asks it whether a sequence number was already accepted by another replica. The hot path
+//! never waits for the store: each replica keeps a local table the store keeps in step.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use onem2m_primitive::ResponseStatusCode as Rsc;
+use onem2m_sa::table::SaTable;
+use onem2m_sa::{EstablishedSa, SaId};
+
+/// Why the store could not do what it was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store cannot be reached (or answered with an error): replicas keep serving the SAs
+    /// they hold and refuse new establishments.
+    #[error("SA store unavailable: {0}")]
+    Unavailable(String),
+    /// A record in the store did not authenticate under the key-encryption key, or is not a
+    /// well-formed SA: refused, never installed.
+    #[error("SA store record refused: {0}")]
+    Refused(&'static str),
+}
+
+impl StoreError {
+    /// The response status code an establishment refused for this reason answers with: 5000
+    /// INTERNAL_SERVER_ERROR, a server-side failure the client may retry later (the SAs a
+    /// replica holds keep working meanwhile).
+    pub fn rsc(&self) -> Rsc {
+        Rsc::INTERNAL_SERVER_ERROR
+    }
+}
+
+/// A future a store returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Where a node's SAs are kept. Called by the control plane only (establishment, update,
+/// removal, expiry) and, when [`Self::shared`], on each accepted sequence number.
+pub trait SaStore: Send + Sync + 'static {
+    /// The local table the data path reads (kept in step with the store).
+    fn table(&self) -> &Arc<SaTable>;
+
+    /// Whether other replicas share the SAs (replay checks and expiry ownership matter).
+    fn shared(&self) -> bool;
+
+    /// Records an established or updated SA so every replica can use it at once.
+    fn publish<'a>(&'a self, sa: &'a EstablishedSa) -> StoreFuture<'a, ()>;
+
+    /// Removes an SA on every replica.
+    fn remove(&self, sa_id: SaId) -> StoreFuture<'_, ()>;
+
+    /// Marks `seq` of the SA's `epoch` as accepted; false when some replica already accepted it
+    /// (or it is older than the shared window): the message is a replay.
+    fn accept(&self, sa_id: SaId, epoch: u32, seq: u64) -> StoreFuture<'_, bool>;
+
+    /// Whether this replica is the one to expire (or rekey) the SA now: at most one replica
+    /// gets true for an SA within `hold_ms`.
+    fn claim(&self, sa_id: SaId, hold_ms: u64) -> StoreFuture<'_, bool>;
+}
+
+/// The default: the SAs live in this process's table only.
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    table: Arc<SaTable>,
+}
+
+impl MemoryStore {
+    /// A store over `table`.
+    pub fn new(table: Arc<SaTable>) -> Self {
+        Self { table }
+    }
+}
+
+impl SaStore for MemoryStore {
+    fn table(&self) -> &Arc<SaTable> {
+        &self.table
+    }
+
+    fn shared(&self) -> bool {
+        false
+    }
+
+    fn publish<'a>(&'a self, _sa: &'a EstablishedSa) -> StoreFuture<'a, ()> {
+        // The SA Management installed it in the table already.
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn remove(&self, sa_id: SaId) -> StoreFuture<'_, ()> {
+        self.table.remove(sa_id);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn accept(&self, _sa_id: SaId, _epoch: u32, _seq: u64) -> StoreFuture<'_, bool> {
+        // The table's own replay window decided already; nobody else sees the SA.
+        Box::pin(std::future::ready(Ok(true)))
+    }
+
+    fn claim(&self, _sa_id: SaId, _hold_ms: u64) -> StoreFuture<'_, bool> {
+        Box::pin(std::future::ready(Ok(true)))
+    }
+}
