@@ -91,8 +91,11 @@ const KIND_TOMBSTONE: u8 = 0;
 const KIND_LIVE: u8 = 1;
 
 /// Marks `ARGV[1]` in the window at `KEYS[1]` (sorted set of accepted numbers, trimmed to the
-/// last `ARGV[2]`): 0 accepted, 1 already accepted, 2 older than the window.
+/// last `ARGV[2]`): 0 accepted, 1 already accepted, 2 older than the window, 3 the store's
+/// incarnation (`KEYS[2]`) is no longer `ARGV[4]`, the one the SA was recorded in (Redis lost
+/// the window).
 const ACCEPT_LUA: &str = r#"
+if redis.call('GET', KEYS[2]) ~= ARGV[4] then return 3 end
 local s = tonumber(ARGV[1])
 local w = tonumber(ARGV[2])
 local top = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -472,6 +475,20 @@ impl RedisStore {
     /// Reads every record (startup, and catch-up after Redis was unreachable); returns how many
     /// changed this replica's table. Refused records are skipped (and logged).
     pub async fn sync(&self) -> Result<usize, StoreError> {
+        // SAs recorded before Redis lost its data (a restart without persistence) cannot go on:
+        // their sequence counters and shared windows are gone, so numbers could repeat. They
+        // are dropped here; their Initiators' next request gets 4112 and establishes anew.
+        let current = self.incarnation().await?;
+        let lost: Vec<SaId> = {
+            let mut applied = self.inner.applied.lock().unwrap_or_else(|e| e.into_inner());
+            let lost = applied.iter().filter(|(_, (inc, _))| *inc != current).map(|(id, _)| *id).collect();
+            applied.retain(|_, (inc, _)| *inc == current);
+            lost
+        };
+        for sa_id in &lost {
+            tracing::warn!(?sa_id, "SA recorded before Redis lost its data: dropped");
+            self.inner.table.remove(*sa_id);
+        }
         let pattern = format!("{}sa:*", self.inner.config.prefix);
         let mut keys: Vec<String> = Vec::new();
         let mut cursor: u64 = 0;
@@ -485,7 +502,7 @@ impl RedisStore {
             cursor = next;
         }
         let prefix_len = pattern.len() - 1;
-        let mut changed = 0;
+        let mut changed = lost.len();
         for key in keys {
             let Some(id) = hex::decode(&key[prefix_len..]).ok().and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
                 continue;
@@ -527,7 +544,12 @@ impl RedisStore {
                     let Some(inner) = weak.upgrade() else { return };
                     let store = RedisStore { inner };
                     if let Err(e) = store.sync().await {
+                        // Not caught up: events alone would miss what changed meanwhile (and
+                        // SAs of a lost incarnation would stay). Start over.
                         tracing::warn!(error = %e, "SA store catch-up failed");
+                        drop(store);
+                        tokio::time::sleep(backoff).await;
+                        continue;
                     }
                 }
                 let mut messages = ps.into_on_message();
@@ -556,13 +578,20 @@ impl RedisStore {
     }
 
     /// Marks `seq` of the SA's `epoch` accepted in the shared window; false for a number some
-    /// replica accepted already, or one older than the window.
+    /// replica accepted already, or one older than the window. Refused for an SA this replica
+    /// did not learn from the store, and when Redis lost its data since the SA was recorded
+    /// (its window is gone: the SA is dropped at the next catch-up, see [`Self::sync`]).
     pub async fn accept(&self, sa_id: SaId, epoch: u32, seq: u64) -> Result<bool, StoreError> {
+        let incarnation = self.inner.applied.lock().unwrap_or_else(|e| e.into_inner()).get(&sa_id).map(|a| a.0.clone());
+        let incarnation = incarnation.ok_or(StoreError::Refused("SA not recorded in the store"))?;
         let c = &self.inner.config;
-        let key = format!("{}win:{}:{epoch}", c.prefix, hex::encode(sa_id.as_bytes()));
-        let mut inv = self.inner.accept.key(key);
-        inv.arg(seq).arg(c.window).arg(c.linger_ms);
-        Ok(self.script::<u8>(&inv).await? == 0)
+        let mut inv = self.inner.accept.key(self.key(&format!("win:{}:{epoch}", hex::encode(sa_id.as_bytes()))));
+        inv.key(self.key("inc")).arg(seq).arg(c.window).arg(c.linger_ms).arg(incarnation);
+        match self.script::<u8>(&inv).await? {
+            0 => Ok(true),
+            3 => Err(StoreError::Refused("the store lost this SA's replay window")),
+            _ => Ok(false),
+        }
     }
 
     /// Whether this replica holds (now takes, or renews) the ownership of an SA for `hold_ms`.

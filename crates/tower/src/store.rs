@@ -107,3 +107,93 @@ impl SaStore for MemoryStore {
         Box::pin(std::future::ready(Ok(true)))
     }
 }
+
+/// Refuses, before the protected service sees it, a request that another replica accepted
+/// already: each sealed request's `(SA, epoch, sequence number)` is marked in the store's
+/// shared replay window ([`SaStore::accept`]). Goes between [`crate::ReceiveSecureLayer`] and
+/// the CSE, so only requests whose tag verified reach the shared window (a forgery cannot move
+/// it). Nothing happens for a store that is not [`SaStore::shared`] or for plaintext requests.
+///
+/// While the store is unreachable a RETRIEVE goes through (safe to repeat; the replica's own
+/// window still refuses a replay to the same replica) and any other operation is refused with
+/// the store's RSC: a replay to another replica must not execute twice.
+#[derive(Clone)]
+pub struct SharedReplayLayer {
+    store: Arc<dyn SaStore>,
+}
+
+impl std::fmt::Debug for SharedReplayLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedReplayLayer").field("shared", &self.store.shared()).finish()
+    }
+}
+
+impl SharedReplayLayer {
+    /// The layer over `store`.
+    pub fn new(store: Arc<dyn SaStore>) -> Self {
+        Self { store }
+    }
+}
+
+impl<S> tower::Layer<S> for SharedReplayLayer {
+    type Service = SharedReplay<S>;
+
+    fn layer(&self, inner: S) -> SharedReplay<S> {
+        SharedReplay { inner, store: self.store.clone() }
+    }
+}
+
+/// The service of [`SharedReplayLayer`].
+#[derive(Clone)]
+pub struct SharedReplay<S> {
+    inner: S,
+    store: Arc<dyn SaStore>,
+}
+
+impl<S> std::fmt::Debug for SharedReplay<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedReplay").finish_non_exhaustive()
+    }
+}
+
+impl<S> tower::Service<crate::InboundRequest> for SharedReplay<S>
+where
+    S: tower::Service<crate::InboundRequest, Response = onem2m_primitive::ResponsePrimitive, Error = crate::BoxError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = onem2m_primitive::ResponsePrimitive;
+    type Error = crate::BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: crate::InboundRequest) -> Self::Future {
+        let Some(peer) = req.peer.clone().filter(|_| self.store.shared()) else {
+            return Box::pin(self.inner.call(req));
+        };
+        // The ready service goes into the future; a fresh clone stays for the next call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let store = self.store.clone();
+        Box::pin(async move {
+            let error = |rsc: Rsc, why: &str| onem2m_primitive::ResponsePrimitive::error(rsc, &req.primitive.rqi, why);
+            match store.accept(peer.sa_id, peer.epoch, peer.seq).await {
+                Ok(true) => inner.call(req).await,
+                Ok(false) => {
+                    metrics::counter!("onem2m_sa_receive_rejected_total", "reason" => "replayed_shared").increment(1);
+                    Ok(error(Rsc::ESPRIM_BAD_MAC, "secured message not authentic"))
+                }
+                Err(_) if req.primitive.op == onem2m_primitive::Operation::Retrieve => inner.call(req).await,
+                Err(e) => {
+                    metrics::counter!("onem2m_sa_receive_rejected_total", "reason" => "store_unavailable").increment(1);
+                    Ok(error(e.rsc(), &e.to_string()))
+                }
+            }
+        })
+    }
+}
