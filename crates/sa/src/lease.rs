@@ -155,6 +155,12 @@ impl SeqLease {
         self.wants.load(Acquire)
     }
 
+    /// Numbers left in the current block and the queued one.
+    pub fn available(&self) -> u64 {
+        let queued = self.queued.lock().unwrap_or_else(|e| e.into_inner()).map_or(0, |(s, e)| e - s);
+        self.remaining() + queued
+    }
+
     /// Numbers left in the current block.
     pub fn remaining(&self) -> u64 {
         let b = self.current.load();
@@ -225,6 +231,7 @@ mod tests {
         l.grant(100, 104);
         assert!(!l.wants_more());
         l.grant(200, 202); // queued
+        assert_eq!(l.available(), 6);
         let got: Vec<_> = std::iter::from_fn(|| l.take()).collect();
         assert_eq!(got, [100, 101, 102, 103, 200, 201]);
         assert!(l.wants_more());

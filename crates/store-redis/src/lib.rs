@@ -432,6 +432,17 @@ impl RedisStore {
         self.fill(&lease, false).await
     }
 
+    /// Leases the next block for the SA's `epoch` now when fewer than half a block of numbers
+    /// is left (see [`SaStore::prepare_seal`]).
+    pub async fn prepare_seal(&self, sa_id: SaId, epoch: u32) -> Result<(), StoreError> {
+        let lease = self.inner.table.get(sa_id).and_then(|e| e.current_epoch()).filter(|e| e.number == epoch);
+        let Some(lease) = lease.and_then(|e| e.lease().cloned()) else { return Ok(()) };
+        if lease.available() * 2 < self.inner.config.lease_block.max(1) {
+            self.fill(&lease, false).await?;
+        }
+        Ok(())
+    }
+
     /// Reads the record of `sa_id` and applies it: installs, rekeys or removes the SA here.
     /// Returns whether anything changed; a record that does not authenticate or is older than
     /// one applied already is refused.
@@ -662,5 +673,9 @@ impl SaStore for RedisStore {
 
     fn claim(&self, sa_id: SaId, hold_ms: u64) -> StoreFuture<'_, bool> {
         Box::pin(RedisStore::claim(self, sa_id, hold_ms))
+    }
+
+    fn prepare_seal(&self, sa_id: SaId, epoch: u32) -> StoreFuture<'_, ()> {
+        Box::pin(RedisStore::prepare_seal(self, sa_id, epoch))
     }
 }

@@ -623,7 +623,7 @@ impl Node {
                 tracing::warn!(error = %e, "SA not recorded in the store");
                 if established {
                     self.remove_inbound(sa_id);
-                    return ResponsePrimitive::error(e.rsc(), &req.rqi, &e.to_string());
+                    return ResponsePrimitive::error(e.rsc(), &req.rqi, e.to_string());
                 }
             }
         }

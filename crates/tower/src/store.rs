@@ -61,6 +61,15 @@ pub trait SaStore: Send + Sync + 'static {
     /// (or it is older than the shared window): the message is a replay.
     fn accept(&self, sa_id: SaId, epoch: u32, seq: u64) -> StoreFuture<'_, bool>;
 
+    /// Makes sure the SA's `epoch` can seal the answers of the requests in flight: a shared
+    /// store leases sequence numbers ahead when few are left. Called before the protected
+    /// service executes a request, so that an answer is never refused for want of a number
+    /// (an unsealed refusal makes the peer resend, and another replica would execute the copy
+    /// again).
+    fn prepare_seal(&self, _sa_id: SaId, _epoch: u32) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     /// Whether this replica is the one to expire (or rekey) the SA now: at most one replica
     /// gets true for an SA within `hold_ms`.
     fn claim(&self, sa_id: SaId, hold_ms: u64) -> StoreFuture<'_, bool>;
@@ -183,7 +192,12 @@ where
         Box::pin(async move {
             let error = |rsc: Rsc, why: &str| onem2m_primitive::ResponsePrimitive::error(rsc, &req.primitive.rqi, why);
             match store.accept(peer.sa_id, peer.epoch, peer.seq).await {
-                Ok(true) => inner.call(req).await,
+                Ok(true) => {
+                    if let Err(e) = store.prepare_seal(peer.sa_id, peer.epoch).await {
+                        tracing::debug!(error = %e, "no sequence numbers leased ahead");
+                    }
+                    inner.call(req).await
+                }
                 Ok(false) => {
                     metrics::counter!("onem2m_sa_receive_rejected_total", "reason" => "replayed_shared").increment(1);
                     Ok(error(Rsc::ESPRIM_BAD_MAC, "secured message not authentic"))
