@@ -2,6 +2,8 @@
 //! persistence), killed when dropped.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cluster;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
