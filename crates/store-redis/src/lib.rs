@@ -675,6 +675,13 @@ impl SaStore for RedisStore {
         Box::pin(RedisStore::claim(self, sa_id, hold_ms))
     }
 
+    fn learn(&self, sa_id: SaId) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            self.load(sa_id).await?;
+            Ok(self.inner.table.get(sa_id).is_some())
+        })
+    }
+
     fn prepare_seal(&self, sa_id: SaId, epoch: u32) -> StoreFuture<'_, ()> {
         Box::pin(RedisStore::prepare_seal(self, sa_id, epoch))
     }

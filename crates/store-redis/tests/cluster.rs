@@ -141,3 +141,29 @@ async fn redis_restarted_mid_load_fails_requests_clearly_and_executes_none_twice
     let executed = c.cse.executed();
     assert_eq!(executed.iter().collect::<HashSet<_>>().len(), executed.len(), "a request executed twice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sa_established_on_one_replica_works_on_another_before_its_event_arrives() {
+    let Some(redis) = Redis::start() else { return };
+    let pki = TestPki::new(&mut SystemRng, now_unix());
+    let anchors = pki.anchors.clone();
+    let cse_creds = pki.node("/id-in", SignatureAlgorithm::Ed25519, &["/id-in"], &mut SystemRng);
+    let cse = Cse::default();
+    // Replica 1 follows no events: it can only learn the SA when a request under it arrives.
+    let replicas = vec![
+        replica(&redis, cse_creds.clone(), anchors.clone(), &cse).await,
+        replica_with(&redis, cse_creds, anchors.clone(), &cse, false).await,
+    ];
+    let relay = Relay::new(&replicas);
+    let ae_creds = pki.node("/id-asn", SignatureAlgorithm::Ed25519, &["C*"], &mut SystemRng);
+    let to_cse = Svc::new(
+        SendSecureLayer::new(Node::new(config(ae_creds, anchors)), route_by_cse_id(None)).layer(relay.service()),
+    );
+    for n in 0..6 {
+        let op = OPS[n % 4];
+        let rsp = to_cse.clone().oneshot(request(op, n)).await.unwrap();
+        assert_eq!(rsp.rsc, expected(op), "request {n}: {rsp:?}");
+    }
+    assert_eq!(replicas[1].store.table().len(), 1, "replica 1 learnt the SA from the store");
+    assert_eq!(cse.executed().len(), 6);
+}

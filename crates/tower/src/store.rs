@@ -61,6 +61,13 @@ pub trait SaStore: Send + Sync + 'static {
     /// (or it is older than the shared window): the message is a replay.
     fn accept(&self, sa_id: SaId, epoch: u32, seq: u64) -> StoreFuture<'_, bool>;
 
+    /// Reads the SA `sa_id` from the store into the local table when it is there: a request
+    /// under an SA another replica established just now can arrive before this replica saw the
+    /// event. True when the SA is now in the table. The default (nothing shared) finds nothing.
+    fn learn(&self, _sa_id: SaId) -> StoreFuture<'_, bool> {
+        Box::pin(std::future::ready(Ok(false)))
+    }
+
     /// Makes sure the SA's `epoch` can seal the answers of the requests in flight: a shared
     /// store leases sequence numbers ahead when few are left. Called before the protected
     /// service executes a request, so that an answer is never refused for want of a number
@@ -207,6 +214,103 @@ where
                     metrics::counter!("onem2m_sa_receive_rejected_total", "reason" => "store_unavailable").increment(1);
                     Ok(error(e.rsc(), &e.to_string()))
                 }
+            }
+        })
+    }
+}
+
+/// Goes in front of [`crate::ReceiveSecureLayer`] on a replica: a request refused for an unknown
+/// SA (4112) is given a second chance after the SA is read from the store
+/// ([`SaStore::learn`]), so an SA established on another replica a moment ago works here at
+/// once, without waiting for the store's event. Costs nothing on the path of known SAs but a
+/// clone of each request; a request refused with 4112 never reached the CSE, so trying it again
+/// is safe.
+#[derive(Clone)]
+pub struct LearnOnMissLayer {
+    store: Arc<dyn SaStore>,
+}
+
+impl std::fmt::Debug for LearnOnMissLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LearnOnMissLayer").finish_non_exhaustive()
+    }
+}
+
+impl LearnOnMissLayer {
+    /// The layer over `store`.
+    pub fn new(store: Arc<dyn SaStore>) -> Self {
+        Self { store }
+    }
+}
+
+impl<S> tower::Layer<S> for LearnOnMissLayer {
+    type Service = LearnOnMiss<S>;
+
+    fn layer(&self, inner: S) -> LearnOnMiss<S> {
+        LearnOnMiss { inner, store: self.store.clone() }
+    }
+}
+
+/// The service of [`LearnOnMissLayer`].
+#[derive(Clone)]
+pub struct LearnOnMiss<S> {
+    inner: S,
+    store: Arc<dyn SaStore>,
+}
+
+impl<S> std::fmt::Debug for LearnOnMiss<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LearnOnMiss").finish_non_exhaustive()
+    }
+}
+
+/// The SA a sealed request names, read from its JWE header (only on the 4112 path).
+fn sa_of(req: &onem2m_primitive::RequestPrimitive) -> Option<SaId> {
+    let epo = onem2m_sa::secure::epo_from_content(req.pc.as_ref()?).ok()?;
+    let mut scratch = Vec::new();
+    onem2m_sa::secure::decode_jwe(epo.as_bytes(), &mut scratch).ok().map(|s| s.header.sa_id)
+}
+
+impl<S> tower::Service<onem2m_primitive::RequestPrimitive> for LearnOnMiss<S>
+where
+    S: tower::Service<
+            onem2m_primitive::RequestPrimitive,
+            Response = onem2m_primitive::ResponsePrimitive,
+            Error = crate::BoxError,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = onem2m_primitive::ResponsePrimitive;
+    type Error = crate::BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: onem2m_primitive::RequestPrimitive) -> Self::Future {
+        if !self.store.shared() {
+            return Box::pin(self.inner.call(req));
+        }
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut again = self.inner.clone();
+        let store = self.store.clone();
+        let copy = req.clone();
+        Box::pin(async move {
+            let rsp = inner.call(req).await?;
+            if rsp.rsc != Rsc::ESPRIM_UNKNOWN_KEY_ID {
+                return Ok(rsp);
+            }
+            let Some(sa_id) = sa_of(&copy) else { return Ok(rsp) };
+            match store.learn(sa_id).await {
+                Ok(true) => {
+                    use tower::ServiceExt as _;
+                    again.ready().await?.call(copy).await
+                }
+                _ => Ok(rsp),
             }
         })
     }

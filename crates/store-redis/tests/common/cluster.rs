@@ -14,7 +14,7 @@ use onem2m_sa::secure::{decode_jwe, epo_from_content};
 use onem2m_sa::table::TableConfig;
 use onem2m_sa::testkit::{initiator_config, responder_config};
 use onem2m_sa_store_redis::{Kek, RedisStore, RedisStoreConfig};
-use onem2m_sa_tower::store::{SaStore, SharedReplayLayer};
+use onem2m_sa_tower::store::{LearnOnMissLayer, SaStore, SharedReplayLayer};
 use onem2m_sa_tower::*;
 use tower::{Layer, ServiceExt, service_fn};
 
@@ -69,15 +69,31 @@ pub struct Replica {
 }
 
 pub async fn replica(redis: &Redis, creds: Arc<Credentials>, anchors: Arc<TrustAnchors>, cse: &Cse) -> Replica {
+    replica_with(redis, creds, anchors, cse, true).await
+}
+
+/// A replica; `listen`: whether it follows the store's events (without, it learns of an SA
+/// only when a request under it arrives).
+pub async fn replica_with(
+    redis: &Redis,
+    creds: Arc<Credentials>,
+    anchors: Arc<TrustAnchors>,
+    cse: &Cse,
+    listen: bool,
+) -> Replica {
     let store_config = RedisStoreConfig { timeout: Duration::from_millis(500), ..RedisStoreConfig::new(redis.url()) };
     let store =
         RedisStore::connect(store_config, Kek::new(&[0x33; 32]).unwrap(), TableConfig::default()).await.unwrap();
-    store.spawn_listener(Duration::from_millis(50));
+    if listen {
+        store.spawn_listener(Duration::from_millis(50));
+    }
     let node = Node::with_inbound_table(config(creds, anchors), store.table().clone());
     let shared: Arc<dyn SaStore> = Arc::new(store.clone());
     let protected = Svc::new(
-        ReceiveSecureLayer::new(node.clone(), PlaintextPolicy::default())
-            .layer(SharedReplayLayer::new(shared.clone()).layer(cse.service())),
+        LearnOnMissLayer::new(shared.clone()).layer(
+            ReceiveSecureLayer::new(node.clone(), PlaintextPolicy::default())
+                .layer(SharedReplayLayer::new(shared.clone()).layer(cse.service())),
+        ),
     );
     let ingress = Svc::new(service_fn(move |req: RequestPrimitive| {
         let (node, shared, protected) = (node.clone(), shared.clone(), protected.clone());
