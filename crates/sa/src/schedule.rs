@@ -96,6 +96,11 @@ impl DirectionKeys {
         &self.iv
     }
 
+    /// Rebuilds direction keys from their parts (a record read back from a store).
+    pub(crate) fn from_parts(key: Vec<u8>, iv: [u8; 12]) -> Self {
+        Self { key, iv }
+    }
+
     /// The nonce for sequence number `seq`: the IV with `seq` XORed into its last 8 bytes.
     pub fn nonce(&self, seq: u64) -> [u8; 12] {
         let mut n = self.iv;
@@ -135,6 +140,17 @@ impl std::fmt::Debug for SessionKeys {
 }
 
 impl SessionKeys {
+    /// The secret the next epoch's keys are derived from (a record for a store carries it).
+    pub(crate) fn update_secret(&self) -> &[u8] {
+        &self.update_secret
+    }
+
+    /// Rebuilds the keys of an epoch from their parts (a record read back from a store).
+    pub(crate) fn from_parts(epoch: u32, dirs: [DirectionKeys; 4], update_secret: Vec<u8>) -> Self {
+        let [i2r, r2i, ctl_i2r, ctl_r2i] = dirs;
+        Self { epoch, i2r, r2i, ctl_i2r, ctl_r2i, update_secret: Zeroizing::new(update_secret) }
+    }
+
     /// Derives every key of an epoch from its PRK.
     pub(crate) fn derive(suite: Suite, sa_id: SaId, epoch: u32, prk: &Prk) -> Self {
         let key_len = suite.aead().key_len();

@@ -29,6 +29,7 @@ use zeroize::Zeroize;
 use crate::SaId;
 use crate::crypto::{AeadAlgorithm, Suite};
 use crate::establish::Role;
+use crate::lease::{LeaseKey, SeqLease};
 use crate::replay::{ReplayError, ReplayWindow};
 use crate::schedule::{DirectionKeys, SessionKeys};
 
@@ -197,6 +198,8 @@ pub struct Epoch {
     window: ReplayWindow,
     /// A message opened under this epoch: the peer uses it.
     opened: std::sync::atomic::AtomicBool,
+    /// Replicas sharing the SA: sequence numbers come from leased blocks, not `send_seq`.
+    lease: Option<Arc<SeqLease>>,
 }
 
 impl std::fmt::Debug for Epoch {
@@ -254,7 +257,38 @@ impl Epoch {
             sent_bytes: 0.into(),
             window: ReplayWindow::new(window),
             opened: false.into(),
+            lease: None,
         }
+    }
+
+    /// [`Self::new`] sealing with sequence numbers of `lease` only (replicas sharing the SA, see
+    /// [`crate::lease`]): a seal with no leased number left is refused
+    /// ([`SecureError::Encryption`]).
+    pub fn with_lease(suite: Suite, keys: &SessionKeys, role: Role, window: usize, lease: Arc<SeqLease>) -> Self {
+        let mut epoch = Self::new(suite, keys, role, window);
+        epoch.lease = Some(lease);
+        epoch
+    }
+
+    /// The name of the shared counter for this epoch's sending direction in `role`: SHA-256 of
+    /// a label, the sending key and IV, truncated. Equal for every holder of the same keys.
+    pub fn lease_key(sa_id: SaId, suite: Suite, keys: &SessionKeys, role: Role) -> LeaseKey {
+        let send = match role {
+            Role::Initiator => &keys.i2r,
+            Role::Responder => &keys.r2i,
+        };
+        let d = crate::crypto::digest(
+            crate::crypto::HashAlgorithm::Sha256,
+            &[b"onem2m-sa seq lease", &suite.code().to_be_bytes(), send.key(), send.iv()],
+        );
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&d.as_ref()[..16]);
+        LeaseKey { sa_id, epoch: keys.epoch, id }
+    }
+
+    /// The lease this epoch seals from, when replicas share it.
+    pub fn lease(&self) -> Option<&Arc<SeqLease>> {
+        self.lease.as_ref()
     }
 
     /// The key phase bit carried in headers.
@@ -280,7 +314,10 @@ impl Epoch {
     /// Takes a sequence number and accounts for `len` bytes against the limits.
     fn take_seq(&self, len: usize, limits: &UsageLimits) -> Result<SealInfo, SecureError> {
         use std::sync::atomic::Ordering::Relaxed;
-        let seq = self.send_seq.fetch_add(1, Relaxed);
+        let seq = match &self.lease {
+            None => self.send_seq.fetch_add(1, Relaxed),
+            Some(lease) => lease.take().ok_or(SecureError::Encryption)?,
+        };
         if seq >= limits.hard_messages {
             // Keep the counter saturated so it can never wrap to a used value.
             self.send_seq.store(limits.hard_messages, Relaxed);

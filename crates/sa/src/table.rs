@@ -16,6 +16,7 @@ use arc_swap::ArcSwapOption;
 use crate::credential::{AuthorizationContext, NodeId};
 use crate::crypto::Suite;
 use crate::establish::{EstablishedSa, Role};
+use crate::lease::LeaseProvider;
 use crate::replay::DEFAULT_WINDOW;
 use crate::schedule::SessionKeys;
 use crate::secure::{Encoding, Epoch, EpochRef, SealInfo, Sealed, SecureError, UsageLimits};
@@ -68,8 +69,22 @@ impl std::fmt::Debug for SaEntry {
     }
 }
 
+fn make_epoch(
+    sa_id: SaId,
+    suite: Suite,
+    keys: &SessionKeys,
+    role: Role,
+    window: usize,
+    leases: Option<&Arc<dyn LeaseProvider>>,
+) -> Epoch {
+    match leases {
+        None => Epoch::new(suite, keys, role, window),
+        Some(p) => Epoch::with_lease(suite, keys, role, window, p.lease(Epoch::lease_key(sa_id, suite, keys, role))),
+    }
+}
+
 impl SaEntry {
-    fn new(sa: &EstablishedSa, config: &TableConfig) -> Self {
+    fn new(sa: &EstablishedSa, config: &TableConfig, leases: Option<&Arc<dyn LeaseProvider>>) -> Self {
         Self {
             id: AtomicU64::new(sa.sa_id.to_u64()),
             role: sa.role,
@@ -81,7 +96,14 @@ impl SaEntry {
             update_requested: AtomicBool::new(false),
             used: AtomicBool::new(false),
             limits: config.limits,
-            current: ArcSwapOption::from_pointee(Epoch::new(sa.suite, &sa.keys, sa.role, config.window)),
+            current: ArcSwapOption::from_pointee(make_epoch(
+                sa.sa_id,
+                sa.suite,
+                &sa.keys,
+                sa.role,
+                config.window,
+                leases,
+            )),
             previous: ArcSwapOption::empty(),
         }
     }
@@ -246,11 +268,12 @@ impl SaEntry {
         if self.peer_context.covers(originator) { Ok(()) } else { Err(SecureError::Impersonation) }
     }
 
-    fn install_epoch(&self, suite: Suite, keys: &SessionKeys, window: usize) {
+    fn install_epoch(&self, suite: Suite, keys: &SessionKeys, window: usize, leases: Option<&Arc<dyn LeaseProvider>>) {
+        let epoch = make_epoch(self.sa_id(), suite, keys, self.role, window, leases);
         // Previous first: a reader between the two stores finds the old epoch in both slots,
         // never in neither (a message under it would be refused as for an unknown SA).
         self.previous.store(self.current.load_full());
-        self.current.store(Some(Arc::new(Epoch::new(suite, keys, self.role, window))));
+        self.current.store(Some(Arc::new(epoch)));
         self.update_requested.store(false, Relaxed);
     }
 
@@ -292,6 +315,8 @@ pub struct SaTable {
     peers: papaya::HashMap<NodeId, PeerList>,
     control: Mutex<Control>,
     config: TableConfig,
+    /// Replicas sharing SAs: where every installed epoch gets its sequence-number lease.
+    leases: Option<Arc<dyn LeaseProvider>>,
 }
 
 impl std::fmt::Debug for SaTable {
@@ -308,7 +333,14 @@ impl SaTable {
             peers: papaya::HashMap::new(),
             control: Mutex::new(Control::default()),
             config,
+            leases: None,
         }
+    }
+
+    /// An empty table whose epochs seal with sequence numbers leased from `leases` (replicas
+    /// that share SAs through a store, see [`crate::lease`]). The hot path stays lock-free.
+    pub fn with_leases(config: TableConfig, leases: Arc<dyn LeaseProvider>) -> Self {
+        Self { leases: Some(leases), ..Self::new(config) }
     }
 
     /// The table's settings.
@@ -342,7 +374,7 @@ impl SaTable {
             old.wipe();
             self.unmap_entry(&old, sa.sa_id);
         }
-        let entry = Arc::new(SaEntry::new(sa, &self.config));
+        let entry = Arc::new(SaEntry::new(sa, &self.config, self.leases.as_ref()));
         let _control = self.control();
         self.map.pin().insert(sa.sa_id, entry.clone());
         let peers = self.peers.pin();
@@ -358,7 +390,7 @@ impl SaTable {
     /// that never learnt the update was confirmed keeps working, see [`Self::roll_back`]).
     pub fn rekey(&self, sa_id: SaId, keys: &SessionKeys, now: Now) {
         if let Some(entry) = self.get(sa_id) {
-            entry.install_epoch(entry.suite, keys, self.config.window);
+            entry.install_epoch(entry.suite, keys, self.config.window, self.leases.as_ref());
             self.control().previous_until.insert(entry.sa_id(), now.mono_ms + self.config.grace_ms);
         }
     }
@@ -588,5 +620,60 @@ mod tests {
         assert!(Arc::ptr_eq(&table.get(other.sa_id).unwrap(), &b));
         table.sweep(T0.after_ms(TableConfig::default().grace_ms));
         assert!(table.get(other.sa_id).is_none() && Arc::ptr_eq(&table.get(b_new).unwrap(), &b));
+    }
+
+    /// A counter shared by "replicas" in one process: what the Redis store's INCRBY does.
+    struct SharedCounter {
+        next: Mutex<HashMap<[u8; 16], u64>>,
+        leases: Mutex<Vec<Arc<crate::lease::SeqLease>>>,
+        block: u64,
+    }
+
+    impl SharedCounter {
+        fn grant(&self, lease: &crate::lease::SeqLease) {
+            let mut next = self.next.lock().unwrap();
+            let n = next.entry(lease.key().id).or_insert(0);
+            lease.grant(*n, *n + self.block);
+            *n += self.block;
+        }
+    }
+
+    impl LeaseProvider for SharedCounter {
+        fn lease(&self, key: crate::lease::LeaseKey) -> Arc<crate::lease::SeqLease> {
+            let lease = Arc::new(crate::lease::SeqLease::new(key, None));
+            self.grant(&lease);
+            self.leases.lock().unwrap().push(lease.clone());
+            lease
+        }
+    }
+
+    #[test]
+    fn replicas_with_leases_never_seal_with_the_same_sequence_number() {
+        let l = linked(Suite::X25519_AES128GCM_SHA256, TableConfig::default(), 6, T0);
+        let sa = l.pair.responder.sa(l.sa_id).unwrap().sa.clone();
+        let shared = Arc::new(SharedCounter { next: Mutex::default(), leases: Mutex::default(), block: 5 });
+        let replicas: Vec<SaTable> =
+            (0..3).map(|_| SaTable::with_leases(TableConfig::default(), shared.clone())).collect();
+        let entries: Vec<_> = replicas.iter().map(|t| t.install(&sa)).collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for round in 0..40 {
+            let e = &entries[round % 3];
+            let seq = match e.seal(Encoding::Compact, b"{}", &mut out) {
+                Ok(info) => info.seq,
+                Err(_) => {
+                    // Out of numbers: the store grants the next block, as its refill task does.
+                    let epoch = e.current_epoch().unwrap();
+                    shared.grant(epoch.lease().unwrap());
+                    e.seal(Encoding::Compact, b"{}", &mut out).unwrap().seq
+                }
+            };
+            assert!(seen.insert(seq), "sequence number {seq} sealed twice");
+        }
+        // Without leases the three would have reused 0, 1, 2, ...
+        let plain: Vec<SaTable> = (0..2).map(|_| SaTable::new(TableConfig::default())).collect();
+        let a = plain[0].install(&sa).seal(Encoding::Compact, b"{}", &mut out).unwrap().seq;
+        let b = plain[1].install(&sa).seal(Encoding::Compact, b"{}", &mut out).unwrap().seq;
+        assert_eq!(a, b);
     }
 }

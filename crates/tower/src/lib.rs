@@ -43,6 +43,7 @@ pub mod rb;
 mod receive;
 mod send;
 mod source;
+pub mod store;
 
 pub use carriage::{Carriage, Outer};
 pub use executed::ExecutedConfig;

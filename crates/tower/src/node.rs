@@ -177,9 +177,16 @@ impl ResponderAgent for SharedAgent<'_> {
 impl Node {
     /// A node with no SA yet; the Responder Agent accepts every authenticated Initiator.
     pub fn new(config: NodeConfig) -> Self {
+        let inbound = Arc::new(SaTable::new(config.table));
+        Self::with_inbound_table(config, inbound)
+    }
+
+    /// [`Self::new`] with the table of inbound SAs given: a replica's table kept in step by a
+    /// shared [`crate::store::SaStore`] (answer SA messages with
+    /// [`Self::handle_sa_message_stored`] then).
+    pub fn with_inbound_table(config: NodeConfig, inbound: Arc<SaTable>) -> Self {
         let id = config.initiator.credentials.node_id.clone();
         let outbound = Arc::new(SaTable::new(config.table));
-        let inbound = Arc::new(SaTable::new(config.table));
         let mut initiator = InitiatorSam::new(config.initiator, config.timing);
         initiator.attach_table(outbound.clone());
         let mut responder = ResponderSam::new(config.responder, config.timing, config.limits);
@@ -630,10 +637,53 @@ impl Node {
 
     /// The Responder's SA Management endpoint: answers an SA message received across rb.
     pub fn handle_sa_message(&self, req: &RequestPrimitive) -> ResponsePrimitive {
+        let (rsp, events) = self.answer_sa_message(req);
+        self.publish(events);
+        rsp
+    }
+
+    /// [`Self::handle_sa_message`] for replicas sharing their SAs through `store`: an SA this
+    /// message establishes or updates is recorded in the store before the answer leaves (so it
+    /// is usable on every replica by the time the Initiator uses it), a removal is recorded too.
+    /// When the store cannot record an establishment, the SA is dropped here and the message
+    /// is answered with the store's RSC (5000) instead: no SA that other replicas cannot see.
+    pub async fn handle_sa_message_stored(
+        &self,
+        req: &RequestPrimitive,
+        store: &dyn crate::store::SaStore,
+    ) -> ResponsePrimitive {
+        let (rsp, events) = self.answer_sa_message(req);
+        for event in &events {
+            let (sa_id, established) = match event {
+                ResponderEvent::SaEstablishmentComplete(c) => (c.sa_id, true),
+                ResponderEvent::SaUpdated(u) => (u.new_sa_id.unwrap_or(u.existing_sa_id), false),
+                ResponderEvent::SaRemoved(r) => {
+                    if let Err(e) = store.remove(r.sa_id).await {
+                        tracing::warn!(error = %e, "SA removal not recorded in the store");
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            let sa = lock(&self.shared.responder).sa(sa_id).map(|r| r.sa.clone());
+            let Some(sa) = sa else { continue };
+            if let Err(e) = store.publish(&sa).await {
+                tracing::warn!(error = %e, "SA not recorded in the store");
+                if established {
+                    self.remove_inbound(sa_id);
+                    return ResponsePrimitive::error(e.rsc(), &req.rqi, e.to_string());
+                }
+            }
+        }
+        self.publish(events);
+        rsp
+    }
+
+    fn answer_sa_message(&self, req: &RequestPrimitive) -> (ResponsePrimitive, Vec<ResponderEvent>) {
         // Either carriage: the standard content, or the notification that carries it.
         let pc = req.pc.as_ref().map(|pc| crate::carriage::unwrap(pc).unwrap_or(pc));
         let Some(bytes) = rb::message_of(pc) else {
-            return ResponsePrimitive::error(Rsc::BAD_REQUEST, &req.rqi, "no SA message");
+            return (ResponsePrimitive::error(Rsc::BAD_REQUEST, &req.rqi, "no SA message"), Vec::new());
         };
         let source = crate::source::current();
         let admitted = lock(&self.shared.responder).admit(&source, &bytes, self.now(), &mut SystemRng);
@@ -646,16 +696,16 @@ impl Node {
                 lock(&self.shared.responder).commit(computed, self.now())
             }
         };
-        self.publish(out.events);
         metrics::gauge!("onem2m_sa_half_open").set(lock(&self.shared.responder).half_open() as f64);
         metrics::gauge!("onem2m_sa_active", "direction" => "inbound").set(self.shared.inbound.len() as f64);
-        match out.reply {
+        let rsp = match out.reply {
             Some(reply) => rb::response(&req.rqi, &reply),
             None => {
                 let why = out.dropped.map(|d| d.to_string()).unwrap_or_default();
                 ResponsePrimitive::error(Rsc::BAD_REQUEST, &req.rqi, format!("{}{why}", rb::DROPPED))
             }
-        }
+        };
+        (rsp, out.events)
     }
 
     /// Runs the Initiator Agent in the background: every `period` it runs the timers

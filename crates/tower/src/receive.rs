@@ -40,6 +40,11 @@ pub struct Authenticated {
     pub peer: NodeId,
     /// The SA the request came over.
     pub sa_id: SaId,
+    /// The epoch of the SA's keys the request was sealed under.
+    pub epoch: u32,
+    /// The request's sequence number (replicas check it in a shared replay window,
+    /// [`crate::store::SharedReplayLayer`]).
+    pub seq: u64,
 }
 
 /// A request as the protected service receives it.
@@ -121,6 +126,11 @@ struct Sealing {
 }
 
 impl Sealing {
+    /// Who sent the request the answer goes to, and under which key and number.
+    fn authenticated(&self, seq: u64) -> Authenticated {
+        Authenticated { peer: self.entry.peer().clone(), sa_id: self.entry.sa_id(), epoch: self.epoch.number, seq }
+    }
+
     /// Seals a serialized answer. The epoch the request was opened with is held here, so the
     /// answer is sealed under it even if the SA was removed or expired meanwhile (a request
     /// opened before the removal is answered; its keys are freed when this is dropped).
@@ -256,6 +266,7 @@ where
         let opened = epo_from_content(pc).and_then(|epo| {
             let sealed = decode_jwe(epo.as_bytes(), &mut scratch)?;
             let entry = self.node.inbound().get(sealed.header.sa_id).ok_or(SecureError::UnknownSa)?;
+            let seq = sealed.header.seq;
             let (plain, epoch) = entry.open_at(now.unix_secs, sealed)?;
             let inner =
                 RequestPrimitive::from_json_slice(plain).map_err(|_| SecureError::Malformed("inner primitive"))?;
@@ -263,9 +274,9 @@ where
             let digest = (inner.op != Operation::Retrieve).then(|| request_digest(plain));
             // Identity binding: the originator must lie inside the peer's context.
             entry.authorize(inner.fr.as_deref().unwrap_or_default())?;
-            Ok((inner, entry, epoch, digest))
+            Ok((inner, entry, epoch, digest, seq))
         });
-        let (inner_req, entry, epoch, digest) = match opened {
+        let (inner_req, entry, epoch, digest, seq) = match opened {
             Ok(v) => v,
             Err(e) => return ResponseFuture::ready(refuse(e.rsc(), &req.rqi, &e.peer_text(), e.label())),
         };
@@ -275,7 +286,7 @@ where
         let Some(digest) = digest else {
             // A RETRIEVE is safe to repeat: a copy is executed again (so that a client polling
             // with a fixed rqi is not served an old answer).
-            let peer = Authenticated { peer: sealing.entry.peer().clone(), sa_id: sealing.entry.sa_id() };
+            let peer = sealing.authenticated(seq);
             let future = self.inner.call(InboundRequest { primitive: inner_req, peer: Some(peer) });
             return ResponseFuture { state: State::Inner { future, sealing: Some(sealing), record: None } };
         };
@@ -307,7 +318,7 @@ where
         };
         let node = self.node.clone();
         ticket.if_unanswered(error(Rsc::INTERNAL_SERVER_ERROR, UNKNOWN_OUTCOME), move || node.now().mono_ms);
-        let peer = Authenticated { peer: sealing.entry.peer().clone(), sa_id: sealing.entry.sa_id() };
+        let peer = sealing.authenticated(seq);
         let future = self.inner.call(InboundRequest { primitive: inner_req, peer: Some(peer) });
         let record = Some(Record { ticket, node: self.node.clone() });
         ResponseFuture { state: State::Inner { future, sealing: Some(sealing), record } }

@@ -18,6 +18,15 @@ impl AsRef<[u8]> for Digest {
     }
 }
 
+impl Digest {
+    /// A digest from its bytes (at most 48), e.g. read back from a store.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        let mut d = [0u8; 48];
+        d.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(Self { bytes: d, len: bytes.len() as u8 })
+    }
+}
+
 impl std::fmt::Debug for Digest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Digest(")?;

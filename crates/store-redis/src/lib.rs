@@ -1,0 +1,688 @@
+//! A Redis SA store for replicas of a oneM2M SA node.
+//!
+//! Several replicas of a CSE-side sidecar serve the same SAs. Each keeps a local
+//! [`SaTable`] — the hot path reads only that, lock-free, as a single node does — and this store
+//! keeps the tables in step through Redis:
+//!
+//! * **Records** (`<prefix>sa:<id>`): every established or updated SA, written by
+//!   [`RedisStore::publish`] as an [`onem2m_sa::record`] sealed under the key-encryption key
+//!   ([`Kek`], AES-256-GCM, bound to the key name, format version and a generation drawn from
+//!   `<prefix>gen`). A removal writes a sealed tombstone; a record that does not authenticate, or
+//!   whose generation is not above the last one applied, is refused.
+//! * **Events** (channel `<prefix>events`): `p <id>` after every write. Each replica's listener
+//!   ([`RedisStore::spawn_listener`]) reads the record and installs, rekeys or removes the SA in
+//!   its table; after every (re)connection it re-reads all records (catch-up). No round trip per
+//!   message.
+//! * **Sequence numbers** (`<prefix>seq:<lease id>`): each replica leases blocks of send
+//!   sequence numbers with one `INCRBY` ([`onem2m_sa::lease`]), fetched ahead when half a block
+//!   is used. No two replicas seal with the same nonce; a replica that dies leaks the unused rest
+//!   of its block.
+//! * **Replay window** (`<prefix>win:<id>:<epoch>`): where requests of one SA may reach several
+//!   replicas, [`RedisStore::accept`] marks each accepted sequence number with one Lua script
+//!   (a sorted set trimmed to the window), atomically across replicas.
+//! * **Ownership** (`<prefix>own:<id>`): [`RedisStore::claim`] — `SET NX PX`, renewed by the
+//!   holder — makes one replica the one that expires or rekeys an SA.
+//!
+//! When Redis is unreachable the local tables keep serving the SAs they hold;
+//! [`RedisStore::publish`] fails with [`StoreError::Unavailable`] (new establishments are
+//! refused), and the listener catches up when Redis returns.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod kek;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::StreamExt as _;
+use onem2m_sa::lease::{LeaseKey, LeaseProvider, SeqLease};
+use onem2m_sa::record::{from_record, to_record};
+use onem2m_sa::table::{SaTable, TableConfig};
+use onem2m_sa::{EstablishedSa, Now, SaId};
+pub use onem2m_sa_tower::store::{SaStore, StoreError, StoreFuture};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::mpsc;
+
+pub use kek::{Kek, SEALED_VERSION};
+
+/// Settings of the Redis store.
+#[derive(Debug, Clone)]
+pub struct RedisStoreConfig {
+    /// `redis://host:port/db` (or `rediss://`, `redis+unix://`).
+    pub url: String,
+    /// Prefix of every key and channel: replicas of one deployment share it.
+    pub prefix: String,
+    /// Sequence numbers per leased block. Keep `replicas × lease_block` well below the peer's
+    /// replay window (1024 by default): numbers of one replica's block lag those of the others'
+    /// newer blocks by up to that much.
+    pub lease_block: u64,
+    /// Shared replay window, in sequence numbers.
+    pub window: u64,
+    /// How long a tombstone and a shared window outlive their last write, in milliseconds.
+    pub linger_ms: u64,
+    /// Longest wait for one Redis command before the store counts as unavailable.
+    pub timeout: Duration,
+    /// A leased block older than this is replaced by a fresh one (its unused numbers are
+    /// dropped), so an idle replica does not seal with numbers the peer's replay window has
+    /// left behind. The rule: a peer window of `W` tolerates `W / 2` messages of an SA per
+    /// refresh period on the other replicas.
+    pub lease_refresh: Duration,
+}
+
+impl RedisStoreConfig {
+    /// Defaults for `url`: prefix `onem2m-sa:`, blocks of 32, window 1024, one-hour linger,
+    /// 2 s timeout, blocks refreshed every 250 ms.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "onem2m-sa:".into(),
+            lease_block: 32,
+            window: 1024,
+            linger_ms: 3_600_000,
+            timeout: Duration::from_secs(2),
+            lease_refresh: Duration::from_millis(250),
+        }
+    }
+}
+
+const KIND_TOMBSTONE: u8 = 0;
+const KIND_LIVE: u8 = 1;
+
+/// Marks `ARGV[1]` in the window at `KEYS[1]` (sorted set of accepted numbers, trimmed to the
+/// last `ARGV[2]`): 0 accepted, 1 already accepted, 2 older than the window, 3 the store's
+/// incarnation (`KEYS[2]`) is no longer `ARGV[4]`, the one the SA was recorded in (Redis lost
+/// the window).
+const ACCEPT_LUA: &str = r#"
+if redis.call('GET', KEYS[2]) ~= ARGV[4] then return 3 end
+local s = tonumber(ARGV[1])
+local w = tonumber(ARGV[2])
+local top = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local h = -1
+if top[2] then h = tonumber(top[2]) end
+if h >= 0 and s + w <= h then return 2 end
+if redis.call('ZADD', KEYS[1], 'NX', s, ARGV[1]) == 0 then return 1 end
+if s > h then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (s - w + 1)) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 0
+"#;
+
+/// Returns the store's incarnation (`KEYS[1]`), setting it to `ARGV[1]` when absent (a
+/// fresh or emptied Redis).
+const INCARNATION_LUA: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur then return cur end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+"#;
+
+/// Leases `ARGV[1]` numbers from the counter `KEYS[2]`, only while the store's incarnation
+/// (`KEYS[1]`) is still `ARGV[2]`, the one the SA was recorded in: -1 otherwise (Redis lost
+/// its counters, so numbers may have been used already).
+const FILL_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then return -1 end
+return redis.call('INCRBY', KEYS[2], ARGV[1])
+"#;
+
+/// Takes or renews the ownership of `KEYS[1]` for `ARGV[1]` during `ARGV[2]` ms: 1 owned.
+const CLAIM_LUA: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if cur then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
+/// A lease a replica holds, and when its current block was granted.
+type HeldLease = (Weak<SeqLease>, Instant);
+
+/// Grants leases from the shared counters: the [`LeaseProvider`] of every replica's table.
+struct LeaseHub {
+    me: Weak<LeaseHub>,
+    /// Every live lease and when its current block was granted.
+    leases: Mutex<HashMap<[u8; 16], HeldLease>>,
+    wanted: mpsc::UnboundedSender<Weak<SeqLease>>,
+}
+
+impl LeaseHub {
+    fn granted(&self, id: [u8; 16]) {
+        if let Some((_, at)) = self.leases.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&id) {
+            *at = Instant::now();
+        }
+    }
+
+    /// Leases whose block was granted before `before`.
+    fn older_than(&self, before: Instant) -> Vec<Arc<SeqLease>> {
+        let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        leases.values().filter(|(_, at)| *at < before).filter_map(|(l, _)| l.upgrade()).collect()
+    }
+}
+
+impl LeaseProvider for LeaseHub {
+    fn lease(&self, key: LeaseKey) -> Arc<SeqLease> {
+        let me: Weak<dyn LeaseProvider> = self.me.clone();
+        let lease = Arc::new(SeqLease::new(key, Some(me)));
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        leases.retain(|_, (l, _)| l.strong_count() > 0);
+        leases.insert(key.id, (Arc::downgrade(&lease), Instant::now()));
+        drop(leases);
+        let _ = self.wanted.send(Arc::downgrade(&lease));
+        lease
+    }
+
+    fn low(&self, key: LeaseKey) {
+        let lease = self.leases.lock().unwrap_or_else(|e| e.into_inner()).get(&key.id).map(|(l, _)| l.clone());
+        if let Some(l) = lease {
+            let _ = self.wanted.send(l);
+        }
+    }
+}
+
+struct Inner {
+    config: RedisStoreConfig,
+    kek: Kek,
+    client: redis::Client,
+    conn: ConnectionManager,
+    table: Arc<SaTable>,
+    hub: Arc<LeaseHub>,
+    replica: String,
+    /// Incarnation and highest generation applied per SA: an older record put back is refused.
+    applied: Mutex<HashMap<SaId, (String, u64)>>,
+    /// The incarnation each lease's SA was recorded in (lease id → incarnation).
+    incarnations: Mutex<HashMap<[u8; 16], String>>,
+    available: AtomicBool,
+    started: Instant,
+    accept: redis::Script,
+    claim: redis::Script,
+    incarnation: redis::Script,
+    fill: redis::Script,
+}
+
+/// The Redis store of one replica. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.inner.config.prefix)
+            .field("replica", &self.inner.replica)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl RedisStore {
+    /// Connects to Redis and builds this replica's table (its epochs seal with leased sequence
+    /// numbers). Spawns the lease task on the current Tokio runtime; call
+    /// [`Self::spawn_listener`] to follow the other replicas.
+    pub async fn connect(config: RedisStoreConfig, kek: Kek, table: TableConfig) -> Result<Self, StoreError> {
+        let client = redis::Client::open(config.url.as_str()).map_err(unavailable)?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_response_timeout(config.timeout)
+            .set_connection_timeout(config.timeout)
+            .set_number_of_retries(1);
+        let conn =
+            tokio::time::timeout(config.timeout, ConnectionManager::new_with_config(client.clone(), manager_config))
+                .await
+                .map_err(|_| unavailable("connection timed out"))?
+                .map_err(unavailable)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let hub = Arc::new_cyclic(|me| LeaseHub { me: me.clone(), leases: Mutex::default(), wanted: tx });
+        let table = Arc::new(SaTable::with_leases(table, hub.clone()));
+        let mut id = [0u8; 8];
+        aws_lc_rs::rand::fill(&mut id).map_err(|_| StoreError::Refused("no randomness"))?;
+        let store = Self {
+            inner: Arc::new(Inner {
+                config,
+                kek,
+                client,
+                conn,
+                table,
+                hub,
+                replica: hex::encode(id),
+                applied: Mutex::default(),
+                incarnations: Mutex::default(),
+                available: AtomicBool::new(true),
+                started: Instant::now(),
+                accept: redis::Script::new(ACCEPT_LUA),
+                claim: redis::Script::new(CLAIM_LUA),
+                incarnation: redis::Script::new(INCARNATION_LUA),
+                fill: redis::Script::new(FILL_LUA),
+            }),
+        };
+        tokio::spawn(lease_task(Arc::downgrade(&store.inner), rx));
+        Ok(store)
+    }
+
+    /// This replica's table: the data path reads it.
+    pub fn table(&self) -> &Arc<SaTable> {
+        &self.inner.table
+    }
+
+    /// This replica's random name (the holder of the claims it takes).
+    pub fn replica(&self) -> &str {
+        &self.inner.replica
+    }
+
+    /// Whether the last command reached Redis.
+    pub fn is_available(&self) -> bool {
+        self.inner.available.load(Relaxed)
+    }
+
+    /// The Redis key of an SA's record.
+    pub fn record_key(&self, sa_id: SaId) -> String {
+        format!("{}sa:{}", self.inner.config.prefix, hex::encode(sa_id.as_bytes()))
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            mono_ms: self.inner.started.elapsed().as_millis() as u64,
+            unix_secs: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        }
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.inner.conn.clone();
+        let r = tokio::time::timeout(self.inner.config.timeout, cmd.query_async::<T>(&mut conn)).await;
+        self.settle(r)
+    }
+
+    fn settle<T>(&self, r: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>) -> Result<T, StoreError> {
+        let r = match r {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(unavailable("command timed out")),
+        };
+        self.inner.available.store(r.is_ok(), Relaxed);
+        r
+    }
+
+    async fn script<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> Result<T, StoreError> {
+        let mut conn = self.inner.conn.clone();
+        let r = tokio::time::timeout(self.inner.config.timeout, inv.invoke_async::<T>(&mut conn)).await;
+        self.settle(r)
+    }
+
+    fn key(&self, what: &str) -> String {
+        format!("{}{what}", self.inner.config.prefix)
+    }
+
+    /// The store's incarnation: a random name Redis keeps until it loses its data (a restart
+    /// without persistence), set by the first replica that asks.
+    pub async fn incarnation(&self) -> Result<String, StoreError> {
+        let mut fresh = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut fresh).map_err(|_| StoreError::Refused("no randomness"))?;
+        let mut inv = self.inner.incarnation.key(self.key("inc"));
+        inv.arg(hex::encode(fresh));
+        self.script(&inv).await
+    }
+
+    async fn write(&self, sa_id: SaId, kind: u8, record: &[u8], ttl_ms: Option<u64>) -> Result<String, StoreError> {
+        let incarnation = self.incarnation().await?;
+        let generation: u64 = self.run(redis::cmd("INCR").arg(self.key("gen"))).await?;
+        let name = self.record_key(sa_id);
+        let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(record.len() + 33));
+        plain.push(kind);
+        plain.extend_from_slice(incarnation.as_bytes());
+        plain.extend_from_slice(record);
+        let sealed = self.inner.kek.seal(&name, generation, &plain);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        match ttl_ms {
+            Some(ms) => pipe.cmd("SET").arg(&name).arg(sealed).arg("PX").arg(ms).ignore(),
+            None => pipe.cmd("SET").arg(&name).arg(sealed).ignore(),
+        };
+        pipe.cmd("PUBLISH").arg(self.key("events")).arg(format!("p {}", hex::encode(sa_id.as_bytes()))).ignore();
+        let mut conn = self.inner.conn.clone();
+        let r = tokio::time::timeout(self.inner.config.timeout, pipe.query_async::<()>(&mut conn)).await;
+        self.settle(r)?;
+        self.note_applied(sa_id, &incarnation, generation);
+        Ok(incarnation)
+    }
+
+    fn note_applied(&self, sa_id: SaId, incarnation: &str, generation: u64) -> bool {
+        let mut applied = self.inner.applied.lock().unwrap_or_else(|e| e.into_inner());
+        if applied.get(&sa_id).is_some_and(|(inc, last)| inc == incarnation && generation <= *last) {
+            return false;
+        }
+        applied.insert(sa_id, (incarnation.to_owned(), generation));
+        true
+    }
+
+    /// Records an established or updated SA for every replica, and installs it here.
+    pub async fn publish(&self, sa: &EstablishedSa) -> Result<(), StoreError> {
+        let incarnation = self.write(sa.sa_id, KIND_LIVE, &to_record(sa), None).await?;
+        self.apply(sa, &incarnation).await;
+        Ok(())
+    }
+
+    /// Removes an SA on every replica (a sealed tombstone, kept `linger_ms`), and here.
+    pub async fn remove(&self, sa_id: SaId) -> Result<(), StoreError> {
+        self.inner.table.remove(sa_id);
+        self.write(sa_id, KIND_TOMBSTONE, sa_id.as_bytes(), Some(self.inner.config.linger_ms)).await?;
+        Ok(())
+    }
+
+    /// Installs (or rekeys) `sa` in this replica's table and makes sure its epoch can seal.
+    async fn apply(&self, sa: &EstablishedSa, incarnation: &str) {
+        let table = &self.inner.table;
+        let entry = match table.get(sa.sa_id) {
+            None => table.install(sa),
+            Some(e) => {
+                if e.current_epoch().is_none_or(|c| c.number < sa.keys.epoch) {
+                    table.rekey(sa.sa_id, &sa.keys, self.now());
+                }
+                e
+            }
+        };
+        let Some(lease) = entry.current_epoch().and_then(|e| e.lease().cloned()) else { return };
+        self.inner
+            .incarnations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(lease.key().id)
+            .or_insert_with(|| incarnation.to_owned());
+        if lease.remaining() == 0 {
+            let _ = self.fill(&lease, false).await;
+        }
+    }
+
+    /// Leases the next block of sequence numbers for `lease`, from the counter of the
+    /// incarnation its SA was recorded in only; `replace`: in place of the current block.
+    async fn fill(&self, lease: &SeqLease, replace: bool) -> Result<(), StoreError> {
+        let id = lease.key().id;
+        let incarnation = self.inner.incarnations.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+        let Some(incarnation) = incarnation else {
+            // Installed by the SA Management before the record was written: the write fills it.
+            return Err(StoreError::Refused("SA not recorded in the store yet"));
+        };
+        let block = self.inner.config.lease_block.max(1);
+        let mut inv = self.inner.fill.key(self.key("inc"));
+        inv.key(self.key(&format!("seq:{}", lease.key().id_hex()))).arg(block).arg(&incarnation);
+        let end: i64 = self.script(&inv).await?;
+        if end < 0 {
+            tracing::error!(sa_id = ?lease.key().sa_id, "Redis lost its sequence counters: the SA cannot seal here until its keys are updated");
+            return Err(StoreError::Refused("the store lost the sequence counters of this SA's keys"));
+        }
+        let end = end as u64;
+        if replace {
+            lease.replace(end - block, end);
+        } else {
+            lease.grant(end - block, end);
+        }
+        self.inner.hub.granted(id);
+        Ok(())
+    }
+
+    /// Leases the next block of sequence numbers for the current epoch of `sa_id` now (queued
+    /// behind the current block). The lease task does this by itself when a block runs low; a
+    /// caller that must be able to seal at once may ask directly. Refused when the SA is not in
+    /// this replica's table, or when Redis lost its counters since the SA was recorded (its
+    /// numbers could repeat: it needs new keys).
+    pub async fn refill(&self, sa_id: SaId) -> Result<(), StoreError> {
+        let lease = self.inner.table.get(sa_id).and_then(|e| e.current_epoch()).and_then(|e| e.lease().cloned());
+        let lease = lease.ok_or(StoreError::Refused("no such SA here"))?;
+        self.fill(&lease, false).await
+    }
+
+    /// Leases the next block for the SA's `epoch` now when fewer than half a block of numbers
+    /// is left (see [`SaStore::prepare_seal`]).
+    pub async fn prepare_seal(&self, sa_id: SaId, epoch: u32) -> Result<(), StoreError> {
+        let lease = self.inner.table.get(sa_id).and_then(|e| e.current_epoch()).filter(|e| e.number == epoch);
+        let Some(lease) = lease.and_then(|e| e.lease().cloned()) else { return Ok(()) };
+        if lease.available() * 2 < self.inner.config.lease_block.max(1) {
+            self.fill(&lease, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the record of `sa_id` and applies it: installs, rekeys or removes the SA here.
+    /// Returns whether anything changed; a record that does not authenticate or is older than
+    /// one applied already is refused.
+    pub async fn load(&self, sa_id: SaId) -> Result<bool, StoreError> {
+        let name = self.record_key(sa_id);
+        let (value, current): (Option<Vec<u8>>, Option<String>) =
+            self.run(redis::cmd("MGET").arg(&name).arg(self.key("inc"))).await?;
+        let Some(value) = value else { return Ok(false) };
+        let (generation, plain) = self.inner.kek.open(&name, &value)?;
+        let (kind, rest) = plain.split_first().ok_or(StoreError::Refused("malformed SA record"))?;
+        if rest.len() < 32 {
+            return Err(StoreError::Refused("malformed SA record"));
+        }
+        let (incarnation, body) = rest.split_at(32);
+        let incarnation = std::str::from_utf8(incarnation).map_err(|_| StoreError::Refused("malformed SA record"))?;
+        if current.as_deref() != Some(incarnation) {
+            return Err(StoreError::Refused("record of an earlier incarnation of the store"));
+        }
+        match *kind {
+            KIND_LIVE => {
+                let sa = from_record(body).map_err(|_| StoreError::Refused("malformed SA record"))?;
+                if sa.sa_id != sa_id {
+                    return Err(StoreError::Refused("record names another SA"));
+                }
+                if !self.note_applied(sa_id, incarnation, generation) {
+                    return Err(StoreError::Refused("record older than one applied"));
+                }
+                self.apply(&sa, incarnation).await;
+                Ok(true)
+            }
+            KIND_TOMBSTONE if body == sa_id.as_bytes() => {
+                if !self.note_applied(sa_id, incarnation, generation) {
+                    return Err(StoreError::Refused("record older than one applied"));
+                }
+                Ok(self.inner.table.remove(sa_id))
+            }
+            _ => Err(StoreError::Refused("malformed SA record")),
+        }
+    }
+
+    /// Reads every record (startup, and catch-up after Redis was unreachable); returns how many
+    /// changed this replica's table. Refused records are skipped (and logged).
+    pub async fn sync(&self) -> Result<usize, StoreError> {
+        // SAs recorded before Redis lost its data (a restart without persistence) cannot go on:
+        // their sequence counters and shared windows are gone, so numbers could repeat. They
+        // are dropped here; their Initiators' next request gets 4112 and establishes anew.
+        let current = self.incarnation().await?;
+        let lost: Vec<SaId> = {
+            let mut applied = self.inner.applied.lock().unwrap_or_else(|e| e.into_inner());
+            let lost = applied.iter().filter(|(_, (inc, _))| *inc != current).map(|(id, _)| *id).collect();
+            applied.retain(|_, (inc, _)| *inc == current);
+            lost
+        };
+        for sa_id in &lost {
+            tracing::warn!(?sa_id, "SA recorded before Redis lost its data: dropped");
+            self.inner.table.remove(*sa_id);
+        }
+        let pattern = format!("{}sa:*", self.inner.config.prefix);
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) =
+                self.run(redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(500)).await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let prefix_len = pattern.len() - 1;
+        let mut changed = lost.len();
+        for key in keys {
+            let Some(id) = hex::decode(&key[prefix_len..]).ok().and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
+                continue;
+            };
+            match self.load(SaId(id)).await {
+                Ok(true) => changed += 1,
+                Ok(false) => {}
+                Err(StoreError::Refused(why)) => tracing::warn!(key, why, "SA store record refused"),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Follows the other replicas: subscribes to the event channel, catches up with
+    /// [`Self::sync`] after every (re)connection, and applies each event. Runs until the store
+    /// is dropped; reconnects (every `backoff`) while Redis is unreachable.
+    pub fn spawn_listener(&self, backoff: Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(&self.inner);
+        let (client, channel) = (self.inner.client.clone(), format!("{}events", self.inner.config.prefix));
+        tokio::spawn(async move {
+            loop {
+                let pubsub = async {
+                    let mut ps = client.get_async_pubsub().await?;
+                    ps.subscribe(&channel).await?;
+                    redis::RedisResult::Ok(ps)
+                };
+                let ps = match tokio::time::timeout(backoff.max(Duration::from_millis(500)), pubsub).await {
+                    Ok(Ok(ps)) => ps,
+                    _ => {
+                        if weak.strong_count() == 0 {
+                            return;
+                        }
+                        tokio::time::sleep(backoff).await;
+                        continue;
+                    }
+                };
+                {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let store = RedisStore { inner };
+                    if let Err(e) = store.sync().await {
+                        // Not caught up: events alone would miss what changed meanwhile (and
+                        // SAs of a lost incarnation would stay). Start over.
+                        tracing::warn!(error = %e, "SA store catch-up failed");
+                        drop(store);
+                        tokio::time::sleep(backoff).await;
+                        continue;
+                    }
+                }
+                let mut messages = ps.into_on_message();
+                while let Some(msg) = messages.next().await {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let store = RedisStore { inner };
+                    let Ok(payload) = msg.get_payload::<String>() else { continue };
+                    let Some(id) = payload
+                        .strip_prefix("p ")
+                        .and_then(|h| hex::decode(h).ok())
+                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    else {
+                        continue;
+                    };
+                    if let Err(e) = store.load(SaId(id)).await {
+                        tracing::warn!(error = %e, "SA store event not applied");
+                    }
+                }
+                // The connection dropped: reconnect and catch up.
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+            }
+        })
+    }
+
+    /// Marks `seq` of the SA's `epoch` accepted in the shared window; false for a number some
+    /// replica accepted already, or one older than the window. Refused for an SA this replica
+    /// did not learn from the store, and when Redis lost its data since the SA was recorded
+    /// (its window is gone: the SA is dropped at the next catch-up, see [`Self::sync`]).
+    pub async fn accept(&self, sa_id: SaId, epoch: u32, seq: u64) -> Result<bool, StoreError> {
+        let incarnation = self.inner.applied.lock().unwrap_or_else(|e| e.into_inner()).get(&sa_id).map(|a| a.0.clone());
+        let incarnation = incarnation.ok_or(StoreError::Refused("SA not recorded in the store"))?;
+        let c = &self.inner.config;
+        let mut inv = self.inner.accept.key(self.key(&format!("win:{}:{epoch}", hex::encode(sa_id.as_bytes()))));
+        inv.key(self.key("inc")).arg(seq).arg(c.window).arg(c.linger_ms).arg(incarnation);
+        match self.script::<u8>(&inv).await? {
+            0 => Ok(true),
+            3 => Err(StoreError::Refused("the store lost this SA's replay window")),
+            _ => Ok(false),
+        }
+    }
+
+    /// Whether this replica holds (now takes, or renews) the ownership of an SA for `hold_ms`.
+    pub async fn claim(&self, sa_id: SaId, hold_ms: u64) -> Result<bool, StoreError> {
+        let key = format!("{}own:{}", self.inner.config.prefix, hex::encode(sa_id.as_bytes()));
+        let mut inv = self.inner.claim.key(key);
+        inv.arg(&self.inner.replica).arg(hold_ms.max(1));
+        Ok(self.script::<u8>(&inv).await? == 1)
+    }
+}
+
+/// Grants blocks to the leases that ask, and replaces blocks older than the refresh period,
+/// until the store is dropped.
+async fn lease_task(store: Weak<Inner>, mut wanted: mpsc::UnboundedReceiver<Weak<SeqLease>>) {
+    let refresh = match store.upgrade() {
+        Some(inner) => inner.config.lease_refresh.max(Duration::from_millis(1)),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(refresh);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            lease = wanted.recv() => {
+                let Some(lease) = lease else { return };
+                let Some(lease) = lease.upgrade() else { continue };
+                let Some(inner) = store.upgrade() else { return };
+                let store = RedisStore { inner };
+                if lease.wants_more() {
+                    if let Err(e) = store.fill(&lease, false).await {
+                        tracing::debug!(error = %e, "sequence-number lease not granted");
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let Some(inner) = store.upgrade() else { return };
+                let store = RedisStore { inner };
+                let Some(before) = Instant::now().checked_sub(refresh) else { continue };
+                for lease in store.inner.hub.older_than(before) {
+                    if let Err(e) = store.fill(&lease, true).await {
+                        tracing::debug!(error = %e, "sequence-number lease not refreshed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl SaStore for RedisStore {
+    fn table(&self) -> &Arc<SaTable> {
+        &self.inner.table
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn publish<'a>(&'a self, sa: &'a EstablishedSa) -> StoreFuture<'a, ()> {
+        Box::pin(RedisStore::publish(self, sa))
+    }
+
+    fn remove(&self, sa_id: SaId) -> StoreFuture<'_, ()> {
+        Box::pin(RedisStore::remove(self, sa_id))
+    }
+
+    fn accept(&self, sa_id: SaId, epoch: u32, seq: u64) -> StoreFuture<'_, bool> {
+        Box::pin(RedisStore::accept(self, sa_id, epoch, seq))
+    }
+
+    fn claim(&self, sa_id: SaId, hold_ms: u64) -> StoreFuture<'_, bool> {
+        Box::pin(RedisStore::claim(self, sa_id, hold_ms))
+    }
+
+    fn learn(&self, sa_id: SaId) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            self.load(sa_id).await?;
+            Ok(self.inner.table.get(sa_id).is_some())
+        })
+    }
+
+    fn prepare_seal(&self, sa_id: SaId, epoch: u32) -> StoreFuture<'_, ()> {
+        Box::pin(RedisStore::prepare_seal(self, sa_id, epoch))
+    }
+}
