@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use onem2m_sa::Capabilities;
 use onem2m_sa::credential::{Credentials, NodeId, OriginatorPattern, TicketError, TrustAnchors};
 use onem2m_sa::crypto::Suite;
 use onem2m_sa::establish::{InitiatorConfig, ResponderConfig};
@@ -466,6 +467,7 @@ impl Config {
                 trust_anchors: trust_anchors.clone(),
                 offer: self.node.suites.clone(),
                 responder_challenge: ChallengeKind::Encryption,
+                capabilities: Capabilities::ALL,
             },
             responder: ResponderConfig {
                 credentials,
@@ -474,6 +476,7 @@ impl Config {
                 initiator_challenge: ChallengeKind::Authentication,
                 explicit_context: None,
                 context_reference: None,
+                capabilities: Capabilities::ALL,
             },
             timing: Timing { idle_timeout_ms: self.sa.idle_timeout.map(|d| d.as_millis() as u64), ..Timing::default() },
             limits: self.sa.limits,
