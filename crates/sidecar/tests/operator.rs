@@ -287,8 +287,12 @@ async fn check_connect_finds_what_to_fix() {
     let bare = bare_upstream(Arc::default(), ACME_BARE_204).await;
     let dead = loopback().await.unwrap().local_addr().unwrap();
     let mut bad = cse_sidecar_config(&t.pki, &bare, ae_ingress);
-    bad.peers.push(Peer { id: "/id-mn".parse().unwrap(), address: t.cse.base() });
-    bad.peers.push(Peer { id: "/id-gone".parse().unwrap(), address: format!("http://{dead}") });
+    bad.peers.push(Peer { id: "/id-mn".parse().unwrap(), address: t.cse.base(), secured_form: Default::default() });
+    bad.peers.push(Peer {
+        id: "/id-gone".parse().unwrap(),
+        address: format!("http://{dead}"),
+        secured_form: Default::default(),
+    });
     let findings = connect_checks(&bad).await;
     let text: Vec<String> = findings.iter().map(ToString::to_string).collect();
     let problem = |needle: &str| {

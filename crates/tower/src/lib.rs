@@ -37,6 +37,7 @@ macro_rules! inner_accessors {
 pub(crate) use inner_accessors;
 
 mod executed;
+mod form;
 mod node;
 pub mod rb;
 mod receive;
@@ -44,7 +45,9 @@ mod send;
 mod source;
 
 pub use executed::ExecutedConfig;
+pub use form::SecuredForm;
 pub use node::{Node, NodeConfig, Recovery, Rotation, SaEndpoint, SaFailure};
+pub use onem2m_sa::manage::KemUpdatePolicy;
 /// Response future of [`ReceiveSecure`].
 pub use receive::ResponseFuture as ReceiveFuture;
 pub use receive::{Authenticated, InboundRequest, PlaintextPolicy, ReceiveSecure, ReceiveSecureLayer};
