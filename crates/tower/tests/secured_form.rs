@@ -48,7 +48,7 @@ fn tapped(to: Svc, log: Log) -> Svc {
         async move {
             let pc = req.pc.clone().unwrap_or_default();
             let rsp = to.oneshot(req).await?;
-            if !pc.get("sa:msg").is_some() {
+            if pc.get("sa:msg").is_none() {
                 log.lock().unwrap().push((pc, rsp.clone()));
             }
             Ok::<_, BoxError>(rsp)
