@@ -535,7 +535,12 @@ pub fn add_coap_host(dir: &Path, cse: &mut Config, ae_ingress_port: u16) {
     let ingress = cse.ingress.as_mut().expect("the CSE host's ingress");
     ingress.coap = Some(Listener { listen: SocketAddr::from(([127, 0, 0, 1], 0)) });
     let id = AE_COAP_NODE.parse().expect("node ID");
-    cse.peers.push(Peer { id, address: format!("http://127.0.0.1:{ae_ingress_port}"), outer: Default::default() });
+    cse.peers.push(Peer {
+        id,
+        address: format!("http://127.0.0.1:{ae_ingress_port}"),
+        outer: Default::default(),
+        secured_form: Default::default(),
+    });
 }
 
 /// The constrained AE host's config ([`SIDECAR_AE_COAP_TOML`], after [`add_coap_host`]): its

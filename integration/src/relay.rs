@@ -77,17 +77,18 @@ pub enum Fault {
 pub enum Kind {
     /// An SA establishment or control message (`sa:msg`).
     SaMessage,
-    /// A secured primitive (`m2m:seci`).
+    /// A secured primitive (`m2m:seci`, or a body of the compact form's media type).
     Secured,
     /// Anything else.
     Plain,
 }
 
 impl Kind {
-    fn of(body: &[u8]) -> Self {
-        if contains(body, b"\"sa:msg\"") {
+    fn of(content_type: Option<&str>, body: &[u8]) -> Self {
+        let compact = content_type.is_some_and(|t| t.eq_ignore_ascii_case(onem2m_primitive::compact::MEDIA_TYPE));
+        if !compact && contains(body, b"\"sa:msg\"") {
             Self::SaMessage
-        } else if contains(body, b"\"m2m:seci\"") {
+        } else if compact || contains(body, b"\"m2m:seci\"") {
             Self::Secured
         } else {
             Self::Plain
@@ -488,7 +489,7 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
                 return;
             }
         };
-        let kind = Kind::of(&request.body);
+        let kind = Kind::of(request.header("content-type").as_deref(), &request.body);
         let rqi = request.header("x-m2m-ri");
         if let Some(wire) = shared.lock().wire.as_mut() {
             wire.extend_from_slice(&request.bytes());

@@ -190,9 +190,10 @@ fn per_message(label: &str, c: UdpCounts, n: u64) -> (f64, f64) {
     (up, down)
 }
 
-/// Bytes on the air per secured request and answer over CoAP (the SA established first), with
-/// today's secured form (the ESPrim JWE in an outer NOTIFY, JSON): printed beside the plaintext
-/// CoAP hop's, and the overhead is bounded so that a regression shows.
+/// Bytes on the air per secured request and answer over CoAP (the SA established first), in the
+/// form the sidecars negotiate (compact: the raw sealed bytes as the payload, Content-Format
+/// 65000): printed beside the plaintext CoAP hop's, and the overhead is bounded so that a
+/// regression shows. `sidecar_compact` compares it with the JWE form.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_on_the_air_per_secured_coap_message() {
     let b = Bridge::start().await;
@@ -225,7 +226,7 @@ async fn bytes_on_the_air_per_secured_coap_message() {
     }
     let plain = b.plain.counts() - plain0;
     let secured = b.secured.counts() - secured0;
-    println!("CoAP, {N} requests (10 CREATE cin, 10 RETRIEVE cin), SA established, JWE form:");
+    println!("CoAP, {N} requests (10 CREATE cin, 10 RETRIEVE cin), SA established, compact form:");
     let (pu, pd) = per_message("plaintext hop (AE→egress)", plain, N);
     let (su, sd) = per_message("secured hop (sidecar→sidecar)", secured, N);
     println!("{:<28} {:>7.1} B/request, {:>7.1} B/answer", "added by the SA", su - pu, sd - pd);

@@ -2,11 +2,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
+use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc, compact};
 use onem2m_sa_http::{BoxError, ClientConfig, HttpClient};
 use onem2m_sa_integration::request;
 use onem2m_sa_sidecar::demo::{self, AE_ID, CSE_BASE, CSE_ID, DemoPki, Topology};
-use onem2m_sa_tower::{Node, Route, SendSecureLayer};
+use onem2m_sa_tower::{Node, Route, SecuredForm, SendSecureLayer};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::{Layer, ServiceExt, service_fn};
@@ -147,7 +147,7 @@ fn recording_peer(
 }
 
 fn is_secured(req: &RequestPrimitive) -> bool {
-    req.pc.as_ref().is_some_and(|pc| pc.get("m2m:seci").is_some())
+    req.pc.as_ref().is_some_and(|pc| pc.get("m2m:seci").is_some() || compact::is_compact(pc))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,11 +164,40 @@ async fn plaintext_tampered_replayed_and_spoofed_requests_never_reach_the_cse() 
     }
     assert_eq!(executed(), 0);
 
-    // A legitimate request over an SA from another AE host works …
-    let (_node, svc, recorded) = recording_peer(&t.pki, ingress);
+    // A legitimate request over an SA from another AE host works (in the compact form the two
+    // negotiated) …
+    let (node, svc, recorded) = recording_peer(&t.pki, ingress);
     let rsp = svc.clone().oneshot(request(Operation::Retrieve, &base, "Cae2-meter", "legit")).await.unwrap();
     assert_eq!(rsp.rsc, Rsc::OK);
     assert_eq!(executed(), 1);
+    let sealed = recorded.lock().unwrap().iter().rev().find(|r| is_secured(r)).cloned().unwrap();
+    let wire = compact::bytes(sealed.pc.as_ref().unwrap()).expect("the compact form").unwrap();
+
+    // … its bytes replayed are refused (4115) …
+    let rsp = client(ingress).oneshot(sealed.clone()).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::ESPRIM_BAD_MAC, "compact replay");
+
+    // … and so is every tampered copy (one bit of the header, the ciphertext or the tag).
+    for at in [0, 3, 9, 12, wire.len() - 1] {
+        let mut bytes = wire.clone();
+        bytes[at] ^= 0x01;
+        let mut forged = sealed.clone();
+        forged.rqi = format!("forged-compact-{at}");
+        forged.pc = Some(compact::content(&bytes));
+        let rsp = client(ingress).oneshot(forged).await.unwrap();
+        assert!(
+            [Rsc::ESPRIM_BAD_MAC, Rsc::BAD_REQUEST, Rsc::ESPRIM_UNKNOWN_KEY_ID, Rsc::ESPRIM_UNSUPPORTED_OPTION]
+                .contains(&rsp.rsc),
+            "compact tampered at {at}: {}",
+            rsp.rsc
+        );
+    }
+
+    // The same in the JWE form.
+    node.set_secured_form(CSE_ID.parse().unwrap(), SecuredForm::Jwe);
+    let rsp = svc.clone().oneshot(request(Operation::Retrieve, &base, "Cae2-meter", "legit-jwe")).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::OK);
+    assert_eq!(executed(), 2);
     let sealed = recorded.lock().unwrap().iter().rev().find(|r| is_secured(r)).cloned().unwrap();
 
     // … its bytes replayed are refused (4115) …
@@ -205,6 +234,6 @@ async fn plaintext_tampered_replayed_and_spoofed_requests_never_reach_the_cse() 
     let rsp = svc.oneshot(request(Operation::Retrieve, &base, "Cae2-meter", "stranger")).await.unwrap();
     assert!(rsp.rsc.is_error(), "{}", rsp.rsc);
 
-    assert_eq!(executed(), 1, "only the legitimate request was executed");
+    assert_eq!(executed(), 2, "only the legitimate requests were executed");
     t.shutdown().await;
 }

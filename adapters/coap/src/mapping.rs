@@ -4,6 +4,7 @@
 //! messaging layer ([`serve`](crate::serve), [`CoapClient`](crate::CoapClient)) sets those.
 
 use coap_lite::{CoapOption, MessageClass, Packet};
+use onem2m_primitive::compact;
 use onem2m_primitive::query::{apply_attribute_list, split_attribute_list};
 use onem2m_primitive::{
     AbsRelTimestamp, Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode, ResponseTypeInfo, ati,
@@ -229,10 +230,37 @@ pub fn primitive_to_packet(req: &RequestPrimitive, encoding: &Encoding) -> Resul
         }
     }
     if let Some(pc) = pc {
-        add(&mut packet, rfc::CONTENT_FORMAT, encode_uint(encoding.media.content_format().into()));
-        packet.payload = body::encode(Some(pc), encoding.media)?;
+        put_payload(&mut packet, pc, encoding.media)?;
     }
     Ok(packet)
+}
+
+/// Writes `pc` as the payload in `media` with its Content-Format; a compact secured primitive
+/// ([`compact`]) goes raw, with Content-Format [`compact::CONTENT_FORMAT`].
+fn put_payload(packet: &mut Packet, pc: &Value, media: MediaType) -> Result<(), BindingError> {
+    if let Some(bytes) = compact::bytes(pc) {
+        let bytes = bytes.map_err(|e| unmappable("pc", &format!("compact content: {e}")))?;
+        add(packet, rfc::CONTENT_FORMAT, encode_uint(compact::CONTENT_FORMAT.into()));
+        packet.payload = bytes;
+        return Ok(());
+    }
+    add(packet, rfc::CONTENT_FORMAT, encode_uint(media.content_format().into()));
+    packet.payload = body::encode(Some(pc), media)?;
+    Ok(())
+}
+
+/// The `pc` of a received message: a compact secured primitive when its Content-Format is
+/// [`compact::CONTENT_FORMAT`], else the payload decoded per its Content-Format.
+fn payload_content(packet: &Packet, limits: &Limits) -> Result<Option<Value>, BindingError> {
+    let cf = single_uint(packet, rfc::CONTENT_FORMAT, None)?;
+    if cf == Some(u32::from(compact::CONTENT_FORMAT)) && !packet.payload.is_empty() {
+        if packet.payload.len() > limits.max_payload_bytes {
+            let (size, limit) = (packet.payload.len(), limits.max_payload_bytes);
+            return Err(BindingError::PayloadTooLarge { size, limit });
+        }
+        return Ok(Some(compact::content(&packet.payload)));
+    }
+    body::decode(&packet.payload, content_media(packet)?, limits)
 }
 
 /// The serialization named by a message's Content-Format, if it has one.
@@ -328,7 +356,7 @@ pub fn packet_to_primitive(packet: &Packet, limits: &Limits) -> Result<RequestPr
         let aus = split(&aus, '+');
         req.aus = (!aus.is_empty()).then(|| Value::Array(aus.into_iter().map(Value::String).collect()));
     }
-    req.pc = body::decode(&packet.payload, content_media(packet)?, limits)?;
+    req.pc = payload_content(packet, limits)?;
     apply_attribute_list(&mut req, decoded.atrl)?;
     Ok(req)
 }
@@ -384,9 +412,8 @@ pub fn response_to_packet(rsp: &ResponsePrimitive, op: Operation, media: MediaTy
         let cnot = u16::try_from(cnot).map_err(|_| unmappable("cnot", "above 65535 (oneM2M-CTO is 2 bytes)"))?;
         add(&mut packet, onem2m::CTO, encode_uint(cnot.into()));
     }
-    if rsp.pc.is_some() {
-        add(&mut packet, rfc::CONTENT_FORMAT, encode_uint(media.content_format().into()));
-        packet.payload = body::encode(rsp.pc.as_ref(), media)?;
+    if let Some(pc) = &rsp.pc {
+        put_payload(&mut packet, pc, media)?;
     }
     Ok(packet)
 }
@@ -453,7 +480,7 @@ pub fn packet_to_response(packet: &Packet, limits: &Limits) -> Result<ResponsePr
         })
         .transpose()?;
     rsp.vsi = single_str(packet, onem2m::VSI, None)?;
-    rsp.pc = body::decode(&packet.payload, content_media(packet)?, limits)?;
+    rsp.pc = payload_content(packet, limits)?;
     Ok(rsp)
 }
 

@@ -1,8 +1,11 @@
 //! `Content-Type` (TS-0009 §6.4.3, TS-0004 §6.7) and message-body ↔ `pc` (§6.5).
+//!
+//! A body of type `application/vnd.onem2m-sa.compact` is a secured primitive in the compact
+//! binary form, carried raw; it maps to the content `{"sa:cmp": …}` ([`compact`]).
 
 use bytes::Bytes;
 use http::HeaderMap;
-use onem2m_primitive::{DecodeLimits, PrimitiveError, RequestPrimitive};
+use onem2m_primitive::{DecodeLimits, PrimitiveError, RequestPrimitive, compact};
 use serde_json::Value;
 
 use crate::{BindingError, Limits, cbor, headers};
@@ -53,6 +56,16 @@ pub(crate) struct ContentType {
     pub(crate) media: MediaType,
     /// `ty=N` resource type parameter (CREATE only).
     pub(crate) ty: Option<u32>,
+    /// The body is a compact secured primitive ([`compact::MEDIA_TYPE`]), whatever `media`.
+    pub(crate) compact: bool,
+}
+
+impl ContentType {
+    /// The `Content-Type` of a body that carries `pc` in `media`: the compact media type when
+    /// `pc` is a compact secured primitive.
+    pub(crate) fn of(pc: Option<&Value>, media: MediaType, ty: Option<u32>) -> Self {
+        Self { media, ty, compact: pc.is_some_and(compact::is_compact) }
+    }
 }
 
 /// Parses a `Content-Type` value: a media type and `;`-separated parameters, of which `ty`
@@ -60,6 +73,9 @@ pub(crate) struct ContentType {
 pub(crate) fn parse_content_type(value: &str) -> Result<ContentType, BindingError> {
     let mut parts = value.split(';');
     let essence = parts.next().unwrap_or_default().trim();
+    if essence.eq_ignore_ascii_case(compact::MEDIA_TYPE) {
+        return Ok(ContentType { media: MediaType::Json, ty: None, compact: true });
+    }
     let media = MediaType::from_essence(essence)
         .ok_or_else(|| BindingError::UnsupportedMediaType(essence.to_ascii_lowercase()))?;
     let mut ty = None;
@@ -77,7 +93,7 @@ pub(crate) fn parse_content_type(value: &str) -> Result<ContentType, BindingErro
             return Err(BindingError::InvalidResourceType(v.to_owned()));
         }
     }
-    Ok(ContentType { media, ty })
+    Ok(ContentType { media, ty, compact: false })
 }
 
 /// The `Content-Type` of a received message, if present.
@@ -96,6 +112,9 @@ pub(crate) fn decode(
     }
     if body.is_empty() {
         return Ok(None);
+    }
+    if content_type.is_some_and(|c| c.compact) {
+        return Ok(Some(compact::content(body)));
     }
     match content_type.map(|c| c.media) {
         None => Err(BindingError::MissingContentType),
@@ -130,6 +149,9 @@ fn decode_json(body: &[u8], limits: &Limits) -> Result<Value, BindingError> {
 /// Encodes `pc` as a body in `media`.
 pub(crate) fn encode(pc: Option<&Value>, media: MediaType) -> Result<Bytes, BindingError> {
     let Some(pc) = pc else { return Ok(Bytes::new()) };
+    if let Some(bytes) = compact::bytes(pc) {
+        return bytes.map(Bytes::from).map_err(|e| BindingError::Encode(format!("compact content: {e}")));
+    }
     match media {
         MediaType::Json => serde_json::to_vec(pc).map_err(|e| BindingError::Encode(e.to_string())),
         MediaType::Cbor => cbor::encode(pc),
@@ -139,6 +161,9 @@ pub(crate) fn encode(pc: Option<&Value>, media: MediaType) -> Result<Bytes, Bind
 
 impl std::fmt::Display for ContentType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.compact {
+            return f.write_str(compact::MEDIA_TYPE);
+        }
         f.write_str(self.media.as_str())?;
         match self.ty {
             Some(ty) => write!(f, ";ty={ty}"),

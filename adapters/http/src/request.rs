@@ -217,7 +217,7 @@ pub fn primitive_to_request_as(
     write_headers(h, req)?;
     let ty = req.ty.filter(|_| req.op == Operation::Create);
     if pc.is_some() || ty.is_some() {
-        let content_type = ContentType { media, ty };
+        let content_type = ContentType::of(pc, media, ty);
         put(h, headers::CONTENT_TYPE, &content_type.to_string())?;
     }
     Ok(request)

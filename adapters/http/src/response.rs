@@ -68,7 +68,7 @@ pub(crate) fn encode_response(
     opt(h, headers::ATI, rsp.ati.as_ref().map(encode_ati).transpose()?)?;
     opt(h, headers::ASRI, rsp.asri.map(|v| v.to_string()))?;
     opt(h, headers::VSI, rsp.vsi.clone())?;
-    put(h, headers::CONTENT_TYPE, &ContentType { media, ty: None }.to_string())?;
+    put(h, headers::CONTENT_TYPE, &ContentType::of(rsp.pc.as_ref(), media, None).to_string())?;
     if let Some(uri) = created_uri(rsp.pc.as_ref()).filter(|_| to_create) {
         let mut location = String::with_capacity(uri.len());
         percent::encode_into(&mut location, uri, LOCATION_KEEP);

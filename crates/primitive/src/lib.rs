@@ -40,6 +40,7 @@
 #![deny(missing_docs)]
 
 pub mod ati;
+pub mod compact;
 mod error;
 mod id;
 mod operation;

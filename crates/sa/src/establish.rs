@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use crate::capability::Capabilities;
 use crate::credential::{AuthorizationContext, Credentials, NodeId, TicketError, TrustAnchors};
 use crate::crypto::{self, CryptoError, Digest, KemAlgorithm, KemDecapsulationKey, SharedSecret, Suite, SuiteCode};
 use crate::flows::*;
@@ -111,6 +112,9 @@ pub struct InitiatorConfig {
     pub offer: Vec<Suite>,
     /// The kind of Responder Authorization Challenge to send.
     pub responder_challenge: ChallengeKind,
+    /// The capabilities this node offers in [`SaInit`] (member `cap`, omitted when empty: a
+    /// Responder of the previous version refuses the member as unknown).
+    pub capabilities: Capabilities,
 }
 
 /// What the Responder's SA Management needs to accept SAs.
@@ -128,6 +132,9 @@ pub struct ResponderConfig {
     pub explicit_context: Option<String>,
     /// A context description reference sent in Send Responder Authorization Context.
     pub context_reference: Option<String>,
+    /// The capabilities this node supports; it answers an [`SaInit`]'s `cap` with those of them
+    /// the Initiator listed.
+    pub capabilities: Capabilities,
 }
 
 /// The Security Association Responder Agent's decision (relationship rc).
@@ -175,6 +182,9 @@ pub struct EstablishedSa {
     pub keys: SessionKeys,
     /// The final transcript hash, which both sides share.
     pub transcript_hash: Digest,
+    /// The capabilities both sides support, negotiated in [`SaInit`] and [`SaInitReply`]
+    /// (authenticated: both lists are in the transcript).
+    pub capabilities: Capabilities,
 }
 
 impl EstablishedSa {
@@ -210,6 +220,10 @@ fn challenge_bytes(c: &ChallengeRequest) -> Vec<u8> {
     v
 }
 
+fn capability_bytes(codes: &[u16]) -> Vec<u8> {
+    codes.iter().flat_map(|c| c.to_be_bytes()).collect()
+}
+
 fn add_init(t: &mut Transcript, m: &SaInit) {
     t.add("ver", &[m.version]);
     t.add("ini", m.initiator.as_str().as_bytes());
@@ -222,6 +236,9 @@ fn add_init(t: &mut Transcript, m: &SaInit) {
         t.add("ksh", &s);
     }
     t.add("nci", &m.nonce);
+    if let Some(cap) = &m.capabilities {
+        t.add("cap", &capability_bytes(cap));
+    }
 }
 
 fn add_init_reply(t: &mut Transcript, m: &SaInitReply) {
@@ -244,6 +261,9 @@ fn add_init_reply(t: &mut Transcript, m: &SaInitReply) {
         t.add("cdr", ctx.context_reference.as_deref().unwrap_or_default().as_bytes());
     }
     t.add("iac", &challenge_bytes(&iac.0));
+    if let Some(cap) = &m.capabilities {
+        t.add("rcap", &capability_bytes(cap));
+    }
 }
 
 fn add_auth(t: &mut Transcript, m: &SaAuth) {
@@ -294,6 +314,7 @@ pub struct InitiatorAwaitingAuthReply {
     th3s: Digest,
     started_unix: u64,
     sent: Vec<u8>,
+    capabilities: Capabilities,
 }
 
 impl Initiator {
@@ -330,6 +351,7 @@ impl Initiator {
                 .collect(),
             nonce: random_array::<NONCE_LEN>(rng).to_vec(),
             cookie: None,
+            capabilities: (!config.capabilities.is_empty()).then(|| config.capabilities.to_codes()),
         };
         let mut transcript = Transcript::new();
         add_init(&mut transcript, &msg);
@@ -529,7 +551,14 @@ impl InitiatorAwaitingReply {
             c.authorization_code = Some(signature);
         }
         let sent = Message::Auth(msg).encode();
+        // What both support: the Responder's answer, checked by its signature over TH2, within
+        // what this node offered (codes it did not offer are ignored).
+        let capabilities = self
+            .config
+            .capabilities
+            .intersection(Capabilities::from_codes(reply.capabilities.as_deref().unwrap_or_default()));
         let state = InitiatorAwaitingAuthReply {
+            capabilities,
             sa_id,
             suite,
             local: creds.node_id.clone(),
@@ -613,6 +642,7 @@ impl InitiatorAwaitingAuthReply {
             established_unix: self.started_unix,
             keys: SessionKeys::establish(self.suite, self.sa_id, &self.th3s, &self.ss_r, &self.ss_i),
             transcript_hash: self.th3s,
+            capabilities: self.capabilities,
         })
     }
 }
@@ -637,6 +667,7 @@ pub struct ResponderAwaitingAuth {
     challenge_secret: Option<SharedSecret>,
     transcript: Transcript,
     sent: Vec<u8>,
+    capabilities: Capabilities,
 }
 
 /// A refused [`SaInit`]: the reply to send and the event for the Responder Agent.
@@ -683,6 +714,7 @@ fn init_failure(cause: RejectionCause) -> Vec<u8> {
         responder_authorization_context: None,
         send_responder_authorization_key: None,
         initiator_authorization_challenge: None,
+        capabilities: None,
     })
     .encode()
 }
@@ -742,6 +774,10 @@ impl Responder {
             return Err(refuse(EstablishError::AdministrativeReasons));
         }
 
+        // The capabilities the Initiator listed that this node supports; unknown codes ignored.
+        let capabilities = config
+            .capabilities
+            .intersection(Capabilities::from_codes(init.capabilities.as_deref().unwrap_or_default()));
         let mut run = || -> Result<Accepted, EstablishError> {
             let ephemeral = KemDecapsulationKey::generate(suite.kem(), rng)?;
             let (rkm_ct, ss_r) = crypto::encapsulate(suite.kem(), &share.public_key, rng)?;
@@ -791,6 +827,7 @@ impl Responder {
                 responder_authorization_context: context,
                 send_responder_authorization_key: None,
                 initiator_authorization_challenge: Some(InitiatorAuthorizationChallengeRequest(challenge.clone())),
+                capabilities: init.capabilities.as_ref().map(|_| capabilities.to_codes()),
             };
             let mut transcript = Transcript::new();
             add_init(&mut transcript, init);
@@ -823,6 +860,7 @@ impl Responder {
                     challenge_secret,
                     transcript,
                     sent: sent.clone(),
+                    capabilities,
                 },
                 reply: sent,
                 received: (request.clone(), decision.clone()),
@@ -979,6 +1017,7 @@ impl ResponderAwaitingAuth {
             established_unix: now.unix_secs,
             keys: SessionKeys::establish(self.suite, self.sa_id, &th3s, &self.ss_r, &ss_i),
             transcript_hash: th3s,
+            capabilities: self.capabilities,
         };
         let complete =
             SaEstablishmentComplete { sa_id: self.sa_id, result: EstablishResult::Success, failure_cause: None };

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 mod b64;
+pub mod capability;
 mod control;
 pub mod credential;
 pub mod crypto;
@@ -26,6 +27,7 @@ pub mod secure;
 pub mod table;
 pub mod testkit;
 
+pub use capability::Capabilities;
 pub use establish::{EstablishError, EstablishedSa, Role};
 pub use id::{Deadline, Now, SaId};
 pub use manage::{InitiatorEvent, InitiatorSam, ResponderEvent, ResponderSam};

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
+use crate::capability::Capabilities;
 use crate::control::{self, ControlError as SealError};
 use crate::credential::NodeId;
 use crate::crypto::{self, Digest, HashAlgorithm};
@@ -488,8 +489,33 @@ pub struct InitiatorSam {
     sas: HashMap<SaId, SaRecord>,
     tombstones: HashMap<SaId, u64>,
     request_responder_keying_material: bool,
-    fresh_kem_key_updates: bool,
+    kem_updates: KemUpdatePolicy,
     table: Option<Arc<SaTable>>,
+}
+
+/// When the Initiator's key updates run a fresh KEM exchange (`kpk`, docs/protocol.md §3.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KemUpdatePolicy {
+    /// With every SA whose peer negotiated the `kem-update` capability at establishment; the
+    /// previous key update with the others (the default).
+    #[default]
+    Auto,
+    /// With every SA, negotiated or not (for peers of the version that accepted `kpk` before
+    /// capabilities were negotiated).
+    Always,
+    /// Never.
+    Off,
+}
+
+impl KemUpdatePolicy {
+    /// Whether a key update of `sa` runs a fresh KEM exchange under this policy.
+    pub fn applies_to(self, sa: &EstablishedSa) -> bool {
+        match self {
+            Self::Auto => sa.capabilities.contains(Capabilities::KEM_UPDATE),
+            Self::Always => true,
+            Self::Off => false,
+        }
+    }
 }
 
 impl InitiatorSam {
@@ -503,18 +529,22 @@ impl InitiatorSam {
             sas: HashMap::new(),
             tombstones: HashMap::new(),
             request_responder_keying_material: true,
-            fresh_kem_key_updates: false,
+            kem_updates: KemUpdatePolicy::Auto,
             table: None,
         }
     }
 
-    /// Whether SA Key Update runs a fresh KEM exchange (post-compromise security): the next
+    /// When SA Key Update runs a fresh KEM exchange (post-compromise security): the next
     /// epoch's keys then mix a secret that whoever held this epoch's secrets and only listened
-    /// cannot know. Off by default in the core, because a Responder that predates it refuses the
-    /// request (unknown member `kpk`) and v1 has no capability negotiation; a runtime whose
-    /// peers all run this version turns it on for its scheduled rotations.
+    /// cannot know. [`KemUpdatePolicy::Auto`] by default: with the SAs whose peer negotiated
+    /// `kem-update` (a Responder that predates it refuses `kpk` as an unknown member).
+    pub fn set_kem_update_policy(&mut self, policy: KemUpdatePolicy) {
+        self.kem_updates = policy;
+    }
+
+    /// [`Self::set_kem_update_policy`] with `Always` (`true`) or `Off` (`false`).
     pub fn set_fresh_kem_key_updates(&mut self, yes: bool) {
-        self.fresh_kem_key_updates = yes;
+        self.set_kem_update_policy(if yes { KemUpdatePolicy::Always } else { KemUpdatePolicy::Off });
     }
 
     /// Keeps `table` (the data path's view) in step with every SA this SAM establishes,
@@ -639,10 +669,11 @@ impl InitiatorSam {
     fn key_update_step(&mut self, request: UpdateSaRequest, sa_id: SaId, rng: &mut dyn Rng) -> (Step, Vec<u8>) {
         let material = KeyMaterial::from(Zeroizing::new(random_array::<KEY_UPDATE_MATERIAL_LEN>(rng)).as_slice());
         let rkm_requested = self.request_responder_keying_material;
-        let suite = self.sas.get(&sa_id).expect("caller checked").sa.suite;
+        let sa = &self.sas.get(&sa_id).expect("caller checked").sa;
+        let suite = sa.suite;
         // A fresh KEM key per update (post-compromise security); a key generation failure (never
         // seen in practice) falls back to an update without it.
-        let kem = if self.fresh_kem_key_updates {
+        let kem = if self.kem_updates.applies_to(sa) {
             crypto::KemDecapsulationKey::generate(suite.kem(), rng).ok().map(Box::new)
         } else {
             None
@@ -1300,7 +1331,7 @@ pub enum Admitted {
 pub struct ResponderWork(Work);
 
 enum Work {
-    Init { init: SaInit, config: ResponderConfig, sa_id: SaId, token: u64 },
+    Init { init: Box<SaInit>, config: ResponderConfig, sa_id: SaId, token: u64 },
     Auth { auth: Box<SaAuth>, digest: Digest, state: Arc<ResponderAwaitingAuth> },
 }
 
@@ -1343,7 +1374,7 @@ impl ResponderWork {
         ResponderComputed(match self.0 {
             Work::Init { init, config, sa_id, token } => {
                 let result = Box::new(Responder::accept(config, agent, &init, sa_id, rng));
-                Computed::Init { init, sa_id, token, result }
+                Computed::Init { init: *init, sa_id, token, result }
             }
             Work::Auth { auth, digest, state } => {
                 let result = Box::new(state.verify(&auth, now));
@@ -1672,6 +1703,7 @@ impl ResponderSam {
                 responder_authorization_context: None,
                 send_responder_authorization_key: None,
                 initiator_authorization_challenge: None,
+                capabilities: None,
             });
             return done(ResponderOutput { reply: Some(reply.encode()), ..Default::default() });
         }
@@ -1693,7 +1725,7 @@ impl ResponderSam {
                 token,
             },
         );
-        Admitted::Work(ResponderWork(Work::Init { init, config: self.config.clone(), sa_id, token }))
+        Admitted::Work(ResponderWork(Work::Init { init: Box::new(init), config: self.config.clone(), sa_id, token }))
     }
 
     fn commit_init(

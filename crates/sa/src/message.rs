@@ -18,6 +18,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::SaId;
+use crate::capability::MAX_CAPABILITY_CODES;
 use crate::credential::NodeId;
 use crate::crypto::KemAlgorithm;
 use crate::flows::*;
@@ -74,6 +75,10 @@ pub struct SaInit {
     /// it only proves that the Initiator receives at its address.
     #[serde(rename = "ck", default, skip_serializing_if = "Option::is_none", with = "crate::b64::option")]
     pub cookie: Option<Vec<u8>>,
+    /// The capability codes the Initiator supports ([`crate::capability`]), in the transcript.
+    /// Absent (a peer of the previous version) is the empty set.
+    #[serde(rename = "cap", default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<u16>>,
 }
 
 /// Largest cookie a Responder may hand out.
@@ -119,6 +124,10 @@ pub struct SaInitReply {
     /// Initiator Authorization Challenge, request.
     #[serde(rename = "iac", default, skip_serializing_if = "Option::is_none")]
     pub initiator_authorization_challenge: Option<InitiatorAuthorizationChallengeRequest>,
+    /// The capability codes of [`SaInit`]'s `cap` that the Responder supports too, in the
+    /// transcript. Present in a success reply exactly when [`SaInit`] carried `cap`.
+    #[serde(rename = "cap", default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<u16>>,
 }
 
 /// Third message, Initiator → Responder.
@@ -337,6 +346,16 @@ fn absent<T>(v: &Option<T>, flow: &'static str) -> Result<(), FlowError> {
     }
 }
 
+/// A `cap` member: at most [`MAX_CAPABILITY_CODES`] codes, none twice (unknown codes allowed).
+fn check_capabilities(codes: &Option<Vec<u16>>, flow: &'static str) -> Result<(), FlowError> {
+    let Some(codes) = codes else { return Ok(()) };
+    let repeats = codes.iter().enumerate().any(|(i, c)| codes[..i].contains(c));
+    if codes.len() > MAX_CAPABILITY_CODES || repeats {
+        return Err(FlowError { flow, rule: "at most 16 capability codes, none twice" });
+    }
+    Ok(())
+}
+
 fn check_sid(actual: SaId, expected: SaId, flow: &'static str) -> Result<(), FlowError> {
     if actual == expected {
         Ok(())
@@ -389,6 +408,7 @@ impl Message {
                 if !ok {
                     return Err(FlowError { flow: "SaInit", rule: "1 to 3 key shares and a 32-byte nonce" });
                 }
+                check_capabilities(&m.capabilities, "SaInit")?;
                 if m.cookie.as_ref().is_some_and(|c| c.is_empty() || c.len() > MAX_COOKIE_BYTES) {
                     return Err(FlowError { flow: "SaInit", rule: "a cookie of 1 to 64 bytes" });
                 }
@@ -401,9 +421,11 @@ impl Message {
                     absent(&m.responder_keying_material, ResponderKeyingMaterialRequest::NAME)?;
                     absent(&m.responder_authorization_context, SendResponderAuthorizationContext::NAME)?;
                     absent(&m.send_responder_authorization_key, SendResponderAuthorizationKey::NAME)?;
+                    absent(&m.capabilities, "SaInitReply")?;
                     return absent(&m.initiator_authorization_challenge, InitiatorAuthorizationChallengeRequest::NAME);
                 }
                 let sid = m.parameters.sa_id.expect("validated: present on Success");
+                check_capabilities(&m.capabilities, "SaInitReply")?;
                 need(&m.send_responder_key, SendResponderKey::NAME)?;
                 need(&m.responder_keying_material, ResponderKeyingMaterialRequest::NAME)?;
                 need(&m.send_responder_authorization_key, SendResponderAuthorizationKey::NAME)?;

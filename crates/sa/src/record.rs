@@ -10,18 +10,18 @@
 //! authorization context as JSON (4-byte length + bytes) · ticket not-after (8) · established
 //! (8) · transcript hash (1-byte length + bytes) · epoch (4) · four direction keys i2r, r2i,
 //! ctl i2r, ctl r2i (1-byte key length + key, 12-byte IV each) · update secret (1-byte length +
-//! bytes).
+//! bytes) · negotiated capabilities (1-byte count + 2-byte codes, docs/protocol.md §3.2).
 
 use zeroize::Zeroizing;
 
-use crate::SaId;
 use crate::credential::{AuthorizationContext, NodeId};
 use crate::crypto::{Digest, Suite};
 use crate::establish::{EstablishedSa, Role};
 use crate::schedule::{DirectionKeys, SessionKeys};
+use crate::{Capabilities, SaId};
 
 /// Record format version.
-pub const RECORD_VERSION: u8 = 1;
+pub const RECORD_VERSION: u8 = 2;
 
 /// Why a record was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -59,6 +59,11 @@ pub fn to_record(sa: &EstablishedSa) -> Zeroizing<Vec<u8>> {
     }
     out.push(k.update_secret().len() as u8);
     out.extend_from_slice(k.update_secret());
+    let caps = sa.capabilities.to_codes();
+    out.push(caps.len() as u8);
+    for code in caps {
+        out.extend_from_slice(&code.to_be_bytes());
+    }
     out
 }
 
@@ -124,6 +129,8 @@ pub fn from_record(bytes: &[u8]) -> Result<EstablishedSa, RecordError> {
         return Err(RecordError("update secret length does not match the suite"));
     }
     let update_secret = r.take(us_len)?.to_vec();
+    let caps = (0..r.u8()?).map(|_| r.array().map(u16::from_be_bytes)).collect::<Result<Vec<_>, _>>()?;
+    let capabilities = Capabilities::from_codes(&caps);
     if !r.0.is_empty() {
         return Err(RecordError("trailing bytes"));
     }
@@ -138,6 +145,7 @@ pub fn from_record(bytes: &[u8]) -> Result<EstablishedSa, RecordError> {
         established_unix,
         keys: SessionKeys::from_parts(epoch, dirs, update_secret),
         transcript_hash,
+        capabilities,
     })
 }
 
@@ -162,6 +170,7 @@ mod tests {
             );
             assert_eq!(back.expires_unix(), sa.expires_unix());
             assert_eq!(back.transcript_hash, sa.transcript_hash);
+            assert_eq!(back.capabilities, sa.capabilities);
             assert_eq!(back.keys.update_secret(), sa.keys.update_secret());
             // The keys work: what the original seals, the copy opens, and the next epoch
             // derives alike.
@@ -188,7 +197,7 @@ mod tests {
         long.push(0);
         assert_eq!(from_record(&long).unwrap_err(), RecordError("trailing bytes"));
         let mut v2 = rec.to_vec();
-        v2[0] = 2;
+        v2[0] = RECORD_VERSION + 1;
         assert!(from_record(&v2).is_err());
     }
 }

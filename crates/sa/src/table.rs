@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
 
+use crate::capability::Capabilities;
 use crate::credential::{AuthorizationContext, NodeId};
 use crate::crypto::Suite;
 use crate::establish::{EstablishedSa, Role};
@@ -46,6 +47,7 @@ pub struct SaEntry {
     suite: Suite,
     peer: NodeId,
     peer_context: AuthorizationContext,
+    capabilities: Capabilities,
     expires_unix: u64,
     removed: AtomicBool,
     update_requested: AtomicBool,
@@ -64,6 +66,7 @@ impl std::fmt::Debug for SaEntry {
             .field("role", &self.role)
             .field("suite", &self.suite.name())
             .field("peer", &self.peer)
+            .field("capabilities", &self.capabilities)
             .field("removed", &self.removed.load(Relaxed))
             .finish_non_exhaustive()
     }
@@ -91,6 +94,7 @@ impl SaEntry {
             suite: sa.suite,
             peer: sa.peer.clone(),
             peer_context: sa.peer_context.clone(),
+            capabilities: sa.capabilities,
             expires_unix: sa.expires_unix(),
             removed: AtomicBool::new(false),
             update_requested: AtomicBool::new(false),
@@ -126,6 +130,12 @@ impl SaEntry {
     /// The peer node.
     pub fn peer(&self) -> &NodeId {
         &self.peer
+    }
+
+    /// The capabilities both sides negotiated at establishment (e.g. whether the peer accepts
+    /// the compact form).
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
     }
 
     /// When the SA expires (UNIX seconds): the peer's ticket expiry or the context's lifetime.

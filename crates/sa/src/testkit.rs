@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::capability::Capabilities;
 use crate::credential::{AuthorizationContext, Credentials, NodeId, OriginatorPattern, Ticket, TrustAnchors};
 use crate::crypto::{SignatureAlgorithm, SigningKey, Suite};
 use crate::establish::{AcceptAll, InitiatorConfig, ResponderAgent, ResponderConfig};
@@ -82,17 +83,18 @@ impl TestPki {
     }
 }
 
-/// An initiator configuration with the default challenge (encryption).
+/// An initiator configuration with the default challenge (encryption) and every capability.
 pub fn initiator_config(credentials: Arc<Credentials>, anchors: Arc<TrustAnchors>, offer: &[Suite]) -> InitiatorConfig {
     InitiatorConfig {
         credentials,
         trust_anchors: anchors,
         offer: offer.to_vec(),
         responder_challenge: ChallengeKind::Encryption,
+        capabilities: Capabilities::ALL,
     }
 }
 
-/// A responder configuration with the default challenge (authentication).
+/// A responder configuration with the default challenge (authentication) and every capability.
 pub fn responder_config(
     credentials: Arc<Credentials>,
     anchors: Arc<TrustAnchors>,
@@ -105,6 +107,7 @@ pub fn responder_config(
         initiator_challenge: ChallengeKind::Authentication,
         explicit_context: None,
         context_reference: None,
+        capabilities: Capabilities::ALL,
     }
 }
 

@@ -20,7 +20,7 @@ use onem2m_sa::credential::{AuthorizationContext, OriginatorPattern};
 use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
 use onem2m_sa::establish::{AcceptAll, EstablishedSa};
 use onem2m_sa::flows::*;
-use onem2m_sa::manage::{Exchange, InitiatorEvent, InitiatorSam, Limits, ResponderSam, Timing};
+use onem2m_sa::manage::{Exchange, InitiatorEvent, InitiatorSam, KemUpdatePolicy, Limits, ResponderSam, Timing};
 use onem2m_sa::replay::DEFAULT_WINDOW;
 use onem2m_sa::rng::{Rng, SeededRng};
 use onem2m_sa::schedule::{DirectionKeys, SessionKeys};
@@ -427,6 +427,13 @@ fn check_establishment(
         t.add("ksh", &[vec![k["kem"].as_u64().unwrap() as u8], b64d(&k["pk"])].concat());
     }
     t.add("nci", &b64d(&init["nci"]));
+    // Capabilities (§3.2): u16be per code as listed, only when the member is present.
+    let codes = |v: &Value| -> Vec<u8> {
+        v.as_array().unwrap().iter().flat_map(|c| (c.as_u64().unwrap() as u16).to_be_bytes()).collect()
+    };
+    if let Some(cap) = init.get("cap") {
+        t.add("cap", &codes(cap));
+    }
     t.add("sel", &suite.to_be_bytes());
     t.add("sid", &sid);
     t.add("rpk", &rsp_pk);
@@ -438,6 +445,10 @@ fn check_establishment(
         t.add("cdr", &s("cdr"));
     }
     t.add("iac", &challenge(&reply["iac"]));
+    if let Some(cap) = reply.get("cap") {
+        t.add("rcap", &codes(cap));
+    }
+    assert_eq!(init.get("cap").is_some(), reply.get("cap").is_some(), "cap answered exactly when offered");
     let th2 = t.marker("TH2", hash);
     let rsp_ticket = &reply["srk"]["kat"];
     let rsp_sig_alg = rsp_ticket["alg"].as_str().unwrap();
@@ -536,8 +547,8 @@ fn control(out: &mut String, step: usize, from_initiator: bool, bytes: &[u8], ke
 }
 
 /// Opens a data-path object with the test's own code (§4.2, §4.3).
-fn open_independently(wire: &[u8], key: &[u8], iv: &[u8]) -> Vec<u8> {
-    if wire.contains(&b'.') {
+fn open_independently(encoding: Encoding, wire: &[u8], key: &[u8], iv: &[u8]) -> Vec<u8> {
+    if encoding == Encoding::Jwe {
         let parts: Vec<&[u8]> = wire.split(|b| *b == b'.').collect();
         assert_eq!(parts.len(), 5);
         assert!(parts[1].is_empty(), "no encrypted key");
@@ -571,6 +582,9 @@ fn generate(previous_doc: &str) -> String {
     let r = pki.node("/id-in", SignatureAlgorithm::Ed25519, &["/id-in"], &mut rng);
     let suite = [Suite::X25519_AES128GCM_SHA256];
     let mut ini = InitiatorSam::new(initiator_config(i.clone(), pki.anchors.clone(), &suite), Timing::default());
+    // Both offer every capability (`cap` [1, 2]); the key update below is the one without a
+    // fresh KEM exchange (that one is shown on fixed inputs at the end).
+    ini.set_kem_update_policy(KemUpdatePolicy::Off);
     let mut rsp = ResponderSam::new(
         responder_config(r.clone(), pki.anchors.clone(), &suite),
         Timing::default(),
@@ -623,7 +637,7 @@ fn generate(previous_doc: &str) -> String {
             let info =
                 epoch.seal(sa_id, Suite::X25519_AES128GCM_SHA256, encoding, plaintext, &limits, &mut wire).unwrap();
             let (key, iv) = keys0.dir(if who == "Initiator" { "i2r" } else { "r2i" });
-            assert_eq!(open_independently(&wire, key, iv), plaintext, "{who} {encoding:?}: §4.2/§4.3");
+            assert_eq!(open_independently(encoding, &wire, key, iv), plaintext, "{who} {encoding:?}: §4.2/§4.3");
             sealed.push((who, encoding, info.seq, wire));
         }
     }
@@ -668,6 +682,20 @@ fn generate(previous_doc: &str) -> String {
     answer_outer.pc = Some(to_notify_content(&sealed[2].3));
     writeln!(out, "The sealed answer as it travels, the response to that NOTIFY:\n").unwrap();
     json_block(&mut out, "", &answer_outer.to_json_vec().unwrap());
+    // The compact form between peers that negotiated `compact` (§4.3, Carriage).
+    let compact_req = &sealed[1].3;
+    let mut outer = outer_notify("/id-in", "/id-asn", "n-2", b"");
+    outer.pc = Some(onem2m_primitive::compact::content(compact_req));
+    writeln!(
+        out,
+        "The compact request as a primitive (§4.3, Carriage): the outer NOTIFY with content `sa:cmp`. On HTTP its body \
+         is the {} raw bytes above with `Content-Type: {}`, on CoAP the payload of the POST with Content-Format {}:\n",
+        compact_req.len(),
+        onem2m_primitive::compact::MEDIA_TYPE,
+        onem2m_primitive::compact::CONTENT_FORMAT
+    )
+    .unwrap();
+    json_block(&mut out, "", &outer.to_json_vec().unwrap());
     let replayed = er.open(decode_jwe(&jwe_req, &mut scratch).unwrap()).unwrap_err();
     writeln!(out, "The same NOTIFY again (a replay): the receiver answers, unsealed,\n").unwrap();
     json_block(&mut out, "", &error_answer(replayed.rsc(), "n-1", &replayed.peer_text()));

@@ -15,13 +15,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use onem2m_sa::Capabilities;
 use onem2m_sa::credential::{Credentials, NodeId, OriginatorPattern, TicketError, TrustAnchors};
 use onem2m_sa::crypto::Suite;
 use onem2m_sa::establish::{InitiatorConfig, ResponderConfig};
 use onem2m_sa::flows::ChallengeKind;
 use onem2m_sa::manage::{Limits, Timing};
 use onem2m_sa::table::TableConfig;
-use onem2m_sa_tower::{Carriage, ExecutedConfig, Node, NodeConfig, Outer, PlaintextPolicy, Recovery, Rotation};
+use onem2m_sa_tower::{
+    Carriage, ExecutedConfig, KemUpdatePolicy, Node, NodeConfig, Outer, PlaintextPolicy, Recovery, Rotation,
+    SecuredForm,
+};
 use serde::Deserialize;
 use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -220,6 +224,9 @@ pub struct Peer {
     /// (`coap://cse.example.net:5683`, the port always written), no trailing slash; through a
     /// transit CSE, the transit CSE's address.
     pub address: String,
+    /// The form of the secured requests sent to it (`secured_form`, default `auto`: the compact
+    /// form when the SA negotiated it, the JWE form otherwise).
+    pub secured_form: SecuredForm,
     /// How the outer requests to it are addressed and carried (`to`, `from`, `carriage`).
     pub outer: PeerOuter,
 }
@@ -416,8 +423,9 @@ pub struct SaSettings {
     pub max_sas_per_peer: usize,
     /// An SA with no traffic for this long is removed (`None`: no idle timeout).
     pub idle_timeout: Option<Duration>,
-    /// Whether this node's key updates run a fresh KEM exchange (peers must run this version).
-    pub fresh_kem_key_updates: bool,
+    /// When this node's key updates run a fresh KEM exchange: `auto` (with peers that
+    /// negotiated `kem-update`), `always` or `off`.
+    pub fresh_kem_key_updates: KemUpdatePolicy,
     /// Bounds of the receiver's record of executed requests.
     pub executed: ExecutedConfig,
     /// How the sender recovers from an unsealed "unknown SA" or "sealing refused".
@@ -455,7 +463,7 @@ impl Default for SaSettings {
             limits: Limits::default(),
             max_sas_per_peer: onem2m_sa::manage::DEFAULT_MAX_SAS_PER_PEER,
             idle_timeout: None,
-            fresh_kem_key_updates: false,
+            fresh_kem_key_updates: KemUpdatePolicy::Auto,
             executed: ExecutedConfig::default(),
             recovery: Recovery::default(),
         }
@@ -545,6 +553,7 @@ impl Config {
                 trust_anchors: trust_anchors.clone(),
                 offer: self.node.suites.clone(),
                 responder_challenge: ChallengeKind::Encryption,
+                capabilities: Capabilities::ALL,
             },
             responder: ResponderConfig {
                 credentials,
@@ -553,6 +562,7 @@ impl Config {
                 initiator_challenge: ChallengeKind::Authentication,
                 explicit_context: None,
                 context_reference: None,
+                capabilities: Capabilities::ALL,
             },
             timing: Timing { idle_timeout_ms: self.sa.idle_timeout.map(|d| d.as_millis() as u64), ..Timing::default() },
             limits: self.sa.limits,
@@ -563,11 +573,14 @@ impl Config {
 
     /// The SA runtime of this configuration: a [`Node`] of [`Config::node_config`] with the
     /// `[sa]` settings that are set on a running node applied (SAs per peer, fresh KEM key
-    /// updates, the record of executed requests, recovery).
+    /// updates, the record of executed requests, recovery) and each peer's secured form.
     pub fn build_node(&self) -> Node {
         let node = Node::new(self.node_config());
         node.set_max_sas_per_peer(self.sa.max_sas_per_peer);
-        node.set_fresh_kem_key_updates(self.sa.fresh_kem_key_updates);
+        node.set_kem_update_policy(self.sa.fresh_kem_key_updates);
+        for peer in &self.peers {
+            node.set_secured_form(peer.id.clone(), peer.secured_form);
+        }
         node.set_executed_config(self.sa.executed);
         node.set_recovery(self.sa.recovery);
         for peer in &self.peers {
@@ -670,6 +683,7 @@ struct RawPeer {
     to: Option<Spanned<String>>,
     from: Option<Spanned<String>>,
     carriage: Option<Spanned<String>>,
+    secured_form: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -722,14 +736,22 @@ struct RawSa {
     init_rate_per_source: Number,
     max_sas_per_peer: Number,
     idle_timeout_secs: Number,
-    #[serde(default)]
-    fresh_kem_key_updates: bool,
+    fresh_kem_key_updates: Option<Spanned<RawKemPolicy>>,
     executed_ttl_secs: Number,
     executed_max_entries: Number,
     executed_max_per_peer: Number,
     executed_max_bytes: Number,
     resend_window_secs: Number,
     reestablish_min_interval_secs: Number,
+}
+
+/// `sa.fresh_kem_key_updates`: `"auto"`, `"always"`, `"off"`, or a boolean as written before it
+/// was a policy (`true` = always, `false` = off).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawKemPolicy {
+    Bool(bool),
+    Name(String),
 }
 
 /// The text being checked, for turning spans into located errors.
@@ -1115,8 +1137,12 @@ impl Doc<'_> {
                     format!("{host} is an example host (from examples/): put the address of {id}'s sidecar ingress"),
                 );
             }
+            let secured_form = match &p.secured_form {
+                None => SecuredForm::Auto,
+                Some(v) => v.get_ref().parse().map_err(|e| self.at(v, format!("peer[{i}].secured_form"), e))?,
+            };
             let outer = self.peer_outer(p, i)?;
-            peers.push(Peer { id, address, outer });
+            peers.push(Peer { id, address, outer, secured_form });
         }
         // The outer `to` tells the transport which peer a request goes to: one per peer.
         let to = |q: &Peer| q.outer.to.clone().unwrap_or_else(|| q.id.as_str().to_owned());
@@ -1464,7 +1490,22 @@ impl Doc<'_> {
                 1..=max_sas as u64,
             )?,
             idle_timeout: self.rotation(&s.idle_timeout_secs, "sa.idle_timeout_secs")?,
-            fresh_kem_key_updates: s.fresh_kem_key_updates,
+            fresh_kem_key_updates: match &s.fresh_kem_key_updates {
+                None => d.fresh_kem_key_updates,
+                Some(v) => match v.get_ref() {
+                    RawKemPolicy::Bool(true) => KemUpdatePolicy::Always,
+                    RawKemPolicy::Bool(false) => KemUpdatePolicy::Off,
+                    RawKemPolicy::Name(n) if n == "auto" => KemUpdatePolicy::Auto,
+                    RawKemPolicy::Name(n) if n == "always" => KemUpdatePolicy::Always,
+                    RawKemPolicy::Name(n) if n == "off" => KemUpdatePolicy::Off,
+                    RawKemPolicy::Name(n) => {
+                        let why = format!(
+                            "`{n}` is not a policy: \"auto\" (with peers that negotiated kem-update), \"always\" or \"off\""
+                        );
+                        return Err(self.at(v, "sa.fresh_kem_key_updates", why));
+                    }
+                },
+            },
             executed,
             recovery: Recovery {
                 min_interval: secs(

@@ -31,7 +31,7 @@ use onem2m_sa::rng::SystemRng;
 use onem2m_sa_examples::demo_cse::DemoCse;
 use onem2m_sa_examples::demo_http::{NotificationReceiver, ServedCse, serve_demo_cse, serve_receiver};
 use onem2m_sa_http::{ClientConfig, HttpClient};
-use onem2m_sa_tower::PlaintextPolicy;
+use onem2m_sa_tower::{PlaintextPolicy, SecuredForm};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
@@ -42,7 +42,7 @@ use crate::config::{
 };
 use crate::proxy::{Listeners, Sidecar};
 use crate::tap::{self, Tap};
-use crate::udp_tap::{UdpCounts, UdpTap};
+use crate::udp_tap::UdpTap;
 
 /// The CSE's node ID.
 pub const CSE_ID: &str = "/id-in";
@@ -179,6 +179,7 @@ pub fn cse_sidecar_config(pki: &DemoPki, upstream: &str, ae_ingress: SocketAddr)
         id: NodeId::new(AE_NODE).expect("id"),
         address: format!("http://{ae_ingress}"),
         outer: Default::default(),
+        secured_form: Default::default(),
     }];
     c
 }
@@ -202,7 +203,12 @@ pub fn ae_sidecar_config(pki: &DemoPki, cse_ingress: SocketAddr, listener: &str)
         coap: None,
         mqtt: None,
     });
-    c.peers = vec![Peer { id: cse, address: format!("http://{cse_ingress}"), outer: Default::default() }];
+    c.peers = vec![Peer {
+        id: cse,
+        address: format!("http://{cse_ingress}"),
+        outer: Default::default(),
+        secured_form: Default::default(),
+    }];
     c
 }
 
@@ -250,7 +256,12 @@ pub fn mqtt_ae_sidecar_config(pki: &DemoPki, broker: SocketAddr) -> Config {
         coap: None,
         mqtt: None,
     });
-    c.peers = vec![Peer { id: cse, address: format!("mqtt://{broker}"), outer: Default::default() }];
+    c.peers = vec![Peer {
+        id: cse,
+        address: format!("mqtt://{broker}"),
+        outer: Default::default(),
+        secured_form: Default::default(),
+    }];
     c
 }
 
@@ -265,7 +276,12 @@ pub fn coap_ae_sidecar_config(pki: &DemoPki, cse_coap_ingress: SocketAddr) -> Co
         coap: Some(Listener { listen: loopback_any() }),
         mqtt: None,
     });
-    c.peers = vec![Peer { id: cse, address: format!("coap://{cse_coap_ingress}"), outer: Default::default() }];
+    c.peers = vec![Peer {
+        id: cse,
+        address: format!("coap://{cse_coap_ingress}"),
+        outer: Default::default(),
+        secured_form: Default::default(),
+    }];
     c
 }
 
@@ -472,6 +488,17 @@ pub struct CoapReport {
     pub secured_bytes_per_response: f64,
     /// Datagrams per request on the secured hop (more than 1: block-wise or retransmission).
     pub secured_datagrams_per_request: f64,
+    /// The form the figures above were measured in (`compact`: negotiated by the sidecars).
+    pub secured_form: String,
+    /// The same requests in the JWE form (`secured_form = "jwe"`), bytes per request on the
+    /// secured hop; 0 when the run was too short to measure it.
+    pub jwe_bytes_per_request: f64,
+    /// Bytes per answer in the JWE form.
+    pub jwe_bytes_per_response: f64,
+    /// The plaintext hop's bytes per request during the JWE measurement.
+    pub jwe_plain_bytes_per_request: f64,
+    /// The plaintext hop's bytes per answer during the JWE measurement.
+    pub jwe_plain_bytes_per_response: f64,
     /// Hex dump of a secured CoAP request as it crossed the network.
     pub wire_sample_hex: String,
 }
@@ -569,10 +596,18 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-/// The JWE ciphertext inside a sampled secured HTTP request, decoded.
+/// The AES-GCM ciphertext inside a sampled secured HTTP request: the compact form's (the body is
+/// the compact bytes, docs/protocol.md §4.3) or the JWE's, decoded.
 fn ciphertext_of(wire: &[u8]) -> Option<Vec<u8>> {
     use base64::Engine as _;
     let start = wire.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&wire[..start]).to_ascii_lowercase();
+    if head.contains(onem2m_primitive::compact::MEDIA_TYPE) {
+        // Byte 0, the 8-byte SA identifier, the varint sequence number; the tag at the end.
+        let body = &wire[start..];
+        let varint = body.get(9..)?.iter().position(|b| b & 0x80 == 0)? + 1;
+        return body.get(9 + varint..body.len().checked_sub(16)?).map(<[u8]>::to_vec);
+    }
     let body: Value = serde_json::from_slice(&wire[start..]).ok()?;
     let epo = body.get("m2m:seci")?.get("epo")?.as_str()?;
     let ct = epo.split('.').nth(3)?;
@@ -794,22 +829,41 @@ async fn run_coap_workload(t: &mut Topology, contents: usize, progress: &(dyn Fn
     run.send(Operation::Create, &base, Some(2), Some(ae_rep), Rsc::CREATED).await;
     run.send(Operation::Create, &ae, Some(3), Some(json!({"m2m:cnt": {"rn": "readings"}})), Rsc::CREATED).await;
 
-    // Measured from here on (the SA towards the CSE exists).
-    let (plain0, secured0, n0) = (t.coap_plain_tap.counts(), t.coap_secured_tap.counts(), run.n);
+    // Measured from here on (the SA towards the CSE exists): the first half of the content
+    // instances in the form the sidecars negotiated (compact), the second in the JWE form.
+    let cse = NodeId::new(CSE_ID).expect("id");
+    let negotiated = t.coap_sidecar.node().secured_form(&cse);
+    let half = contents.div_ceil(2);
+    let mut segments = Vec::new();
+    let (mut plain0, mut secured0, mut n0) = (t.coap_plain_tap.counts(), t.coap_secured_tap.counts(), run.n);
     for i in 0..contents {
-        if i == contents / 2 {
+        if i == half {
+            segments.push((t.coap_plain_tap.counts() - plain0, t.coap_secured_tap.counts() - secured0, run.n - n0));
+            t.coap_sidecar.node().set_secured_form(cse.clone(), SecuredForm::Jwe);
+            (plain0, secured0, n0) = (t.coap_plain_tap.counts(), t.coap_secured_tap.counts(), run.n);
+        }
+        if i == half / 2 {
             t.coap_secured_tap.arm();
         }
         let cin = json!({"m2m:cin": {"rn": format!("r{i}"), "cnf": "text/plain:0", "con": format!("{}", 20.0 + i as f64 / 10.0)}});
         run.send(Operation::Create, &cnt, Some(4), Some(cin), Rsc::CREATED).await;
         run.send(Operation::Retrieve, &format!("{cnt}/r{i}"), None, None, Rsc::OK).await;
     }
+    segments.push((t.coap_plain_tap.counts() - plain0, t.coap_secured_tap.counts() - secured0, run.n - n0));
+    t.coap_sidecar.node().set_secured_form(cse, negotiated);
     run.send(Operation::Update, &cnt, None, Some(json!({"m2m:cnt": {"lbl": ["demo"]}})), Rsc::UPDATED).await;
     run.send(Operation::Retrieve, &cnt, None, None, Rsc::OK).await;
-    let measured = (run.n - n0) as f64;
-    let plain: UdpCounts = t.coap_plain_tap.counts() - plain0;
-    let secured: UdpCounts = t.coap_secured_tap.counts() - secured0;
     run.send(Operation::Delete, &ae, None, None, Rsc::DELETED).await;
+    let (plain, secured, measured) = segments[0];
+    let measured = measured.max(1) as f64;
+    let jwe = segments.get(1).filter(|s| s.2 > 0).map(|&(p, s, n)| (p, s, n as f64));
+    let per = |bytes: u64, n: f64| bytes as f64 / n;
+    let wire_sample = t.coap_secured_tap.sample();
+    let form = match wire_sample.as_deref().and_then(coap_content_format) {
+        Some(onem2m_primitive::compact::CONTENT_FORMAT) => "compact",
+        Some(_) => "jwe",
+        None => "unknown",
+    };
 
     let mut sorted = run.latencies.clone();
     sorted.sort();
@@ -818,13 +872,54 @@ async fn run_coap_workload(t: &mut Topology, contents: usize, progress: &(dyn Fn
         failures: run.failures,
         p50_ms: percentile(&sorted, 0.50),
         p99_ms: percentile(&sorted, 0.99),
-        plain_bytes_per_request: plain.up_bytes as f64 / measured,
-        plain_bytes_per_response: plain.down_bytes as f64 / measured,
-        secured_bytes_per_request: secured.up_bytes as f64 / measured,
-        secured_bytes_per_response: secured.down_bytes as f64 / measured,
-        secured_datagrams_per_request: secured.up_datagrams as f64 / measured,
-        wire_sample_hex: t.coap_secured_tap.sample().map(|d| tap::hex_dump(&d, 128)).unwrap_or_default(),
+        plain_bytes_per_request: per(plain.up_bytes, measured),
+        plain_bytes_per_response: per(plain.down_bytes, measured),
+        secured_bytes_per_request: per(secured.up_bytes, measured),
+        secured_bytes_per_response: per(secured.down_bytes, measured),
+        secured_datagrams_per_request: per(secured.up_datagrams, measured),
+        wire_sample_hex: wire_sample.map(|d| tap::hex_dump(&d, 128)).unwrap_or_default(),
+        secured_form: form.to_owned(),
+        jwe_bytes_per_request: jwe.map_or(0.0, |(_, s, n)| per(s.up_bytes, n)),
+        jwe_bytes_per_response: jwe.map_or(0.0, |(_, s, n)| per(s.down_bytes, n)),
+        jwe_plain_bytes_per_request: jwe.map_or(0.0, |(p, _, n)| per(p.up_bytes, n)),
+        jwe_plain_bytes_per_response: jwe.map_or(0.0, |(p, _, n)| per(p.down_bytes, n)),
     }
+}
+
+/// The Content-Format of a CoAP datagram (RFC 7252 §3.1: options after the header and token),
+/// if it has one.
+pub fn coap_content_format(datagram: &[u8]) -> Option<u16> {
+    let tkl = usize::from(datagram.first()? & 0x0f);
+    let mut at = 4 + tkl;
+    let mut number: u32 = 0;
+    while let Some(&b) = datagram.get(at) {
+        if b == 0xff {
+            return None;
+        }
+        at += 1;
+        let mut ext = |nibble: u8| -> Option<u32> {
+            Some(match nibble {
+                13 => {
+                    at += 1;
+                    u32::from(*datagram.get(at - 1)?) + 13
+                }
+                14 => {
+                    at += 2;
+                    u32::from(u16::from_be_bytes([*datagram.get(at - 2)?, *datagram.get(at - 1)?])) + 269
+                }
+                15 => return None,
+                n => u32::from(n),
+            })
+        };
+        number += ext(b >> 4)?;
+        let len = ext(b & 0x0f)? as usize;
+        let value = datagram.get(at..at + len)?;
+        at += len;
+        if number == 12 {
+            return Some(value.iter().fold(0u32, |acc, v| (acc << 8) | u32::from(*v)) as u16);
+        }
+    }
+    None
 }
 
 /// Prints the report for people.
@@ -869,12 +964,29 @@ pub fn print_report(r: &Report) {
         r.secured_bytes_per_response - r.bytes_added_per_response
     );
     println!(
-        "         CoAP                  {:.0} per request ({:.0}), {:.0} per answer ({:.0}); {:.2} datagrams per request",
+        "         CoAP, {:<7}         {:.0} per request ({:.0}), {:.0} per answer ({:.0}); {:.2} datagrams per request",
+        c.secured_form,
         c.secured_bytes_per_request,
         c.plain_bytes_per_request,
         c.secured_bytes_per_response,
         c.plain_bytes_per_response,
         c.secured_datagrams_per_request
+    );
+    if c.jwe_bytes_per_request > 0.0 {
+        println!(
+            "         CoAP, jwe             {:.0} per request ({:.0}), {:.0} per answer ({:.0})",
+            c.jwe_bytes_per_request,
+            c.jwe_plain_bytes_per_request,
+            c.jwe_bytes_per_response,
+            c.jwe_plain_bytes_per_response
+        );
+    }
+    println!(
+        "         added by the SA        compact {:+.0} / {:+.0} B (request / answer), JWE {:+.0} / {:+.0} B; OSCORE adds 13-15 B per request",
+        c.secured_bytes_per_request - c.plain_bytes_per_request,
+        c.secured_bytes_per_response - c.plain_bytes_per_response,
+        c.jwe_bytes_per_request - c.jwe_plain_bytes_per_request,
+        c.jwe_bytes_per_response - c.jwe_plain_bytes_per_response
     );
     for f in &c.failures {
         println!("       CoAP failure: {f}");

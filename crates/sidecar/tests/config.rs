@@ -9,7 +9,7 @@ use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
 use onem2m_sa::flows::ChallengeKind;
 use onem2m_sa_sidecar::config::{Config, ConfigError, LogFormat};
 use onem2m_sa_sidecar::keys::{self, IssueRequest};
-use onem2m_sa_tower::{Carriage, ExecutedConfig, Recovery};
+use onem2m_sa_tower::{Carriage, ExecutedConfig, KemUpdatePolicy, Recovery, SecuredForm};
 
 const DAY: u64 = 86_400;
 
@@ -231,7 +231,7 @@ fn full_configuration_loads() {
     assert_eq!((c.sa.limits.cookie_threshold, c.sa.limits.init_rate_per_source), (50, 3));
     assert_eq!(c.sa.max_sas_per_peer, 3);
     assert_eq!(c.sa.idle_timeout, Some(Duration::from_secs(600)));
-    assert!(c.sa.fresh_kem_key_updates);
+    assert_eq!(c.sa.fresh_kem_key_updates, KemUpdatePolicy::Always, "`true`, as written before it was a policy");
     let executed = ExecutedConfig {
         ttl: Duration::from_secs(120),
         max_entries: 5000,
@@ -284,7 +284,7 @@ fn minimal_configuration_takes_the_defaults() {
     assert_eq!(c.sa.replay_window, 1024);
     assert_eq!(c.sa.limits, onem2m_sa::manage::Limits::default());
     assert_eq!(c.sa.max_sas_per_peer, 8);
-    assert_eq!((c.sa.idle_timeout, c.sa.fresh_kem_key_updates), (None, false));
+    assert_eq!((c.sa.idle_timeout, c.sa.fresh_kem_key_updates), (None, KemUpdatePolicy::Auto));
     assert_eq!(c.sa.executed, ExecutedConfig::default());
     assert_eq!(c.sa.recovery, Recovery::default());
     let executed = ExecutedConfig::default();
@@ -836,12 +836,47 @@ fn per_peer_bounds_default_to_at_most_the_total() {
 }
 
 #[test]
-fn fresh_kem_key_updates_is_a_boolean() {
+fn fresh_kem_key_updates_is_a_policy() {
+    // Was a boolean (default false); now a policy whose default, auto, runs a fresh KEM exchange
+    // with the peers that negotiated `kem-update`. Booleans still load.
     let fx = Fixture::new();
     let text = edit(FULL, "fresh_kem_key_updates = true", "fresh_kem_key_updates = \"yes\"");
-    fx.refuses(&text, "sa.fresh_kem_key_updates", "fresh_kem_key_updates", "invalid type");
-    let text = edit(FULL, "fresh_kem_key_updates = true", "fresh_kem_key_updates = false");
-    assert!(!fx.load(&text).unwrap().sa.fresh_kem_key_updates);
+    fx.refuses(&text, "sa.fresh_kem_key_updates", "fresh_kem_key_updates", "`yes` is not a policy");
+    let text = edit(FULL, "fresh_kem_key_updates = true", "fresh_kem_key_updates = 3");
+    fx.refuses(&text, "sa.fresh_kem_key_updates", "fresh_kem_key_updates", "");
+    for (written, policy) in [
+        ("false", KemUpdatePolicy::Off),
+        ("\"off\"", KemUpdatePolicy::Off),
+        ("\"auto\"", KemUpdatePolicy::Auto),
+        ("\"always\"", KemUpdatePolicy::Always),
+    ] {
+        let text = edit(FULL, "fresh_kem_key_updates = true", &format!("fresh_kem_key_updates = {written}"));
+        assert_eq!(fx.load(&text).unwrap().sa.fresh_kem_key_updates, policy, "{written}");
+    }
+}
+
+#[test]
+fn secured_form_is_per_peer_and_checked() {
+    let fx = Fixture::new();
+    let c = fx.load(FULL).unwrap();
+    assert!(c.peers.iter().all(|p| p.secured_form == SecuredForm::Auto), "default auto");
+    let text = edit(
+        FULL,
+        "id = \"/id-mn\"\naddress = \"http://10.0.0.6:8443\"",
+        "id = \"/id-mn\"\naddress = \"http://10.0.0.6:8443\"\nsecured_form = \"jwe\"",
+    );
+    let c = fx.load(&text).unwrap();
+    let mn = c.peers.iter().find(|p| p.id.as_str() == "/id-mn").unwrap();
+    assert_eq!(mn.secured_form, SecuredForm::Jwe);
+    assert!(c.peers.iter().filter(|p| p.id.as_str() != "/id-mn").all(|p| p.secured_form == SecuredForm::Auto));
+    let node = c.build_node();
+    assert_eq!(node.secured_form(&mn.id), SecuredForm::Jwe, "applied to the node");
+    let text = edit(
+        FULL,
+        "id = \"/id-mn\"\naddress = \"http://10.0.0.6:8443\"",
+        "id = \"/id-mn\"\naddress = \"http://10.0.0.6:8443\"\nsecured_form = \"cbor\"",
+    );
+    fx.refuses(&text, "peer[0].secured_form", "secured_form", "`cbor` is not a secured form (auto, jwe or compact)");
 }
 
 #[test]

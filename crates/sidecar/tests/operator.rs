@@ -287,11 +287,17 @@ async fn check_connect_finds_what_to_fix() {
     let bare = bare_upstream(Arc::default(), ACME_BARE_204).await;
     let dead = loopback().await.unwrap().local_addr().unwrap();
     let mut bad = cse_sidecar_config(&t.pki, &bare, ae_ingress);
-    bad.peers.push(Peer { id: "/id-mn".parse().unwrap(), address: t.cse.base(), outer: Default::default() });
+    bad.peers.push(Peer {
+        id: "/id-mn".parse().unwrap(),
+        address: t.cse.base(),
+        outer: Default::default(),
+        secured_form: Default::default(),
+    });
     bad.peers.push(Peer {
         id: "/id-gone".parse().unwrap(),
         address: format!("http://{dead}"),
         outer: Default::default(),
+        secured_form: Default::default(),
     });
     let findings = connect_checks(&bad).await;
     let text: Vec<String> = findings.iter().map(ToString::to_string).collect();

@@ -22,6 +22,7 @@
 //! sealed message; nothing of the inner primitive.
 
 use onem2m_primitive::{Operation, RequestPrimitive};
+use onem2m_sa::credential::NodeId;
 use serde_json::Value;
 
 use crate::rb;
@@ -101,7 +102,18 @@ impl Outer {
 
     /// The ESPrim NOTIFY that carries the sealed request `jwe`.
     pub fn secured_request(&self, rqi: &str, jwe: &[u8]) -> RequestPrimitive {
-        self.notify(rqi.to_owned(), onem2m_sa::secure::to_notify_content(jwe))
+        self.sealed_request(rqi, onem2m_sa::secure::Encoding::Jwe, jwe)
+    }
+
+    /// The NOTIFY that carries the request `wire` sealed in `encoding` (docs/protocol.md §4.3).
+    pub fn sealed_request(&self, rqi: &str, encoding: onem2m_sa::secure::Encoding, wire: &[u8]) -> RequestPrimitive {
+        self.notify(rqi.to_owned(), crate::form::content(encoding, wire))
+    }
+
+    /// Whether the outer requests go straight to `peer`'s own endpoint: addressed to its node ID,
+    /// in the standard carriage (nothing in between that needs oneM2M content to route them).
+    pub fn is_direct(&self, peer: &NodeId) -> bool {
+        self.to == peer.as_str() && self.carriage == Carriage::Standard
     }
 }
 

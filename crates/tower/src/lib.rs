@@ -38,6 +38,7 @@ pub(crate) use inner_accessors;
 
 pub mod carriage;
 mod executed;
+mod form;
 mod node;
 pub mod rb;
 mod receive;
@@ -47,7 +48,9 @@ pub mod store;
 
 pub use carriage::{Carriage, Outer};
 pub use executed::ExecutedConfig;
+pub use form::SecuredForm;
 pub use node::{Node, NodeConfig, Recovery, Rotation, SaEndpoint, SaFailure};
+pub use onem2m_sa::manage::KemUpdatePolicy;
 /// Response future of [`ReceiveSecure`].
 pub use receive::ResponseFuture as ReceiveFuture;
 pub use receive::{Authenticated, InboundRequest, PlaintextPolicy, ReceiveSecure, ReceiveSecureLayer};

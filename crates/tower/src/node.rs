@@ -22,18 +22,20 @@ use onem2m_sa::flows::{
     UpdateOperation, UpdateResult, UpdateSaConfirm, UpdateSaRequest,
 };
 use onem2m_sa::manage::{
-    Admitted, Exchange, InitiatorAdmitted, InitiatorEvent, InitiatorSam, Limits, ResponderEvent, ResponderSam, Timing,
+    Admitted, Exchange, InitiatorAdmitted, InitiatorEvent, InitiatorSam, KemUpdatePolicy, Limits, ResponderEvent,
+    ResponderSam, Timing,
 };
 use onem2m_sa::rng::SystemRng;
 use onem2m_sa::secure::EpochRef;
 use onem2m_sa::table::{SaEntry, SaTable, TableConfig};
-use onem2m_sa::{Now, SaId};
+use onem2m_sa::{Capabilities, Now, SaId};
 use tokio::sync::OnceCell;
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
 use crate::carriage::Outer;
 use crate::executed::{Executed, ExecutedConfig};
+use crate::form::{Forms, SecuredForm};
 use crate::{BoxError, rb};
 
 /// Everything a node needs to run SAs.
@@ -146,6 +148,10 @@ struct Shared {
     rb_timeout: Duration,
     max_attempts: u32,
     rqi: std::sync::atomic::AtomicU64,
+    /// The secured form of the requests sent to each peer.
+    forms: Forms,
+    /// This node takes secured primitives in the compact form (it offers `compact`).
+    accepts_compact: bool,
 }
 
 /// One M2M Node's SA runtime. Cheap to clone.
@@ -186,6 +192,7 @@ impl Node {
     /// [`Self::handle_sa_message_stored`] then).
     pub fn with_inbound_table(config: NodeConfig, inbound: Arc<SaTable>) -> Self {
         let id = config.initiator.credentials.node_id.clone();
+        let accepts_compact = config.responder.capabilities.contains(Capabilities::COMPACT);
         let outbound = Arc::new(SaTable::new(config.table));
         let mut initiator = InitiatorSam::new(config.initiator, config.timing);
         initiator.attach_table(outbound.clone());
@@ -210,6 +217,8 @@ impl Node {
                 rb_timeout: config.rb_timeout,
                 max_attempts: config.timing.max_attempts.max(1),
                 rqi: 0.into(),
+                forms: Forms::default(),
+                accepts_compact,
             }),
         }
     }
@@ -226,12 +235,38 @@ impl Node {
         lock(&self.shared.responder).set_max_sas_per_peer(max);
     }
 
-    /// Whether this node's key updates of the SAs it initiated run a fresh KEM exchange
-    /// (post-compromise security; off by default). Only for peers that run this version: a
-    /// Responder that predates it refuses the update (unknown member `kpk`). See
-    /// [`InitiatorSam::set_fresh_kem_key_updates`].
+    /// When this node's key updates of the SAs it initiated run a fresh KEM exchange
+    /// (post-compromise security): by default ([`KemUpdatePolicy::Auto`]) with the SAs whose
+    /// peer negotiated `kem-update`. See [`InitiatorSam::set_kem_update_policy`].
+    pub fn set_kem_update_policy(&self, policy: KemUpdatePolicy) {
+        lock(&self.shared.initiator).set_kem_update_policy(policy);
+    }
+
+    /// [`Self::set_kem_update_policy`] with `Always` (`true`) or `Off` (`false`).
     pub fn set_fresh_kem_key_updates(&self, yes: bool) {
         lock(&self.shared.initiator).set_fresh_kem_key_updates(yes);
+    }
+
+    /// The form of the secured requests this node sends to `peer` (default
+    /// [`SecuredForm::Auto`]: compact when the SA negotiated it). Answers always go back in
+    /// the form of their request.
+    pub fn set_secured_form(&self, peer: NodeId, form: SecuredForm) {
+        self.shared.forms.set(peer, form);
+    }
+
+    /// The form of the secured requests this node sends to `peer`.
+    pub fn secured_form(&self, peer: &NodeId) -> SecuredForm {
+        self.shared.forms.get(peer)
+    }
+
+    pub(crate) fn forms(&self) -> &Forms {
+        &self.shared.forms
+    }
+
+    /// Whether this node takes secured primitives in the compact form (its Responder offers the
+    /// `compact` capability); one that does not answers them with 4015 (415 / 4.15).
+    pub fn accepts_compact(&self) -> bool {
+        self.shared.accepts_compact
     }
 
     /// Sets the bounds of the record of executed requests (entries already kept stay until

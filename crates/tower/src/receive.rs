@@ -17,18 +17,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
+use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc, compact};
 use onem2m_sa::SaId;
 use onem2m_sa::credential::{NodeId, OriginatorPattern};
-use onem2m_sa::secure::{
-    Encoding, EpochRef, SecureError, UsageLimits, decode_jwe, epo_from_content, to_notify_content,
-};
+use onem2m_sa::secure::{Encoding, EpochRef, SecureError, UsageLimits};
 use onem2m_sa::table::SaEntry;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::executed::{Admission, Answer, Key, Ticket, request_digest};
-use crate::{BoxError, Node, rb};
+use crate::{BoxError, Node, form, rb};
 
 /// What a copy of a request gets when the first copy's execution ended without an answer.
 const UNKNOWN_OUTCOME: &str = "the first copy of this request ended without an answer; not executed again";
@@ -120,6 +118,8 @@ fn refuse(rsc: Rsc, rqi: &str, why: &str, reason: &'static str) -> ResponsePrimi
 /// What the answer must go through before it leaves: sealed under the request's SA and epoch.
 struct Sealing {
     entry: Arc<SaEntry>,
+    /// The form of the request, which the answer takes too.
+    encoding: Encoding,
     epoch: EpochRef,
     limits: UsageLimits,
     rqi: String,
@@ -136,10 +136,10 @@ impl Sealing {
     /// opened before the removal is answered; its keys are freed when this is dropped).
     fn seal_plain(&self, plain: &[u8]) -> ResponsePrimitive {
         let mut wire = Vec::with_capacity(plain.len() * 4 / 3 + 256);
-        let sealed = match self.entry.seal_with(&self.epoch, Encoding::Jwe, plain, &mut wire) {
+        let sealed = match self.entry.seal_with(&self.epoch, self.encoding, plain, &mut wire) {
             Err(SecureError::UnknownSa) => {
                 let (sa_id, suite) = (self.entry.sa_id(), self.entry.suite());
-                self.epoch.seal(sa_id, suite, Encoding::Jwe, plain, &self.limits, &mut wire)
+                self.epoch.seal(sa_id, suite, self.encoding, plain, &self.limits, &mut wire)
             }
             other => other,
         };
@@ -149,7 +149,7 @@ impl Sealing {
         metrics::counter!("onem2m_sa_sealed_total").increment(1);
         let mut outer = ResponsePrimitive::new(Rsc::OK, &self.rqi);
         outer.rvi = Some("3".to_owned());
-        outer.pc = Some(to_notify_content(&wire));
+        outer.pc = Some(form::content(self.encoding, &wire));
         outer
     }
 }
@@ -253,7 +253,7 @@ where
         if rb::is_sa_message(&req) {
             return ResponseFuture::ready(self.node.handle_sa_message(&req));
         }
-        let Some(pc) = req.pc.as_ref().filter(|pc| pc.get("m2m:seci").is_some()) else {
+        let Some(pc) = req.pc.as_ref().filter(|pc| form::is_secured(pc)) else {
             if !self.policy.admits(req.fr.as_deref()) {
                 let why = "a security association is required";
                 return ResponseFuture::ready(refuse(Rsc::SECURITY_ASSOCIATION_REQUIRED, &req.rqi, why, "plaintext"));
@@ -263,8 +263,12 @@ where
         };
         let mut scratch = Vec::new();
         let now = self.node.now();
-        let opened = epo_from_content(pc).and_then(|epo| {
-            let sealed = decode_jwe(epo.as_bytes(), &mut scratch)?;
+        if !self.node.accepts_compact() && compact::is_compact(pc) {
+            let why = "this node does not take secured primitives in the compact form";
+            return ResponseFuture::ready(refuse(Rsc::UNSUPPORTED_MEDIA_TYPE, &req.rqi, why, "compact"));
+        }
+        let opened = form::decode(pc, &mut scratch).and_then(|sealed| {
+            let encoding = sealed.encoding;
             let entry = self.node.inbound().get(sealed.header.sa_id).ok_or(SecureError::UnknownSa)?;
             let seq = sealed.header.seq;
             let (plain, epoch) = entry.open_at(now.unix_secs, sealed)?;
@@ -274,15 +278,15 @@ where
             let digest = (inner.op != Operation::Retrieve).then(|| request_digest(plain));
             // Identity binding: the originator must lie inside the peer's context.
             entry.authorize(inner.fr.as_deref().unwrap_or_default())?;
-            Ok((inner, entry, epoch, digest, seq))
+            Ok((inner, entry, epoch, digest, seq, encoding))
         });
-        let (inner_req, entry, epoch, digest, seq) = match opened {
+        let (inner_req, entry, epoch, digest, seq, encoding) = match opened {
             Ok(v) => v,
             Err(e) => return ResponseFuture::ready(refuse(e.rsc(), &req.rqi, &e.peer_text(), e.label())),
         };
         metrics::counter!("onem2m_sa_opened_total").increment(1);
         let limits = self.node.inbound().config().limits;
-        let sealing = Sealing { entry, epoch, limits, rqi: req.rqi };
+        let sealing = Sealing { entry, encoding, epoch, limits, rqi: req.rqi };
         let Some(digest) = digest else {
             // A RETRIEVE is safe to repeat: a copy is executed again (so that a client polling
             // with a fixed rqi is not served an old answer).

@@ -20,10 +20,10 @@ use std::task::{Context, Poll};
 
 use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa::credential::NodeId;
-use onem2m_sa::secure::{Encoding, SecureError, decode_jwe, epo_from_content};
+use onem2m_sa::secure::SecureError;
 use tower::{Layer, Service, ServiceExt};
 
-use crate::{BoxError, Node};
+use crate::{BoxError, Node, form};
 
 /// Chooses the peer node a request goes to.
 pub type Route = Arc<dyn Fn(&RequestPrimitive) -> Option<NodeId> + Send + Sync>;
@@ -130,9 +130,17 @@ where
                     // The epoch the request is sealed under is the one its answer is sealed
                     // under: keep it, so the answer opens even if the SA is removed meanwhile.
                     let mut wire = Vec::with_capacity(plaintext.len() * 4 / 3 + 256);
+                    // The compact form goes only straight to the peer's sidecar: a transit CSE
+                    // forwards the ESPrim JWE in `m2m:seci`, not a binary body.
+                    let route = node.outer(&peer);
+                    let encoding = if route.is_direct(&peer) {
+                        node.forms().encoding(&peer, &entry)
+                    } else {
+                        onem2m_sa::secure::Encoding::Jwe
+                    };
                     let sealed = match entry.current_epoch() {
                         Some(epoch) => entry
-                            .seal_with_at(node.now().unix_secs, &epoch, Encoding::Jwe, &plaintext, &mut wire)
+                            .seal_with_at(node.now().unix_secs, &epoch, encoding, &plaintext, &mut wire)
                             .map(|i| (epoch, i)),
                         None => Err(SecureError::UnknownSa),
                     };
@@ -155,7 +163,7 @@ where
                         Err(e) => return Ok(failed(e.rsc(), &req.rqi, &e.to_string())),
                     };
                     metrics::counter!("onem2m_sa_sealed_total").increment(1);
-                    let outer = node.outer(&peer).secured_request(&node.next_rqi("sec"), &wire);
+                    let outer = route.sealed_request(&node.next_rqi("sec"), encoding, &wire);
                     first_sent.get_or_insert_with(tokio::time::Instant::now);
                     let rsp = inner.clone().oneshot(outer).await?;
                     if rsp.rsc != Rsc::OK {
@@ -214,17 +222,12 @@ where
                         }
                         return Ok(failed(Rsc::ESPRIM_BAD_MAC, &req.rqi, "answer not secured"));
                     }
-                    let opened = rsp
-                        .pc
-                        .as_ref()
-                        .ok_or("no content")
-                        .and_then(|pc| epo_from_content(pc).map_err(|_| "no ESPrim object"));
-                    let Ok(epo) = opened else {
+                    // The answer may come in either form (JWE is always accepted).
+                    let Some(pc) = rsp.pc.as_ref().filter(|pc| form::is_secured(pc)) else {
                         return Ok(failed(Rsc::ESPRIM_BAD_MAC, &req.rqi, "answer not secured"));
                     };
                     let mut scratch = Vec::new();
-                    let plain =
-                        decode_jwe(epo.as_bytes(), &mut scratch).and_then(|s| epoch.open(s).map(|p| p.to_vec()));
+                    let plain = form::decode(pc, &mut scratch).and_then(|s| epoch.open(s).map(|p| p.to_vec()));
                     return match plain {
                         Ok(plain) => {
                             metrics::counter!("onem2m_sa_opened_total").increment(1);

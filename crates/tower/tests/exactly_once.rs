@@ -23,8 +23,9 @@ use tower::{ServiceExt, service_fn};
 mod common;
 use common::*;
 
+/// A secured request, in either form (JWE in `m2m:seci`, or compact).
 fn is_secured(req: &RequestPrimitive) -> bool {
-    req.pc.as_ref().is_some_and(|pc| pc.get("m2m:seci").is_some())
+    req.pc.as_ref().is_some_and(|pc| pc.get("m2m:seci").is_some() || onem2m_primitive::compact::is_compact(pc))
 }
 
 /// An attacker between the nodes: forwards every message, but for the secured requests `attack`

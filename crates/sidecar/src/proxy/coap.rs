@@ -10,8 +10,9 @@
 //!   requests), sealed by the same [`SendSecure`](onem2m_sa_tower::SendSecure) service as the
 //!   HTTP egress and sent to the peer over whatever binding its address names.
 //! * **`coap://` peers** — SA flows and secured requests to the peer go over a [`CoapClient`]:
-//!   a POST (NOTIFY) of the secured primitive (today the ESPrim JWE inside `m2m:seci`) to the
-//!   peer's sidecar.
+//!   a POST (NOTIFY) of the secured primitive to the peer's sidecar: the compact form as the raw
+//!   payload (Content-Format 65000) when the SA negotiated it, else the ESPrim JWE inside
+//!   `m2m:seci` (docs/protocol.md §4.3, per-peer `secured_form`).
 //!
 //! Points of access mapped for notifications (`ingress.map_poa`) stay on the HTTP egress.
 
