@@ -104,6 +104,7 @@ pub fn coap_reassembly(data: &[u8]) {
         max_peer_bytes: 400,
         max_total_bytes: 700,
         max_transfers: 6,
+        max_peer_transfers: 4,
         timeout: Duration::from_millis(1000),
     };
     let mut blocks = Blocks::new(limits);
@@ -144,6 +145,7 @@ pub fn coap_reassembly(data: &[u8]) {
         assert!(blocks.total_bytes() <= limits.max_total_bytes, "total cap exceeded");
         assert!((0..3).all(|p| blocks.peer_bytes(peer(p)) <= limits.max_peer_bytes), "peer cap exceeded");
         assert!(blocks.transfers() <= limits.max_transfers, "too many transfers");
+        assert!((0..3).all(|p| blocks.peer_transfers(peer(p)) <= limits.max_peer_transfers), "peer transfers");
     }
     blocks.expire(now + limits.timeout + Duration::from_millis(1));
     assert_eq!((blocks.total_bytes(), blocks.transfers()), (0, 0), "expired transfers still held");

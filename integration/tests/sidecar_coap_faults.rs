@@ -216,9 +216,10 @@ async fn hostile_datagrams_at_both_coap_listeners() {
     pair.shutdown().await;
 }
 
-/// One peer opening Block1 transfers it never finishes, at the egress: the sidecar holds them
-/// up to its per-peer reassembly cap (256 KiB), then answers 5.03; another peer is still
-/// served, end to end to the CSE, and nothing of the flood reached it.
+/// One peer opening Block1 transfers it never finishes, at the egress: the sidecar holds up to
+/// 256 unfinished transfers per peer (of 1024 in all; the per-peer byte cap, twice
+/// `coap.max_payload_bytes`, is not what stops 1 KiB blocks), then answers 5.03; another peer
+/// is still served, end to end to the CSE, and nothing of the flood reached it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn block_wise_flood_within_the_caps() {
     let pair = Pair::start(None).await;

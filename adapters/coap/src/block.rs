@@ -78,6 +78,9 @@ pub struct BlockLimits {
     pub max_total_bytes: usize,
     /// Most unfinished transfers at once.
     pub max_transfers: usize,
+    /// Most unfinished transfers of one peer at once (so that one peer opening transfers it
+    /// never finishes, a block at a time, cannot take all of [`Self::max_transfers`]).
+    pub max_peer_transfers: usize,
     /// Time a transfer may go without its next block before it is discarded.
     pub timeout: Duration,
 }
@@ -89,6 +92,7 @@ impl Default for BlockLimits {
             max_peer_bytes: 256 * 1024,
             max_total_bytes: 16 << 20,
             max_transfers: 1024,
+            max_peer_transfers: 256,
             timeout: Duration::from_secs(60),
         }
     }
@@ -155,6 +159,16 @@ impl Blocks {
     /// Unfinished transfers held.
     pub fn transfers(&self) -> usize {
         self.uploads.len() + self.downloads.len()
+    }
+
+    /// Unfinished transfers held for `peer`.
+    pub fn peer_transfers(&self, peer: SocketAddr) -> usize {
+        self.uploads.keys().chain(self.downloads.keys()).filter(|(p, _)| *p == peer).count()
+    }
+
+    /// Whether one more transfer of `peer` would exceed a transfer cap.
+    fn transfers_full(&self, peer: SocketAddr) -> bool {
+        self.transfers() >= self.limits.max_transfers || self.peer_transfers(peer) >= self.limits.max_peer_transfers
     }
 
     fn release(&mut self, peer: SocketAddr, bytes: usize) {
@@ -225,7 +239,7 @@ impl Blocks {
         let offset = block.offset();
         if block.num == 0 {
             self.drop_upload(&key);
-            if self.uploads.len() + self.downloads.len() >= self.limits.max_transfers && block.more {
+            if block.more && self.transfers_full(peer) {
                 return Err(BlockError::Busy);
             }
             if !block.more {
@@ -273,7 +287,7 @@ impl Blocks {
         if let Some(old) = self.downloads.remove(&key) {
             self.release(peer, old.bytes());
         }
-        if self.transfers() >= self.limits.max_transfers || self.reserve(peer, head.len() + payload.len()).is_err() {
+        if self.transfers_full(peer) || self.reserve(peer, head.len() + payload.len()).is_err() {
             return false;
         }
         self.downloads.insert(key, Transfer { head, data: payload, touched: now });
@@ -373,6 +387,25 @@ mod tests {
         blocks.offer(peer(2), b"x".to_vec(), b(0, true), &[0; 16], t).unwrap();
         assert_eq!(blocks.offer(peer(3), b"x".to_vec(), b(0, true), &[0; 16], t), Err(BlockError::Busy));
         assert_eq!((blocks.peer_bytes(peer(1)), blocks.total_bytes()), (48, 64));
+    }
+
+    #[test]
+    fn one_peer_holds_at_most_its_share_of_the_transfers() {
+        let t = Instant::now();
+        let limits = BlockLimits { max_transfers: 6, max_peer_transfers: 4, ..BlockLimits::default() };
+        let mut blocks = Blocks::new(limits);
+        for k in 0..4u8 {
+            blocks.offer(peer(1), vec![k], b(0, true), &[0; 16], t).unwrap();
+        }
+        assert_eq!(blocks.offer(peer(1), vec![9], b(0, true), &[0; 16], t), Err(BlockError::Busy));
+        assert!(!blocks.store(peer(1), b"r".to_vec(), vec![], vec![0; 100], t), "an answer counts as a transfer");
+        // A single-block request needs no transfer: still served.
+        assert_eq!(blocks.offer(peer(1), vec![9], b(0, false), &[1; 3], t), Ok(Offer::Complete(vec![1; 3])));
+        // Another peer is served up to the total cap.
+        blocks.offer(peer(2), vec![0], b(0, true), &[0; 16], t).unwrap();
+        assert!(blocks.store(peer(2), b"r".to_vec(), vec![], vec![0; 100], t));
+        assert_eq!(blocks.offer(peer(3), vec![0], b(0, true), &[0; 16], t), Err(BlockError::Busy));
+        assert_eq!((blocks.peer_transfers(peer(1)), blocks.transfers()), (4, 6));
     }
 
     #[test]

@@ -264,11 +264,11 @@ impl<S> std::fmt::Debug for LearnOnMiss<S> {
     }
 }
 
-/// The SA a sealed request names, read from its JWE header (only on the 4112 path).
+/// The SA a sealed request names, read from its header in either secured form (only on the
+/// 4112 path).
 fn sa_of(req: &onem2m_primitive::RequestPrimitive) -> Option<SaId> {
-    let epo = onem2m_sa::secure::epo_from_content(req.pc.as_ref()?).ok()?;
     let mut scratch = Vec::new();
-    onem2m_sa::secure::decode_jwe(epo.as_bytes(), &mut scratch).ok().map(|s| s.header.sa_id)
+    crate::form::decode(req.pc.as_ref()?, &mut scratch).ok().map(|s| s.header.sa_id)
 }
 
 impl<S> tower::Service<onem2m_primitive::RequestPrimitive> for LearnOnMiss<S>

@@ -10,7 +10,7 @@ use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseS
 use onem2m_sa::credential::{Credentials, TrustAnchors};
 use onem2m_sa::crypto::Suite;
 use onem2m_sa::manage::{Limits, Timing};
-use onem2m_sa::secure::{decode_jwe, epo_from_content};
+use onem2m_sa::secure::{decode_compact, decode_jwe, epo_from_content};
 use onem2m_sa::table::TableConfig;
 use onem2m_sa::testkit::{initiator_config, responder_config};
 use onem2m_sa_store_redis::{Kek, RedisStore, RedisStoreConfig};
@@ -150,12 +150,8 @@ impl Relay {
                     me.last_request.lock().unwrap()[i] = Some(req.clone());
                 }
                 let rsp = svc.oneshot(req).await?;
-                if let Some(epo) = rsp.pc.as_ref().and_then(|pc| epo_from_content(pc).ok()) {
-                    let mut scratch = Vec::new();
-                    if let Ok(sealed) = decode_jwe(epo.as_bytes(), &mut scratch) {
-                        let h = sealed.header;
-                        me.sealed.lock().unwrap().push((h.sa_id, h.key_phase, h.seq));
-                    }
+                if let Some((sa_id, key_phase, seq)) = rsp.pc.as_ref().and_then(sealed_header) {
+                    me.sealed.lock().unwrap().push((sa_id, key_phase, seq));
                 }
                 Ok(rsp)
             }
@@ -169,6 +165,20 @@ impl Relay {
         assert_eq!(unique.len(), sealed.len(), "two answers sealed with the same nonce");
         assert!(!sealed.is_empty());
     }
+}
+
+/// The (SA, key phase, sequence number) of a sealed answer, in either secured form.
+fn sealed_header(pc: &serde_json::Value) -> Option<(onem2m_sa::SaId, u8, u64)> {
+    let mut scratch = Vec::new();
+    let sealed = match onem2m_primitive::compact::bytes(pc) {
+        Some(bytes) => {
+            scratch = bytes.ok()?;
+            decode_compact(&mut scratch).ok()?
+        }
+        None => decode_jwe(epo_from_content(pc).ok()?.as_bytes(), &mut scratch).ok()?,
+    };
+    let h = sealed.header;
+    Some((h.sa_id, h.key_phase, h.seq))
 }
 
 pub fn request(op: Operation, n: usize) -> RequestPrimitive {
