@@ -31,7 +31,9 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Time an unused pooled connection is kept open.
     pub pool_idle_timeout: Duration,
-    /// Most unused connections kept per host.
+    /// Most unused connections kept per host. As many as the concurrent requests to one host
+    /// at the busiest moment: after a burst, a connection beyond it is closed and the next burst
+    /// connects again (the default is the server's default connection bound, 1024).
     pub pool_max_idle_per_host: usize,
     /// Serialization of request bodies, also asked for in `Accept`; answers in JSON or CBOR are
     /// both decoded.
@@ -45,7 +47,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             pool_idle_timeout: Duration::from_secs(90),
-            pool_max_idle_per_host: 32,
+            pool_max_idle_per_host: 1024,
             media: MediaType::Json,
         }
     }

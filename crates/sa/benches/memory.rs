@@ -1,8 +1,18 @@
 //! Memory of one SA: resident set growth while 20,000 SAs are installed in an `SaTable` (the
 //! data path's entry: two AEAD key contexts per epoch, the replay window, counters), and while
-//! the SA Management's record of each (`EstablishedSa` with its session keys) is kept. Linux only
-//! (reads /proc/self/statm). A benchmark: it prints figures and asserts nothing.
+//! the SA Management's record of each (`EstablishedSa` with its session keys) is kept.
+//!
+//! Then **per end, as established**: 2,000 SAs established one after the other through both SA
+//! Managements (each with its table attached), each end measured in a fresh child process (the
+//! bench runs itself again with `--per-end MODE`): both ends kept; only the Responder's end
+//! kept (the Initiator forgets each SA once established); only the Initiator's end kept. This
+//! counts everything an established SA holds at each end: the data-path entry, the SA
+//! Management record, what the Responder keeps for retransmissions and replayed SaInits. The
+//! virtual clock advances 130 ms per establishment (under the per-source SaInit rate, so no
+//! cookie round trips), so all 2,000 fall within the 5-minute nonce memory. Linux only (reads
+//! /proc/self/statm). A benchmark: it prints figures and asserts nothing.
 
+use std::process::Command;
 use std::sync::Arc;
 
 use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
@@ -20,7 +30,112 @@ fn rss_bytes() -> usize {
     pages * 4096
 }
 
+/// SAs established per child of the per-end measurement.
+const ESTABLISHED: usize = 2_000;
+
+/// Which ends of each established SA the per-end child keeps.
+#[derive(Clone, Copy, PartialEq)]
+enum Keep {
+    Both,
+    Responder,
+    Initiator,
+}
+
+/// A per-end child: establishes [`ESTABLISHED`] SAs, keeping the ends `keep` says; prints the
+/// resident-set growth per SA.
+fn per_end_child(keep: Keep) {
+    let now = Now::new(1_000, 1_800_000_000);
+    let mut rng = SeededRng::new([5; 32]);
+    let pki = TestPki::new(&mut rng, now.unix_secs);
+    let i = pki.node("/id-asn", SignatureAlgorithm::Ed25519, &["C*"], &mut rng);
+    let r = pki.node("/id-in", SignatureAlgorithm::Ed25519, &["/id-in"], &mut rng);
+    let suite = Suite::X25519_AES128GCM_SHA256;
+    let mut pair = Pair::new(
+        initiator_config(i, pki.anchors.clone(), &[suite]),
+        responder_config(r, pki.anchors.clone(), &[suite]),
+        5,
+        now,
+    );
+    pair.responder.set_max_sas_per_peer(2 * ESTABLISHED);
+    let (ti, tr) = (Arc::new(SaTable::new(TableConfig::default())), Arc::new(SaTable::new(TableConfig::default())));
+    pair.initiator.attach_table(ti.clone());
+    pair.responder.attach_table(tr.clone());
+    let req = InitiateSaRequest { initiator: "/id-asn".parse().unwrap(), responder: "/id-in".parse().unwrap() };
+    let establish = |pair: &mut Pair| {
+        let ex = pair.initiator.initiate(&req, pair.now, &mut pair.rng).unwrap();
+        pair.send(ex);
+        pair.run(100);
+        pair.wire.clear();
+        pair.initiator_events.clear();
+        pair.responder_events.clear();
+        pair.now = pair.now.after_ms(130);
+        // The Responder's timers, as a node's agent runs them (every second): what it keeps only
+        // for a while (the establishment reply, for retransmissions) goes when its time is up.
+        let _ = pair.responder.handle_timeout(pair.now);
+    };
+    // Warm up: the first establishments allocate what every later one reuses.
+    for _ in 0..20 {
+        establish(&mut pair);
+    }
+    // Only the ends kept from here on count: the warm-up's other ends go now.
+    let warm: Vec<_> = match keep {
+        Keep::Both => Vec::new(),
+        Keep::Responder => pair.initiator.sas().map(|r| r.sa.sa_id).collect(),
+        Keep::Initiator => pair.responder.sas().map(|r| r.sa.sa_id).collect(),
+    };
+    for sa_id in warm {
+        if keep == Keep::Responder {
+            pair.initiator.forget(sa_id, pair.now);
+            ti.unmap(sa_id);
+        } else {
+            pair.responder.remove_local(sa_id, pair.now);
+        }
+    }
+    let (sas_i, sas_r) = (ti.len(), tr.len());
+    let before = rss_bytes();
+    for _ in 0..ESTABLISHED {
+        establish(&mut pair);
+        // The other end holds only the SA just established: every earlier one was dropped.
+        match keep {
+            Keep::Both => {}
+            Keep::Responder => {
+                let sa_id = pair.initiator.sas().next().map(|r| r.sa.sa_id).unwrap();
+                pair.initiator.forget(sa_id, pair.now);
+                ti.unmap(sa_id);
+            }
+            Keep::Initiator => {
+                let sa_id = pair.responder.sas().next().map(|r| r.sa.sa_id).unwrap();
+                pair.responder.remove_local(sa_id, pair.now);
+            }
+        }
+    }
+    let grown = rss_bytes() - before;
+    let (kept_i, kept_r) = (ti.len() - sas_i, tr.len() - sas_r);
+    println!("{} {} {}", grown / ESTABLISHED, kept_i, kept_r);
+}
+
+fn per_end(mode: &str) -> (usize, usize, usize) {
+    let out = Command::new(std::env::current_exe().unwrap()).args(["--per-end", mode]).output().unwrap();
+    assert!(out.status.success(), "per-end child {mode} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut it = text.split_whitespace().map(|x| x.parse().unwrap());
+    (it.next().unwrap(), it.next().unwrap(), it.next().unwrap())
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--per-end") {
+        let keep = match args[i + 1].as_str() {
+            "both" => Keep::Both,
+            "responder" => Keep::Responder,
+            _ => Keep::Initiator,
+        };
+        return per_end_child(keep);
+    }
+    // `cargo test --benches` runs bench targets without `--bench`: only measure when benched.
+    if !args.iter().any(|a| a == "--bench") {
+        return;
+    }
     let now = Now::new(1_000, 1_800_000_000);
     let mut rng = SeededRng::new([4; 32]);
     let pki = TestPki::new(&mut rng, now.unix_secs);
@@ -73,5 +188,15 @@ fn main() {
             record_bytes
         );
         keep.push((table, records));
+    }
+    println!();
+    println!("Established SAs ({ESTABLISHED}, X25519_AES128GCM_SHA256, window 1024), resident-set growth per SA:");
+    for (mode, what) in [
+        ("both", "both ends"),
+        ("responder", "the Responder's end (data path + SA Management)"),
+        ("initiator", "the Initiator's end (data path + SA Management)"),
+    ] {
+        let (bytes, kept_i, kept_r) = per_end(mode);
+        println!("{what:<50} {bytes:>6} B/SA  (SAs kept: Initiator {kept_i}, Responder {kept_r})");
     }
 }

@@ -365,7 +365,9 @@ pub struct SaRecord {
     proposed_id: Option<SaId>,
     /// Responder: the last control reply, for retransmitted requests.
     last_reply: Option<CachedReply>,
-    /// Responder: digest of the [`SaAuth`] that established the SA and the reply, for retransmissions.
+    /// Responder: digest of the [`SaAuth`] that established the SA and the reply, for
+    /// retransmissions: kept while the Initiator may still retransmit (its half-open time) and
+    /// has not used the SA yet, not for the SA's lifetime.
     established_by: Option<(Digest, Vec<u8>)>,
     busy: bool,
 }
@@ -2142,7 +2144,11 @@ impl ResponderSam {
         let next = self.sas.values().filter(|r| r.next_keys.is_some()).map(|r| r.next_keys_until_ms);
         let idle = self.timing.idle_timeout_ms;
         let idles = self.sas.values().filter_map(|r| idle.map(|i| r.last_active_ms + i));
-        half.chain(alias).chain(tomb).chain(grace).chain(next).chain(idles).min()
+        // The reply that established an SA answers retransmissions of its SaAuth for the
+        // half-open time (the Initiator retransmits no longer).
+        let half_open = self.timing.half_open_ms;
+        let replies = self.sas.values().filter(|r| r.established_by.is_some()).map(|r| r.established_ms + half_open);
+        half.chain(alias).chain(tomb).chain(grace).chain(next).chain(idles).chain(replies).min()
     }
 
     /// Expires half-open establishments, grace periods, pending key updates and tombstones, and
@@ -2177,6 +2183,11 @@ impl ResponderSam {
             let in_use =
                 self.table.as_ref().and_then(|tb| tb.get(record.sa.sa_id)).is_some_and(|e| e.current_epoch_in_use());
             record.current_confirmed |= in_use;
+            // The Initiator has the reply once it uses the SA, and retransmits for the half-open
+            // time at most: the reply is not kept beyond either.
+            if in_use || record.established_ms + self.timing.half_open_ms <= t {
+                record.established_by = None;
+            }
             if let Some(p) = record.previous.as_mut().filter(|p| p.until_ms <= t) {
                 if record.current_confirmed {
                     record.previous = None;

@@ -215,6 +215,29 @@ fn retransmissions_are_byte_identical_and_answered_identically() {
     assert_eq!(p.responder.sas().count(), 1);
 }
 
+/// The Responder answers a retransmitted SaAuth with the reply that established the SA only as
+/// long as the Initiator may still retransmit it (its half-open time): the reply is not kept for
+/// the SA's lifetime (issue 16: it was most of the SA Management record's memory). Later, a copy
+/// is dropped as a replay.
+#[test]
+fn the_establishment_reply_is_kept_for_retransmissions_only() {
+    let mut p = pair_with(Suite::X25519_AES128GCM_SHA256, SignatureAlgorithm::Ed25519, 14);
+    establish(&mut p);
+    let sa_auth = p.wire.iter().filter(|(to_r, _)| *to_r).map(|(_, b)| b.clone()).nth(1).expect("an SaAuth");
+    let reply = p.wire.iter().filter(|(to_r, _)| !*to_r).map(|(_, b)| b.clone()).nth(1).expect("an SaAuthReply");
+    let mut agent = onem2m_sa::establish::AcceptAll;
+    // A retransmission within the Initiator's window gets the same reply.
+    p.advance(5_000);
+    let out = p.responder.handle(&sa_auth, p.now, &mut p.rng, &mut agent);
+    assert_eq!(out.reply.as_ref(), Some(&reply));
+    // Past it, the reply is gone: a copy is a replay.
+    p.advance(onem2m_sa::manage::Timing::default().half_open_ms);
+    let out = p.responder.handle(&sa_auth, p.now, &mut p.rng, &mut agent);
+    assert_eq!(out.reply, None);
+    assert!(out.dropped.is_some());
+    assert_eq!(p.responder.sas().count(), 1, "the SA stays");
+}
+
 #[test]
 fn initiator_times_out_and_responder_expires_half_open() {
     let mut p = pair_with(Suite::X25519_AES128GCM_SHA256, SignatureAlgorithm::Ed25519, 5);

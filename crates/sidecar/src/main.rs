@@ -10,6 +10,13 @@ use onem2m_sa_sidecar::config::Config;
 use onem2m_sa_sidecar::keys::{KeygenArgs, TicketCommand, run_keygen, run_ticket};
 use onem2m_sa_sidecar::{admin_client, demo, logging, proxy};
 
+/// mimalloc instead of glibc's malloc: the data path allocates and frees many small buffers per
+/// request across the runtime's threads, and glibc's `malloc`/`free` (with its chunk
+/// consolidation) was about 18 % of the sidecar pair's CPU time under load (issue 16,
+/// docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "onem2m-sa",

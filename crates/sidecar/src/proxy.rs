@@ -453,8 +453,7 @@ impl Egress {
         Box::pin(async move {
             let out = fut.await;
             if let Ok(rsp) = &out {
-                let live = |p: &NodeId| node.outbound().by_peer(p).into_iter().find(|e| e.is_active());
-                let sa = peer.as_ref().and_then(live).map(|e| e.sa_id().to_string());
+                let sa = || peer.as_ref().and_then(|p| node.outbound().live_by_peer(p)).map(|e| e.sa_id().to_string());
                 access::egress(level, &seen, rsp, peer.as_ref(), sa);
             }
             out
@@ -542,7 +541,7 @@ where
             None => Box::pin(inner.oneshot(req)),
         };
         Box::pin(async move {
-            let (out, forwarded) = access::scope(handled).await;
+            let (out, forwarded) = access::scope(level, handled).await;
             if let Ok(rsp) = &out {
                 access::ingress(level, &seen, rsp, forwarded);
             }
@@ -859,6 +858,10 @@ impl Service<http::Request<Bytes>> for EgressFront {
         let chosen = {
             let g = self.0.read();
             g.current.egress.clone().map(|current| {
+                if g.previous.is_empty() {
+                    // No earlier generation: the common case, with no peer to work out.
+                    return current;
+                }
                 let path = req.uri().path();
                 let peer = match poa::decode_path(path) {
                     Some(m) => Some(m.peer),

@@ -271,7 +271,7 @@ impl Service<RequestPrimitive> for CoapIngress {
         };
         let (seen, level) = (access::Seen::of_primitive(&req_seen), self.1);
         Box::pin(async move {
-            let (out, forwarded) = access::scope(handled).await;
+            let (out, forwarded) = access::scope(level, handled).await;
             if let Ok(rsp) = &out {
                 access::ingress_primitive(level, &seen, rsp, forwarded);
             }
