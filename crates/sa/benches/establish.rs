@@ -2,7 +2,10 @@
 //!
 //! One iteration runs both sides of a complete establishment in-process: SaInit, SaInitReply,
 //! SaAuth, SaAuthReply, with ticket verification, two signatures (three with an authentication
-//! challenge to the Responder), the KEM operations and the key schedule. No I/O.
+//! challenge to the Responder), the KEM operations and the key schedule. No I/O. The trust
+//! anchors remember verified tickets, so from the second iteration on each side skips the
+//! issuer-signature check of the peer's ticket, as between two nodes that establish many SAs;
+//! `<alg>-new-peer/*` gives both sides fresh anchors every iteration (a first establishment).
 //!
 //! Reference, in the same group: rustls (aws-lc-rs provider) TLS 1.3 full handshakes with mutual
 //! authentication, both sides in one thread over in-memory buffers (`rustls-tls13-mutual/*`).
@@ -15,7 +18,7 @@ use std::sync::Arc;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
-use onem2m_sa::establish::{AcceptAll, Initiator, Responder};
+use onem2m_sa::establish::{AcceptAll, Initiator, InitiatorConfig, Responder, ResponderConfig};
 use onem2m_sa::flows::{ChallengeKind, InitiateSaRequest};
 use onem2m_sa::message::Message;
 use onem2m_sa::rng::SystemRng;
@@ -38,22 +41,45 @@ fn establish(c: &mut Criterion) {
             let request = InitiateSaRequest { initiator: i_creds.node_id.clone(), responder: r_creds.node_id.clone() };
             group.bench_function(BenchmarkId::new(format!("{alg:?}"), suite.name()), |b| {
                 b.iter(|| {
-                    let (i, m1) = Initiator::start(icfg.clone(), &request, &mut rng).unwrap();
-                    let Message::Init(init) = Message::decode(&m1).unwrap() else { unreachable!() };
-                    let sa_id = SaId::random(&mut rng);
-                    let accepted =
-                        Responder::accept(rcfg.clone(), &mut AcceptAll, &init, sa_id, &mut rng).ok().unwrap();
-                    let (i, m3) = i.handle(&accepted.reply, now, &mut rng).unwrap();
-                    let Message::Auth(auth) = Message::decode(&m3).unwrap() else { unreachable!() };
-                    let (r_sa, m4, _) = accepted.state.handle(&auth, now).ok().unwrap();
-                    let i_sa = i.handle(&m4).unwrap();
-                    assert_eq!(i_sa.transcript_hash, r_sa.transcript_hash);
+                    establish_once(icfg.clone(), rcfg.clone(), &request, now, &mut rng);
                 })
             });
+            // The first establishment with a peer (or with its new ticket): both sides verify
+            // the ticket's issuer signature, as before the trust anchors remembered tickets.
+            if suite == Suite::X25519_AES128GCM_SHA256 || suite == Suite::X25519MLKEM768_AES256GCM_SHA384 {
+                group.bench_function(BenchmarkId::new(format!("{alg:?}-new-peer"), suite.name()), |b| {
+                    b.iter(|| {
+                        let mut icfg = icfg.clone();
+                        icfg.trust_anchors = Arc::new((*pki.anchors).clone());
+                        let mut rcfg = rcfg.clone();
+                        rcfg.trust_anchors = Arc::new((*pki.anchors).clone());
+                        establish_once(icfg, rcfg, &request, now, &mut rng);
+                    })
+                });
+            }
         }
     }
     rustls_reference(&mut group);
     group.finish();
+}
+
+/// Both sides of one establishment, SaInit to SaAuthReply.
+fn establish_once(
+    icfg: InitiatorConfig,
+    rcfg: ResponderConfig,
+    request: &InitiateSaRequest,
+    now: Now,
+    rng: &mut SystemRng,
+) {
+    let (i, m1) = Initiator::start(icfg, request, rng).unwrap();
+    let Message::Init(init) = Message::decode(&m1).unwrap() else { unreachable!() };
+    let sa_id = SaId::random(rng);
+    let accepted = Responder::accept(rcfg, &mut AcceptAll, &init, sa_id, rng).ok().unwrap();
+    let (i, m3) = i.handle(&accepted.reply, now, rng).unwrap();
+    let Message::Auth(auth) = Message::decode(&m3).unwrap() else { unreachable!() };
+    let (r_sa, m4, _) = accepted.state.handle(&auth, now).ok().unwrap();
+    let i_sa = i.handle(&m4).unwrap();
+    assert_eq!(i_sa.transcript_hash, r_sa.transcript_hash);
 }
 
 /// rustls TLS 1.3 mutual-auth full handshakes: (certificate algorithm, key exchange group, cipher suite).

@@ -11,6 +11,8 @@
 //! exceptions of at most 256 bytes each, a description of at most 1 KiB.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -330,8 +332,7 @@ impl Ticket {
 
     /// The ticket reference: SHA-256 over [`Ticket::to_be_signed`] and the signature.
     pub fn digest(&self) -> [u8; 32] {
-        let d = crypto::digest(HashAlgorithm::Sha256, &[&self.to_be_signed(), &self.signature]);
-        d.as_ref().try_into().expect("32 bytes")
+        reference(&self.to_be_signed(), &self.signature)
     }
 
     /// The JSON form.
@@ -404,10 +405,85 @@ pub enum TicketError {
     Malformed(&'static str),
 }
 
+/// Most tickets a [`TrustAnchors`] remembers as verified (about 64 KiB at most).
+pub const VERIFIED_TICKETS: usize = 1024;
+
 /// The trust anchors whose tickets a node accepts.
-#[derive(Clone, Debug, Default)]
+///
+/// It remembers the tickets whose issuer signature has verified (at most [`VERIFIED_TICKETS`]),
+/// so a peer that establishes many SAs with the same ticket costs one signature verification,
+/// not one per SA. A clone starts with an empty cache, and [`TrustAnchors::add`] empties it.
+#[derive(Debug, Default)]
 pub struct TrustAnchors {
     anchors: HashMap<NodeId, (SignatureAlgorithm, Vec<u8>)>,
+    verified: VerifiedTickets,
+}
+
+impl Clone for TrustAnchors {
+    fn clone(&self) -> Self {
+        Self { anchors: self.anchors.clone(), verified: VerifiedTickets::default() }
+    }
+}
+
+/// Tickets whose issuer signature verified under the current anchors, by [`cache_key`], with
+/// their `not_after` (to drop expired ones first), and how many signatures were checked.
+#[derive(Default)]
+struct VerifiedTickets {
+    tickets: Mutex<HashMap<[u8; 32], u64>>,
+    checks: AtomicU64,
+}
+
+impl std::fmt::Debug for VerifiedTickets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedTickets").field("len", &self.len()).finish_non_exhaustive()
+    }
+}
+
+impl VerifiedTickets {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], u64>> {
+        // The map is consistent after any panic (every change is one insert, retain or clear).
+        self.tickets.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn contains(&self, key: &[u8; 32]) -> bool {
+        self.lock().contains_key(key)
+    }
+
+    /// Remembers a verified ticket. When full, forgets the tickets expired at `unix_now`, and
+    /// if none had, all of them.
+    fn insert(&self, key: [u8; 32], not_after: u64, unix_now: u64) {
+        let mut map = self.lock();
+        if map.len() >= VERIFIED_TICKETS && !map.contains_key(&key) {
+            map.retain(|_, t| *t > unix_now);
+            if map.len() >= VERIFIED_TICKETS {
+                map.clear();
+            }
+        }
+        map.insert(key, not_after);
+    }
+
+    fn clear(&self) {
+        self.lock().clear();
+    }
+}
+
+/// The ticket reference ([`Ticket::digest`]) from its signed bytes and signature.
+fn reference(to_be_signed: &[u8], signature: &[u8]) -> [u8; 32] {
+    let d = crypto::digest(HashAlgorithm::Sha256, &[to_be_signed, signature]);
+    d.as_ref().try_into().expect("32 bytes")
+}
+
+/// The cache key of a ticket: SHA-256 over the length of [`Ticket::to_be_signed`], those bytes
+/// and the signature, so that two tickets share a key only if their signed bytes and signatures
+/// are both the same. (The ticket reference hashes the two without the length.)
+fn cache_key(to_be_signed: &[u8], signature: &[u8]) -> [u8; 32] {
+    let len = (to_be_signed.len() as u64).to_be_bytes();
+    let d = crypto::digest(HashAlgorithm::Sha256, &[b"onem2m-sa verified ticket", &len, to_be_signed, signature]);
+    d.as_ref().try_into().expect("32 bytes")
 }
 
 impl TrustAnchors {
@@ -419,6 +495,17 @@ impl TrustAnchors {
     /// Trusts `issuer` with this public key, replacing any key it had.
     pub fn add(&mut self, issuer: NodeId, alg: SignatureAlgorithm, public_key: Vec<u8>) {
         self.anchors.insert(issuer, (alg, public_key));
+        self.verified.clear();
+    }
+
+    /// How many ticket signatures this set has verified (cache misses), for metrics and tests.
+    pub fn signature_checks(&self) -> u64 {
+        self.verified.checks.load(Ordering::Relaxed)
+    }
+
+    /// How many verified tickets it remembers.
+    pub fn cached_tickets(&self) -> usize {
+        self.verified.len()
     }
 
     /// Whether every anchor of `self` is in `other` with the same key: a node moving from
@@ -446,7 +533,9 @@ impl TrustAnchors {
     /// 4. `not_before ≤ unix_now < not_after` ([`TicketError::NotYetValid`], [`TicketError::Expired`]).
     ///
     /// The signature is checked before any signed field is believed, so a forged ticket is
-    /// reported as a bad signature, never as a wrong subject or an expired ticket.
+    /// reported as a bad signature, never as a wrong subject or an expired ticket. Step 2 is
+    /// skipped for a ticket of exactly the same signed bytes and signature that verified before
+    /// under these anchors; steps 0, 1, 3 and 4 run on every call.
     pub fn verify(
         &self,
         ticket: &Ticket,
@@ -455,7 +544,20 @@ impl TrustAnchors {
     ) -> Result<VerifiedTicket, TicketError> {
         ticket.check_limits().map_err(TicketError::Malformed)?;
         let (alg, key) = self.anchors.get(&ticket.issuer).ok_or(TicketError::UnknownIssuer)?;
-        crypto::verify(*alg, key, &ticket.to_be_signed(), &ticket.signature).map_err(|_| TicketError::BadSignature)?;
+        let tbs = ticket.to_be_signed();
+        let cache_key = cache_key(&tbs, &ticket.signature);
+        // Under a fuzzing build's permissive checks nothing is remembered or believed.
+        #[cfg(fuzzing)]
+        let use_cache = !crypto::fuzzing::active();
+        #[cfg(not(fuzzing))]
+        let use_cache = true;
+        if !(use_cache && self.verified.contains(&cache_key)) {
+            self.verified.checks.fetch_add(1, Ordering::Relaxed);
+            crypto::verify(*alg, key, &tbs, &ticket.signature).map_err(|_| TicketError::BadSignature)?;
+            if use_cache {
+                self.verified.insert(cache_key, ticket.not_after, unix_now);
+            }
+        }
         if &ticket.subject != expected_subject {
             return Err(TicketError::WrongSubject);
         }
@@ -465,7 +567,7 @@ impl TrustAnchors {
         if unix_now >= ticket.not_after {
             return Err(TicketError::Expired);
         }
-        Ok(VerifiedTicket { digest: ticket.digest(), ticket: ticket.clone() })
+        Ok(VerifiedTicket { digest: reference(&tbs, &ticket.signature), ticket: ticket.clone() })
     }
 }
 
@@ -725,6 +827,84 @@ mod tests {
         bad.algorithm = SignatureAlgorithm::Ed25519;
         bad.public_key.truncate(32);
         assert_eq!(s.anchors.verify(&bad, &s.me, NOW).unwrap_err(), TicketError::BadSignature);
+    }
+
+    /// A ticket's issuer signature is checked once per anchor set: the second establishment with
+    /// the same peer and ticket skips it, and everything else is still checked on every call.
+    #[test]
+    fn verified_tickets_are_cached_by_their_exact_bytes() {
+        let s = setup();
+        assert_eq!(s.anchors.signature_checks(), 0);
+        for _ in 0..3 {
+            s.anchors.verify(&s.ticket, &s.me, NOW).unwrap();
+        }
+        assert_eq!(s.anchors.signature_checks(), 1, "one signature verification for three establishments");
+        // A cache hit still checks the subject and the validity window.
+        assert_eq!(
+            s.anchors.verify(&s.ticket, &NodeId::new("/id-x").unwrap(), NOW).unwrap_err(),
+            TicketError::WrongSubject
+        );
+        assert_eq!(s.anchors.verify(&s.ticket, &s.me, NOW + 10).unwrap_err(), TicketError::Expired);
+        assert_eq!(s.anchors.verify(&s.ticket, &s.me, NOW - 11).unwrap_err(), TicketError::NotYetValid);
+        assert_eq!(s.anchors.signature_checks(), 1);
+        // Any other bytes are verified again: a signed field changed, or the signature.
+        let mut longer = s.ticket.clone();
+        longer.not_after += 1000;
+        assert_eq!(s.anchors.verify(&longer, &s.me, NOW).unwrap_err(), TicketError::BadSignature);
+        let mut resigned = s.ticket.clone();
+        resigned.signature[5] ^= 1;
+        assert_eq!(s.anchors.verify(&resigned, &s.me, NOW).unwrap_err(), TicketError::BadSignature);
+        assert_eq!(s.anchors.signature_checks(), 3);
+        // A failure is not remembered.
+        assert_eq!(s.anchors.verify(&longer, &s.me, NOW).unwrap_err(), TicketError::BadSignature);
+        assert_eq!(s.anchors.signature_checks(), 4);
+        // A clone starts with its own, empty cache.
+        let copy = s.anchors.clone();
+        copy.verify(&s.ticket, &s.me, NOW).unwrap();
+        assert_eq!(copy.signature_checks(), 1);
+    }
+
+    /// Rekeying an anchor forgets what its old key verified.
+    #[test]
+    fn rekeying_an_anchor_empties_the_cache() {
+        let mut s = setup();
+        s.anchors.verify(&s.ticket, &s.me, NOW).unwrap();
+        let other = SigningKey::generate(SignatureAlgorithm::Ed25519, &mut SeededRng::new([9; 32])).unwrap();
+        s.anchors.add(s.anchor.clone(), other.algorithm(), other.public_key().to_vec());
+        assert_eq!(s.anchors.verify(&s.ticket, &s.me, NOW).unwrap_err(), TicketError::BadSignature);
+        // Adding another anchor leaves the old one's tickets valid, but they are checked again.
+        s.anchors.add(s.anchor.clone(), s.anchor_key.algorithm(), s.anchor_key.public_key().to_vec());
+        let before = s.anchors.signature_checks();
+        s.anchors.verify(&s.ticket, &s.me, NOW).unwrap();
+        assert_eq!(s.anchors.signature_checks(), before + 1);
+    }
+
+    /// The cache holds at most `VERIFIED_TICKETS` tickets: expired ones go first, then all.
+    #[test]
+    fn the_cache_is_bounded() {
+        let s = setup();
+        let subject = (s.node_key.algorithm(), s.node_key.public_key().to_vec());
+        let issue = |not_after: u64| {
+            Ticket::issue(&s.anchor, &s.anchor_key, s.me.clone(), subject.clone(), context(), NOW - 10, not_after)
+                .unwrap()
+        };
+        let short: Vec<Ticket> = (0..VERIFIED_TICKETS as u64 / 2).map(|i| issue(NOW + 1 + i)).collect();
+        for t in &short {
+            s.anchors.verify(t, &s.me, NOW).unwrap();
+        }
+        assert_eq!(s.anchors.cached_tickets(), short.len());
+        // Later, when the short tickets have expired, longer ones fill the cache past its bound.
+        let later = NOW + VERIFIED_TICKETS as u64;
+        let long: Vec<Ticket> = (0..VERIFIED_TICKETS as u64).map(|i| issue(later + 1 + i)).collect();
+        for t in &long {
+            s.anchors.verify(t, &s.me, later).unwrap();
+            assert!(s.anchors.cached_tickets() <= VERIFIED_TICKETS);
+        }
+        let checks = s.anchors.signature_checks();
+        // The most recent is cached; the expired ones are gone.
+        s.anchors.verify(&long[VERIFIED_TICKETS - 1], &s.me, later).unwrap();
+        assert_eq!(s.anchors.signature_checks(), checks);
+        assert!(s.anchors.cached_tickets() <= VERIFIED_TICKETS);
     }
 
     /// What real deployments need: AE self-registration without an originator (`""`), AE-IDs the

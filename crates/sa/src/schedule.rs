@@ -9,20 +9,25 @@
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::SaId;
-use crate::crypto::{self, Digest, HashAlgorithm, Prk, SharedSecret, Suite};
+use crate::crypto::{self, Digest, HashAlgorithm, Hasher, Prk, SharedSecret, Suite};
 
 /// Domain separator that starts every transcript, signature and key label.
 pub(crate) const PROTOCOL_LABEL: &[u8] = b"onem2m-sa v1";
 
-/// The running transcript of one establishment.
+/// The running transcript of one establishment. Its bytes are hashed as they come: the first
+/// [`Transcript::hash`] fixes the algorithm (the suite's), and each later one hashes only what
+/// was added since, not the whole transcript again.
 #[derive(Clone)]
 pub(crate) struct Transcript {
     bytes: Vec<u8>,
+    /// The hash of `bytes[..hashed]`, once a hash was asked for.
+    running: Option<Hasher>,
+    hashed: usize,
 }
 
 impl Transcript {
     pub(crate) fn new() -> Self {
-        let mut t = Self { bytes: Vec::with_capacity(4096) };
+        let mut t = Self { bytes: Vec::with_capacity(4096), running: None, hashed: 0 };
         t.add("proto", PROTOCOL_LABEL);
         t
     }
@@ -36,8 +41,19 @@ impl Transcript {
         self.bytes.extend_from_slice(data);
     }
 
-    pub(crate) fn hash(&self, alg: HashAlgorithm) -> Digest {
-        crypto::digest(alg, &[&self.bytes])
+    /// The hash of the whole transcript so far.
+    pub(crate) fn hash(&mut self, alg: HashAlgorithm) -> Digest {
+        let running = match &mut self.running {
+            Some(h) if h.algorithm() == alg => h,
+            // First use, or (never in an establishment) another algorithm: start over.
+            other => {
+                self.hashed = 0;
+                other.insert(Hasher::new(alg))
+            }
+        };
+        running.update(&self.bytes[self.hashed..]);
+        self.hashed = self.bytes.len();
+        running.current()
     }
 }
 

@@ -39,14 +39,44 @@ impl std::fmt::Debug for Digest {
 
 /// The hash of the concatenation of `data`.
 pub fn digest(alg: HashAlgorithm, data: &[&[u8]]) -> Digest {
-    let mut ctx = digest::Context::new(alg.digest_alg());
+    let mut h = Hasher::new(alg);
     for d in data {
-        ctx.update(d);
+        h.update(d);
     }
-    let out = ctx.finish();
-    let mut bytes = [0u8; 48];
-    bytes[..out.as_ref().len()].copy_from_slice(out.as_ref());
-    Digest { bytes, len: out.as_ref().len() as u8 }
+    h.current()
+}
+
+/// A running hash: bytes go in as they come, and [`Hasher::current`] gives the hash of all of
+/// them so far without ending it.
+#[derive(Clone)]
+pub struct Hasher {
+    alg: HashAlgorithm,
+    ctx: digest::Context,
+}
+
+impl Hasher {
+    /// An empty hash of `alg`.
+    pub fn new(alg: HashAlgorithm) -> Self {
+        Self { alg, ctx: digest::Context::new(alg.digest_alg()) }
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> HashAlgorithm {
+        self.alg
+    }
+
+    /// Appends `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        self.ctx.update(data);
+    }
+
+    /// The hash of everything appended so far; more may be appended after.
+    pub fn current(&self) -> Digest {
+        let out = self.ctx.clone().finish();
+        let mut bytes = [0u8; 48];
+        bytes[..out.as_ref().len()].copy_from_slice(out.as_ref());
+        Digest { bytes, len: out.as_ref().len() as u8 }
+    }
 }
 
 /// An HKDF pseudorandom key. aws-lc-rs's `hkdf::Prk` zeroizes its key bytes on drop; `Debug` is

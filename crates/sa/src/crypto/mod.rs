@@ -5,7 +5,7 @@ mod kem;
 mod sign;
 mod suite;
 
-pub use kdf::{Digest, Prk, ct_eq, digest, hkdf_extract, hmac, hmac_verify};
+pub use kdf::{Digest, Hasher, Prk, ct_eq, digest, hkdf_extract, hmac, hmac_verify};
 pub use kem::{KemDecapsulationKey, SharedSecret, ciphertext_len, encapsulate, public_key_len};
 pub use sign::{SigningKey, verify};
 pub use suite::{AeadAlgorithm, HashAlgorithm, KemAlgorithm, SignatureAlgorithm, Suite, SuiteCode};
