@@ -1402,6 +1402,64 @@ impl KeyUpdatePolicy for AcceptKeyUpdates {
     }
 }
 
+/// The nonces of the [`SaInit`]s a Responder admitted, each until its tombstone time, so that
+/// a replayed SaInit is dropped. Bounded: when full, the oldest nonce is forgotten (a replay of
+/// an SaInit that old costs the Responder one establishment's work, as a fresh SaInit would,
+/// and cannot complete without the Initiator's private key); it never refuses an establishment.
+#[derive(Default)]
+struct NonceRecord {
+    until: HashMap<Vec<u8>, u64>,
+    /// Nonces in the order they were taken, with the time they were taken until: deadlines
+    /// grow with the monotonic clock, so the front is the first to expire. An entry whose
+    /// nonce was given back or taken again is skipped when it reaches the front.
+    order: std::collections::VecDeque<(u64, Vec<u8>)>,
+}
+
+impl NonceRecord {
+    fn len(&self) -> usize {
+        self.until.len()
+    }
+
+    fn get(&self, nonce: &[u8]) -> Option<&u64> {
+        self.until.get(nonce)
+    }
+
+    /// Forgets the front entry; its nonce only if it still holds that deadline.
+    fn pop(&mut self) {
+        if let Some((until, nonce)) = self.order.pop_front()
+            && self.until.get(&nonce) == Some(&until)
+        {
+            self.until.remove(&nonce);
+        }
+    }
+
+    /// Remembers `nonce` until `until`, forgetting the oldest ones beyond `cap` (the queue,
+    /// with the entries it skips, holds at most twice that).
+    fn insert(&mut self, nonce: Vec<u8>, until: u64, cap: usize) {
+        let cap = cap.max(1);
+        while self.until.len() >= cap || self.order.len() >= 2 * cap {
+            if self.order.is_empty() {
+                self.until.clear();
+                break;
+            }
+            self.pop();
+        }
+        self.until.insert(nonce.clone(), until);
+        self.order.push_back((until, nonce));
+    }
+
+    fn remove(&mut self, nonce: &[u8]) {
+        self.until.remove(nonce);
+    }
+
+    /// Forgets the nonces whose time is up at `now_ms`.
+    fn expire(&mut self, now_ms: u64) {
+        while self.order.front().is_some_and(|(until, _)| *until <= now_ms) {
+            self.pop();
+        }
+    }
+}
+
 /// The Responder's Security Association Management.
 pub struct ResponderSam {
     config: ResponderConfig,
@@ -1412,7 +1470,7 @@ pub struct ResponderSam {
     sas: HashMap<SaId, SaRecord>,
     aliases: HashMap<SaId, (SaId, u64)>,
     tombstones: HashMap<SaId, (u64, Option<CachedReply>)>,
-    seen_nonces: HashMap<Vec<u8>, u64>,
+    seen_nonces: NonceRecord,
     cookies: Cookies,
     key_policy: Box<dyn KeyUpdatePolicy + Send>,
     table: Option<Arc<SaTable>>,
@@ -1439,7 +1497,7 @@ impl ResponderSam {
             sas: HashMap::new(),
             aliases: HashMap::new(),
             tombstones: HashMap::new(),
-            seen_nonces: HashMap::new(),
+            seen_nonces: NonceRecord::default(),
             cookies: Cookies::new(),
             key_policy: Box::new(AcceptKeyUpdates),
             table: None,
@@ -1670,10 +1728,7 @@ impl ResponderSam {
             let pruned = self.expire_sas(now);
             self.deferred.extend(pruned);
         }
-        let nonce_cap = self.limits.max_half_open.saturating_mul(16);
-        if self.seen_nonces.len() >= nonce_cap {
-            self.seen_nonces.retain(|_, until| *until > now.mono_ms);
-        }
+        self.seen_nonces.expire(now.mono_ms);
         // The per-peer bound counts what one source holds: a claimed Initiator ID proves
         // nothing yet, so counting by it would let anyone lock a node out.
         let per_peer = if source.is_empty() {
@@ -1690,7 +1745,6 @@ impl ResponderSam {
             || per_peer >= self.limits.max_half_open_per_peer
             // A half-open establishment may become an SA: it holds one of max_sas already.
             || self.sas.len() + half_open >= self.limits.max_sas
-            || self.seen_nonces.len() >= nonce_cap
         {
             let reply = Message::InitReply(SaInitReply {
                 version: PROTOCOL_VERSION,
@@ -1715,7 +1769,8 @@ impl ResponderSam {
         // The digest and the nonce are taken now, so a copy of this SaInit is recognised while
         // it is computed; a refusal gives the nonce back.
         self.by_init.insert(digest.clone(), sa_id);
-        self.seen_nonces.insert(init.nonce.clone(), now.mono_ms + self.timing.tombstone_ms);
+        let nonce_cap = self.limits.max_half_open.saturating_mul(16);
+        self.seen_nonces.insert(init.nonce.clone(), now.mono_ms + self.timing.tombstone_ms, nonce_cap);
         self.reserved.insert(
             sa_id,
             Reserved {
@@ -2176,7 +2231,7 @@ impl ResponderSam {
         }
         self.aliases.retain(|_, (_, until)| *until > t);
         self.tombstones.retain(|_, (until, _)| *until > t);
-        self.seen_nonces.retain(|_, until| *until > t);
+        self.seen_nonces.expire(t);
         self.cookies.rates.retain(|_, (start, _)| t < *start + 1_000);
         let grace = self.timing.grace_ms;
         for record in self.sas.values_mut() {

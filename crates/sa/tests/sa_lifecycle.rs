@@ -10,7 +10,9 @@ use std::sync::Arc;
 use onem2m_sa::credential::{AuthorizationContext, OriginatorPattern};
 use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
 use onem2m_sa::flows::*;
-use onem2m_sa::manage::{Footprint, InitiatorEvent, InitiatorSam, Limits, ResponderEvent, ResponderSam, Timing};
+use onem2m_sa::manage::{
+    DropReason, Footprint, InitiatorEvent, InitiatorSam, Limits, ResponderEvent, ResponderSam, Timing,
+};
 use onem2m_sa::message::{ControlError, ControlRejection, Message, PROTOCOL_VERSION};
 use onem2m_sa::rng::SeededRng;
 use onem2m_sa::secure::{Encoding, SecureError, decode_jwe};
@@ -517,4 +519,31 @@ fn removing_or_expiring_an_sa_ends_its_update_in_flight() {
     d.p.now = d.p.now.after_ms((LIFETIME_SECS + 1) * 1000);
     d.p.initiator.expire(d.p.now);
     assert!(!d.p.initiator.is_pending(ub.id), "an update of an expired SA is still in flight");
+}
+
+/// The Responder remembers the nonces of the SaInits it admitted (a replayed SaInit is dropped)
+/// for a tombstone period, but at most 16 × `max_half_open` of them (here 32): more
+/// establishments than that within one period are served, the oldest nonces forgotten first.
+/// Before, the full record answered every SaInit Busy until nonces aged out — a ceiling of
+/// 65,536 establishments per five minutes (≈ 218/s) per node with the default limits.
+#[test]
+fn establishments_past_the_nonce_record_are_served() {
+    let limits = Limits { max_half_open: 2, max_half_open_per_peer: 2, ..Limits::default() };
+    let mut d = duo(Timing::default(), limits, None);
+    for i in 0..100 {
+        d.p.advance(1_000);
+        establish(&mut d.p);
+        let f = d.p.responder.footprint();
+        assert!(f.nonces <= 32, "establishment {i}: {f:?}");
+    }
+    // The newest nonces are still remembered: a copy of the last SaInit is dropped as a replay.
+    let inits: Vec<Vec<u8>> =
+        d.p.wire
+            .iter()
+            .filter(|(to_r, bytes)| *to_r && matches!(Message::decode(bytes), Ok(Message::Init(_))))
+            .map(|(_, bytes)| bytes.clone())
+            .collect();
+    assert!(inits.len() >= 100);
+    let out = d.p.responder.handle(inits.last().unwrap(), d.p.now, &mut d.p.rng, d.p.agent.as_mut());
+    assert_eq!(out.dropped, Some(DropReason::Replayed));
 }
