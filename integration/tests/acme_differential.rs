@@ -65,7 +65,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use onem2m_sa_coap::CoapClient;
 use onem2m_sa_integration::Isolated;
-use onem2m_sa_integration::acme::{Acme, PairPorts, add_coap_host, coap_host_config, pair_configs};
+use onem2m_sa_integration::acme::{
+    Acme, PairPorts, add_coap_host, add_mqtt_host, coap_host_config, mqtt_host_config, pair_configs,
+};
+use onem2m_sa_integration::mqtt_watcher::MqttWatcher;
+use onem2m_sa_mqtt::broker::{Broker, BrokerConfig};
+use onem2m_sa_mqtt::{ClientError, Endpoint, EndpointConfig, MqttClient};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------------
@@ -258,6 +263,32 @@ struct Fixture {
     /// The notification listeners of the CoAP round (the HTTP round's needles are not theirs).
     direct_coap_listener: Listener,
     pair_coap_listener: Listener,
+    /// The MQTT round's setup.
+    mqtt: MqttRound,
+}
+
+/// The MQTT round (module doc, "Over MQTT").
+struct MqttRound {
+    /// The brokers: the direct run's (its AE and ACME `direct`), ACME `behind`'s (idle: nothing
+    /// publishes there), the secured hop's (the two sidecars). Held, not read.
+    _brokers: [Broker; 3],
+    /// The direct run's AE: a client of ACME's MQTT binding.
+    direct: MqttClient,
+    /// The MQTT AE host's sidecar: HTTP egress, the CSE host at the broker as peer.
+    side: Isolated,
+    direct_listener: Listener,
+    pair_listener: Listener,
+    /// A subscriber on `#` at the secured hop's broker.
+    watcher: MqttWatcher,
+}
+
+/// The direct MQTT run's AE: its topic ID (TS-0010 §6.3) and MQTT client ID.
+const MQTT_AE: &str = "Cdiff-mqtt-ae";
+
+/// A broker of this crate's own (feature `broker`) on a free loopback port.
+fn broker() -> Broker {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    runtime().block_on(Broker::start(any, BrokerConfig::default())).expect("an MQTT broker")
 }
 
 /// The tokio runtime the CoAP clients run on (the tests are plain threads).
@@ -272,9 +303,11 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let began = Instant::now();
+        let brokers = [broker(), broker(), broker()];
+        let (direct_broker, behind_broker) = (brokers[0].local_addr(), brokers[1].local_addr());
         let (direct, behind) = std::thread::scope(|s| {
-            let a = s.spawn(|| Acme::builder().coap(true).start());
-            let b = s.spawn(|| Acme::builder().coap(true).start());
+            let a = s.spawn(|| Acme::builder().coap(true).mqtt(direct_broker).start());
+            let b = s.spawn(|| Acme::builder().coap(true).mqtt(behind_broker).start());
             (a.join().expect("ACME (direct)"), b.join().expect("ACME (behind the pair)"))
         });
         eprintln!(
@@ -303,11 +336,44 @@ fn fixture() -> &'static Fixture {
         let (direct_coap_listener, pair_coap_listener) = (Listener::start(), Listener::start());
         let coap_in = port();
         add_coap_host(&dir, &mut cse_config, coap_in.port());
+        // And over MQTT: the CSE host gets an MQTT ingress at the secured hop's broker, the MQTT
+        // AE host (its own node) reaches it there, and it the AE host.
+        let pair_broker = brokers[2].local_addr();
+        let watcher = runtime().block_on(MqttWatcher::start(pair_broker, "watcher"));
+        add_mqtt_host(&dir, &mut cse_config, pair_broker);
         let cse_side = Isolated::start(&cse_config, Some(cse_in), Some(cse_out));
         let ae_side = Isolated::start(&ae_config, Some(ae_in), Some(ae_out));
         let cse_coap = cse_side.sidecar().coap_addresses().ingress.expect("the CSE host's CoAP ingress");
         let coap_config = coap_host_config(&dir, cse_coap, coap_in.port(), pair_coap_listener.addr.port());
         let coap_side = Isolated::start(&coap_config, Some(coap_in), None);
+        let (direct_mqtt_listener, pair_mqtt_listener) = (Listener::start(), Listener::start());
+        let mqtt_out = port();
+        let mqtt_config = mqtt_host_config(&dir, pair_broker, mqtt_out.port(), pair_mqtt_listener.addr.port());
+        let mqtt_side = Isolated::start(&mqtt_config, None, Some(mqtt_out));
+        let direct_mqtt = runtime().block_on(async {
+            let mut config = EndpointConfig::new(MQTT_AE);
+            config.serve_requests = false;
+            config.request_timeout = IO_TIMEOUT * 2;
+            // ACME takes (and answers) bodies over the pair's limit (`over_the_pair_limit`).
+            config.limits.max_payload_bytes = 4 * BODY_LIMIT;
+            let options = config.options(&format!("A::{MQTT_AE}"), "127.0.0.1", direct_broker.port());
+            let endpoint = Endpoint::start(options, config);
+            let ready = async {
+                endpoint.ready().await;
+                cse_side.sidecar().mqtt_ready().await;
+                mqtt_side.sidecar().mqtt_ready().await;
+            };
+            tokio::time::timeout(Duration::from_secs(20), ready).await.expect("every MQTT client reaches its broker");
+            endpoint.client(onem2m_sa_mqtt::encode_id(onem2m_sa_integration::acme::ACME_CSE_ID).expect("topic ID"))
+        });
+        let mqtt = MqttRound {
+            _brokers: brokers,
+            direct: direct_mqtt,
+            side: mqtt_side,
+            direct_listener: direct_mqtt_listener,
+            pair_listener: pair_mqtt_listener,
+            watcher,
+        };
         Fixture {
             direct,
             behind,
@@ -318,6 +384,7 @@ fn fixture() -> &'static Fixture {
             coap_side,
             direct_coap_listener,
             pair_coap_listener,
+            mqtt,
         }
     })
 }
@@ -414,15 +481,46 @@ impl Req {
     }
 }
 
+/// How a run sends its requests.
+enum Binding {
+    /// HTTP to the run's address.
+    Http,
+    /// CoAP to the run's address: the workload's HTTP requests mapped to primitives and sent
+    /// with these clients (JSON and CBOR), the answers mapped back.
+    Coap(CoapClients),
+    /// MQTT straight to ACME's binding with this client, mapped as over CoAP.
+    Mqtt(MqttClient),
+    /// HTTP to the run's address (the MQTT AE host's egress), each answer read through the
+    /// response primitive as the direct MQTT run's answers are ([`through_the_primitive`]).
+    HttpToMqtt,
+}
+
+/// The round a run belongs to, for the normalizations of its binding (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    Http,
+    Coap,
+    Mqtt,
+}
+
+impl Binding {
+    fn round(&self) -> Round {
+        match self {
+            Self::Http => Round::Http,
+            Self::Coap(_) => Round::Coap,
+            Self::Mqtt(_) | Self::HttpToMqtt => Round::Mqtt,
+        }
+    }
+}
+
 /// One run of a workload against one setup.
 struct Run {
     name: &'static str,
     addr: SocketAddr,
-    /// Over CoAP to `addr` (the workload's HTTP requests mapped to primitives and sent with
-    /// these clients, JSON and CBOR; the answers mapped back), else HTTP.
-    coap: Option<CoapClients>,
-    /// The direct run over CoAP only: ACME's HTTP address, and the body sizes of the HTTP
-    /// round's direct answers, step by step — a step ACME's CoAP binding cannot carry goes there.
+    binding: Binding,
+    /// The direct runs over CoAP and MQTT only: ACME's HTTP address, and (CoAP) the body sizes
+    /// of the HTTP round's direct answers, step by step — a step ACME's binding cannot carry
+    /// goes there.
     fallback: Option<(SocketAddr, Vec<usize>)>,
     poa: String,
     /// The point of access ACME announces in its CSEBase (its own port).
@@ -438,12 +536,16 @@ struct Run {
 impl Run {
     /// Sends `r` over the run's binding.
     fn exchange(&self, r: &Req) -> Answer {
-        match (&self.coap, &self.fallback) {
-            (None, _) => exchange(self.addr, r.method, &r.target, &r.headers, &r.body),
-            (Some(_), Some((http, sizes))) if needs_blocks(r, sizes.get(self.log.len()).copied()) => {
-                as_over_coap(r, &exchange(*http, r.method, &r.target, &r.headers, &r.body))
+        let http = |addr| exchange(addr, r.method, &r.target, &r.headers, &r.body);
+        match (&self.binding, &self.fallback) {
+            (Binding::Http, _) => http(self.addr),
+            (Binding::HttpToMqtt, _) => through_the_primitive(r, &http(self.addr)),
+            (Binding::Coap(_), Some((to, sizes))) if needs_blocks(r, sizes.get(self.log.len()).copied()) => {
+                through_the_primitive(r, &http(*to))
             }
-            (Some(clients), _) => coap_exchange(clients, r),
+            (Binding::Coap(clients), _) => coap_exchange(clients, r),
+            (Binding::Mqtt(_), Some((to, _))) if acme_mqtt_refuses(r) => through_the_primitive(r, &http(*to)),
+            (Binding::Mqtt(client), _) => mqtt_exchange(client, r),
         }
     }
 
@@ -519,39 +621,57 @@ impl Run {
 }
 
 /// Runs `workload` straight to ACME and through the pair, and compares the answers: over HTTP,
-/// then over CoAP (module doc, "Over CoAP").
+/// then over CoAP (module doc, "Over CoAP"), then over MQTT ("Over MQTT").
 fn differential(test: &str, workload: impl Fn(&mut Run)) {
     let f = fixture();
-    let run = |name, addr, coap: bool, acme: &Acme, listener: &Listener, check| Run {
+    let run = |name, addr, binding: Binding, acme: &Acme, listener: &Listener, check| Run {
         name,
         addr,
-        coap: coap.then(|| CoapClients::connect(addr)),
+        test: match binding.round() {
+            Round::Http => test.into(),
+            Round::Coap => format!("{test}-coap"),
+            Round::Mqtt => format!("{test}-mqtt"),
+        },
+        binding,
         fallback: None,
         poa: listener.url(),
         cse_poa: acme.url(),
         listener: listener.clone(),
-        test: if coap { format!("{test}-coap") } else { test.into() },
         seq: 0,
         check,
         log: Vec::new(),
     };
     // The expectations are checked on the direct run only: the pair's answers are compared.
-    let mut direct = run("direct", f.direct.addr(), false, &f.direct, &f.direct_listener, true);
+    let mut direct = run("direct", f.direct.addr(), Binding::Http, &f.direct, &f.direct_listener, true);
     workload(&mut direct);
     let egress = f.ae_side.addresses().egress_http.expect("AE-side egress");
-    let mut pair = run("pair", egress, false, &f.behind, &f.pair_listener, false);
+    let mut pair = run("pair", egress, Binding::Http, &f.behind, &f.pair_listener, false);
     workload(&mut pair);
     compare(&direct, &pair);
 
     let acme_coap = f.direct.coap_addr().expect("ACME's CoAP binding");
-    let mut over_coap = run("direct over CoAP", acme_coap, true, &f.direct, &f.direct_coap_listener, true);
+    let coap = Binding::Coap(CoapClients::connect(acme_coap));
+    let mut over_coap = run("direct over CoAP", acme_coap, coap, &f.direct, &f.direct_coap_listener, true);
     over_coap.fallback = Some((f.direct.addr(), direct.log.iter().map(|(_, _, a)| a.body.len()).collect()));
     let mut direct = over_coap;
     workload(&mut direct);
     let egress = f.coap_side.sidecar().coap_addresses().egress.expect("the constrained AE host's CoAP egress");
-    let mut pair = run("pair over CoAP", egress, true, &f.behind, &f.pair_coap_listener, false);
+    let coap = Binding::Coap(CoapClients::connect(egress));
+    let mut pair = run("pair over CoAP", egress, coap, &f.behind, &f.pair_coap_listener, false);
     workload(&mut pair);
     compare(&direct, &pair);
+
+    let m = &f.mqtt;
+    let broker = f.direct.mqtt_broker().expect("ACME's broker");
+    let mqtt = Binding::Mqtt(m.direct.clone());
+    let mut direct = run("direct over MQTT", broker, mqtt, &f.direct, &m.direct_listener, true);
+    direct.fallback = Some((f.direct.addr(), Vec::new()));
+    workload(&mut direct);
+    let egress = m.side.addresses().egress_http.expect("the MQTT AE host's egress");
+    let mut pair = run("pair over MQTT", egress, Binding::HttpToMqtt, &f.behind, &m.pair_listener, false);
+    workload(&mut pair);
+    compare(&direct, &pair);
+    only_ciphertext_crossed(&m.watcher, &pair);
 }
 
 /// The CoAP clients of a run: JSON, CBOR, and JSON with a short timeout for the no-response
@@ -591,13 +711,21 @@ fn needs_blocks(r: &Req, answer: Option<usize>) -> bool {
     r.body.len() > ACME_COAP_BODY || answer.is_some_and(|n| n > ACME_COAP_BODY)
 }
 
+/// Whether ACME's MQTT binding refuses the primitive of `r` (module doc, "Over MQTT"): an
+/// attribute filter (`fu=1&rn=b`: `atr` in the filter criteria), or a partial RETRIEVE of
+/// several attributes (`atrl=rn+lbl`: `pc` `{"atrl": […]}`, where ACME wants `m2m:atrl`).
+fn acme_mqtt_refuses(r: &Req) -> bool {
+    let Ok(req) = onem2m_sa_http::request_to_primitive(&http_request(r)) else { return false };
+    req.fc.is_some_and(|fc| fc.contains_key("atr")) || req.pc.is_some_and(|pc| pc.get("atrl").is_some())
+}
+
 fn wants_cbor(r: &Req) -> bool {
     r.headers.iter().any(|(n, v)| (n == "Accept" || n == "Content-Type") && v.contains("cbor"))
 }
 
-/// An HTTP answer as the CoAP round reads answers: through the response primitive and back to
-/// HTTP in the request's media type (as [`coap_exchange`] does).
-fn as_over_coap(r: &Req, a: &Answer) -> Answer {
+/// An HTTP answer as the CoAP and MQTT rounds read answers: through the response primitive and
+/// back to HTTP in the request's media type (as [`coap_exchange`] and [`mqtt_exchange`] do).
+fn through_the_primitive(r: &Req, a: &Answer) -> Answer {
     let mut b = http::Response::builder().status(a.status);
     for (n, v) in &a.headers {
         b = b.header(n.as_str(), v.as_str());
@@ -620,33 +748,64 @@ fn answer_of(r: &Req, rsp: &onem2m_primitive::ResponsePrimitive) -> Answer {
     http_answer(&answer)
 }
 
-/// One request of a workload over CoAP: the HTTP request mapped to a primitive by the HTTP
-/// binding (a request it cannot map is answered with its refusal, as the pair's HTTP egress
-/// does, and not sent), sent with the client of its kind, and the answer (or the client's
-/// failure, with its RSC) mapped back to HTTP in the request's media type, so that the rest of
-/// the suite reads it as it reads an HTTP answer.
-fn coap_exchange(clients: &CoapClients, r: &Req) -> Answer {
-    use onem2m_sa_http::{refuse_request, request_to_primitive};
+/// One request of a workload over CoAP or MQTT: the HTTP request mapped to a primitive by the
+/// HTTP binding (a request it cannot map is answered with its refusal, as the pair's HTTP egress
+/// does, and not sent), sent with `send`, and the answer (or the client's failure, with its
+/// RSC) mapped back to HTTP in the request's media type, so that the rest of the suite reads it
+/// as it reads an HTTP answer.
+fn primitive_exchange(
+    r: &Req,
+    limits: &onem2m_sa_http::Limits,
+    send: impl FnOnce(onem2m_primitive::RequestPrimitive) -> onem2m_primitive::ResponsePrimitive,
+) -> Answer {
+    use onem2m_sa_http::{refuse_request, request_to_primitive_with_limits};
+    match request_to_primitive_with_limits(&http_request(r), limits) {
+        Err(e) => http_answer(&refuse_request(&http_request(r), limits, e.rsc(), &e.to_string())),
+        Ok(req) => answer_of(r, &send(req)),
+    }
+}
+
+fn http_request(r: &Req) -> http::Request<Bytes> {
     let mut b = http::Request::builder().method(r.method).uri(&r.target);
     for (n, v) in &r.headers {
         b = b.header(n.as_str(), v.as_str());
     }
-    let request = b.body(Bytes::from(r.body.clone())).expect("an HTTP request");
+    b.body(Bytes::from(r.body.clone())).expect("an HTTP request")
+}
+
+/// One request of a workload over CoAP ([`primitive_exchange`]) with the client of its kind.
+fn coap_exchange(clients: &CoapClients, r: &Req) -> Answer {
     let client = match (r.no_response, wants_cbor(r)) {
         (true, _) => &clients.no_response,
         (false, true) => &clients.cbor,
         (false, false) => &clients.json,
     };
-    match request_to_primitive(&request) {
-        Err(e) => http_answer(&refuse_request(&request, &onem2m_sa_http::Limits::default(), e.rsc(), &e.to_string())),
-        Ok(req) => {
-            let rsp = match runtime().block_on(client.send(&req)) {
-                Ok(rsp) => rsp,
-                Err(e) => onem2m_primitive::ResponsePrimitive::error(e.rsc(), &req.rqi, e.to_string()),
-            };
-            answer_of(r, &rsp)
+    primitive_exchange(r, &onem2m_sa_http::Limits::default(), |req| match runtime().block_on(client.send(&req)) {
+        Ok(rsp) => rsp,
+        Err(e) => onem2m_primitive::ResponsePrimitive::error(e.rsc(), &req.rqi, e.to_string()),
+    })
+}
+
+/// One request of a workload over MQTT ([`primitive_exchange`]), JSON (the only serialization
+/// of this crate's MQTT binding). A no-response request waits [`NO_RESPONSE_WAIT`] for the
+/// answer ACME does not send, then fails as the client's own timeout does.
+fn mqtt_exchange(client: &MqttClient, r: &Req) -> Answer {
+    use tower::ServiceExt;
+    let wait = if r.no_response { NO_RESPONSE_WAIT } else { IO_TIMEOUT * 2 };
+    // ACME takes (and answers) bodies over the pair's limit (`over_the_pair_limit`).
+    let limits = onem2m_sa_http::Limits { max_body_bytes: 4 * BODY_LIMIT, ..Default::default() };
+    primitive_exchange(r, &limits, |req| {
+        let rqi = req.rqi.clone();
+        let failed = |e: &ClientError| onem2m_primitive::ResponsePrimitive::error(e.rsc(), &rqi, e.to_string());
+        match runtime().block_on(async { tokio::time::timeout(wait, client.clone().oneshot(req)).await }) {
+            Ok(Ok(rsp)) => rsp,
+            Ok(Err(e)) => match e.downcast_ref::<ClientError>() {
+                Some(e) => failed(e),
+                None => panic!("{} {}: {e}", r.method, r.target),
+            },
+            Err(_) => failed(&ClientError::Timeout),
         }
-    }
+    })
 }
 
 fn http_answer(answer: &http::Response<Bytes>) -> Answer {
@@ -728,14 +887,16 @@ fn rqi_of(req: &Req) -> Option<&str> {
 
 /// The normalized answer to a no-response request if `a` has the exact form of its run (module
 /// doc), else `None` (and the answer is compared as it is).
-fn accepted_without_response(req: &Req, a: &Answer, through_the_pair: bool, coap: bool) -> Option<Seen> {
-    let form = match (through_the_pair, coap) {
+fn accepted_without_response(req: &Req, a: &Answer, through_the_pair: bool, round: Round) -> Option<Seen> {
+    let form = match (through_the_pair, round) {
         (true, _) => {
             a.status == 202 && a.rsc() == Some(1000) && a.header("x-m2m-ri") == rqi_of(req) && a.body.is_empty()
         }
-        (false, false) => a.status == 204 && a.rsc().is_none() && a.header("x-m2m-ri").is_none() && a.body.is_empty(),
-        // Acknowledged, never answered: the client gives up ([`NO_RESPONSE_WAIT`]).
-        (false, true) => {
+        (false, Round::Http) => {
+            a.status == 204 && a.rsc().is_none() && a.header("x-m2m-ri").is_none() && a.body.is_empty()
+        }
+        // Never answered (over CoAP acknowledged): the client gives up ([`NO_RESPONSE_WAIT`]).
+        (false, Round::Coap | Round::Mqtt) => {
             a.rsc() == Some(4008)
                 && a.header("x-m2m-ri") == rqi_of(req)
                 && a.value() == json!({"m2m:dbg": "the target did not answer in time"})
@@ -748,9 +909,9 @@ fn accepted_without_response(req: &Req, a: &Answer, through_the_pair: bool, coap
     })
 }
 
-fn seen(req: &Req, a: &Answer, subs: &[(String, String)], through_the_pair: bool, coap: bool) -> Seen {
+fn seen(req: &Req, a: &Answer, subs: &[(String, String)], through_the_pair: bool, round: Round) -> Seen {
     if req.no_response {
-        if let Some(accepted) = accepted_without_response(req, a, through_the_pair, coap) {
+        if let Some(accepted) = accepted_without_response(req, a, through_the_pair, round) {
             return accepted;
         }
     }
@@ -759,6 +920,8 @@ fn seen(req: &Req, a: &Answer, subs: &[(String, String)], through_the_pair: bool
         .iter()
         .filter(|(n, _)| n.starts_with("x-m2m-") || n == "content-location" || n == "content-type")
         .filter(|(n, _)| !(req.refused_by_the_pair && n == "x-m2m-ot"))
+        // ACME's MQTT binding answers with `fr` (its CSE-ID), its HTTP binding without.
+        .filter(|(n, _)| !(round == Round::Mqtt && req.method != "NOTIFY" && n == "x-m2m-origin"))
         .map(|(n, v)| {
             let v = if n == "x-m2m-ot" { "<present>".to_owned() } else { substitute(v, subs) };
             (n.clone(), v)
@@ -766,10 +929,12 @@ fn seen(req: &Req, a: &Answer, subs: &[(String, String)], through_the_pair: bool
         .collect();
     headers.sort();
     let mut body = a.value();
+    let coap = round == Round::Coap;
     if coap {
         drop_fc_op(&mut body);
     }
-    Seen { status: a.status, headers, body: normalize_value(&body, subs, req.refused_by_the_pair || coap) }
+    let dbg = req.refused_by_the_pair || round != Round::Http;
+    Seen { status: a.status, headers, body: normalize_value(&body, subs, dbg) }
 }
 
 /// Removes `op` from every `fc` object (module doc, "Over CoAP").
@@ -812,6 +977,68 @@ fn ids_of(run: &Run) -> Vec<String> {
     ids
 }
 
+/// What crossed the secured hop's broker (module doc, "Over MQTT"): every message (all tests'
+/// so far) is on a `req`/`resp` topic between the two sidecars, and none holds, in plaintext,
+/// an originator or a target's path segment (of 8 characters or more: unquoted, a shorter one
+/// could turn up in base64url by chance) or a key or string of a request body of the pair's run
+/// ([`collect_strings`]).
+fn only_ciphertext_crossed(watcher: &MqttWatcher, pair: &Run) {
+    runtime().block_on(watcher.sync());
+    let seen = watcher.seen();
+    let mut needles = Vec::new();
+    for (_, r, _) in pair.log.iter().filter(|(_, r, _)| r.method != "NOTIFY") {
+        let fr = r.headers.iter().filter(|(n, _)| n == "X-M2M-Origin").map(|(_, v)| v.clone());
+        let path = r.target.split(['/', '?', '&', '=', '+']).map(str::to_owned);
+        needles.extend(fr.chain(path).filter(|s| s.len() >= 8 && s != "id-ae-mqtt"));
+        if let Ok(body) = serde_json::from_slice::<Value>(&r.body) {
+            collect_strings(&body, &mut needles);
+        }
+    }
+    needles.sort();
+    needles.dedup();
+    let hop = |t: &str| {
+        let levels: Vec<&str> = t.split('/').collect();
+        levels.len() == 6
+            && ["req", "resp"].contains(&levels[2])
+            && [["id-ae-mqtt", "id-in"], ["id-in", "id-ae-mqtt"]].contains(&[levels[3], levels[4]])
+    };
+    let ours = seen.iter().filter(|(t, _)| hop(t)).count();
+    assert!(ours > 0, "nothing crossed the broker");
+    for (topic, payload) in &seen {
+        assert!(hop(topic), "{topic}: not a topic of the secured hop");
+        for needle in &needles {
+            assert!(
+                !payload.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{} readable on {topic}: {}",
+                needle,
+                String::from_utf8_lossy(payload)
+            );
+        }
+    }
+}
+
+/// Every object key and string value of at least 5 characters in `v`, as JSON writes it: its
+/// opening quote and (at most) its first 64 characters. The quote keeps the needle from turning
+/// up by chance: the broker sees ciphertext as base64url or binary.
+fn collect_strings(v: &Value, out: &mut Vec<String>) {
+    fn quoted(s: &str, out: &mut Vec<String>) {
+        if s.chars().count() >= 5 {
+            out.push(format!("\"{}", s.chars().take(64).collect::<String>()));
+        }
+    }
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                quoted(k, out);
+                collect_strings(x, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
+        Value::String(s) => quoted(s, out),
+        _ => {}
+    }
+}
+
 fn compare(direct: &Run, pair: &Run) {
     let (di, pi) = (ids_of(direct), ids_of(pair));
     let (ds, ps) = (substitutions(direct, &di, &pi), substitutions(pair, &pi, &di));
@@ -826,8 +1053,8 @@ fn compare(direct: &Run, pair: &Run) {
             }
             continue;
         }
-        let coap = direct.coap.is_some();
-        let (d, p) = (seen(req, d, &ds, false, coap), seen(req, p, &ps, true, coap));
+        let round = direct.binding.round();
+        let (d, p) = (seen(req, d, &ds, false, round), seen(req, p, &ps, true, round));
         if d != p {
             differences
                 .push(format!("step {label} ({} {}):\n  direct: {d:?}\n  pair:   {p:?}", req.method, req.target));
@@ -1347,8 +1574,8 @@ fn no_response_requests() {
         let cnt = json!({"m2m:cnt": {"rn": "c"}});
         let a = run.send("create rt=5", post(format!("{ae}?rt=5")).fr(&id).create(3, cnt).no_response());
         if run.check {
-            // Over CoAP ACME acknowledges it and sends nothing: the client gives up (504/4008).
-            assert_eq!(a.status, if run.coap.is_some() { 504 } else { 204 }, "{a:?}");
+            // Over CoAP and MQTT ACME sends nothing: the client gives up (504/4008).
+            assert_eq!(a.status, if run.binding.round() == Round::Http { 204 } else { 504 }, "{a:?}");
         }
         // ACME executes it in the background after answering.
         run.poll("executed", get(format!("{ae}/c")).fr(&id).expect(2000));
