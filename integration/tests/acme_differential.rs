@@ -620,9 +620,34 @@ impl Run {
     }
 }
 
-/// Runs `workload` straight to ACME and through the pair, and compares the answers: over HTTP,
-/// then over CoAP (module doc, "Over CoAP"), then over MQTT ("Over MQTT").
-fn differential(test: &str, workload: impl Fn(&mut Run)) {
+/// A workload's tests, `<name>::http_and_coap` and `<name>::mqtt`: [`differential`] with the
+/// HTTP and CoAP rounds (the CoAP round reads the HTTP round's answer sizes), and with the MQTT
+/// round.
+macro_rules! differential_test {
+    ($(#[$doc:meta])* fn $name:ident($tag:literal, $run:ident) $body:block) => {
+        $(#[$doc])*
+        mod $name {
+            use super::*;
+
+            fn workload($run: &mut Run) $body
+
+            #[test]
+            fn http_and_coap() {
+                differential($tag, &[Round::Http, Round::Coap], workload);
+            }
+
+            #[test]
+            fn mqtt() {
+                differential($tag, &[Round::Mqtt], workload);
+            }
+        }
+    };
+}
+
+/// Runs `workload` straight to ACME and through the pair, and compares the answers, in each of
+/// `rounds`: over HTTP, over CoAP (module doc, "Over CoAP", after the HTTP round), over MQTT
+/// ("Over MQTT").
+fn differential(test: &str, rounds: &[Round], workload: impl Fn(&mut Run)) {
     let f = fixture();
     let run = |name, addr, binding: Binding, acme: &Acme, listener: &Listener, check| Run {
         name,
@@ -642,17 +667,33 @@ fn differential(test: &str, workload: impl Fn(&mut Run)) {
         log: Vec::new(),
     };
     // The expectations are checked on the direct run only: the pair's answers are compared.
-    let mut direct = run("direct", f.direct.addr(), Binding::Http, &f.direct, &f.direct_listener, true);
-    workload(&mut direct);
-    let egress = f.ae_side.addresses().egress_http.expect("AE-side egress");
-    let mut pair = run("pair", egress, Binding::Http, &f.behind, &f.pair_listener, false);
-    workload(&mut pair);
-    compare(&direct, &pair);
+    if rounds.contains(&Round::Http) {
+        let mut direct = run("direct", f.direct.addr(), Binding::Http, &f.direct, &f.direct_listener, true);
+        workload(&mut direct);
+        let egress = f.ae_side.addresses().egress_http.expect("AE-side egress");
+        let mut pair = run("pair", egress, Binding::Http, &f.behind, &f.pair_listener, false);
+        workload(&mut pair);
+        compare(&direct, &pair);
+        if rounds.contains(&Round::Coap) {
+            over_coap(f, &direct, &run, &workload);
+        }
+    }
+    if rounds.contains(&Round::Mqtt) {
+        over_mqtt(f, &run, &workload);
+    }
+}
 
+/// The CoAP round, after the HTTP round `http` (module doc, "Over CoAP").
+fn over_coap(
+    f: &Fixture,
+    http: &Run,
+    run: &impl Fn(&'static str, SocketAddr, Binding, &Acme, &Listener, bool) -> Run,
+    workload: impl Fn(&mut Run),
+) {
     let acme_coap = f.direct.coap_addr().expect("ACME's CoAP binding");
     let coap = Binding::Coap(CoapClients::connect(acme_coap));
     let mut over_coap = run("direct over CoAP", acme_coap, coap, &f.direct, &f.direct_coap_listener, true);
-    over_coap.fallback = Some((f.direct.addr(), direct.log.iter().map(|(_, _, a)| a.body.len()).collect()));
+    over_coap.fallback = Some((f.direct.addr(), http.log.iter().map(|(_, _, a)| a.body.len()).collect()));
     let mut direct = over_coap;
     workload(&mut direct);
     let egress = f.coap_side.sidecar().coap_addresses().egress.expect("the constrained AE host's CoAP egress");
@@ -660,7 +701,14 @@ fn differential(test: &str, workload: impl Fn(&mut Run)) {
     let mut pair = run("pair over CoAP", egress, coap, &f.behind, &f.pair_coap_listener, false);
     workload(&mut pair);
     compare(&direct, &pair);
+}
 
+/// The MQTT round (module doc, "Over MQTT").
+fn over_mqtt(
+    f: &Fixture,
+    run: &impl Fn(&'static str, SocketAddr, Binding, &Acme, &Listener, bool) -> Run,
+    workload: impl Fn(&mut Run),
+) {
     let m = &f.mqtt;
     let broker = f.direct.mqtt_broker().expect("ACME's broker");
     let mqtt = Binding::Mqtt(m.direct.clone());
@@ -1095,12 +1143,11 @@ fn deregister(run: &mut Run, id: &str) {
 // ---------------------------------------------------------------------------------------------
 // The workload, by class.
 
-/// RETRIEVE of the CSEBase in every addressing form: SP-relative (`/~/`), CSE-relative,
-/// absolute (`/_/`), and `-` for the CSEBase; by the admin and by an AE. UPDATE and DELETE of
-/// the CSEBase (4005 from ACME; the admin's refused by the pair, `admin`).
-#[test]
-fn csebase_retrieve_in_every_addressing_form() {
-    differential("csebase", |run| {
+differential_test! {
+    /// RETRIEVE of the CSEBase in every addressing form: SP-relative (`/~/`), CSE-relative,
+    /// absolute (`/_/`), and `-` for the CSEBase; by the admin and by an AE. UPDATE and DELETE of
+    /// the CSEBase (4005 from ACME; the admin's refused by the pair, `admin`).
+    fn csebase_retrieve_in_every_addressing_form("csebase", run) {
         let id = register(run, false);
         for (label, target) in [
             ("sp-relative", "/~/id-in/cse-in".to_owned()),
@@ -1122,14 +1169,13 @@ fn csebase_retrieve_in_every_addressing_form() {
         run.send("ae delete", delete(BASE).fr(&id).expect(4005));
         run.send("admin update", put(BASE).admin().json(json!({"m2m:cb": {"lbl": ["x"]}})));
         deregister(run, &id);
-    });
+    }
 }
 
-/// A named AE registration (originator = AE-ID), its RETRIEVE, UPDATE, `rcn` variants and
-/// DELETE; registering it twice is 4117.
-#[test]
-fn ae_named_registration_and_crud() {
-    differential("ae-crud", |run| {
+differential_test! {
+    /// A named AE registration (originator = AE-ID), its RETRIEVE, UPDATE, `rcn` variants and
+    /// DELETE; registering it twice is 4117.
+    fn ae_named_registration_and_crud("ae-crud", run) {
         let id = register(run, true);
         let path = format!("{BASE}/{id}");
         run.send("retrieve", get(&path).fr(&id).expect(2000));
@@ -1149,58 +1195,53 @@ fn ae_named_registration_and_crud() {
         run.send("delete rcn=1", delete(format!("{path}?rcn=1")).fr(&id).expect(2002));
         run.send("gone", get(&path).admin().expect(4004));
         run.send("gone, asked by its AE-ID", get(&path).fr(&id));
-    });
+    }
 }
 
-/// AE registration with the originator `C` (the CSE assigns a `C…` AE-ID).
-#[test]
-fn ae_registration_with_c_prefix_is_assigned_an_id() {
-    differential("ae-c", |run| {
+differential_test! {
+    /// AE registration with the originator `C` (the CSE assigns a `C…` AE-ID).
+    fn ae_registration_with_c_prefix_is_assigned_an_id("ae-c", run) {
         let body = json!({"m2m:ae": {"rn": "Cdiff-ae-c", "api": "Ndiff", "rr": false, "srv": ["3"]}});
         let a = run.send("register", post(BASE).fr("C").create(2, body).expect(2001));
         let aei = a.value()["m2m:ae"]["aei"].as_str().unwrap_or_default().to_owned();
         run.send("retrieve", get(format!("{BASE}/Cdiff-ae-c")).fr(&aei).expect(2000));
         run.send("delete", delete(format!("{BASE}/Cdiff-ae-c")).fr(&aei).expect(2002));
-    });
+    }
 }
 
-/// AE registration with an `S…` originator.
-#[test]
-fn ae_registration_with_s_prefix() {
-    differential("ae-s", |run| {
+differential_test! {
+    /// AE registration with an `S…` originator.
+    fn ae_registration_with_s_prefix("ae-s", run) {
         let body = json!({"m2m:ae": {"rn": "Sdiff-ae-s", "api": "Ndiff", "rr": false, "srv": ["3"]}});
         run.send("register", post(BASE).fr("Sdiff-ae-s").create(2, body).expect(2001));
         run.send("delete", delete(format!("{BASE}/Sdiff-ae-s")).fr("Sdiff-ae-s").expect(2002));
-    });
+    }
 }
 
-/// AE registration with an empty originator (legal in oneM2M: the CSE assigns the AE-ID).
-#[test]
-fn ae_registration_with_empty_originator() {
-    differential("ae-empty", |run| {
+differential_test! {
+    /// AE registration with an empty originator (legal in oneM2M: the CSE assigns the AE-ID).
+    fn ae_registration_with_empty_originator("ae-empty", run) {
         let body = json!({"m2m:ae": {"rn": "Cdiff-ae-empty", "api": "Ndiff", "rr": false, "srv": ["3"]}});
         let a = run.send("register", post(BASE).fr("").create(2, body).expect(2001));
         let aei = a.value()["m2m:ae"]["aei"].as_str().unwrap_or_default().to_owned();
         run.send("delete", delete(format!("{BASE}/Cdiff-ae-empty")).fr(&aei).expect(2002));
-    });
+    }
 }
 
-/// AE registration without `X-M2M-Origin`.
-#[test]
-fn ae_registration_without_originator() {
-    differential("ae-absent", |run| {
+differential_test! {
+    /// AE registration without `X-M2M-Origin`.
+    fn ae_registration_without_originator("ae-absent", run) {
         let body = json!({"m2m:ae": {"rn": "Cdiff-ae-absent", "api": "Ndiff", "rr": false, "srv": ["3"]}});
         let a = run.send("register", post(BASE).create(2, body).expect(2001));
         let aei = a.value()["m2m:ae"]["aei"].as_str().unwrap_or_default().to_owned();
         run.send("delete", delete(format!("{BASE}/Cdiff-ae-absent")).fr(&aei).expect(2002));
-    });
+    }
 }
 
-/// container and contentInstance: CREATE with `rcn` 1, 2 and 3 (`Content-Location`),
-/// RETRIEVE of `la`/`ol`, UPDATE, DELETE, and the errors 4004 and 4105.
-#[test]
-fn container_and_content_instance_crud() {
-    differential("cnt", |run| {
+differential_test! {
+    /// container and contentInstance: CREATE with `rcn` 1, 2 and 3 (`Content-Location`),
+    /// RETRIEVE of `la`/`ol`, UPDATE, DELETE, and the errors 4004 and 4105.
+    fn container_and_content_instance_crud("cnt", run) {
         let id = register(run, false);
         let ae = format!("{BASE}/{id}");
         run.send("cnt rcn=1", post(&ae).fr(&id).create(3, json!({"m2m:cnt": {"rn": "c1", "mni": 5}})).expect(2001));
@@ -1242,14 +1283,13 @@ fn container_and_content_instance_crud() {
         run.send("missing", get(format!("{ae}/nothing")).fr(&id).expect(4004));
         run.send("cnt delete", delete(format!("{ae}/c2")).fr(&id).expect(2002));
         deregister(run, &id);
-    });
+    }
 }
 
-/// Discovery under the test's AE: filter criteria (`fu=1`, `ty`, `lbl`, `lim`, `ofst`, `lvl`,
-/// attribute filters), `drt` 1 and 2, `rcn` 4, 5, 6 and 8, `atrl`.
-#[test]
-fn discovery_and_result_content_variants() {
-    differential("disc", |run| {
+differential_test! {
+    /// Discovery under the test's AE: filter criteria (`fu=1`, `ty`, `lbl`, `lim`, `ofst`, `lvl`,
+    /// attribute filters), `drt` 1 and 2, `rcn` 4, 5, 6 and 8, `atrl`.
+    fn discovery_and_result_content_variants("disc", run) {
         let id = register(run, false);
         let ae = format!("{BASE}/{id}");
         for (rn, lbl) in [("a", "red"), ("b", "blue"), ("c", "red")] {
@@ -1284,14 +1324,13 @@ fn discovery_and_result_content_variants() {
             run.send(q, get(format!("{ae}?{q}")).fr(&id).expect(2000));
         }
         deregister(run, &id);
-    });
+    }
 }
 
-/// subscription: CREATE (to the AE's own AE-ID: no verification request), RETRIEVE, UPDATE,
-/// DELETE.
-#[test]
-fn subscription_crud() {
-    differential("sub", |run| {
+differential_test! {
+    /// subscription: CREATE (to the AE's own AE-ID: no verification request), RETRIEVE, UPDATE,
+    /// DELETE.
+    fn subscription_crud("sub", run) {
         let id = register(run, false);
         let ae = format!("{BASE}/{id}");
         run.send("cnt", post(&ae).fr(&id).create(3, json!({"m2m:cnt": {"rn": "c"}})).expect(2001));
@@ -1301,13 +1340,12 @@ fn subscription_crud() {
         run.send("update", put(format!("{ae}/c/s")).fr(&id).json(json!({"m2m:sub": {"exc": 5}})).expect(2004));
         run.send("delete", delete(format!("{ae}/c/s")).fr(&id).expect(2002));
         deregister(run, &id);
-    });
+    }
 }
 
-/// group: CREATE with members, RETRIEVE, fan-out RETRIEVE and CREATE via `fopt`, UPDATE, DELETE.
-#[test]
-fn group_crud_and_fanout() {
-    differential("grp", |run| {
+differential_test! {
+    /// group: CREATE with members, RETRIEVE, fan-out RETRIEVE and CREATE via `fopt`, UPDATE, DELETE.
+    fn group_crud_and_fanout("grp", run) {
         let id = register(run, false);
         let ae = format!("{BASE}/{id}");
         for rn in ["m1", "m2"] {
@@ -1322,14 +1360,13 @@ fn group_crud_and_fanout() {
         run.send("update", put(format!("{ae}/g")).fr(&id).json(json!({"m2m:grp": {"mnm": 3}})).expect(2004));
         run.send("delete", delete(format!("{ae}/g")).fr(&id).expect(2002));
         deregister(run, &id);
-    });
+    }
 }
 
-/// accessControlPolicy: CREATE, use (another AE gets 4103 without it and 2000 with it),
-/// UPDATE, DELETE.
-#[test]
-fn access_control_policy_and_4103() {
-    differential("acp", |run| {
+differential_test! {
+    /// accessControlPolicy: CREATE, use (another AE gets 4103 without it and 2000 with it),
+    /// UPDATE, DELETE.
+    fn access_control_policy_and_4103("acp", run) {
         let id = register(run, false);
         let other = format!("{id}-other");
         let body = json!({"m2m:ae": {"rn": other, "api": "Ndiff", "rr": false, "srv": ["3"]}});
@@ -1351,13 +1388,12 @@ fn access_control_policy_and_4103() {
         run.send("acp delete", delete(format!("{ae}/p")).fr(&id).expect(2002));
         run.send("other delete", delete(format!("{BASE}/{other}")).fr(&other).expect(2002));
         deregister(run, &id);
-    });
+    }
 }
 
-/// flexContainer (binarySwitch): CREATE, RETRIEVE, UPDATE of a custom attribute, DELETE.
-#[test]
-fn flex_container_crud() {
-    differential("fcnt", |run| {
+differential_test! {
+    /// flexContainer (binarySwitch): CREATE, RETRIEVE, UPDATE of a custom attribute, DELETE.
+    fn flex_container_crud("fcnt", run) {
         let id = register(run, false);
         let ae = format!("{BASE}/{id}");
         let fcnt =
@@ -1368,16 +1404,15 @@ fn flex_container_crud() {
         run.send("attribute", get(format!("{ae}/sw?atrl=state")).fr(&id).expect(2000));
         run.send("delete", delete(format!("{ae}/sw")).fr(&id).expect(2002));
         deregister(run, &id);
-    });
+    }
 }
 
-/// Malformed requests: 4000 from ACME itself (unknown attribute, wrong type) and for `ty` in the
-/// Content-Type of a RETRIEVE (refused by the pair's binding with the same code, where it was
-/// dropped before). Not here: a body that is not JSON, which ACME answers with `X-M2M-RI: None`
-/// and no `X-M2M-RVI` (an ACME bug) and the pair with the request's RI and RVI.
-#[test]
-fn bad_requests_are_4000() {
-    differential("bad", |run| {
+differential_test! {
+    /// Malformed requests: 4000 from ACME itself (unknown attribute, wrong type) and for `ty` in the
+    /// Content-Type of a RETRIEVE (refused by the pair's binding with the same code, where it was
+    /// dropped before). Not here: a body that is not JSON, which ACME answers with `X-M2M-RI: None`
+    /// and no `X-M2M-RVI` (an ACME bug) and the pair with the request's RI and RVI.
+    fn bad_requests_are_4000("bad", run) {
         let id = register(run, false);
         let ae = format!("{BASE}/{id}");
         run.send(
@@ -1393,14 +1428,13 @@ fn bad_requests_are_4000() {
             get(&ae).fr(&id).header("Content-Type", "application/json;ty=3").expect(4000).refused_by_the_pair(),
         );
         deregister(run, &id);
-    });
+    }
 }
 
-/// Non-blocking requests: `rt=1` (synchronous: 1001 and a `<request>` resource, polled until it
-/// holds the result), a non-blocking discovery (refused by ACME), `rt=3` (blocking).
-#[test]
-fn non_blocking_synchronous() {
-    differential("rt1", |run| {
+differential_test! {
+    /// Non-blocking requests: `rt=1` (synchronous: 1001 and a `<request>` resource, polled until it
+    /// holds the result), a non-blocking discovery (refused by ACME), `rt=3` (blocking).
+    fn non_blocking_synchronous("rt1", run) {
         let id = register(run, false);
         let ae = format!("{BASE}/{id}");
         let a = run.send(
@@ -1421,18 +1455,17 @@ fn non_blocking_synchronous() {
         run.send("discovery rt=1", get(format!("{ae}?fu=1&ty=3&rt=1")).fr(&id).expect(4000));
         run.send("retrieve rt=3", get(format!("{ae}?rt=3")).fr(&id).expect(2000));
         deregister(run, &id);
-    });
+    }
 }
 
 /// The sidecars' default `http.max_body_bytes` (1 MiB).
 const BODY_LIMIT: usize = 1 << 20;
 
-/// Big bodies: a contentInstance whose CREATE body is 4 KiB under the sidecars' body limit, and
-/// its RETRIEVE (whose answer is as big), pass the pair — sealed, they are a third larger than
-/// the limit; one over the limit is refused by the pair (`over_the_pair_limit`) and taken by ACME.
-#[test]
-fn big_content_instance() {
-    differential("big", |run| {
+differential_test! {
+    /// Big bodies: a contentInstance whose CREATE body is 4 KiB under the sidecars' body limit, and
+    /// its RETRIEVE (whose answer is as big), pass the pair — sealed, they are a third larger than
+    /// the limit; one over the limit is refused by the pair (`over_the_pair_limit`) and taken by ACME.
+    fn big_content_instance("big", run) {
         let id = register(run, false);
         let ae = format!("{BASE}/{id}");
         run.send(
@@ -1450,13 +1483,12 @@ fn big_content_instance() {
         let over = post(format!("{ae}/c")).fr(&id).create(4, cin("over", BODY_LIMIT + 1));
         run.send("cin over the limit", over.expect(2001).over_the_pair_limit());
         deregister(run, &id);
-    });
+    }
 }
 
-/// CBOR bodies both ways (`Content-Type` and `Accept` `application/cbor`).
-#[test]
-fn cbor_bodies() {
-    differential("cbor", |run| {
+differential_test! {
+    /// CBOR bodies both ways (`Content-Type` and `Accept` `application/cbor`).
+    fn cbor_bodies("cbor", run) {
         let id = ae(&run.test);
         let cbor = |r: Req| r.header("Accept", "application/cbor");
         let body = cbor_of(&json!({"m2m:ae": {"rn": id, "api": "Ndiff", "rr": false, "srv": ["3"]}}));
@@ -1473,7 +1505,7 @@ fn cbor_bodies() {
         run.send("retrieve", cbor(get(format!("{ae}/c")).fr(&id)).expect(2000));
         run.send("missing", cbor(get(format!("{ae}/none")).fr(&id)).expect(4004));
         run.send("delete", cbor(delete(&ae).fr(&id)).expect(2002));
-    });
+    }
 }
 
 fn cbor_of(v: &Value) -> Vec<u8> {
@@ -1493,12 +1525,11 @@ fn register_receiver(run: &mut Run) -> String {
     id
 }
 
-/// Notifications from the CSE to an AE: the subscription's verification request and a
-/// notification for a new contentInstance reach the AE's point of access (over an SA from the
-/// CSE host, through the pair).
-#[test]
-fn notifications_reach_the_ae() {
-    differential("ntfy", |run| {
+differential_test! {
+    /// Notifications from the CSE to an AE: the subscription's verification request and a
+    /// notification for a new contentInstance reach the AE's point of access (over an SA from the
+    /// CSE host, through the pair).
+    fn notifications_reach_the_ae("ntfy", run) {
         let id = register(run, false);
         let rcv = register_receiver(run);
         let ae = format!("{BASE}/{id}");
@@ -1511,19 +1542,18 @@ fn notifications_reach_the_ae() {
         run.notified("notification", "ntfy-payload");
         deregister(run, &rcv);
         deregister(run, &id);
-    });
+    }
 }
 
-/// A request the CSE retargets to an AE's point of access: a NOTIFY addressed to the receiver
-/// AE by another AE, which the receiver's ACP grants NOTIFY. ACME forwards it to the receiver's
-/// `poa` with the path `/~/id-in/cse-in/<AE>` appended and the sender's originator in
-/// SP-relative form, `/id-in/<sender>`; through the pair it travels over the CSE host's SA, whose
-/// ticket covers it with `/id-in/*` (the recipe of docs/deploy.md §1). The compared `X-M2M-Origin`
-/// and target show both. The admin's NOTIFY (`/id-in/CAdmin` on the retargeted request) cannot
-/// come through the AE host (`admin`).
-#[test]
-fn requests_retargeted_to_the_ae() {
-    differential("retarget", |run| {
+differential_test! {
+    /// A request the CSE retargets to an AE's point of access: a NOTIFY addressed to the receiver
+    /// AE by another AE, which the receiver's ACP grants NOTIFY. ACME forwards it to the receiver's
+    /// `poa` with the path `/~/id-in/cse-in/<AE>` appended and the sender's originator in
+    /// SP-relative form, `/id-in/<sender>`; through the pair it travels over the CSE host's SA, whose
+    /// ticket covers it with `/id-in/*` (the recipe of docs/deploy.md §1). The compared `X-M2M-Origin`
+    /// and target show both. The admin's NOTIFY (`/id-in/CAdmin` on the retargeted request) cannot
+    /// come through the AE host (`admin`).
+    fn requests_retargeted_to_the_ae("retarget", run) {
         let id = register(run, false);
         let rcv = register_receiver(run);
         let acp = json!({"m2m:acp": {"rn": "notifiers",
@@ -1545,13 +1575,12 @@ fn requests_retargeted_to_the_ae() {
         run.send("notify by the admin", post(format!("{BASE}/{rcv}")).admin().json(by_admin).expect(2000));
         deregister(run, &rcv);
         deregister(run, &id);
-    });
+    }
 }
 
-/// Non-blocking asynchronous (`rt=2`): 1002 at once, the result notified to `X-M2M-RTU`.
-#[test]
-fn non_blocking_asynchronous() {
-    differential("rt2", |run| {
+differential_test! {
+    /// Non-blocking asynchronous (`rt=2`): 1002 at once, the result notified to `X-M2M-RTU`.
+    fn non_blocking_asynchronous("rt2", run) {
         let id = register(run, false);
         let rcv = register_receiver(run);
         let ae = format!("{BASE}/{id}");
@@ -1561,14 +1590,13 @@ fn non_blocking_asynchronous() {
         run.notified("result", "async-cnt");
         deregister(run, &rcv);
         deregister(run, &id);
-    });
+    }
 }
 
-/// No response (`rt=5`): ACME executes the request and answers a bare 204; the pair answers
-/// 202/1000 (`no_response`, module doc). Either way the CSE executed it exactly once.
-#[test]
-fn no_response_requests() {
-    differential("rt5", |run| {
+differential_test! {
+    /// No response (`rt=5`): ACME executes the request and answers a bare 204; the pair answers
+    /// 202/1000 (`no_response`, module doc). Either way the CSE executed it exactly once.
+    fn no_response_requests("rt5", run) {
         let id = register(run, false);
         let ae = format!("{BASE}/{id}");
         let cnt = json!({"m2m:cnt": {"rn": "c"}});
@@ -1581,7 +1609,7 @@ fn no_response_requests() {
         run.poll("executed", get(format!("{ae}/c")).fr(&id).expect(2000));
         run.send("once", get(format!("{ae}?fu=1&ty=3")).fr(&id).expect(2000));
         deregister(run, &id);
-    });
+    }
 }
 
 /// The pair's own answer to a sealed request whose originator its ticket does not allow:
