@@ -31,8 +31,8 @@
 //!
 //! ## Over CoAP
 //!
-//! Each test then runs its workload again over CoAP (issue 14), under names of its own
-//! (`<test>-coap`): straight to ACME's CoAP binding (both instances run with `[coap]
+//! Each workload then runs again over CoAP (issue 14), in the same test after the HTTP round
+//! (`<test>::http_and_coap`), under names of its own (`<test>-coap`): straight to ACME's CoAP binding (both instances run with `[coap]
 //! enable=true`, `Acme::builder().coap(true)`), and through the CoAP pair — a constrained AE
 //! host's sidecar (`/id-ae-coap`, `integration/acme/sidecar-ae-coap.toml`, its own key and
 //! ticket) whose CoAP egress reaches the CSE host's `[ingress.coap]` over CoAP, which forwards
@@ -53,6 +53,48 @@
 //! The CoAP round found two faults of the CoAP pair, fixed with tests of their own in
 //! `sidecar_coap_faults.rs`: sealed messages held to the plaintext limit on the secured hop,
 //! and block-wise reassembly held to 256 KiB per peer.
+//!
+//! ## Over MQTT
+//!
+//! Each workload runs a third time over MQTT (issue 15), under names of its own (`<test>-mqtt`),
+//! as a test of its own (`<test>::mqtt`; `<test>::http_and_coap` is the HTTP round and then the
+//! CoAP round), through brokers of `onem2m_sa_mqtt::broker` on free loopback ports, one per
+//! role. Both ACME instances run with their MQTT binding on (`[mqtt] enable=true`, the broker's
+//! `address` and `port`: `Acme::builder().mqtt(broker)`), each at a broker of its own; nothing
+//! but the direct run publishes to ACME's.
+//!
+//! * **Direct**: the workload as an AE (topic ID `Cdiff-mqtt-ae`) straight to ACME's MQTT
+//!   binding: each request mapped to a primitive by the HTTP binding and published with this
+//!   crate's MQTT client on `/oneM2M/req/Cdiff-mqtt-ae/id-in/json` (JSON, the only
+//!   serialization of that client, also for the steps that ask for CBOR), the answer taken from
+//!   `/oneM2M/resp/Cdiff-mqtt-ae/id-in/json` and mapped back to HTTP in the step's media type —
+//!   or the client's failure, with its RSC — as in the CoAP round.
+//! * **Through the pair**: a sidecar has no MQTT listener for AEs, so the AE speaks HTTP to the
+//!   egress of an MQTT AE host's sidecar (`/id-ae-mqtt`, `integration/acme/sidecar-ae-mqtt.toml`,
+//!   its own key and ticket), whose peer `/id-in` is `mqtt://<broker>`: the secured hop is MQTT,
+//!   to the CSE host's `[ingress.mqtt]` at the same broker, which forwards to ACME over HTTP; the
+//!   CSE host reaches the AE host the same way (its `[ingress.mqtt]`), so ACME's notifications
+//!   cross the broker sealed too. Each answer is read through the response primitive (HTTP →
+//!   primitive → HTTP in the step's media type), as the direct run's are.
+//! * **The broker sees only ciphertext**: a subscriber on `#` at the secured hop's broker
+//!   (`onem2m_sa_integration::mqtt_watcher`) records everything; after each pair run it checks
+//!   that every message so far is on a `req`/`resp` topic between `id-ae-mqtt` and `id-in`,
+//!   and that none contains the run's originators, path segments, or body keys and strings in
+//!   plaintext (`only_ciphertext_crossed`).
+//!
+//! Compared as over HTTP, with these normalizations on top, and no others:
+//!
+//! | What | Why it differs | Normalization |
+//! |---|---|---|
+//! | `X-M2M-Origin` of an answer | ACME's MQTT binding answers with `fr` = its CSE-ID, its HTTP binding (the pair's upstream hop) without | not compared on answers (still on the requests that reach the AE) |
+//! | the answer to a no-response request (`rt=5`) | ACME's MQTT binding sends no answer | the direct run's client gives up after 3 s: `504`, `X-M2M-RSC: 4008` with the request's RI and `m2m:dbg` "the target did not answer in time"; the pair's as over HTTP; both read `<accepted, no response>` |
+//! | `m2m:dbg` texts | ACME's MQTT binding words some refusals otherwise than its HTTP binding (no "invalid arguments/attributes: " prefix) | compared for presence only |
+//! | a discovery with an attribute filter (`fu=1&rn=b`: `atr` in the filter criteria) and a partial RETRIEVE of several attributes (`atrl=rn+lbl`: `pc` `{"atrl": […]}`), in the direct run only | ACME's MQTT binding refuses both with 4000 ("validation for attribute atr not defined for resource type: REQRESP"; "Only \"m2m:atrl\" is allowed in Content for RETRIEVE" — it wants `m2m:atrl` where this crate's HTTP binding writes `atrl`, as TS-0009's example does) | the direct run sends those steps to ACME's HTTP binding instead, its answer read through the primitive; the pair carries them over MQTT |
+//! | a request the HTTP binding cannot map (`refused_by_the_pair`) | it cannot be put on MQTT | not sent: answered on both runs with the binding's refusal |
+//!
+//! Every workload runs over MQTT; none is left out. A body over the pair's limit
+//! (`over_the_pair_limit`) is published to ACME (the direct client's payload limit is 4 MiB) and
+//! refused by the MQTT AE host's HTTP egress, as over HTTP.
 //!
 //! ACME must be installed (see `onem2m_sa_integration::acme`); without it every test here
 //! fails and says how to install it. Nothing here is ignored.
@@ -1201,40 +1243,44 @@ differential_test! {
 differential_test! {
     /// AE registration with the originator `C` (the CSE assigns a `C…` AE-ID).
     fn ae_registration_with_c_prefix_is_assigned_an_id("ae-c", run) {
-        let body = json!({"m2m:ae": {"rn": "Cdiff-ae-c", "api": "Ndiff", "rr": false, "srv": ["3"]}});
+        let rn = ae(&run.test);
+        let body = json!({"m2m:ae": {"rn": rn, "api": "Ndiff", "rr": false, "srv": ["3"]}});
         let a = run.send("register", post(BASE).fr("C").create(2, body).expect(2001));
         let aei = a.value()["m2m:ae"]["aei"].as_str().unwrap_or_default().to_owned();
-        run.send("retrieve", get(format!("{BASE}/Cdiff-ae-c")).fr(&aei).expect(2000));
-        run.send("delete", delete(format!("{BASE}/Cdiff-ae-c")).fr(&aei).expect(2002));
+        run.send("retrieve", get(format!("{BASE}/{rn}")).fr(&aei).expect(2000));
+        run.send("delete", delete(format!("{BASE}/{rn}")).fr(&aei).expect(2002));
     }
 }
 
 differential_test! {
     /// AE registration with an `S…` originator.
     fn ae_registration_with_s_prefix("ae-s", run) {
-        let body = json!({"m2m:ae": {"rn": "Sdiff-ae-s", "api": "Ndiff", "rr": false, "srv": ["3"]}});
-        run.send("register", post(BASE).fr("Sdiff-ae-s").create(2, body).expect(2001));
-        run.send("delete", delete(format!("{BASE}/Sdiff-ae-s")).fr("Sdiff-ae-s").expect(2002));
+        let id = format!("S{}", &ae(&run.test)[1..]);
+        let body = json!({"m2m:ae": {"rn": id, "api": "Ndiff", "rr": false, "srv": ["3"]}});
+        run.send("register", post(BASE).fr(&id).create(2, body).expect(2001));
+        run.send("delete", delete(format!("{BASE}/{id}")).fr(&id).expect(2002));
     }
 }
 
 differential_test! {
     /// AE registration with an empty originator (legal in oneM2M: the CSE assigns the AE-ID).
     fn ae_registration_with_empty_originator("ae-empty", run) {
-        let body = json!({"m2m:ae": {"rn": "Cdiff-ae-empty", "api": "Ndiff", "rr": false, "srv": ["3"]}});
+        let rn = ae(&run.test);
+        let body = json!({"m2m:ae": {"rn": rn, "api": "Ndiff", "rr": false, "srv": ["3"]}});
         let a = run.send("register", post(BASE).fr("").create(2, body).expect(2001));
         let aei = a.value()["m2m:ae"]["aei"].as_str().unwrap_or_default().to_owned();
-        run.send("delete", delete(format!("{BASE}/Cdiff-ae-empty")).fr(&aei).expect(2002));
+        run.send("delete", delete(format!("{BASE}/{rn}")).fr(&aei).expect(2002));
     }
 }
 
 differential_test! {
     /// AE registration without `X-M2M-Origin`.
     fn ae_registration_without_originator("ae-absent", run) {
-        let body = json!({"m2m:ae": {"rn": "Cdiff-ae-absent", "api": "Ndiff", "rr": false, "srv": ["3"]}});
+        let rn = ae(&run.test);
+        let body = json!({"m2m:ae": {"rn": rn, "api": "Ndiff", "rr": false, "srv": ["3"]}});
         let a = run.send("register", post(BASE).create(2, body).expect(2001));
         let aei = a.value()["m2m:ae"]["aei"].as_str().unwrap_or_default().to_owned();
-        run.send("delete", delete(format!("{BASE}/Cdiff-ae-absent")).fr(&aei).expect(2002));
+        run.send("delete", delete(format!("{BASE}/{rn}")).fr(&aei).expect(2002));
     }
 }
 
