@@ -29,8 +29,7 @@
 //! [`AcmeBuilder::mqtt`] enables its MQTT binding (`[mqtt] enable=true`, `address` and `port` of
 //! the given broker in its `acme.ini`): ACME connects to that broker as the client `C::id-in` and
 //! subscribes to `/oneM2M/req/+/id-in/#` (TS-0010); it is then ready once it also answers that
-//! RETRIEVE published on `/oneM2M/req/<probe>/id-in/json`, and [`Acme::mqtt_poa`] is the point
-//! of access it announces for it.
+//! RETRIEVE published on `/oneM2M/req/<probe>/id-in/json`; [`Acme::mqtt_broker`] is that broker.
 //!
 //! The process is killed on drop. So that none survives a test process that ends without
 //! dropping it (a shared instance in a `static`, an abort), `acmecse` runs under a small
@@ -352,12 +351,6 @@ impl Acme {
         };
         std::thread::scope(|s| s.spawn(probe).join().ok().flatten())
             .is_some_and(|rsp| rsp.rsc == ResponseStatusCode::OK)
-    }
-
-    /// The point of access of its MQTT binding as it announces it (in its CSEBase's `poa`),
-    /// `mqtt://<broker>`, when started with [`AcmeBuilder::mqtt`].
-    pub fn mqtt_poa(&self) -> Option<String> {
-        self.mqtt.map(|b| format!("mqtt://{b}"))
     }
 
     /// The broker of its MQTT binding, when started with [`AcmeBuilder::mqtt`].
