@@ -324,7 +324,7 @@ impl Acme {
     }
 
     /// Whether it answers a RETRIEVE of its CSEBase over MQTT with 2000 (true without MQTT): a
-    /// probe client publishes it on `/oneM2M/req/acme-probe-<pid>/id-in/json` and waits (1 s) on
+    /// probe client publishes it on `/oneM2M/req/acme-probe-<pid>-<port>/id-in/json`, waits (1 s) on
     /// the `resp` topic. On a thread of its own (this may be called from async code).
     fn answers_mqtt(&self) -> bool {
         use onem2m_primitive::{Operation, RequestPrimitive, ResponseStatusCode};
@@ -332,7 +332,7 @@ impl Acme {
         use tower::ServiceExt;
         let Some(broker) = self.mqtt else { return true };
         let Ok(receiver) = encode_id(ACME_CSE_ID) else { return false };
-        let me = format!("acme-probe-{}", std::process::id());
+        let me = format!("acme-probe-{}-{}", std::process::id(), self.addr.port());
         let mut req = RequestPrimitive::new(Operation::Retrieve, &self.name, Some(ACME_ADMIN.into()), "ready");
         req.rvi = Some("3".into());
         let probe = || {

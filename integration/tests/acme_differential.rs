@@ -32,8 +32,9 @@
 //! ## Over CoAP
 //!
 //! Each workload then runs again over CoAP (issue 14), in the same test after the HTTP round
-//! (`<test>::http_and_coap`), under names of its own (`<test>-coap`): straight to ACME's CoAP binding (both instances run with `[coap]
-//! enable=true`, `Acme::builder().coap(true)`), and through the CoAP pair — a constrained AE
+//! (`<test>::http_and_coap`), under names of its own (`<test>-coap`): straight to ACME's CoAP
+//! binding (both instances run with `[coap] enable=true`, `Acme::builder().coap(true)`), and
+//! through the CoAP pair — a constrained AE
 //! host's sidecar (`/id-ae-coap`, `integration/acme/sidecar-ae-coap.toml`, its own key and
 //! ticket) whose CoAP egress reaches the CSE host's `[ingress.coap]` over CoAP, which forwards
 //! to ACME over HTTP as before (an SA carries the primitive, not the binding). The workload's
@@ -333,7 +334,8 @@ fn broker() -> Broker {
     runtime().block_on(Broker::start(any, BrokerConfig::default())).expect("an MQTT broker")
 }
 
-/// The tokio runtime the CoAP clients run on (the tests are plain threads).
+/// The tokio runtime the CoAP and MQTT clients, the brokers and the `#` watcher run on (the
+/// tests are plain threads).
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
@@ -378,8 +380,8 @@ fn fixture() -> &'static Fixture {
         let (direct_coap_listener, pair_coap_listener) = (Listener::start(), Listener::start());
         let coap_in = port();
         add_coap_host(&dir, &mut cse_config, coap_in.port());
-        // And over MQTT: the CSE host gets an MQTT ingress at the secured hop's broker, the MQTT
-        // AE host (its own node) reaches it there, and it the AE host.
+        // And over MQTT: the CSE host gets an MQTT ingress at the secured hop's broker, where the
+        // MQTT AE host (its own node) reaches it, and it the MQTT AE host's.
         let pair_broker = brokers[2].local_addr();
         let watcher = runtime().block_on(MqttWatcher::start(pair_broker, "watcher"));
         add_mqtt_host(&dir, &mut cse_config, pair_broker);
@@ -772,7 +774,7 @@ struct CoapClients {
     no_response: CoapClient,
 }
 
-/// How long a no-response request over CoAP waits for the answer ACME does not send.
+/// How long a no-response request over CoAP or MQTT waits for the answer ACME does not send.
 const NO_RESPONSE_WAIT: Duration = Duration::from_secs(3);
 
 impl CoapClients {
