@@ -26,6 +26,10 @@
 //! [`Acme::builder`] starts it with options: [`AcmeBuilder::coap`] enables ACME's CoAP binding
 //! as well (`[coap] enable=true` and a free loopback UDP port in its `acme.ini`); it is then
 //! ready once it also answers that RETRIEVE over CoAP, and [`Acme::coap_addr`] is its address.
+//! [`AcmeBuilder::mqtt`] enables its MQTT binding (`[mqtt] enable=true`, `address` and `port` of
+//! the given broker in its `acme.ini`): ACME connects to that broker as the client `C::id-in` and
+//! subscribes to `/oneM2M/req/+/id-in/#` (TS-0010); it is then ready once it also answers that
+//! RETRIEVE published on `/oneM2M/req/<probe>/id-in/json`; [`Acme::mqtt_broker`] is that broker.
 //!
 //! The process is killed on drop. So that none survives a test process that ends without
 //! dropping it (a shared instance in a `static`, an abort), `acmecse` runs under a small
@@ -127,6 +131,8 @@ pub struct Acme {
     dir: PathBuf,
     addr: SocketAddr,
     coap: Option<SocketAddr>,
+    /// The broker of its MQTT binding.
+    mqtt: Option<SocketAddr>,
     started_in: Duration,
     /// Its CSE name (CSEBase resource name).
     name: String,
@@ -137,6 +143,7 @@ pub struct Acme {
 #[must_use]
 pub struct AcmeBuilder {
     coap: bool,
+    mqtt: Option<SocketAddr>,
     ini: Option<String>,
 }
 
@@ -144,6 +151,13 @@ impl AcmeBuilder {
     /// Enables ACME's CoAP binding too, on a free loopback UDP port ([`Acme::coap_addr`]).
     pub fn coap(mut self, enable: bool) -> Self {
         self.coap = enable;
+        self
+    }
+
+    /// Enables ACME's MQTT binding too, connected to the broker at `broker` (no TLS, no
+    /// credentials, no topic prefix). The broker must be running.
+    pub fn mqtt(mut self, broker: SocketAddr) -> Self {
+        self.mqtt = Some(broker);
         self
     }
 
@@ -180,6 +194,13 @@ impl AcmeBuilder {
 const COAP_OFF: &str = "[coap]\nenable=false\n";
 fn coap_on(port: u16) -> String {
     format!("[coap]\nenable=true\nport={port}\n")
+}
+
+/// The `[mqtt]` section of [`ACME_INI`] (the binding off), and what MQTT mode puts there: the
+/// keys `enable`, `address` and `port` of `[mqtt]` in `acme.ini.default`.
+const MQTT_OFF: &str = "[mqtt]\nenable=false\n";
+fn mqtt_on(broker: SocketAddr) -> String {
+    format!("[mqtt]\nenable=true\naddress={}\nport={}\n", broker.ip(), broker.port())
 }
 
 impl Acme {
@@ -225,6 +246,10 @@ impl Acme {
         } else {
             None
         };
+        if let Some(broker) = options.mqtt {
+            assert!(ini.contains(MQTT_OFF), "acme.ini has no {MQTT_OFF:?} section to enable");
+            ini = ini.replace(MQTT_OFF, &mqtt_on(broker));
+        }
         std::fs::write(dir.join("acme.ini"), ini).map_err(|e| format!("acme.ini: {e}"))?;
         let mut child = Command::new(python)
             .arg("-c")
@@ -241,13 +266,14 @@ impl Acme {
             .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
         let lifeline = child.stdin.take();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut acme = Self { child, _lifeline: lifeline, dir, addr, coap, started_in: Duration::ZERO, name };
+        let mut acme =
+            Self { child, _lifeline: lifeline, dir, addr, coap, mqtt: options.mqtt, started_in: Duration::ZERO, name };
         let deadline = began + STARTUP_DEADLINE;
         loop {
             if let Ok(Some(status)) = acme.child.try_wait() {
                 return Err(format!("ACME exited with {status} while starting:\n{}", acme.log_tail()));
             }
-            if acme.answers() && acme.answers_coap() {
+            if acme.answers() && acme.answers_coap() && acme.answers_mqtt() {
                 acme.started_in = began.elapsed();
                 return Ok(acme);
             }
@@ -295,6 +321,41 @@ impl Acme {
             onem2m_sa_coap::packet_to_response(&p, &onem2m_sa_coap::Limits::default())
                 .is_ok_and(|r| r.rsc == ResponseStatusCode::OK)
         })
+    }
+
+    /// Whether it answers a RETRIEVE of its CSEBase over MQTT with 2000 (true without MQTT): a
+    /// probe client publishes it on `/oneM2M/req/acme-probe-<pid>-<port>/id-in/json`, waits (1 s) on
+    /// the `resp` topic. On a thread of its own (this may be called from async code).
+    fn answers_mqtt(&self) -> bool {
+        use onem2m_primitive::{Operation, RequestPrimitive, ResponseStatusCode};
+        use onem2m_sa_mqtt::{Endpoint, EndpointConfig, encode_id};
+        use tower::ServiceExt;
+        let Some(broker) = self.mqtt else { return true };
+        let Ok(receiver) = encode_id(ACME_CSE_ID) else { return false };
+        let me = format!("acme-probe-{}-{}", std::process::id(), self.addr.port());
+        let mut req = RequestPrimitive::new(Operation::Retrieve, &self.name, Some(ACME_ADMIN.into()), "ready");
+        req.rvi = Some("3".into());
+        let probe = || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                let mut config = EndpointConfig::new(me.clone());
+                config.serve_requests = false;
+                config.request_timeout = Duration::from_secs(1);
+                let options = config.options(&me, &broker.ip().to_string(), broker.port());
+                let endpoint = Endpoint::start(options, config);
+                tokio::time::timeout(Duration::from_secs(1), endpoint.ready()).await.ok()?;
+                let rsp = endpoint.client(receiver).oneshot(req).await.ok();
+                endpoint.shutdown().await;
+                rsp
+            })
+        };
+        std::thread::scope(|s| s.spawn(probe).join().ok().flatten())
+            .is_some_and(|rsp| rsp.rsc == ResponseStatusCode::OK)
+    }
+
+    /// The broker of its MQTT binding, when started with [`AcmeBuilder::mqtt`].
+    pub fn mqtt_broker(&self) -> Option<SocketAddr> {
+        self.mqtt
     }
 
     /// Its CoAP address, when started with [`AcmeBuilder::coap`].
@@ -552,4 +613,41 @@ pub fn coap_host_config(dir: &Path, cse_coap_ingress: SocketAddr, ae_ingress_por
         .replace("{ae_ingress_port}", &ae_ingress_port.to_string())
         .replace("{cse_coap_ingress_port}", &cse_coap_ingress.port().to_string());
     load_config(dir, "sidecar-ae-coap.toml", &text)
+}
+
+/// The MQTT AE host's sidecar config (`integration/acme/sidecar-ae-mqtt.toml`).
+pub const SIDECAR_AE_MQTT_TOML: &str = include_str!("../acme/sidecar-ae-mqtt.toml");
+/// The MQTT AE host's node ID.
+pub const AE_MQTT_NODE: &str = "/id-ae-mqtt";
+
+/// The pair over MQTT, beside the HTTP one of [`pair_configs`] (called after it, on the same
+/// `dir`): the CSE host's config `cse` gets `[ingress.mqtt]` at the broker `broker` and the MQTT
+/// AE host as a peer at the same broker (`mqtt://`: ACME's notifications to it travel through
+/// the broker too); that host gets a key and a ticket from the same anchor (`--allow /id-ae-mqtt
+/// --allow 'C*' --allow 'S*' --allow ''`). Then [`mqtt_host_config`] gives its config.
+pub fn add_mqtt_host(dir: &Path, cse: &mut Config, broker: SocketAddr) {
+    use onem2m_sa_sidecar::config::{MqttSettings, Peer};
+    node_credentials(dir, AE_MQTT_NODE, "ae-mqtt", &[AE_MQTT_NODE, "C*", "S*", ""]);
+    let address = format!("mqtt://{broker}");
+    let ingress = cse.ingress.as_mut().expect("the CSE host's ingress");
+    ingress.mqtt = Some(MqttSettings {
+        broker: Some(address.clone()),
+        client_id: None,
+        username: None,
+        password: None,
+        ca_file: None,
+    });
+    let id = AE_MQTT_NODE.parse().expect("node ID");
+    cse.peers.push(Peer { id, address, outer: Default::default(), secured_form: Default::default() });
+}
+
+/// The MQTT AE host's config ([`SIDECAR_AE_MQTT_TOML`], after [`add_mqtt_host`]): its HTTP
+/// egress on `ae_egress_port` reaches the CSE host through `broker` (an `mqtt://` peer); its
+/// `[ingress.mqtt]` at the same broker fronts the AEs' listener on `listener_port`.
+pub fn mqtt_host_config(dir: &Path, broker: SocketAddr, ae_egress_port: u16, listener_port: u16) -> Config {
+    let text = SIDECAR_AE_MQTT_TOML
+        .replace("{listener_port}", &listener_port.to_string())
+        .replace("{ae_egress_port}", &ae_egress_port.to_string())
+        .replace("{broker_port}", &broker.port().to_string());
+    load_config(dir, "sidecar-ae-mqtt.toml", &text)
 }

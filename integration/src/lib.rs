@@ -11,6 +11,7 @@ pub mod coap_pair;
 pub mod fuzz_checks;
 pub mod lossy_udp;
 pub mod mqtt_fuzz_checks;
+pub mod mqtt_watcher;
 pub mod relay;
 
 use std::net::SocketAddr;

@@ -9,20 +9,18 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa_coap::{ClientConfig as CoapClientConfig, CoapClient};
 use onem2m_sa_examples::demo_cse::DemoCse;
 use onem2m_sa_examples::demo_http::{ServedCse, serve_demo_cse};
 use onem2m_sa_http::{BoxError, ClientConfig, HttpClient};
+use onem2m_sa_integration::mqtt_watcher::MqttWatcher;
 use onem2m_sa_integration::request;
 use onem2m_sa_mqtt::broker::{Broker, BrokerConfig};
-use onem2m_sa_mqtt::rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use onem2m_sa_sidecar::config::{Config, Listener, MqttSettings};
 use onem2m_sa_sidecar::demo::{self, CSE_BASE, CSE_ID, DemoPki, loopback};
 use onem2m_sa_sidecar::proxy::{Listeners, Sidecar};
 use serde_json::json;
-use tokio::sync::mpsc;
 use tower::{Service, ServiceExt};
 
 const AE_HOST: &str = "/id-ae-mqtt";
@@ -120,33 +118,6 @@ where
     assert_eq!(rsp.pc.unwrap()["m2m:cin"]["con"], con);
 }
 
-/// A plain MQTT client subscribed to `#`: what anyone allowed to read the broker sees.
-async fn watcher(broker: SocketAddr) -> (mpsc::UnboundedReceiver<(String, Bytes)>, tokio::task::JoinHandle<()>) {
-    let (client, mut events) = AsyncClient::new(MqttOptions::new("watcher", "127.0.0.1", broker.port()), 16);
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (sub_tx, sub_rx) = tokio::sync::oneshot::channel();
-    let mut sub_tx = Some(sub_tx);
-    let task = tokio::spawn(async move {
-        loop {
-            match events.poll().await {
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let _ = tx.send((p.topic.clone(), p.payload.clone()));
-                }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    if let Some(s) = sub_tx.take() {
-                        let _ = s.send(());
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => return,
-            }
-        }
-    });
-    client.subscribe("#", QoS::AtMostOnce).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(20), sub_rx).await.unwrap().unwrap();
-    (rx, task)
-}
-
 /// Both bindings in, MQTT between the sidecars: the CSE executes every request once, over one SA;
 /// the broker — and a subscriber on `#` — see topic IDs, never a resource name, an originator
 /// or a value.
@@ -154,7 +125,7 @@ async fn watcher(broker: SocketAddr) -> (mpsc::UnboundedReceiver<(String, Bytes)
 async fn http_and_coap_bridge_over_mqtt_and_the_broker_sees_only_ciphertext() {
     let p = Pair::start().await;
     let mut tap = p.broker.tap();
-    let (mut watched, watcher_task) = watcher(p.broker.local_addr()).await;
+    let watcher = MqttWatcher::start(p.broker.local_addr(), "watcher").await;
 
     let mut http_ae = p.http_ae();
     create_and_read(&mut http_ae, "Cmqtt-originator-a", "mqtt-ae-alpha", "secret-reading-4711").await;
@@ -197,15 +168,14 @@ async fn http_and_coap_bridge_over_mqtt_and_the_broker_sees_only_ciphertext() {
             assert!(!text.contains(secret), "{secret} readable on {topic}: {text}");
         }
     }
-    // The subscriber on `#` saw the same messages.
-    let mut watched_count = 0;
-    while let Ok(Some((topic, payload))) = tokio::time::timeout(Duration::from_millis(200), watched.recv()).await {
-        let text = String::from_utf8_lossy(&payload);
+    // A subscriber on `#` (what anyone allowed to read the broker sees) saw the same messages.
+    watcher.sync().await;
+    let watched = watcher.seen();
+    for (topic, payload) in &watched {
+        let text = String::from_utf8_lossy(payload);
         assert!(secrets.iter().all(|s| !text.contains(s)), "readable on {topic}: {text}");
-        watched_count += 1;
     }
-    assert!(watched_count >= 16, "{watched_count}");
-    watcher_task.abort();
+    assert!(watched.len() >= 16, "{}", watched.len());
     p.shutdown().await;
 }
 
