@@ -90,7 +90,7 @@
 //! | `X-M2M-Origin` of an answer | ACME's MQTT binding answers with `fr` = its CSE-ID, its HTTP binding (the pair's upstream hop) without | not compared on answers (still on the requests that reach the AE) |
 //! | the answer to a no-response request (`rt=5`) | ACME's MQTT binding sends no answer | the direct run's client gives up after 3 s: `504`, `X-M2M-RSC: 4008` with the request's RI and `m2m:dbg` "the target did not answer in time"; the pair's as over HTTP; both read `<accepted, no response>` |
 //! | `m2m:dbg` texts | ACME's MQTT binding words some refusals otherwise than its HTTP binding (no "invalid arguments/attributes: " prefix) | compared for presence only |
-//! | a discovery with an attribute filter (`fu=1&rn=b`: `atr` in the filter criteria) and a partial RETRIEVE of several attributes (`atrl=rn+lbl`: `pc` `{"atrl": […]}`), in the direct run only | ACME's MQTT binding refuses both with 4000 ("validation for attribute atr not defined for resource type: REQRESP"; "Only \"m2m:atrl\" is allowed in Content for RETRIEVE" — it wants `m2m:atrl` where this crate's HTTP binding writes `atrl`, as TS-0009's example does) | the direct run sends those steps to ACME's HTTP binding instead, its answer read through the primitive; the pair carries them over MQTT |
+//! | a discovery with an attribute filter (`fu=1&rn=b`: `atr` in the filter criteria), in the direct run only | ACME's MQTT binding refuses it with 4000 ("validation for attribute atr not defined for resource type: REQRESP") | the direct run sends that step to ACME's HTTP binding instead, its answer read through the primitive; the pair carries it over MQTT. (A partial RETRIEVE of several attributes, `atrl=rn+lbl`, was refused too — "Only \"m2m:atrl\" is allowed in Content for RETRIEVE" — until this crate's mappings wrote the list as `m2m:atrl`; it now goes over MQTT in both runs.) |
 //! | a request the HTTP binding cannot map (`refused_by_the_pair`) | it cannot be put on MQTT | not sent: answered on both runs with the binding's refusal |
 //!
 //! Every workload runs over MQTT; none is left out. A body over the pair's limit
@@ -804,11 +804,10 @@ fn needs_blocks(r: &Req, answer: Option<usize>) -> bool {
 }
 
 /// Whether ACME's MQTT binding refuses the primitive of `r` (module doc, "Over MQTT"): an
-/// attribute filter (`fu=1&rn=b`: `atr` in the filter criteria), or a partial RETRIEVE of
-/// several attributes (`atrl=rn+lbl`: `pc` `{"atrl": […]}`, where ACME wants `m2m:atrl`).
+/// attribute filter (`fu=1&rn=b`: `atr` in the filter criteria).
 fn acme_mqtt_refuses(r: &Req) -> bool {
     let Ok(req) = onem2m_sa_http::request_to_primitive(&http_request(r)) else { return false };
-    req.fc.is_some_and(|fc| fc.contains_key("atr")) || req.pc.is_some_and(|pc| pc.get("atrl").is_some())
+    req.fc.is_some_and(|fc| fc.contains_key("atr"))
 }
 
 fn wants_cbor(r: &Req) -> bool {

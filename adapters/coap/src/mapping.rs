@@ -150,7 +150,7 @@ pub(crate) fn segments_to_id(segments: &[String]) -> Result<String, BindingError
 /// Blocking requests (no `rt`, or `rt.rtv` 3 or 5) use the method of Table 6.2.1-1; the others
 /// are POSTs with `op` in Uri-Query (§6.2.1). A CREATE carries oneM2M-TY; `ty` on another
 /// operation, or a CREATE without it, is [`BindingError::Unmappable`] (the receiver would see
-/// another operation). In a RETRIEVE, `to#attr` and a `pc` of just `{"atrl": […]}` become the
+/// another operation). In a RETRIEVE, `to#attr` and a `pc` of just `{"m2m:atrl": […]}` become the
 /// `atrl` query item. Members in `extra` are not carried.
 pub fn primitive_to_packet(req: &RequestPrimitive, encoding: &Encoding) -> Result<Packet, BindingError> {
     match (req.op, req.ty) {

@@ -31,7 +31,7 @@ pub fn request_to_primitive<B: AsRef<[u8]>>(request: &http::Request<B>) -> Resul
 /// * `X-M2M-RI` is required (4000 if absent or empty); `fr`, `rvi` etc. are taken as sent and
 ///   not validated: call [`RequestPrimitive::validate`] for that.
 /// * Query fields (§6.2.2.2) fill the request parameters and `fc`; a single `atrl` value is
-///   appended to `to` after `#`, several become `pc` `{"atrl": […]}` (partial RETRIEVE).
+///   appended to `to` after `#`, several become `pc` `{"m2m:atrl": […]}` (partial RETRIEVE).
 /// * The body is `pc`, decoded from JSON or CBOR (strictly: one value, depth limit, no
 ///   duplicate member names or map keys; CBOR items JSON cannot carry are refused, see
 ///   [`CborError`](crate::CborError)). Other media types give
@@ -160,7 +160,7 @@ fn id_to_path(to: &str) -> String {
 /// `base` is prepended to the origin-form path: `""` gives an origin-form target (`/~/…`),
 /// `"http://host:port"` an absolute-form one. The body is `pc` as JSON with
 /// `Content-Type: application/json`, plus `;ty=N` for a CREATE. In a RETRIEVE, `to#attr` and a
-/// `pc` of just `{"atrl": […]}` become the `atrl` query field.
+/// `pc` of just `{"m2m:atrl": […]}` become the `atrl` query field.
 ///
 /// Fails with [`BindingError::Unmappable`] (5000) when the primitive holds something the HTTP
 /// binding cannot carry: a CREATE without `ty` or another operation with one (the receiver

@@ -107,7 +107,7 @@ fn clause_6_2_2_2_lists_and_attribute_prefixes() {
 fn clause_6_2_2_2_partial_retrieve() {
     let case1 = request_to_primitive(&get("/_/example.net/myCSE/-/Cont1?atrl=ri+lbl+rr")).unwrap();
     assert_eq!(case1.to, "//example.net/myCSE/-/Cont1");
-    assert_eq!(case1.pc, Some(json!({"atrl": ["ri", "lbl", "rr"]})));
+    assert_eq!(case1.pc, Some(json!({"m2m:atrl": ["ri", "lbl", "rr"]})));
     assert_eq!(primitive_to_request(&case1, "").unwrap().uri(), "/_/example.net/myCSE/-/Cont1?atrl=ri+lbl+rr");
 
     let case2 = request_to_primitive(&get("/_/example.net/myCSE/-/Cont1?atrl=rr")).unwrap();

@@ -15,6 +15,8 @@ use crate::{AbsRelTimestamp, Operation, RequestPrimitive, ResponseTypeInfo};
 
 /// The parameter name of the partial-retrieve attribute list.
 pub const ATTRIBUTE_LIST: &str = "atrl";
+/// The member of a RETRIEVE's content that lists attributes for a partial RETRIEVE.
+pub const ATTRIBUTE_LIST_CONTENT: &str = "m2m:atrl";
 
 /// What a binding carries in its query parameters, and whether it escapes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -408,8 +410,8 @@ fn extend(slot: &mut Option<Vec<String>>, items: Vec<String>) {
 
 /// Splits a request to be sent into its target, the partial-retrieve attribute list and the
 /// content to send: in a RETRIEVE, `to#attr` becomes `atrl` = `[attr]`, and a `pc` of exactly
-/// `{"atrl": [two or more names]}` becomes `atrl` with no content. Otherwise `to` and `pc` are
-/// returned as they are.
+/// `{"m2m:atrl": [two or more names]}` (or `{"atrl": …}`, as earlier versions of this crate
+/// wrote it) becomes `atrl` with no content. Otherwise `to` and `pc` are returned as they are.
 pub fn split_attribute_list(req: &RequestPrimitive) -> (&str, Vec<String>, Option<&Value>) {
     let pc = req.pc.as_ref();
     if req.op == Operation::Retrieve {
@@ -423,15 +425,19 @@ pub fn split_attribute_list(req: &RequestPrimitive) -> (&str, Vec<String>, Optio
     (&req.to, Vec::new(), pc)
 }
 
-/// The attribute names of a `pc` that is exactly `{"atrl": ["name", …]}` with two or more names.
+/// The attribute names of a `pc` that is exactly `{"m2m:atrl": ["name", …]}` (or `{"atrl": …}`)
+/// with two or more names.
 fn attribute_list(pc: Option<&Value>) -> Option<Vec<String>> {
     let object = pc?.as_object().filter(|o| o.len() == 1)?;
-    let list = object.get(ATTRIBUTE_LIST)?.as_array().filter(|l| l.len() > 1)?;
+    let list = object.get(ATTRIBUTE_LIST_CONTENT).or_else(|| object.get(ATTRIBUTE_LIST))?;
+    let list = list.as_array().filter(|l| l.len() > 1)?;
     list.iter().map(|v| v.as_str().filter(|s| !s.is_empty() && !s.contains('+')).map(str::to_owned)).collect()
 }
 
 /// The inverse of [`split_attribute_list`] on a received RETRIEVE, once its content is read:
-/// one attribute name becomes `to#attr`, several a `pc` of `{"atrl": […]}`.
+/// one attribute name becomes `to#attr`, several a `pc` of `{"m2m:atrl": […]}` (TS-0004: the
+/// attributeList is Request Primitive Content, a root element, so it carries the `m2m:` prefix
+/// in JSON, like `m2m:seci`; ACME refuses a bare `atrl`).
 ///
 /// Fails with [`QueryError::Invalid`] (`atrl`) for another operation, a `to` that already names
 /// an attribute, or several names together with content.
@@ -455,7 +461,10 @@ pub fn apply_attribute_list(req: &mut RequestPrimitive, atrl: Vec<String>) -> Re
                 return Err(invalid(ATTRIBUTE_LIST, "both content and an attribute list"));
             }
             let mut pc = Map::new();
-            pc.insert(ATTRIBUTE_LIST.to_owned(), Value::Array(several.into_iter().map(Value::String).collect()));
+            pc.insert(
+                ATTRIBUTE_LIST_CONTENT.to_owned(),
+                Value::Array(several.into_iter().map(Value::String).collect()),
+            );
             req.pc = Some(Value::Object(pc));
         }
     }
@@ -549,12 +558,15 @@ mod tests {
         assert_eq!(back.to, req.to);
 
         req = retrieve();
-        req.pc = Some(json!({"atrl": ["lbl", "ty"]}));
+        req.pc = Some(json!({"m2m:atrl": ["lbl", "ty"]}));
         let (to, atrl, pc) = split_attribute_list(&req);
         assert_eq!((to, atrl.len(), pc), ("cse-in/cnt", 2, None));
         let mut back = retrieve();
         apply_attribute_list(&mut back, atrl.clone()).unwrap();
         assert_eq!(back.pc, req.pc);
+        // The bare `atrl` earlier versions wrote is still read.
+        req.pc = Some(json!({"atrl": ["lbl", "ty"]}));
+        assert_eq!(split_attribute_list(&req).1, atrl);
         let mut update = retrieve();
         update.op = Operation::Update;
         assert!(matches!(apply_attribute_list(&mut update, atrl), Err(QueryError::Invalid { .. })));
