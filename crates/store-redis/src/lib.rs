@@ -23,7 +23,8 @@
 //! * **Ownership** (`<prefix>own:<id>`): [`RedisStore::claim`] — `SET NX PX`, renewed by the
 //!   holder — makes one replica the one that expires or rekeys an SA.
 //!
-//! When Redis is unreachable the local tables keep serving the SAs they hold;
+//! When Redis is unreachable (at start too: [`RedisStore::open`] does not wait for it) the local
+//! tables keep serving the SAs they hold;
 //! [`RedisStore::publish`] fails with [`StoreError::Unavailable`] (new establishments are
 //! refused), and the listener catches up when Redis returns.
 #![forbid(unsafe_code)]
@@ -183,7 +184,8 @@ struct Inner {
     config: RedisStoreConfig,
     kek: Kek,
     client: redis::Client,
-    conn: ConnectionManager,
+    /// Made on first use (see [`RedisStore::open`]), then kept: it reconnects by itself.
+    conn: tokio::sync::OnceCell<ConnectionManager>,
     table: Arc<SaTable>,
     hub: Arc<LeaseHub>,
     replica: String,
@@ -220,19 +222,21 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 
 impl RedisStore {
     /// Connects to Redis and builds this replica's table (its epochs seal with leased sequence
-    /// numbers). Spawns the lease task on the current Tokio runtime; call
-    /// [`Self::spawn_listener`] to follow the other replicas.
+    /// numbers): [`Self::open`], failing when Redis cannot be reached now.
     pub async fn connect(config: RedisStoreConfig, kek: Kek, table: TableConfig) -> Result<Self, StoreError> {
+        let store = Self::open(config, kek, table)?;
+        store.connection().await?;
+        store.inner.available.store(true, Relaxed);
+        Ok(store)
+    }
+
+    /// Builds this replica's table and the store without waiting for Redis: the connection is
+    /// made on first use, and tried again on each command until it is up (meanwhile every
+    /// command fails with [`StoreError::Unavailable`]: establishments are refused, the listener
+    /// keeps trying). Fails only for an unusable `config.url`. Spawns the lease task on the
+    /// current Tokio runtime; call [`Self::spawn_listener`] to follow the other replicas.
+    pub fn open(config: RedisStoreConfig, kek: Kek, table: TableConfig) -> Result<Self, StoreError> {
         let client = redis::Client::open(config.url.as_str()).map_err(unavailable)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(config.timeout)
-            .set_connection_timeout(config.timeout)
-            .set_number_of_retries(1);
-        let conn =
-            tokio::time::timeout(config.timeout, ConnectionManager::new_with_config(client.clone(), manager_config))
-                .await
-                .map_err(|_| unavailable("connection timed out"))?
-                .map_err(unavailable)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let hub = Arc::new_cyclic(|me| LeaseHub { me: me.clone(), leases: Mutex::default(), wanted: tx });
         let table = Arc::new(SaTable::with_leases(table, hub.clone()));
@@ -243,13 +247,13 @@ impl RedisStore {
                 config,
                 kek,
                 client,
-                conn,
+                conn: tokio::sync::OnceCell::new(),
                 table,
                 hub,
                 replica: hex::encode(id),
                 applied: Mutex::default(),
                 incarnations: Mutex::default(),
-                available: AtomicBool::new(true),
+                available: AtomicBool::new(false),
                 started: Instant::now(),
                 accept: redis::Script::new(ACCEPT_LUA),
                 claim: redis::Script::new(CLAIM_LUA),
@@ -259,6 +263,30 @@ impl RedisStore {
         };
         tokio::spawn(lease_task(Arc::downgrade(&store.inner), rx));
         Ok(store)
+    }
+
+    /// The connection to Redis, made now if it is not yet (bounded by the configured timeout).
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let inner = &self.inner;
+        let made = inner.conn.get_or_try_init(|| async {
+            let manager_config = ConnectionManagerConfig::new()
+                .set_response_timeout(inner.config.timeout)
+                .set_connection_timeout(inner.config.timeout)
+                .set_number_of_retries(1);
+            let manager = ConnectionManager::new_with_config(inner.client.clone(), manager_config);
+            match tokio::time::timeout(inner.config.timeout, manager).await {
+                Ok(Ok(conn)) => Ok(conn),
+                Ok(Err(e)) => Err(unavailable(e)),
+                Err(_) => Err(unavailable("connection timed out")),
+            }
+        });
+        match made.await {
+            Ok(conn) => Ok(conn.clone()),
+            Err(e) => {
+                inner.available.store(false, Relaxed);
+                Err(e)
+            }
+        }
     }
 
     /// This replica's table: the data path reads it.
@@ -289,7 +317,7 @@ impl RedisStore {
     }
 
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.connection().await?;
         let r = tokio::time::timeout(self.inner.config.timeout, cmd.query_async::<T>(&mut conn)).await;
         self.settle(r)
     }
@@ -305,7 +333,7 @@ impl RedisStore {
     }
 
     async fn script<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> Result<T, StoreError> {
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.connection().await?;
         let r = tokio::time::timeout(self.inner.config.timeout, inv.invoke_async::<T>(&mut conn)).await;
         self.settle(r)
     }
@@ -340,7 +368,7 @@ impl RedisStore {
             None => pipe.cmd("SET").arg(&name).arg(sealed).ignore(),
         };
         pipe.cmd("PUBLISH").arg(self.key("events")).arg(format!("p {}", hex::encode(sa_id.as_bytes()))).ignore();
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.connection().await?;
         let r = tokio::time::timeout(self.inner.config.timeout, pipe.query_async::<()>(&mut conn)).await;
         self.settle(r)?;
         self.note_applied(sa_id, &incarnation, generation);

@@ -336,3 +336,29 @@ async fn without_redis_replicas_serve_held_sas_refuse_new_ones_and_catch_up_afte
     quiet.refill(sa2.sa_id).await.unwrap();
     assert!(quiet.accept(sa2.sa_id, 0, 1).await.unwrap());
 }
+
+/// A replica started while Redis is down starts (`open`), refuses to record SAs with a clear
+/// error meanwhile, connects on its own once Redis is up, and catches up with what another
+/// replica recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_opened_while_redis_is_down_connects_when_it_comes_up() {
+    let Some(mut redis) = Redis::start() else { return };
+    redis.stop();
+    let late = RedisStore::open(config(&redis, 64), Kek::new(&KEK).unwrap(), TableConfig::default()).unwrap();
+    late.spawn_listener(Duration::from_millis(50));
+    assert!(!late.is_available());
+    let (l, sa) = established(71);
+    let err = late.publish(&sa).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(late.table().get(sa.sa_id).is_none(), "nothing installed that other replicas cannot see");
+    // `connect` still insists on Redis being there.
+    assert!(RedisStore::connect(config(&redis, 64), Kek::new(&KEK).unwrap(), TableConfig::default()).await.is_err());
+    redis.restart();
+    let r = replicas(&redis, 1, 64).await;
+    r[0].publish(&sa).await.unwrap();
+    until("the late replica connects and learns the SA", async || late.table().get(sa.sa_id).is_some()).await;
+    until("the late replica can use it", async || round_trip(&l, &late).is_ok()).await;
+    let (_, sa2) = established(72);
+    late.publish(&sa2).await.unwrap();
+    assert!(late.is_available());
+}
