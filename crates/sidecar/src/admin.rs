@@ -157,7 +157,7 @@ impl Admin {
         let inbound = nodes.iter().find(|(n, _)| n.inbound().get(sa_id).is_some());
         let (direction, confirm) = match (outbound, inbound) {
             (Some((node, peers)), _) => ("outbound", node.remove(sa_id, peers.clone()).await),
-            (None, Some((node, _))) => ("inbound", node.remove_inbound(sa_id)),
+            (None, Some((node, _))) => ("inbound", node.remove_inbound_everywhere(sa_id).await),
             (None, None) => return json_reply(404, json!({ "error": "no such SA", "sa_id": id })),
         };
         let accepted = confirm.0.result == UpdateResult::Accepted;

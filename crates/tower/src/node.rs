@@ -565,6 +565,21 @@ impl Node {
         confirm
     }
 
+    /// [`Self::remove_inbound`] on every replica: with a store ([`Self::with_store`]) the removal
+    /// is recorded there too, so the SA ends wherever it was established and wherever it is
+    /// held. Without a store, the same as [`Self::remove_inbound`].
+    pub async fn remove_inbound_everywhere(&self, sa_id: SaId) -> RemoveSaConfirm {
+        let local = self.remove_inbound(sa_id);
+        let Some(store) = self.store() else { return local };
+        match store.remove(sa_id).await {
+            Ok(()) => RemoveSaConfirm(onem2m_sa::flows::RemovalConfirm::accepted(sa_id)),
+            Err(e) => {
+                tracing::warn!(error = %e, "SA removal not recorded in the store: the other replicas keep the SA");
+                local
+            }
+        }
+    }
+
     /// Starts Update SA (keys) in the background for an SA whose key passed a soft usage limit
     /// (the Initiator Agent's decision); at most one at a time per SA, and only if `sealed_under`
     /// — the epoch whose use passed the limit — is still the current one. A message sealed under
