@@ -56,8 +56,10 @@ struct Cluster {
     balancer: Balancer,
     ae: Isolated,
     client: HttpClient,
+    /// The replicas' configuration.
+    config: Config,
     // Last: the replicas stop before Redis does.
-    _redis: Redis,
+    redis: Redis,
 }
 
 impl Cluster {
@@ -77,7 +79,7 @@ impl Cluster {
         let ae = Isolated::start(&ae_config, Some(free_port()), Some(free_port()));
         let egress = ae.addresses().egress_http.unwrap();
         let client = HttpClient::new(&format!("http://{egress}"), ClientConfig::default()).unwrap();
-        Self { cse, replicas, ingresses, balancer, ae, client, _redis: redis }
+        Self { cse, replicas, ingresses, balancer, ae, client, config, redis }
     }
 
     async fn send(
@@ -199,6 +201,56 @@ async fn replicas_serve_one_sa_and_refuse_a_replay_sent_to_another() {
     assert_ne!(again.rsc(), Some(2000), "replayed to the same replica and answered");
     assert_eq!(c.executed(), executed, "nothing executed again");
     assert_nonces_unique(&c.balancer);
+
+    // A reload keeps the store (and the SAs in it); changing [store] needs a restart.
+    let runtime = c.replicas[1].as_ref().unwrap().sidecar().runtime().clone();
+    let memory = Config { store: StoreSettings::Memory, ..c.config.clone() };
+    let refused = runtime.reload(&memory).unwrap_err();
+    assert!(refused.contains("[store]"), "{refused}");
+    let done = runtime.reload(&c.config).unwrap();
+    assert_eq!((done.sas_kept, done.sas_removed), (1, 0), "{done}");
+    for i in 0..REPLICAS {
+        let rsp = c.send(Operation::Retrieve, &cnt, &format!("after-reload-{i}"), None, None).await.unwrap();
+        assert_eq!(rsp.rsc, Rsc::OK, "{rsp:?}");
+    }
+    let _ = c.sa();
+}
+
+/// Replicas started while Redis is down start, refuse establishments with 5000 (an SA the other
+/// replicas could not see), and establish once Redis is up, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_started_without_redis_refuse_establishments_until_it_is_up() {
+    let Some(mut redis) = Redis::start() else { return };
+    redis.stop();
+    let mut c = Cluster::start(redis).await;
+    let base = format!("{CSE_ID}/{CSE_BASE}");
+    let ae = json!({"m2m:ae": {"rn": "meter", "api": "Nmeter", "rr": false, "srv": ["3"]}});
+    let rsp = c.send(Operation::Create, &base, "down", Some(2), Some(ae.clone())).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::INTERNAL_SERVER_ERROR, "{rsp:?}");
+    assert!(c.cse.cse.executed().is_empty());
+    for i in 0..REPLICAS {
+        assert!(c.replicas[i].as_ref().unwrap().sidecar().node().inbound().is_empty());
+    }
+    c.redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let rsp = c.send(Operation::Create, &base, &format!("up{n}"), Some(2), Some(ae.clone())).await.unwrap();
+        if rsp.rsc == Rsc::CREATED {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no establishment once Redis is up: {rsp:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sa = c.sa().sa_id();
+    for i in 0..2 * REPLICAS {
+        let rsp = c.send(Operation::Retrieve, &format!("{base}/meter"), &format!("r{i}"), None, None).await.unwrap();
+        assert_eq!(rsp.rsc, Rsc::OK, "{rsp:?}");
+    }
+    for i in 0..REPLICAS {
+        assert!(c.replicas[i].as_ref().unwrap().sidecar().node().inbound().get(sa).is_some(), "replica {i}");
+    }
 }
 
 /// A replica crashes under load: every request completes exactly once on the others, or fails
