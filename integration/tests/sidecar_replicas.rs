@@ -214,6 +214,24 @@ async fn replicas_serve_one_sa_and_refuse_a_replay_sent_to_another() {
         assert_eq!(rsp.rsc, Rsc::OK, "{rsp:?}");
     }
     let _ = c.sa();
+
+    // A reload that changes the trust anchors ends every SA in the store, on every replica; the
+    // Initiator's next request establishes a new one.
+    let mut distrusting = c.config.clone();
+    distrusting.node.trust_anchors = DemoPki::new().anchors();
+    let done = runtime.reload(&distrusting).unwrap();
+    assert_eq!(done.sas_removed, 1, "{done}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (0..REPLICAS).any(|i| c.replicas[i].as_ref().unwrap().sidecar().node().inbound().get(sa.sa_id()).is_some()) {
+        assert!(Instant::now() < deadline, "a replica still holds the SA");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rsp = c.send(Operation::Retrieve, &cnt, "after-distrust", None, None).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::OK, "{rsp:?}");
+    let now: Vec<_> =
+        c.ae.sidecar().node().outbound().entries().iter().filter(|e| e.is_active()).map(|e| e.sa_id()).collect();
+    assert_eq!(now.len(), 1);
+    assert_ne!(now[0], sa.sa_id(), "a new SA");
 }
 
 /// Replicas started while Redis is down start, refuse establishments with 5000 (an SA the other
