@@ -48,11 +48,24 @@ use tokio::sync::mpsc;
 
 pub use kek::{Kek, SEALED_VERSION};
 
+/// Where Redis Sentinel says the master is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelAddress {
+    /// The Sentinels, `redis://host:port` each (tried in order).
+    pub nodes: Vec<String>,
+    /// The name the Sentinels monitor the master under.
+    pub master: String,
+}
+
 /// Settings of the Redis store.
 #[derive(Debug, Clone)]
 pub struct RedisStoreConfig {
-    /// `redis://host:port/db` (or `rediss://`, `redis+unix://`).
+    /// `redis://host:port/db` (or `redis+unix://`). With [`Self::sentinel`], the master's
+    /// database and credentials only (its host is whatever the Sentinels name).
     pub url: String,
+    /// Redis Sentinel: the master is asked of the Sentinels at each (re)connection, so a
+    /// failover moves the replicas to the new master.
+    pub sentinel: Option<SentinelAddress>,
     /// Prefix of every key and channel: replicas of one deployment share it.
     pub prefix: String,
     /// Sequence numbers per leased block. Keep `replicas × lease_block` well below the peer's
@@ -78,6 +91,7 @@ impl RedisStoreConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            sentinel: None,
             prefix: "onem2m-sa:".into(),
             lease_block: 32,
             window: 1024,
@@ -135,6 +149,12 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 "#;
 
+/// Where Redis is: one address, or the master the Sentinels name.
+enum Source {
+    Direct(redis::Client),
+    Sentinel(tokio::sync::Mutex<redis::sentinel::SentinelClient>),
+}
+
 /// A lease a replica holds, and when its current block was granted.
 type HeldLease = (Weak<SeqLease>, Instant);
 
@@ -183,9 +203,14 @@ impl LeaseProvider for LeaseHub {
 struct Inner {
     config: RedisStoreConfig,
     kek: Kek,
-    client: redis::Client,
-    /// Made on first use (see [`RedisStore::open`]), then kept: it reconnects by itself.
-    conn: tokio::sync::OnceCell<ConnectionManager>,
+    /// Where Redis is.
+    source: Source,
+    /// Made on first use (see [`RedisStore::open`]), then kept: it reconnects by itself (with
+    /// Sentinel, it is dropped after a failed command and made anew for the master the
+    /// Sentinels name then).
+    conn: Mutex<Option<ConnectionManager>>,
+    /// Held while a connection is being made (one attempt at a time).
+    connecting: tokio::sync::Mutex<()>,
     table: Arc<SaTable>,
     hub: Arc<LeaseHub>,
     replica: String,
@@ -236,7 +261,26 @@ impl RedisStore {
     /// keeps trying). Fails only for an unusable `config.url`. Spawns the lease task on the
     /// current Tokio runtime; call [`Self::spawn_listener`] to follow the other replicas.
     pub fn open(config: RedisStoreConfig, kek: Kek, table: TableConfig) -> Result<Self, StoreError> {
-        let client = redis::Client::open(config.url.as_str()).map_err(unavailable)?;
+        let source = match &config.sentinel {
+            None => Source::Direct(redis::Client::open(config.url.as_str()).map_err(unavailable)?),
+            Some(sentinel) => {
+                use redis::IntoConnectionInfo as _;
+                let master = match config.url.as_str() {
+                    "" => None,
+                    url => Some(url.into_connection_info().map_err(unavailable)?.redis),
+                };
+                let info =
+                    redis::sentinel::SentinelNodeConnectionInfo { tls_mode: None, redis_connection_info: master };
+                let client = redis::sentinel::SentinelClient::build(
+                    sentinel.nodes.iter().map(String::as_str).collect(),
+                    sentinel.master.clone(),
+                    Some(info),
+                    redis::sentinel::SentinelServerType::Master,
+                )
+                .map_err(unavailable)?;
+                Source::Sentinel(tokio::sync::Mutex::new(client))
+            }
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         let hub = Arc::new_cyclic(|me| LeaseHub { me: me.clone(), leases: Mutex::default(), wanted: tx });
         let table = Arc::new(SaTable::with_leases(table, hub.clone()));
@@ -246,8 +290,9 @@ impl RedisStore {
             inner: Arc::new(Inner {
                 config,
                 kek,
-                client,
-                conn: tokio::sync::OnceCell::new(),
+                source,
+                conn: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
                 table,
                 hub,
                 replica: hex::encode(id),
@@ -265,23 +310,50 @@ impl RedisStore {
         Ok(store)
     }
 
+    /// A client for Redis: with Sentinel, for the master the Sentinels name now.
+    async fn client(&self) -> Result<redis::Client, StoreError> {
+        match &self.inner.source {
+            Source::Direct(client) => Ok(client.clone()),
+            Source::Sentinel(sentinel) => {
+                let mut sentinel = sentinel.lock().await;
+                match tokio::time::timeout(self.inner.config.timeout, sentinel.async_get_client()).await {
+                    Ok(Ok(client)) => Ok(client),
+                    Ok(Err(e)) => Err(unavailable(format!("Sentinel: {e}"))),
+                    Err(_) => Err(unavailable("Sentinel: no answer in time")),
+                }
+            }
+        }
+    }
+
     /// The connection to Redis, made now if it is not yet (bounded by the configured timeout).
     async fn connection(&self) -> Result<ConnectionManager, StoreError> {
         let inner = &self.inner;
-        let made = inner.conn.get_or_try_init(|| async {
+        let held = || inner.conn.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(conn) = held() {
+            return Ok(conn);
+        }
+        let _one = inner.connecting.lock().await;
+        if let Some(conn) = held() {
+            return Ok(conn);
+        }
+        let made = async {
+            let client = self.client().await?;
             let manager_config = ConnectionManagerConfig::new()
                 .set_response_timeout(inner.config.timeout)
                 .set_connection_timeout(inner.config.timeout)
                 .set_number_of_retries(1);
-            let manager = ConnectionManager::new_with_config(inner.client.clone(), manager_config);
+            let manager = ConnectionManager::new_with_config(client, manager_config);
             match tokio::time::timeout(inner.config.timeout, manager).await {
                 Ok(Ok(conn)) => Ok(conn),
                 Ok(Err(e)) => Err(unavailable(e)),
                 Err(_) => Err(unavailable("connection timed out")),
             }
-        });
+        };
         match made.await {
-            Ok(conn) => Ok(conn.clone()),
+            Ok(conn) => {
+                *inner.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+                Ok(conn)
+            }
             Err(e) => {
                 inner.available.store(false, Relaxed);
                 Err(e)
@@ -329,6 +401,10 @@ impl RedisStore {
             Err(_) => Err(unavailable("command timed out")),
         };
         self.inner.available.store(r.is_ok(), Relaxed);
+        if r.is_err() && matches!(self.inner.source, Source::Sentinel(_)) {
+            // The master may have moved (a failover): ask the Sentinels again next time.
+            *self.inner.conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
         r
     }
 
@@ -561,10 +637,16 @@ impl RedisStore {
     /// is dropped; reconnects (every `backoff`) while Redis is unreachable.
     pub fn spawn_listener(&self, backoff: Duration) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(&self.inner);
-        let (client, channel) = (self.inner.client.clone(), format!("{}events", self.inner.config.prefix));
+        let channel = format!("{}events", self.inner.config.prefix);
         tokio::spawn(async move {
             loop {
+                // With Sentinel: the master named now.
+                let client = match weak.upgrade() {
+                    Some(inner) => RedisStore { inner }.client().await,
+                    None => return,
+                };
                 let pubsub = async {
+                    let client = client.map_err(|e| redis::RedisError::from(std::io::Error::other(e)))?;
                     let mut ps = client.get_async_pubsub().await?;
                     ps.subscribe(&channel).await?;
                     redis::RedisResult::Ok(ps)
