@@ -23,7 +23,7 @@ use onem2m_sa_integration::{Isolated, free_port, request};
 use onem2m_sa_sidecar::config::{Config, RedisSettings, StoreSettings};
 use onem2m_sa_sidecar::demo::{self, AE_ID, CSE_BASE, CSE_ID, DemoPki};
 use onem2m_sa_tower::BoxError;
-use redis_server::Redis;
+use redis_server::{Redis, Sentinel};
 use serde_json::json;
 use tower::ServiceExt;
 
@@ -40,6 +40,8 @@ fn replica_config(pki: &DemoPki, cse: &str, redis: &Redis) -> Config {
     }
     c.store = StoreSettings::Redis(RedisSettings {
         url: redis.url(),
+        sentinels: Vec::new(),
+        master: None,
         kek: Arc::new(zeroize::Zeroizing::new([0x4b; 32])),
         prefix: "replicas:".into(),
         timeout: Duration::from_millis(500),
@@ -64,6 +66,11 @@ struct Cluster {
 
 impl Cluster {
     async fn start(redis: Redis) -> Self {
+        Self::start_with(redis, |_| {}).await
+    }
+
+    /// [`Self::start`] with the replicas' configuration changed by `change`.
+    async fn start_with(redis: Redis, change: impl FnOnce(&mut Config)) -> Self {
         let pki = DemoPki::new();
         let cse = onem2m_sa_examples::demo_http::serve_demo_cse(
             demo::loopback().await.unwrap(),
@@ -72,7 +79,8 @@ impl Cluster {
         .await
         .unwrap();
         let ingresses: Vec<SocketAddr> = (0..REPLICAS).map(|_| free_port()).collect();
-        let config = replica_config(&pki, &cse.base(), &redis);
+        let mut config = replica_config(&pki, &cse.base(), &redis);
+        change(&mut config);
         let replicas = ingresses.iter().map(|&a| Some(Isolated::start(&config, Some(a), None))).collect();
         let balancer = Balancer::start(ingresses.clone()).await.unwrap();
         let ae_config = demo::ae_sidecar_config(&pki, balancer.addr(), "http://127.0.0.1:9");
@@ -340,4 +348,28 @@ async fn a_replica_killed_mid_load_loses_no_request_and_executes_none_twice() {
         assert!(after.iter().any(|s| s.replica == i && s.answer.is_some()), "replica {i} served after the crash");
     }
     assert_nonces_unique(&c.balancer);
+}
+
+/// Replicas configured with Redis Sentinel (`sentinels`, `master`) find the master through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_reach_redis_through_sentinel() {
+    let Some(redis) = Redis::start() else { return };
+    let sentinel = Sentinel::start(&redis);
+    let c = Cluster::start_with(redis, |config| {
+        if let StoreSettings::Redis(r) = &mut config.store {
+            r.url = String::new();
+            r.sentinels = vec![sentinel.url()];
+            r.master = Some(Sentinel::MASTER.to_owned());
+        }
+    })
+    .await;
+    let cnt = ae_and_container(&c).await;
+    for i in 0..2 * REPLICAS {
+        let rsp = c.send(Operation::Retrieve, &cnt, &format!("s{i}"), None, None).await.unwrap();
+        assert_eq!(rsp.rsc, Rsc::OK, "{rsp:?}");
+    }
+    let sa = c.sa().sa_id();
+    let key = format!("replicas:sa:{}", sa);
+    let recorded: bool = redis::cmd("EXISTS").arg(&key).query(&mut c.redis.raw()).unwrap();
+    assert!(recorded, "the SA is recorded on the master the Sentinel names");
 }

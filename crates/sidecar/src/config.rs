@@ -214,8 +214,15 @@ pub enum StoreSettings {
 /// `[store]` with `kind = "redis"`: replicas of a CSE-side sidecar sharing their SAs.
 #[derive(Clone)]
 pub struct RedisSettings {
-    /// `redis://[user:password@]host[:port][/db]` or `redis+unix:///path/to/socket`.
+    /// `redis://[user:password@]host[:port][/db]` or `redis+unix:///path/to/socket`. With
+    /// [`Self::sentinels`]: only its user, password and database apply, to the master (empty:
+    /// none, database 0).
     pub url: String,
+    /// Redis Sentinel addresses (`redis://host:port`): the master is the one they name
+    /// [`Self::master`]. Empty: `url` is the server.
+    pub sentinels: Vec<String>,
+    /// The name the Sentinels monitor the master under (with [`Self::sentinels`]).
+    pub master: Option<String>,
     /// The key-encryption key the SA records are sealed under in Redis (read from `kek_file`;
     /// never printed).
     pub kek: Arc<zeroize::Zeroizing<[u8; 32]>>,
@@ -231,8 +238,16 @@ pub struct RedisSettings {
 
 impl PartialEq for RedisSettings {
     fn eq(&self, other: &Self) -> bool {
-        (&self.url, &self.prefix, self.timeout, self.lease_block, self.lease_refresh)
-            == (&other.url, &other.prefix, other.timeout, other.lease_block, other.lease_refresh)
+        (&self.url, &self.sentinels, &self.master, &self.prefix, self.timeout, self.lease_block, self.lease_refresh)
+            == (
+                &other.url,
+                &other.sentinels,
+                &other.master,
+                &other.prefix,
+                other.timeout,
+                other.lease_block,
+                other.lease_refresh,
+            )
             && self.kek[..] == other.kek[..]
     }
 }
@@ -243,6 +258,8 @@ impl std::fmt::Debug for RedisSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisSettings")
             .field("url", &redacted_url(&self.url))
+            .field("sentinels", &self.sentinels.iter().map(|s| redacted_url(s)).collect::<Vec<_>>())
+            .field("master", &self.master)
             .field("kek", &"<redacted>")
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
@@ -840,6 +857,8 @@ struct RawSa {
 struct RawStore {
     kind: Option<Spanned<String>>,
     url: Option<Spanned<String>>,
+    sentinels: Option<Spanned<Vec<Spanned<String>>>>,
+    master: Option<Spanned<String>>,
     kek_file: Option<Spanned<String>>,
     prefix: Option<Spanned<String>>,
     timeout_ms: Number,
@@ -1519,6 +1538,8 @@ impl Doc<'_> {
         if !redis {
             let set = [
                 ("url", s.url.as_ref().map(|v| v.span())),
+                ("sentinels", s.sentinels.as_ref().map(|v| v.span())),
+                ("master", s.master.as_ref().map(|v| v.span())),
                 ("kek_file", s.kek_file.as_ref().map(|v| v.span())),
                 ("prefix", s.prefix.as_ref().map(|v| v.span())),
                 ("timeout_ms", s.timeout_ms.as_ref().map(|v| v.span())),
@@ -1534,10 +1555,51 @@ impl Doc<'_> {
             }
             return Ok(StoreSettings::Memory);
         }
-        let Some(url) = &s.url else {
-            return Err(self.at(raw, "store", "no url: add url = \"redis://host:6379/0\""));
+        let (url, sentinels, master) = match (&s.sentinels, &s.master) {
+            (None, None) => {
+                let Some(url) = &s.url else {
+                    return Err(self.at(
+                        raw,
+                        "store",
+                        "no url: add url = \"redis://host:6379/0\" (or sentinels and master)",
+                    ));
+                };
+                (self.redis_url(url, "store.url")?, Vec::new(), None)
+            }
+            (Some(list), Some(master)) => {
+                if list.get_ref().is_empty() {
+                    return Err(self.at(
+                        list,
+                        "store.sentinels",
+                        "name at least one Sentinel (\"redis://host:26379\")",
+                    ));
+                }
+                let mut sentinels = Vec::new();
+                for (i, v) in list.get_ref().iter().enumerate() {
+                    let key = format!("store.sentinels[{i}]");
+                    let url = self.redis_url(v, &key)?;
+                    if !url.starts_with("redis://") {
+                        return Err(self.at(v, key, "a Sentinel is reached at redis://host:port"));
+                    }
+                    sentinels.push(url);
+                }
+                let name = master.get_ref();
+                if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(self.at(master, "store.master", "must be 1 to 128 characters, no spaces"));
+                }
+                // The master's credentials and database, if any: its host is whatever the
+                // Sentinels name.
+                let url = match &s.url {
+                    Some(url) => self.redis_url(url, "store.url")?,
+                    None => String::new(),
+                };
+                (url, sentinels, Some(name.clone()))
+            }
+            (Some(list), None) => {
+                return Err(self.at(list, "store.sentinels", "sentinels without master: add master = \"mymaster\""));
+            }
+            (None, Some(master)) => return Err(self.at(master, "store.master", "master without sentinels")),
         };
-        let url = self.redis_url(url, "store.url")?;
         let Some(kek_file) = &s.kek_file else {
             return Err(self.at(
                 raw,
@@ -1565,6 +1627,8 @@ impl Doc<'_> {
         let max_block = (window as u64 / 4).max(1);
         Ok(StoreSettings::Redis(RedisSettings {
             url,
+            sentinels,
+            master,
             kek,
             prefix,
             timeout: ms(&s.timeout_ms, "store.timeout_ms", 2_000, 10..=60_000)?,

@@ -580,9 +580,12 @@ type IngressService = PrimitiveService<Receive>;
 /// in-memory default. Redis need not be reachable now (the store connects when it can); only an
 /// unusable configuration fails.
 async fn open_store(config: &Config) -> Result<Option<(Arc<dyn SaStore>, JoinHandle<()>)>, StartError> {
-    use onem2m_sa_store_redis::{Kek, RedisStore, RedisStoreConfig};
+    use onem2m_sa_store_redis::{Kek, RedisStore, RedisStoreConfig, SentinelAddress};
     let StoreSettings::Redis(r) = &config.store else { return Ok(None) };
+    let sentinel =
+        r.master.as_ref().map(|master| SentinelAddress { nodes: r.sentinels.clone(), master: master.clone() });
     let store_config = RedisStoreConfig {
+        sentinel,
         prefix: r.prefix.clone(),
         lease_block: r.lease_block,
         window: config.sa.replay_window as u64,
@@ -593,7 +596,10 @@ async fn open_store(config: &Config) -> Result<Option<(Arc<dyn SaStore>, JoinHan
     let kek = Kek::new(&r.kek[..]).map_err(|e| StartError::Store(e.to_string()))?;
     let store = RedisStore::open(store_config, kek, config.node_config().table)
         .map_err(|e| StartError::Store(format!("{}: {e}", crate::config::redacted_url(&r.url))))?;
-    let url = crate::config::redacted_url(&r.url);
+    let url = match &r.master {
+        Some(master) => format!("Sentinel master {master}"),
+        None => crate::config::redacted_url(&r.url),
+    };
     match store.incarnation().await {
         Ok(_) => tracing::info!(url, prefix = r.prefix, "SA store: Redis reached"),
         Err(e) => tracing::warn!(

@@ -1072,6 +1072,19 @@ fn the_redis_store_loads() {
     let StoreSettings::Redis(r) = fx.load(&text).unwrap().store else { panic!() };
     assert_eq!((r.prefix.as_str(), r.lease_block, r.timeout), ("onem2m-sa:", 32, Duration::from_secs(2)));
     assert_eq!(r.lease_refresh, Duration::from_millis(250));
+    assert!(r.sentinels.is_empty() && r.master.is_none());
+    // Redis Sentinel: the master they name, with the url's credentials and database.
+    let sentinel = with_store(
+        &fx,
+        "kind = \"redis\"\nsentinels = [\"redis://10.0.0.1:26379\", \"redis://10.0.0.2:26379\"]\n\
+         master = \"onem2m\"\nurl = \"redis://:pw@master/1\"\nkek_file = \"store.kek\"\n",
+    );
+    let StoreSettings::Redis(r) = fx.load(&sentinel).unwrap().store else { panic!() };
+    assert_eq!(r.sentinels, ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379"]);
+    assert_eq!((r.master.as_deref(), r.url.as_str()), (Some("onem2m"), "redis://:pw@master/1"));
+    let no_url = sentinel.replace("url = \"redis://:pw@master/1\"\n", "");
+    let StoreSettings::Redis(r) = fx.load(&no_url).unwrap().store else { panic!() };
+    assert_eq!(r.url, "", "no credentials, database 0");
     // A KEK others can read is accepted with a warning.
     #[cfg(unix)]
     {
@@ -1122,4 +1135,18 @@ fn store_settings_are_checked() {
         "512",
     );
     fx.refuses(&with_store(&fx, &format!("{redis}window = 5\n")), "store.window", "window = 5", "unknown key");
+    let sentinel = "kind = \"redis\"\nkek_file = \"store.kek\"\n";
+    let text = with_store(&fx, &format!("{sentinel}sentinels = [\"redis://s:26379\"]\n"));
+    fx.refuses(&text, "store.sentinels", "sentinels", "add master");
+    let text = with_store(&fx, &format!("{sentinel}master = \"m\"\n"));
+    fx.refuses(&text, "store.master", "master", "master without sentinels");
+    let text = with_store(&fx, &format!("{sentinel}sentinels = []\nmaster = \"m\"\n"));
+    fx.refuses(&text, "store.sentinels", "sentinels", "at least one");
+    let text =
+        with_store(&fx, &format!("{sentinel}sentinels = [\"redis://s:1\", \"redis+unix:///s\"]\nmaster = \"m\"\n"));
+    fx.refuses(&text, "store.sentinels[1]", "redis+unix", "redis://host:port");
+    let text = with_store(&fx, &format!("{sentinel}sentinels = [\"redis://s:1\"]\nmaster = \"a b\"\n"));
+    fx.refuses(&text, "store.master", "a b", "no spaces");
+    let text = with_store(&fx, "kind = \"memory\"\nmaster = \"m\"\n");
+    fx.refuses(&text, "store.master", "master", "only with kind");
 }
