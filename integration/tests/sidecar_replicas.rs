@@ -217,6 +217,11 @@ async fn replicas_serve_one_sa_and_refuse_a_replay_sent_to_another() {
     assert!(refused.contains("[store]"), "{refused}");
     let done = runtime.reload(&c.config).unwrap();
     assert_eq!((done.sas_kept, done.sas_removed), (1, 0), "{done}");
+    // The admin endpoint lists the SA once (every generation reads the store's one table).
+    let admin = onem2m_sa_sidecar::admin::Admin::new(runtime.clone(), Arc::default(), None);
+    let get = http::Request::get("/sa").body(bytes::Bytes::new()).unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(admin.oneshot(get).await.unwrap().body()).unwrap();
+    assert_eq!(listed["sas"].as_array().unwrap().len(), 1, "{listed}");
     for i in 0..REPLICAS {
         let rsp = c.send(Operation::Retrieve, &cnt, &format!("after-reload-{i}"), None, None).await.unwrap();
         assert_eq!(rsp.rsc, Rsc::OK, "{rsp:?}");
