@@ -378,3 +378,28 @@ async fn replicas_reach_redis_through_sentinel() {
     let recorded: bool = redis::cmd("EXISTS").arg(&key).query(&mut c.redis.raw()).unwrap();
     assert!(recorded, "the SA is recorded on the master the Sentinel names");
 }
+
+/// `sidecar --check --connect` with a Redis store: Redis reachable and its records opening under
+/// the KEK; another KEK, or Redis down, reported as problems with what to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connect_check_reports_the_store() {
+    use onem2m_sa_sidecar::doctor::connect_checks;
+    let Some(redis) = Redis::start() else { return };
+    let mut c = Cluster::start(redis).await;
+    ae_and_container(&c).await;
+    let store_finding = async |config: &Config| {
+        let findings = connect_checks(config).await;
+        findings.into_iter().find(|f| f.what.starts_with("store:")).expect("a finding about the store")
+    };
+    let f = store_finding(&c.config).await;
+    assert!(f.ok && f.what.contains("1 SA records open"), "{f}");
+    let mut other = c.config.clone();
+    if let StoreSettings::Redis(r) = &mut other.store {
+        r.kek = Arc::new(zeroize::Zeroizing::new([0x4c; 32]));
+    }
+    let f = store_finding(&other).await;
+    assert!(!f.ok && f.what.contains("1 of 1 SA records") && f.to_string().contains("same kek_file"), "{f}");
+    c.redis.stop();
+    let f = store_finding(&c.config).await;
+    assert!(!f.ok && f.what.contains("not reachable"), "{f}");
+}

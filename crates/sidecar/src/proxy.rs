@@ -576,10 +576,9 @@ type Receive = Either<LearnOnMiss<ReceiveSecure<Protected>>, ReceiveSecure<Prote
 /// The ingress's service of one generation: HTTP in, ReceiveSecure, the upstream.
 type IngressService = PrimitiveService<Receive>;
 
-/// The SA store `[store]` names, made at start and kept for the sidecar's life: `None` for the
-/// in-memory default. Redis need not be reachable now (the store connects when it can); only an
-/// unusable configuration fails.
-async fn open_store(config: &Config) -> Result<Option<(Arc<dyn SaStore>, JoinHandle<()>)>, StartError> {
+/// The Redis store `[store]` names, not connected yet (see [`onem2m_sa_store_redis::RedisStore::open`]);
+/// `None` for the in-memory default. Fails only for an unusable configuration.
+pub(crate) fn redis_store(config: &Config) -> Result<Option<onem2m_sa_store_redis::RedisStore>, StartError> {
     use onem2m_sa_store_redis::{Kek, RedisStore, RedisStoreConfig, SentinelAddress};
     let StoreSettings::Redis(r) = &config.store else { return Ok(None) };
     let sentinel =
@@ -594,14 +593,30 @@ async fn open_store(config: &Config) -> Result<Option<(Arc<dyn SaStore>, JoinHan
         ..RedisStoreConfig::new(r.url.clone())
     };
     let kek = Kek::new(&r.kek[..]).map_err(|e| StartError::Store(e.to_string()))?;
-    let store = RedisStore::open(store_config, kek, config.node_config().table)
-        .map_err(|e| StartError::Store(format!("{}: {e}", crate::config::redacted_url(&r.url))))?;
-    let url = match &r.master {
-        Some(master) => format!("Sentinel master {master}"),
-        None => crate::config::redacted_url(&r.url),
-    };
+    RedisStore::open(store_config, kek, config.node_config().table)
+        .map(Some)
+        .map_err(|e| StartError::Store(format!("{}: {e}", store_place(config))))
+}
+
+/// Where `[store]` says Redis is, for messages (no password).
+pub(crate) fn store_place(config: &Config) -> String {
+    match &config.store {
+        StoreSettings::Redis(r) => match &r.master {
+            Some(master) => format!("Sentinel master {master}"),
+            None => crate::config::redacted_url(&r.url),
+        },
+        StoreSettings::Memory => "memory".to_owned(),
+    }
+}
+
+/// The SA store `[store]` names, made at start and kept for the sidecar's life: `None` for the
+/// in-memory default. Redis need not be reachable now (the store connects when it can); only an
+/// unusable configuration fails.
+async fn open_store(config: &Config) -> Result<Option<(Arc<dyn SaStore>, JoinHandle<()>)>, StartError> {
+    let Some(store) = redis_store(config)? else { return Ok(None) };
+    let url = store_place(config);
     match store.incarnation().await {
-        Ok(_) => tracing::info!(url, prefix = r.prefix, "SA store: Redis reached"),
+        Ok(_) => tracing::info!(url, "SA store: Redis reached"),
         Err(e) => tracing::warn!(
             url,
             error = %e,

@@ -604,6 +604,20 @@ impl RedisStore {
             tracing::warn!(?sa_id, "SA recorded before Redis lost its data: dropped");
             self.inner.table.remove(*sa_id);
         }
+        let mut changed = lost.len();
+        for id in self.recorded().await? {
+            match self.load(id).await {
+                Ok(true) => changed += 1,
+                Ok(false) => {}
+                Err(StoreError::Refused(why)) => tracing::warn!(sa_id = ?id, why, "SA store record refused"),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The SAs that have a record (or a tombstone) in Redis.
+    async fn recorded(&self) -> Result<Vec<SaId>, StoreError> {
         let pattern = format!("{}sa:*", self.inner.config.prefix);
         let mut keys: Vec<String> = Vec::new();
         let mut cursor: u64 = 0;
@@ -617,19 +631,28 @@ impl RedisStore {
             cursor = next;
         }
         let prefix_len = pattern.len() - 1;
-        let mut changed = lost.len();
-        for key in keys {
-            let Some(id) = hex::decode(&key[prefix_len..]).ok().and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
-                continue;
-            };
-            match self.load(SaId(id)).await {
-                Ok(true) => changed += 1,
-                Ok(false) => {}
-                Err(StoreError::Refused(why)) => tracing::warn!(key, why, "SA store record refused"),
-                Err(e) => return Err(e),
+        Ok(keys
+            .iter()
+            .filter_map(|key| hex::decode(&key[prefix_len..]).ok().and_then(|b| <[u8; 8]>::try_from(b).ok()))
+            .map(SaId)
+            .collect())
+    }
+
+    /// Checks the records in Redis without applying any: how many open under this replica's
+    /// key-encryption key, and how many do not (another KEK wrote them, or they were altered).
+    /// For an operator's check of a deployment (`--check --connect`).
+    pub async fn verify(&self) -> Result<(usize, usize), StoreError> {
+        let (mut good, mut bad) = (0, 0);
+        for id in self.recorded().await? {
+            let name = self.record_key(id);
+            let value: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(&name)).await?;
+            match value.map(|v| self.inner.kek.open(&name, &v)) {
+                Some(Ok(_)) => good += 1,
+                Some(Err(_)) => bad += 1,
+                None => {}
             }
         }
-        Ok(changed)
+        Ok((good, bad))
     }
 
     /// Follows the other replicas: subscribes to the event channel, catches up with

@@ -148,6 +148,7 @@ async fn records_at_rest_are_sealed_and_an_operator_cannot_read_forge_move_or_ro
     tampered[last] ^= 1;
     let () = redis::cmd("SET").arg(&key_a).arg(&tampered).query(&mut raw).unwrap();
     let p = probe().await;
+    assert_eq!(p.verify().await.unwrap(), (1, 1), "one record opens, the tampered one does not");
     assert!(matches!(p.load(a.sa_id).await, Err(StoreError::Refused(_))), "tampered record accepted");
     assert!(p.table().get(a.sa_id).is_none());
     // Swapped: B's record under A's key.
