@@ -403,3 +403,82 @@ async fn the_connect_check_reports_the_store() {
     let f = store_finding(&c.config).await;
     assert!(!f.ok && f.what.contains("not reachable"), "{f}");
 }
+
+/// Redis restarts under load, its data lost (no persistence): the replicas refuse what they
+/// cannot check with a clear code meanwhile, drop the SAs of the lost store, and the AE host
+/// establishes a new SA; every request is executed at most once, and answered 2001 only when it
+/// was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_mid_load_executes_no_request_twice() {
+    const WORKERS: usize = 4;
+    const EACH: usize = 30;
+    let Some(redis) = Redis::start() else { return };
+    let mut c = Cluster::start(redis).await;
+    let cnt = ae_and_container(&c).await;
+    let first_sa = c.sa().sa_id();
+    let before = c.cse.cse.executed().len();
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..WORKERS {
+        let (client, cnt) = (c.client.clone(), cnt.clone());
+        workers.spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..EACH {
+                let rqi = format!("w{w}-{i}");
+                let mut req = request(Operation::Create, &cnt, AE_ID, &rqi);
+                req.ty = Some(4);
+                req.pc = Some(json!({"m2m:cin": {"rn": format!("w{w}i{i}"), "con": "x"}}));
+                let result = client.clone().oneshot(req).await.map(|r| r.rsc).map_err(|e| e.to_string());
+                out.push((rqi, result));
+            }
+            out
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.cse.cse.executed().len() < before + WORKERS * EACH / 4 {
+        assert!(Instant::now() < deadline, "the load did not start");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut redis = std::mem::replace(&mut c.redis, Redis::start().unwrap());
+    let redis = tokio::task::spawn_blocking(move || {
+        redis.restart();
+        redis
+    })
+    .await
+    .unwrap();
+    drop(std::mem::replace(&mut c.redis, redis));
+    let mut results = Vec::new();
+    while let Some(done) = workers.join_next().await {
+        results.extend(done.unwrap());
+    }
+    // After the load: requests go through again (over a new SA once the replicas caught up).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for n in 0.. {
+        let rsp = c.send(Operation::Retrieve, &cnt, &format!("after{n}"), None, None).await.unwrap();
+        if rsp.rsc == Rsc::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing works after Redis came back: {rsp:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let executed = c.executed();
+    assert!(executed.values().all(|&n| n == 1), "a request executed twice: {executed:?}");
+    let mut failed = Vec::new();
+    for (rqi, result) in &results {
+        match result {
+            Ok(Rsc::CREATED) => assert_eq!(executed.get(rqi), Some(&1), "{rqi} answered 2001, executed {executed:?}"),
+            Ok(rsc) => failed.push((rqi.clone(), *rsc)),
+            Err(e) => panic!("{rqi}: no answer from the AE-side sidecar: {e}"),
+        }
+    }
+    eprintln!("{} requests, {} failed with a code: {failed:?}", results.len(), failed.len());
+    for (rqi, rsc) in &failed {
+        assert!(rsc.is_error(), "{rqi}: {rsc}");
+    }
+    // Those refused while Redis was away (one command each, not a timeout's worth), and the one
+    // per worker that met the SA of the lost store before the Initiator established a new one.
+    assert!(failed.len() <= 3 * WORKERS, "{failed:?}");
+    let now = c.ae.sidecar().node().outbound().entries();
+    assert!(now.iter().any(|e| e.is_active() && e.sa_id() != first_sa), "a new SA after Redis lost the first");
+    assert_nonces_unique(&c.balancer);
+}

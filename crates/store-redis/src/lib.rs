@@ -205,9 +205,8 @@ struct Inner {
     kek: Kek,
     /// Where Redis is.
     source: Source,
-    /// Made on first use (see [`RedisStore::open`]), then kept: it reconnects by itself (with
-    /// Sentinel, it is dropped after a failed command and made anew for the master the
-    /// Sentinels name then).
+    /// Made on first use (see [`RedisStore::open`]), then kept until a command fails; made anew
+    /// then (with Sentinel, for the master the Sentinels name then).
     conn: Mutex<Option<ConnectionManager>>,
     /// Held while a connection is being made (one attempt at a time).
     connecting: tokio::sync::Mutex<()>,
@@ -401,8 +400,10 @@ impl RedisStore {
             Err(_) => Err(unavailable("command timed out")),
         };
         self.inner.available.store(r.is_ok(), Relaxed);
-        if r.is_err() && matches!(self.inner.source, Source::Sentinel(_)) {
-            // The master may have moved (a failover): ask the Sentinels again next time.
+        if r.is_err() {
+            // A fresh connection next time: one that reconnects by itself still makes commands
+            // wait out its backoff after Redis is back (measured: a second of timeouts after a
+            // 25 ms restart), and with Sentinel the master may have moved (a failover).
             *self.inner.conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
         r
@@ -724,7 +725,8 @@ impl RedisStore {
     /// Marks `seq` of the SA's `epoch` accepted in the shared window; false for a number some
     /// replica accepted already, or one older than the window. Refused for an SA this replica
     /// did not learn from the store, and when Redis lost its data since the SA was recorded
-    /// (its window is gone: the SA is dropped at the next catch-up, see [`Self::sync`]).
+    /// (its window is gone: the SA is dropped from this replica's table at once, as the next
+    /// catch-up would, see [`Self::sync`]).
     pub async fn accept(&self, sa_id: SaId, epoch: u32, seq: u64) -> Result<bool, StoreError> {
         let incarnation = self.inner.applied.lock().unwrap_or_else(|e| e.into_inner()).get(&sa_id).map(|a| a.0.clone());
         let incarnation = incarnation.ok_or(StoreError::Refused("SA not recorded in the store"))?;
@@ -733,7 +735,14 @@ impl RedisStore {
         inv.key(self.key("inc")).arg(seq).arg(c.window).arg(c.linger_ms).arg(incarnation);
         match self.script::<u8>(&inv).await? {
             0 => Ok(true),
-            3 => Err(StoreError::Refused("the store lost this SA's replay window")),
+            3 => {
+                // Its counters and window are gone: it cannot go on anywhere. Dropped here now
+                // (the catch-up would), so its next request gets 4112 and its Initiator
+                // establishes a new SA at once.
+                tracing::warn!(?sa_id, "SA recorded before Redis lost its data: dropped");
+                self.inner.table.remove(sa_id);
+                Err(StoreError::Refused("the store lost this SA's replay window"))
+            }
             _ => Ok(false),
         }
     }

@@ -333,6 +333,9 @@ async fn without_redis_replicas_serve_held_sas_refuse_new_ones_and_catch_up_afte
     // the emptied counters, and never takes its numbers for fresh in the emptied window.
     assert!(matches!(quiet.refill(sa.sa_id).await, Err(StoreError::Refused(_))));
     assert!(matches!(quiet.accept(sa.sa_id, 0, 1).await, Err(StoreError::Refused(_))));
+    // And drops it there and then (its next request gets 4112, and its Initiator establishes
+    // a new SA at once instead of meeting refusals until the catch-up).
+    assert!(quiet.table().get(sa.sa_id).is_none(), "an SA the store lost is still served");
     assert!(quiet.load(sa2.sa_id).await.unwrap());
     quiet.refill(sa2.sa_id).await.unwrap();
     assert!(quiet.accept(sa2.sa_id, 0, 1).await.unwrap());
@@ -362,4 +365,21 @@ async fn a_replica_opened_while_redis_is_down_connects_when_it_comes_up() {
     let (_, sa2) = established(72);
     late.publish(&sa2).await.unwrap();
     assert!(late.is_available());
+}
+
+/// Once Redis is back after a restart, the next command works: the connection that broke is
+/// replaced, not left to reconnect on its own backoff (commands timed out for about a second
+/// after a 25 ms restart, each refusing a request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_command_after_redis_is_back_works() {
+    let Some(mut redis) = Redis::start() else { return };
+    let r = replicas(&redis, 1, 64).await;
+    let (_, a) = established(91);
+    r[0].publish(&a).await.unwrap();
+    redis.stop();
+    let (_, b) = established(92);
+    assert!(matches!(r[0].publish(&b).await, Err(StoreError::Unavailable(_))));
+    redis.restart();
+    let (_, c) = established(93);
+    r[0].publish(&c).await.expect("the first command once Redis is back");
 }
