@@ -29,15 +29,10 @@ use tower::ServiceExt;
 
 const REPLICAS: usize = 3;
 
-/// A CSE-side replica's configuration: the demo CSE host's, its SAs in Redis.
-fn replica_config(pki: &DemoPki, cse: &str, redis: &Redis) -> Config {
-    let mut c = demo::cse_sidecar_config(pki, cse, "127.0.0.1:9".parse().unwrap());
-    // The CSE's requests to AEs (notifications) are not what these tests are about.
-    c.egress = None;
-    c.peers.clear();
-    if let Some(ingress) = c.ingress.as_mut() {
-        ingress.map_poa = false;
-    }
+/// A CSE-side replica's configuration: the demo CSE host's (its egress sends the CSE's
+/// notifications to the AE host's ingress at `ae_ingress`), its SAs in Redis.
+fn replica_config(pki: &DemoPki, cse: &str, ae_ingress: SocketAddr, redis: &Redis) -> Config {
+    let mut c = demo::cse_sidecar_config(pki, cse, ae_ingress);
     c.store = StoreSettings::Redis(RedisSettings {
         url: redis.url(),
         sentinels: Vec::new(),
@@ -53,6 +48,8 @@ fn replica_config(pki: &DemoPki, cse: &str, redis: &Redis) -> Config {
 
 struct Cluster {
     cse: onem2m_sa_examples::demo_http::ServedCse,
+    /// The AE's notification listener, behind the AE host's sidecar.
+    receiver: onem2m_sa_examples::demo_http::NotificationReceiver,
     replicas: Vec<Option<Isolated>>,
     ingresses: Vec<SocketAddr>,
     balancer: Balancer,
@@ -78,16 +75,20 @@ impl Cluster {
         )
         .await
         .unwrap();
+        let receiver = onem2m_sa_examples::demo_http::serve_receiver(demo::loopback().await.unwrap()).await.unwrap();
         let ingresses: Vec<SocketAddr> = (0..REPLICAS).map(|_| free_port()).collect();
-        let mut config = replica_config(&pki, &cse.base(), &redis);
+        let ae_ingress = free_port();
+        let mut config = replica_config(&pki, &cse.base(), ae_ingress, &redis);
         change(&mut config);
-        let replicas = ingresses.iter().map(|&a| Some(Isolated::start(&config, Some(a), None))).collect();
+        // Each replica's own egress: an AE's point of access is mapped to the egress of the
+        // replica it registered through.
+        let replicas = ingresses.iter().map(|&a| Some(Isolated::start(&config, Some(a), Some(free_port())))).collect();
         let balancer = Balancer::start(ingresses.clone()).await.unwrap();
-        let ae_config = demo::ae_sidecar_config(&pki, balancer.addr(), "http://127.0.0.1:9");
-        let ae = Isolated::start(&ae_config, Some(free_port()), Some(free_port()));
+        let ae_config = demo::ae_sidecar_config(&pki, balancer.addr(), &format!("http://{}", receiver.addr));
+        let ae = Isolated::start(&ae_config, Some(ae_ingress), Some(free_port()));
         let egress = ae.addresses().egress_http.unwrap();
         let client = HttpClient::new(&format!("http://{egress}"), ClientConfig::default()).unwrap();
-        Self { cse, replicas, ingresses, balancer, ae, client, config, redis }
+        Self { cse, receiver, replicas, ingresses, balancer, ae, client, config, redis }
     }
 
     async fn send(
@@ -150,7 +151,7 @@ fn assert_nonces_unique(balancer: &Balancer) {
 /// The AE registered, a container under it: the path of the container.
 async fn ae_and_container(c: &Cluster) -> String {
     let base = format!("{CSE_ID}/{CSE_BASE}");
-    let ae = json!({"m2m:ae": {"rn": "meter", "api": "Nmeter", "rr": false, "srv": ["3"]}});
+    let ae = json!({"m2m:ae": {"rn": "meter", "api": "Nmeter", "rr": true, "srv": ["3"], "poa": [c.receiver.poa()]}});
     let rsp = c.send(Operation::Create, &base, "reg", Some(2), Some(ae)).await.unwrap();
     assert_eq!(rsp.rsc, Rsc::CREATED, "{rsp:?}");
     let rsp = c
@@ -481,4 +482,35 @@ async fn redis_restarted_mid_load_executes_no_request_twice() {
     let now = c.ae.sidecar().node().outbound().entries();
     assert!(now.iter().any(|e| e.is_active() && e.sa_id() != first_sa), "a new SA after Redis lost the first");
     assert_nonces_unique(&c.balancer);
+}
+
+/// The CSE's notifications reach the AE over an SA from the replica the AE registered through
+/// (its point of access names that replica's egress), while the AE's requests spread over all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_reach_the_ae_through_the_replicas() {
+    const CONTENTS: usize = 6;
+    let Some(redis) = Redis::start() else { return };
+    let mut c = Cluster::start(redis).await;
+    let cnt = ae_and_container(&c).await;
+    let sub = json!({"m2m:sub": {"rn": "watch", "nu": [AE_ID], "enc": {"net": [3]}}});
+    let rsp = c.send(Operation::Create, &cnt, "sub", Some(23), Some(sub)).await.unwrap();
+    assert_eq!(rsp.rsc, Rsc::CREATED, "{rsp:?}");
+    for i in 0..CONTENTS {
+        let cin = json!({"m2m:cin": {"rn": format!("n{i}"), "con": format!("{i}")}});
+        let rsp = c.send(Operation::Create, &cnt, &format!("n{i}"), Some(4), Some(cin)).await.unwrap();
+        assert_eq!(rsp.rsc, Rsc::CREATED, "{rsp:?}");
+    }
+    let mut received = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while received < CONTENTS {
+        match tokio::time::timeout_at(deadline, c.receiver.received.recv()).await {
+            Ok(Some(_)) => received += 1,
+            _ => panic!("{received} of {CONTENTS} notifications received"),
+        }
+    }
+    // Over one SA from one replica towards the AE host (the AE's own SA is another).
+    let senders: Vec<usize> =
+        (0..REPLICAS).filter(|&i| !c.replicas[i].as_ref().unwrap().sidecar().node().outbound().is_empty()).collect();
+    assert_eq!(senders.len(), 1, "{senders:?}");
+    let _ = c.sa();
 }
