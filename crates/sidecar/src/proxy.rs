@@ -612,7 +612,7 @@ pub(crate) fn store_place(config: &Config) -> String {
 /// The SA store `[store]` names, made at start and kept for the sidecar's life: `None` for the
 /// in-memory default. Redis need not be reachable now (the store connects when it can); only an
 /// unusable configuration fails.
-async fn open_store(config: &Config) -> Result<Option<(Arc<dyn SaStore>, JoinHandle<()>)>, StartError> {
+async fn open_store(config: &Config) -> Result<Option<(Arc<dyn SaStore>, Aborting)>, StartError> {
     let Some(store) = redis_store(config)? else { return Ok(None) };
     let url = store_place(config);
     match store.incarnation().await {
@@ -623,8 +623,18 @@ async fn open_store(config: &Config) -> Result<Option<(Arc<dyn SaStore>, JoinHan
             "SA store: Redis is not reachable; serving, establishments refused (5000) until it is"
         ),
     }
-    let listener = store.spawn_listener(Duration::from_millis(500));
+    let listener = Aborting(store.spawn_listener(Duration::from_millis(500)));
     Ok(Some((Arc::new(store), listener)))
+}
+
+/// A task aborted when this is dropped (a start that fails after spawning it, or the sidecar
+/// going away).
+struct Aborting(JoinHandle<()>);
+
+impl Drop for Aborting {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// One configuration's runtime: its node (SA tables, SA Management), its peers, and the ingress
@@ -1026,7 +1036,7 @@ pub struct Sidecar {
     servers: Vec<JoinHandle<std::io::Result<()>>>,
     pruner: JoinHandle<()>,
     /// The SA store's listener (events and catch-up from Redis), with `[store]`.
-    store_listener: Option<JoinHandle<()>>,
+    store_listener: Option<Aborting>,
 }
 
 impl std::fmt::Debug for Sidecar {
@@ -1169,9 +1179,7 @@ impl Sidecar {
             }
         }
         self.pruner.abort();
-        if let Some(listener) = self.store_listener {
-            listener.abort();
-        }
+        drop(self.store_listener);
         self.runtime.mqtt.shutdown().await;
         self.runtime.stop_agents();
         tracing::info!(node = %self.runtime.fixed.node, "sidecar stopped");
