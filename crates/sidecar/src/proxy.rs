@@ -615,13 +615,9 @@ pub(crate) fn store_place(config: &Config) -> String {
 async fn open_store(config: &Config) -> Result<Option<(Arc<dyn SaStore>, Aborting)>, StartError> {
     let Some(store) = redis_store(config)? else { return Ok(None) };
     let url = store_place(config);
-    match store.incarnation().await {
-        Ok(_) => tracing::info!(url, "SA store: Redis reached"),
-        Err(e) => tracing::warn!(
-            url,
-            error = %e,
-            "SA store: Redis is not reachable; serving, establishments refused (5000) until it is"
-        ),
+    // Reached: the store logs it. Not reached: said here, with why.
+    if let Err(e) = store.incarnation().await {
+        tracing::warn!(url, error = %e, "SA store: Redis is not reachable; serving, establishments refused (5000) until it is");
     }
     let listener = Aborting(store.spawn_listener(Duration::from_millis(500)));
     Ok(Some((Arc::new(store), listener)))

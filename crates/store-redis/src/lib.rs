@@ -250,7 +250,7 @@ impl RedisStore {
     pub async fn connect(config: RedisStoreConfig, kek: Kek, table: TableConfig) -> Result<Self, StoreError> {
         let store = Self::open(config, kek, table)?;
         store.connection().await?;
-        store.inner.available.store(true, Relaxed);
+        store.set_available(true);
         Ok(store)
     }
 
@@ -306,6 +306,7 @@ impl RedisStore {
             }),
         };
         tokio::spawn(lease_task(Arc::downgrade(&store.inner), rx));
+        metrics::gauge!("onem2m_sa_store_available").set(0.0);
         Ok(store)
     }
 
@@ -354,7 +355,7 @@ impl RedisStore {
                 Ok(conn)
             }
             Err(e) => {
-                inner.available.store(false, Relaxed);
+                self.set_available(false);
                 Err(e)
             }
         }
@@ -368,6 +369,20 @@ impl RedisStore {
     /// This replica's random name (the holder of the claims it takes).
     pub fn replica(&self) -> &str {
         &self.inner.replica
+    }
+
+    /// Notes whether the last command reached Redis: the gauge `onem2m_sa_store_available`
+    /// (1 or 0) and a log line when it changes.
+    fn set_available(&self, ok: bool) {
+        if self.inner.available.swap(ok, Relaxed) == ok {
+            return;
+        }
+        metrics::gauge!("onem2m_sa_store_available").set(if ok { 1.0 } else { 0.0 });
+        if ok {
+            tracing::info!("SA store: Redis reachable");
+        } else {
+            tracing::warn!("SA store: Redis unreachable; serving the SAs held, establishments refused (5000)");
+        }
     }
 
     /// Whether the last command reached Redis.
@@ -399,7 +414,7 @@ impl RedisStore {
             Ok(Err(e)) => Err(unavailable(e)),
             Err(_) => Err(unavailable("command timed out")),
         };
-        self.inner.available.store(r.is_ok(), Relaxed);
+        self.set_available(r.is_ok());
         if r.is_err() {
             // A fresh connection next time: one that reconnects by itself still makes commands
             // wait out its backoff after Redis is back (measured: a second of timeouts after a
