@@ -162,6 +162,57 @@ async fn ae_and_container(c: &Cluster) -> String {
     format!("{base}/meter/data")
 }
 
+/// What each request of a load got: its rqi, and the RSC (or why there was no answer).
+type Results = Vec<(String, Result<Rsc, String>)>;
+
+/// `workers` tasks each sending `each` CREATEs of a content instance under `cnt`, one after
+/// the other (rqi `w<worker>-<i>`).
+fn load(c: &Cluster, cnt: &str, workers: usize, each: usize) -> tokio::task::JoinSet<Results> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..workers {
+        let (client, cnt) = (c.client.clone(), cnt.to_owned());
+        tasks.spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..each {
+                let rqi = format!("w{w}-{i}");
+                let mut req = request(Operation::Create, &cnt, AE_ID, &rqi);
+                req.ty = Some(4);
+                req.pc = Some(json!({"m2m:cin": {"rn": format!("w{w}i{i}"), "con": "x"}}));
+                let result = client.clone().oneshot(req).await.map(|r| r.rsc).map_err(|e| e.to_string());
+                out.push((rqi, result));
+            }
+            out
+        });
+    }
+    tasks
+}
+
+/// Waits until the CSE executed `n` requests (bounded: 60 s, then the test fails).
+async fn until_executed(c: &Cluster, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.cse.cse.executed().len() < n {
+        assert!(Instant::now() < deadline, "the load did not start");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// No request executed twice, every 2001 executed once, every request answered: the requests
+/// answered with an error code, and the codes.
+fn at_most_once(c: &Cluster, results: &Results) -> Vec<(String, Rsc)> {
+    let executed = c.executed();
+    assert!(executed.values().all(|&n| n == 1), "a request executed twice: {executed:?}");
+    let mut failed = Vec::new();
+    for (rqi, result) in results {
+        match result {
+            Ok(Rsc::CREATED) => assert_eq!(executed.get(rqi), Some(&1), "{rqi} answered 2001, executed {executed:?}"),
+            Ok(rsc) => failed.push((rqi.clone(), *rsc)),
+            Err(e) => panic!("{rqi}: no answer from the AE-side sidecar: {e}"),
+        }
+    }
+    eprintln!("{} requests, {} failed with a code: {failed:?}", results.len(), failed.len());
+    failed
+}
+
 /// CRUD through every replica over the one SA established through the first; a secured
 /// request replayed to another replica is refused before the CSE sees it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,49 +346,17 @@ async fn a_replica_killed_mid_load_loses_no_request_and_executes_none_twice() {
     let mut c = Cluster::start(redis).await;
     let cnt = ae_and_container(&c).await;
     let before = c.cse.cse.executed().len();
-    let mut workers = tokio::task::JoinSet::new();
-    for w in 0..WORKERS {
-        let (client, cnt) = (c.client.clone(), cnt.clone());
-        workers.spawn(async move {
-            let mut out = Vec::new();
-            for i in 0..EACH {
-                let rqi = format!("w{w}-{i}");
-                let mut req = request(Operation::Create, &cnt, AE_ID, &rqi);
-                req.ty = Some(4);
-                req.pc = Some(json!({"m2m:cin": {"rn": format!("w{w}i{i}"), "con": "x"}}));
-                let result = client.clone().oneshot(req).await.map(|r| r.rsc).map_err(|e| e.to_string());
-                out.push((rqi, result));
-            }
-            out
-        });
-    }
+    let workers = load(&c, &cnt, WORKERS, EACH);
     // Mid-load, the replica every SA message went to (the SA was established through it) dies
     // as a crash would; the balancer's health check takes it out of service after.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while c.cse.cse.executed().len() < before + WORKERS * EACH / 4 {
-        assert!(Instant::now() < deadline, "the load did not start");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    until_executed(&c, before + WORKERS * EACH / 4).await;
     let killed = c.replicas[0].take().unwrap();
     tokio::task::spawn_blocking(move || killed.kill()).await.unwrap();
     let at_kill = c.balancer.log().len();
     c.balancer.take_out(0);
-    let mut results = Vec::new();
-    while let Some(done) = workers.join_next().await {
-        results.extend(done.unwrap());
-    }
+    let results = workers.join_all().await.concat();
 
-    let executed = c.executed();
-    assert!(executed.values().all(|&n| n == 1), "a request executed twice: {executed:?}");
-    let mut failed = Vec::new();
-    for (rqi, result) in &results {
-        match result {
-            Ok(Rsc::CREATED) => assert_eq!(executed.get(rqi), Some(&1), "{rqi} answered 2001, executed {executed:?}"),
-            Ok(rsc) => failed.push((rqi.clone(), *rsc)),
-            Err(e) => panic!("{rqi}: no answer from the AE-side sidecar: {e}"),
-        }
-    }
-    eprintln!("{} requests, {} failed with a code: {failed:?}", results.len(), failed.len());
+    let failed = at_most_once(&c, &results);
     for (rqi, rsc) in &failed {
         assert!([Rsc::TARGET_NOT_REACHABLE, Rsc::REQUEST_TIMEOUT].contains(rsc), "{rqi}: {rsc} is not a clear code");
     }
@@ -418,27 +437,8 @@ async fn redis_restarted_mid_load_executes_no_request_twice() {
     let cnt = ae_and_container(&c).await;
     let first_sa = c.sa().sa_id();
     let before = c.cse.cse.executed().len();
-    let mut workers = tokio::task::JoinSet::new();
-    for w in 0..WORKERS {
-        let (client, cnt) = (c.client.clone(), cnt.clone());
-        workers.spawn(async move {
-            let mut out = Vec::new();
-            for i in 0..EACH {
-                let rqi = format!("w{w}-{i}");
-                let mut req = request(Operation::Create, &cnt, AE_ID, &rqi);
-                req.ty = Some(4);
-                req.pc = Some(json!({"m2m:cin": {"rn": format!("w{w}i{i}"), "con": "x"}}));
-                let result = client.clone().oneshot(req).await.map(|r| r.rsc).map_err(|e| e.to_string());
-                out.push((rqi, result));
-            }
-            out
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while c.cse.cse.executed().len() < before + WORKERS * EACH / 4 {
-        assert!(Instant::now() < deadline, "the load did not start");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let workers = load(&c, &cnt, WORKERS, EACH);
+    until_executed(&c, before + WORKERS * EACH / 4).await;
     let mut redis = std::mem::replace(&mut c.redis, Redis::start().unwrap());
     let redis = tokio::task::spawn_blocking(move || {
         redis.restart();
@@ -447,10 +447,7 @@ async fn redis_restarted_mid_load_executes_no_request_twice() {
     .await
     .unwrap();
     drop(std::mem::replace(&mut c.redis, redis));
-    let mut results = Vec::new();
-    while let Some(done) = workers.join_next().await {
-        results.extend(done.unwrap());
-    }
+    let results = workers.join_all().await.concat();
     // After the load: requests go through again (over a new SA once the replicas caught up).
     let deadline = Instant::now() + Duration::from_secs(30);
     for n in 0.. {
@@ -462,17 +459,7 @@ async fn redis_restarted_mid_load_executes_no_request_twice() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let executed = c.executed();
-    assert!(executed.values().all(|&n| n == 1), "a request executed twice: {executed:?}");
-    let mut failed = Vec::new();
-    for (rqi, result) in &results {
-        match result {
-            Ok(Rsc::CREATED) => assert_eq!(executed.get(rqi), Some(&1), "{rqi} answered 2001, executed {executed:?}"),
-            Ok(rsc) => failed.push((rqi.clone(), *rsc)),
-            Err(e) => panic!("{rqi}: no answer from the AE-side sidecar: {e}"),
-        }
-    }
-    eprintln!("{} requests, {} failed with a code: {failed:?}", results.len(), failed.len());
+    let failed = at_most_once(&c, &results);
     for (rqi, rsc) in &failed {
         assert!(rsc.is_error(), "{rqi}: {rsc}");
     }
