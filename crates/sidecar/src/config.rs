@@ -615,6 +615,13 @@ impl Config {
         let (log, http, sa) = (doc.log(&raw.log)?, doc.http(&raw.http)?, doc.sa(&raw.sa)?);
         let coap = doc.coap(&raw.coap)?;
         let store = raw.store.as_ref().map(|s| doc.store(s, sa.replay_window)).transpose()?.unwrap_or_default();
+        if let (Some(raw_store), StoreSettings::Redis(_), None) = (&raw.store, &store, &ingress) {
+            doc.warn(
+                raw_store,
+                "store",
+                "without [ingress] the store holds nothing: it keeps the SAs peers establish here",
+            );
+        }
         let trust_anchors = doc.trust_anchors(&raw)?;
         let credentials = doc.credentials(raw.node.get_ref(), &id, &trust_anchors, unix_now)?;
         let node =

@@ -1085,6 +1085,11 @@ fn the_redis_store_loads() {
     let no_url = sentinel.replace("url = \"redis://:pw@master/1\"\n", "");
     let StoreSettings::Redis(r) = fx.load(&no_url).unwrap().store else { panic!() };
     assert_eq!(r.url, "", "no credentials, database 0");
+    // Pointless without an ingress (it keeps inbound SAs): a warning.
+    let egress_only = format!("{MINIMAL}\n[store]\nkind = \"redis\"\nurl = \"redis://h\"\nkek_file = \"store.kek\"\n");
+    let warnings = fx.load(&egress_only).unwrap().warnings;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].key == "store" && warnings[0].message.contains("without [ingress]"), "{}", warnings[0]);
     // A KEK others can read is accepted with a warning.
     #[cfg(unix)]
     {
