@@ -6,6 +6,7 @@
 
 pub mod acme;
 pub mod aiocoap;
+pub mod balancer;
 pub mod coap_fuzz_checks;
 pub mod coap_pair;
 pub mod fuzz_checks;

@@ -84,7 +84,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn of(content_type: Option<&str>, body: &[u8]) -> Self {
+    /// What a message with this `Content-Type` and body carries.
+    pub fn of(content_type: Option<&str>, body: &[u8]) -> Self {
         let compact = content_type.is_some_and(|t| t.eq_ignore_ascii_case(onem2m_primitive::compact::MEDIA_TYPE));
         if !compact && contains(body, b"\"sa:msg\"") {
             Self::SaMessage
@@ -228,15 +229,17 @@ impl Message {
     }
 
     /// Whether either side asked to close the connection after this message.
-    fn closes(&self) -> bool {
+    pub fn closes(&self) -> bool {
         self.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
     }
 
-    fn rsc(&self) -> Option<u16> {
+    /// Its `X-M2M-RSC`, if it has one.
+    pub fn rsc(&self) -> Option<u16> {
         self.header("x-m2m-rsc").and_then(|v| v.parse().ok())
     }
 
-    fn bytes(&self) -> Vec<u8> {
+    /// The message as it goes on the wire.
+    pub fn bytes(&self) -> Vec<u8> {
         let mut all = Vec::with_capacity(self.head.len() + self.body.len());
         all.extend_from_slice(&self.head);
         all.extend_from_slice(&self.body);

@@ -104,6 +104,8 @@ pub struct Config {
     pub coap: CoapSettings,
     /// SA runtime settings.
     pub sa: SaSettings,
+    /// Where the ingress's SAs live (`[store]`): this process, or Redis shared with replicas.
+    pub store: StoreSettings,
     /// What in the file works but deserves attention (deprecated keys, a private key others can
     /// read, a plaintext hop off the host): logged at start, printed by `--check`.
     pub warnings: Vec<ConfigWarning>,
@@ -196,6 +198,87 @@ impl std::fmt::Debug for MqttSettings {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("ca_file", &self.ca_file)
             .finish()
+    }
+}
+
+/// Where the ingress's SAs live (`[store]`). A change needs a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StoreSettings {
+    /// In this process only (`kind = "memory"`, the default).
+    #[default]
+    Memory,
+    /// In Redis, shared with the other replicas of this sidecar (`kind = "redis"`).
+    Redis(RedisSettings),
+}
+
+/// `[store]` with `kind = "redis"`: replicas of a CSE-side sidecar sharing their SAs.
+#[derive(Clone)]
+pub struct RedisSettings {
+    /// `redis://[user:password@]host[:port][/db]` or `redis+unix:///path/to/socket`. With
+    /// [`Self::sentinels`]: only its user, password and database apply, to the master (empty:
+    /// none, database 0).
+    pub url: String,
+    /// Redis Sentinel addresses (`redis://host:port`): the master is the one they name
+    /// [`Self::master`]. Empty: `url` is the server.
+    pub sentinels: Vec<String>,
+    /// The name the Sentinels monitor the master under (with [`Self::sentinels`]).
+    pub master: Option<String>,
+    /// The key-encryption key the SA records are sealed under in Redis (read from `kek_file`;
+    /// never printed).
+    pub kek: Arc<zeroize::Zeroizing<[u8; 32]>>,
+    /// Prefix of every Redis key and channel: the replicas of one deployment share it.
+    pub prefix: String,
+    /// Longest wait for one Redis command before Redis counts as unavailable.
+    pub timeout: Duration,
+    /// Sequence numbers leased per block.
+    pub lease_block: u64,
+    /// A leased block older than this is replaced.
+    pub lease_refresh: Duration,
+}
+
+impl PartialEq for RedisSettings {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.url, &self.sentinels, &self.master, &self.prefix, self.timeout, self.lease_block, self.lease_refresh)
+            == (
+                &other.url,
+                &other.sentinels,
+                &other.master,
+                &other.prefix,
+                other.timeout,
+                other.lease_block,
+                other.lease_refresh,
+            )
+            && self.kek[..] == other.kek[..]
+    }
+}
+
+impl Eq for RedisSettings {}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &redacted_url(&self.url))
+            .field("sentinels", &self.sentinels.iter().map(|s| redacted_url(s)).collect::<Vec<_>>())
+            .field("master", &self.master)
+            .field("kek", &"<redacted>")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("lease_block", &self.lease_block)
+            .field("lease_refresh", &self.lease_refresh)
+            .finish()
+    }
+}
+
+/// `url` with any password in it replaced, for logs.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(u, _)| u);
+            format!("{scheme}://{user}:<redacted>@{host}{}", &rest[authority_end..])
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -531,12 +614,33 @@ impl Config {
         doc.distinct_listeners(&raw)?;
         let (log, http, sa) = (doc.log(&raw.log)?, doc.http(&raw.http)?, doc.sa(&raw.sa)?);
         let coap = doc.coap(&raw.coap)?;
+        let store = raw.store.as_ref().map(|s| doc.store(s, sa.replay_window)).transpose()?.unwrap_or_default();
+        if let (Some(raw_store), StoreSettings::Redis(_), None) = (&raw.store, &store, &ingress) {
+            doc.warn(
+                raw_store,
+                "store",
+                "without [ingress] the store holds nothing: it keeps the SAs peers establish here",
+            );
+        }
         let trust_anchors = doc.trust_anchors(&raw)?;
         let credentials = doc.credentials(raw.node.get_ref(), &id, &trust_anchors, unix_now)?;
         let node =
             NodeSettings { id, credentials: Arc::new(credentials), trust_anchors: Arc::new(trust_anchors), suites };
         let warnings = doc.warnings.into_inner();
-        Ok(Config { path: origin.to_owned(), node, ingress, egress, peers, admin, log, http, coap, sa, warnings })
+        Ok(Config {
+            path: origin.to_owned(),
+            node,
+            ingress,
+            egress,
+            peers,
+            admin,
+            log,
+            http,
+            coap,
+            sa,
+            store,
+            warnings,
+        })
     }
 
     /// The SA runtime's settings: the Initiator offers `node.suites` and sends the Responder an
@@ -575,7 +679,16 @@ impl Config {
     /// `[sa]` settings that are set on a running node applied (SAs per peer, fresh KEM key
     /// updates, the record of executed requests, recovery) and each peer's secured form.
     pub fn build_node(&self) -> Node {
-        let node = Node::new(self.node_config());
+        self.build_node_on(None)
+    }
+
+    /// [`Config::build_node`] for a replica: its inbound SAs in `store`
+    /// ([`Node::with_store`]), or in this process with `None`.
+    pub fn build_node_on(&self, store: Option<Arc<dyn onem2m_sa_tower::store::SaStore>>) -> Node {
+        let node = match store {
+            Some(store) => Node::with_store(self.node_config(), store),
+            None => Node::new(self.node_config()),
+        };
         node.set_max_sas_per_peer(self.sa.max_sas_per_peer);
         node.set_kem_update_policy(self.sa.fresh_kem_key_updates);
         for peer in &self.peers {
@@ -610,6 +723,7 @@ struct RawConfig {
     coap: RawCoap,
     #[serde(default)]
     sa: RawSa,
+    store: Option<Spanned<RawStore>>,
 }
 
 #[derive(Deserialize)]
@@ -743,6 +857,20 @@ struct RawSa {
     executed_max_bytes: Number,
     resend_window_secs: Number,
     reestablish_min_interval_secs: Number,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    kind: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    sentinels: Option<Spanned<Vec<Spanned<String>>>>,
+    master: Option<Spanned<String>>,
+    kek_file: Option<Spanned<String>>,
+    prefix: Option<Spanned<String>>,
+    timeout_ms: Number,
+    lease_block: Number,
+    lease_refresh_ms: Number,
 }
 
 /// `sa.fresh_kem_key_updates`: `"auto"`, `"always"`, `"off"`, or a boolean as written before it
@@ -1398,6 +1526,182 @@ impl Doc<'_> {
 
     /// A period that can be off (a rotation, the idle timeout): 0 (off) or at least a minute, at
     /// most ten years.
+    /// `[store]`: `kind = "memory"` (the default; no other key) or `"redis"` with `url` and
+    /// `kek_file` required.
+    fn store(&self, raw: &Spanned<RawStore>, window: usize) -> Result<StoreSettings, ConfigError> {
+        let s = raw.get_ref();
+        let redis = match &s.kind {
+            None => false,
+            Some(k) if k.get_ref() == "memory" => false,
+            Some(k) if k.get_ref() == "redis" => true,
+            Some(k) => {
+                return Err(self.at(
+                    k,
+                    "store.kind",
+                    format!("unknown store {:?}: \"memory\" or \"redis\"", k.get_ref()),
+                ));
+            }
+        };
+        if !redis {
+            let set = [
+                ("url", s.url.as_ref().map(|v| v.span())),
+                ("sentinels", s.sentinels.as_ref().map(|v| v.span())),
+                ("master", s.master.as_ref().map(|v| v.span())),
+                ("kek_file", s.kek_file.as_ref().map(|v| v.span())),
+                ("prefix", s.prefix.as_ref().map(|v| v.span())),
+                ("timeout_ms", s.timeout_ms.as_ref().map(|v| v.span())),
+                ("lease_block", s.lease_block.as_ref().map(|v| v.span())),
+                ("lease_refresh_ms", s.lease_refresh_ms.as_ref().map(|v| v.span())),
+            ];
+            if let Some((name, span)) = set.into_iter().find_map(|(n, sp)| Some((n, sp?))) {
+                return Err(self.err(
+                    span,
+                    format!("store.{name}"),
+                    "only with kind = \"redis\" (the SAs are in memory)",
+                ));
+            }
+            return Ok(StoreSettings::Memory);
+        }
+        let (url, sentinels, master) = match (&s.sentinels, &s.master) {
+            (None, None) => {
+                let Some(url) = &s.url else {
+                    return Err(self.at(
+                        raw,
+                        "store",
+                        "no url: add url = \"redis://host:6379/0\" (or sentinels and master)",
+                    ));
+                };
+                (self.redis_url(url, "store.url")?, Vec::new(), None)
+            }
+            (Some(list), Some(master)) => {
+                if list.get_ref().is_empty() {
+                    return Err(self.at(
+                        list,
+                        "store.sentinels",
+                        "name at least one Sentinel (\"redis://host:26379\")",
+                    ));
+                }
+                let mut sentinels = Vec::new();
+                for (i, v) in list.get_ref().iter().enumerate() {
+                    let key = format!("store.sentinels[{i}]");
+                    let url = self.redis_url(v, &key)?;
+                    if !url.starts_with("redis://") {
+                        return Err(self.at(v, key, "a Sentinel is reached at redis://host:port"));
+                    }
+                    sentinels.push(url);
+                }
+                let name = master.get_ref();
+                if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(self.at(master, "store.master", "must be 1 to 128 characters, no spaces"));
+                }
+                // The master's credentials and database, if any: its host is whatever the
+                // Sentinels name.
+                let url = match &s.url {
+                    Some(url) => self.redis_url(url, "store.url")?,
+                    None => String::new(),
+                };
+                (url, sentinels, Some(name.clone()))
+            }
+            (Some(list), None) => {
+                return Err(self.at(list, "store.sentinels", "sentinels without master: add master = \"mymaster\""));
+            }
+            (None, Some(master)) => return Err(self.at(master, "store.master", "master without sentinels")),
+        };
+        let Some(kek_file) = &s.kek_file else {
+            return Err(self.at(
+                raw,
+                "store",
+                "no kek_file: the SA records in Redis are sealed under a key-encryption key (64 hex digits, \
+                 `openssl rand -hex 32 > store.kek`)",
+            ));
+        };
+        let kek = self.kek(kek_file)?;
+        let prefix = match &s.prefix {
+            Some(p)
+                if p.get_ref().is_empty()
+                    || p.get_ref().len() > 128
+                    || p.get_ref().chars().any(|c| c.is_whitespace() || c.is_control()) =>
+            {
+                return Err(self.at(p, "store.prefix", "must be 1 to 128 characters, no spaces"));
+            }
+            Some(p) => p.get_ref().clone(),
+            None => "onem2m-sa:".to_owned(),
+        };
+        let ms =
+            |v: &Number, key: &str, default: u64, range| self.number(v, key, default, range).map(Duration::from_millis);
+        // Blocks of every replica interleave within the peer's replay window: a quarter of it
+        // at most (with the default window, 3 replicas of blocks of 32 use a tenth).
+        let max_block = (window as u64 / 4).max(1);
+        Ok(StoreSettings::Redis(RedisSettings {
+            url,
+            sentinels,
+            master,
+            kek,
+            prefix,
+            timeout: ms(&s.timeout_ms, "store.timeout_ms", 2_000, 10..=60_000)?,
+            lease_block: self.number(&s.lease_block, "store.lease_block", 32.min(max_block), 1..=max_block)?,
+            lease_refresh: ms(&s.lease_refresh_ms, "store.lease_refresh_ms", 250, 10..=60_000)?,
+        }))
+    }
+
+    /// A Redis address: `redis://[user:password@]host[:port][/db]` or
+    /// `redis+unix:///path` (`unix:///path`); `rediss://` is refused by name (no TLS in this
+    /// build).
+    fn redis_url(&self, v: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+        let s = v.get_ref();
+        let (scheme, rest) = s.split_once("://").unwrap_or(("", s));
+        match scheme.to_ascii_lowercase().as_str() {
+            "redis" => {
+                let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
+                let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+                if host.is_empty() || host.starts_with(':') {
+                    return Err(self.at(v, key, format!("{:?} names no host", redacted_url(s))));
+                }
+                if !db.is_empty() && db.parse::<u16>().is_err() {
+                    return Err(self.at(v, key, format!("{:?}: the path is the database number", redacted_url(s))));
+                }
+                Ok(s.clone())
+            }
+            "redis+unix" | "unix" if rest.starts_with('/') => Ok(s.clone()),
+            "redis+unix" | "unix" => Err(self.at(v, key, format!("{s:?}: give the socket's absolute path"))),
+            "rediss" => Err(self.at(
+                v,
+                key,
+                "rediss:// (TLS) is not supported in this build: use redis:// on a private network or a unix socket",
+            )),
+            _ => Err(self.at(v, key, format!("{:?} is not a redis:// or redis+unix:// address", redacted_url(s)))),
+        }
+    }
+
+    /// Reads `store.kek_file`: the key-encryption key as 64 hex digits (surrounding whitespace
+    /// ignored). Its content is never shown; a file others can read is warned about.
+    fn kek(&self, v: &Spanned<String>) -> Result<Arc<zeroize::Zeroizing<[u8; 32]>>, ConfigError> {
+        use std::io::Read as _;
+        let path = self.resolve(v.get_ref());
+        let bad = |why: String| self.at(v, "store.kek_file", format!("{}: {why}", path.display()));
+        let mut text = zeroize::Zeroizing::new(String::new());
+        std::fs::File::open(&path)
+            .and_then(|f| f.take(1024).read_to_string(&mut text))
+            .map_err(|e| bad(e.to_string()))?;
+        let mut kek = zeroize::Zeroizing::new([0u8; 32]);
+        if hex::decode_to_slice(text.trim(), &mut kek[..]).is_err() {
+            return Err(bad("must hold the key-encryption key as 64 hex digits (`openssl rand -hex 32`)".to_owned()));
+        }
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(&path) {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                self.warn(
+                    v,
+                    "store.kek_file",
+                    format!("{} can be read by other users (mode {mode:03o}): chmod 600 it", path.display()),
+                );
+            }
+        }
+        Ok(Arc::new(kek))
+    }
+
     fn rotation(&self, v: &Number, key: &str) -> Result<Option<Duration>, ConfigError> {
         let secs = self.number(v, key, 0, 0..=10 * 365 * 86_400)?;
         match (secs, v) {

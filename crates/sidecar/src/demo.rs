@@ -157,6 +157,7 @@ pub fn base_config(node: NodeSettings) -> Config {
         http: HttpSettings::default(),
         coap: CoapSettings::default(),
         sa: SaSettings::default(),
+        store: Default::default(),
         warnings: Vec::new(),
     }
 }

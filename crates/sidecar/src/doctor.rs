@@ -1,7 +1,8 @@
 //! `onem2m-sa sidecar --check --connect`: what a config meets beyond its own files — whether the
 //! upstream answers like a oneM2M CSE (or AE listener), whether each peer's ingress is reachable
 //! and is a sidecar, and whether an SA can be established with it (each side's ticket accepted by
-//! the other) — and, for each problem, what to fix.
+//! the other), and with a Redis `[store]` whether Redis answers and its SA records open under the
+//! configured key-encryption key — and, for each problem, what to fix.
 
 use std::time::Duration;
 
@@ -75,6 +76,7 @@ pub async fn connect_checks(config: &Config) -> Vec<Finding> {
     if let Some(ingress) = &config.ingress {
         out.push(check_upstream(&ingress.upstream, me, config).await);
     }
+    out.extend(check_store(config).await);
     let node = config.build_node();
     let peers = match Peers::new(config) {
         Ok(p) => p,
@@ -117,6 +119,36 @@ pub async fn connect_checks(config: &Config) -> Vec<Finding> {
         });
     }
     out
+}
+
+/// With `[store] kind = "redis"`: whether Redis answers, and whether the SA records in it open
+/// under this replica's key-encryption key (replicas with different keys refuse each other's SAs).
+async fn check_store(config: &Config) -> Option<Finding> {
+    let place = crate::proxy::store_place(config);
+    let store = match crate::proxy::redis_store(config) {
+        Ok(None) => return None,
+        Ok(Some(store)) => store,
+        Err(e) => return Some(Finding::problem(e.to_string(), "correct [store] url (or sentinels and master)")),
+    };
+    let unreachable = |why: String| {
+        Finding::problem(
+            format!("store: Redis at {place} not reachable ({why})"),
+            "start Redis there, or correct [store] url (or sentinels and master); the sidecar starts without it \
+             but refuses every establishment with 5000 until it is reachable",
+        )
+    };
+    Some(match tokio::time::timeout(PROBE_TIMEOUT, store.verify()).await {
+        Ok(Ok((good, 0))) => Finding::ok(format!(
+            "store: Redis at {place} reachable; {good} SA records open under the key-encryption key"
+        )),
+        Ok(Ok((good, bad))) => Finding::problem(
+            format!("store: {bad} of {} SA records at {place} do not open under store.kek_file", good + bad),
+            "every replica of a deployment needs the same kek_file; with another one, a replica refuses the \
+             SAs the others record (or records were altered in Redis)",
+        ),
+        Ok(Err(e)) => unreachable(e.to_string()),
+        Err(_) => unreachable(format!("no answer within {PROBE_TIMEOUT:?}")),
+    })
 }
 
 async fn check_upstream(upstream: &str, me: &str, config: &Config) -> Finding {

@@ -16,6 +16,15 @@
 //! a sealed request the current generation does not know the SA of (4112), the egress sends a
 //! request over an earlier generation's live SA with its peer — until those SAs end.
 //!
+//! **Replicas** (`[store]` with `kind = "redis"`): the ingress's SAs live in Redis, shared with
+//! the other replicas of this sidecar (crate `onem2m-sa-store-redis`). The node's inbound table
+//! is the store's, SA messages are recorded in Redis before they are answered, a request under
+//! an SA another replica established a moment ago is learnt on the spot (`LearnOnMissLayer`), and
+//! each secured request's sequence number is marked in the shared replay window before the
+//! upstream sees it (`SharedReplayLayer`). The store is made at start and kept across reloads;
+//! when Redis cannot be reached (at start too) the sidecar serves the SAs it holds and refuses
+//! new establishments with 5000 until it can.
+//!
 //! The upstream learns which requests came over an SA, and from whom: the ingress sets
 //! [`PEER_HEADER`] (`X-SA-Peer`, the authenticated peer's node ID) and [`SA_ID_HEADER`]
 //! (`X-SA-Id`) on those, and on no others. Every header whose name starts with `X-SA-` is
@@ -40,16 +49,18 @@ use onem2m_sa_http::{
     BoxError, ClientConfig, ClientError, HttpClient, Limits, PrimitiveService, RemoteAddr, ServerConfig,
     refuse_request, serve,
 };
+use onem2m_sa_tower::store::{LearnOnMiss, LearnOnMissLayer, SaStore, SharedReplay, SharedReplayLayer};
 use onem2m_sa_tower::{
     InboundRequest, Node, ReceiveSecure, ReceiveSecureLayer, Route, SendSecureLayer, route_by_cse_id, with_source,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tower::util::{Either, option_layer};
 use tower::{Layer, Service, ServiceExt};
 
 use crate::access::{self, AccessLevel};
-use crate::config::{Config, HttpSettings};
+use crate::config::{Config, HttpSettings, StoreSettings};
 use crate::poa::{self, PoaMap};
 
 mod coap;
@@ -108,6 +119,10 @@ pub enum StartError {
         /// Why.
         reason: String,
     },
+    /// The SA store (`[store]`) cannot be used (an unreachable Redis is not this: the sidecar
+    /// starts and connects when it can).
+    #[error("store: {0}")]
+    Store(String),
 }
 
 /// The sidecar's sockets, bound before it starts (so port 0 can be used and the addresses
@@ -550,8 +565,73 @@ where
     }
 }
 
+/// What the ingress's `ReceiveSecure` hands opened requests to: the upstream, behind the shared
+/// replay window on a replica.
+type Protected = Either<SharedReplay<Upstream>, Upstream>;
+
+/// The ingress's service of one generation without its HTTP front: `ReceiveSecure` (behind the
+/// store's learn-on-miss on a replica).
+type Receive = Either<LearnOnMiss<ReceiveSecure<Protected>>, ReceiveSecure<Protected>>;
+
 /// The ingress's service of one generation: HTTP in, ReceiveSecure, the upstream.
-type IngressService = PrimitiveService<ReceiveSecure<Upstream>>;
+type IngressService = PrimitiveService<Receive>;
+
+/// The Redis store `[store]` names, not connected yet (see [`onem2m_sa_store_redis::RedisStore::open`]);
+/// `None` for the in-memory default. Fails only for an unusable configuration.
+pub(crate) fn redis_store(config: &Config) -> Result<Option<onem2m_sa_store_redis::RedisStore>, StartError> {
+    use onem2m_sa_store_redis::{Kek, RedisStore, RedisStoreConfig, SentinelAddress};
+    let StoreSettings::Redis(r) = &config.store else { return Ok(None) };
+    let sentinel =
+        r.master.as_ref().map(|master| SentinelAddress { nodes: r.sentinels.clone(), master: master.clone() });
+    let store_config = RedisStoreConfig {
+        sentinel,
+        prefix: r.prefix.clone(),
+        lease_block: r.lease_block,
+        window: config.sa.replay_window as u64,
+        timeout: r.timeout,
+        lease_refresh: r.lease_refresh,
+        ..RedisStoreConfig::new(r.url.clone())
+    };
+    let kek = Kek::new(&r.kek[..]).map_err(|e| StartError::Store(e.to_string()))?;
+    RedisStore::open(store_config, kek, config.node_config().table)
+        .map(Some)
+        .map_err(|e| StartError::Store(format!("{}: {e}", store_place(config))))
+}
+
+/// Where `[store]` says Redis is, for messages (no password).
+pub(crate) fn store_place(config: &Config) -> String {
+    match &config.store {
+        StoreSettings::Redis(r) => match &r.master {
+            Some(master) => format!("Sentinel master {master}"),
+            None => crate::config::redacted_url(&r.url),
+        },
+        StoreSettings::Memory => "memory".to_owned(),
+    }
+}
+
+/// The SA store `[store]` names, made at start and kept for the sidecar's life: `None` for the
+/// in-memory default. Redis need not be reachable now (the store connects when it can); only an
+/// unusable configuration fails.
+async fn open_store(config: &Config) -> Result<Option<(Arc<dyn SaStore>, Aborting)>, StartError> {
+    let Some(store) = redis_store(config)? else { return Ok(None) };
+    let url = store_place(config);
+    // Reached: the store logs it. Not reached: said here, with why.
+    if let Err(e) = store.incarnation().await {
+        tracing::warn!(url, error = %e, "SA store: Redis is not reachable; serving, establishments refused (5000) until it is");
+    }
+    let listener = Aborting(store.spawn_listener(Duration::from_millis(500)));
+    Ok(Some((Arc::new(store), listener)))
+}
+
+/// A task aborted when this is dropped (a start that fails after spawning it, or the sidecar
+/// going away).
+struct Aborting(JoinHandle<()>);
+
+impl Drop for Aborting {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// One configuration's runtime: its node (SA tables, SA Management), its peers, and the ingress
 /// and egress services built from it. A reload builds a new generation; the one before keeps
@@ -573,8 +653,13 @@ impl Drop for Generation {
 
 impl Generation {
     /// Builds the generation of `config` for a sidecar listening at `addresses`.
-    fn build(config: &Config, addresses: &Addresses, mqtt: &mqtt::MqttBrokers) -> Result<Self, StartError> {
-        let node = config.build_node();
+    fn build(
+        config: &Config,
+        addresses: &Addresses,
+        mqtt: &mqtt::MqttBrokers,
+        store: Option<&Arc<dyn SaStore>>,
+    ) -> Result<Self, StartError> {
+        let node = config.build_node_on(store.cloned());
         let peers = Peers::with_mqtt(config, mqtt)?;
         let limits = server_config(&config.http).limits;
         // Built whenever configured: the ingress and egress serve HTTP and CoAP listeners alike.
@@ -599,9 +684,13 @@ impl Generation {
                     }
                     (false, _) => None,
                 };
+                // On a replica: the shared replay window before the upstream, and the SAs other
+                // replicas established a moment ago learnt on a miss.
                 let protected =
-                    ReceiveSecureLayer::new(node.clone(), ingress.plaintext.clone()).layer(Upstream { client, poa });
-                Some(PrimitiveService::new(protected, sealed_limits(&config.http)))
+                    option_layer(store.cloned().map(SharedReplayLayer::new)).layer(Upstream { client, poa });
+                let receive = ReceiveSecureLayer::new(node.clone(), ingress.plaintext.clone()).layer(protected);
+                let receive = option_layer(store.cloned().map(LearnOnMissLayer::new)).layer(receive);
+                Some(PrimitiveService::new(receive, sealed_limits(&config.http)))
             }
             None => None,
         };
@@ -622,8 +711,16 @@ impl Generation {
         Ok(Self { node, peers, anchors: config.node.trust_anchors.clone(), ingress, egress, agent })
     }
 
+    /// Whether it holds SAs of its own. With a store the inbound SAs are not its own: every
+    /// generation shares the store's table, and the current one serves them all.
     fn holds_sas(&self) -> bool {
-        !self.node.inbound().is_empty() || !self.node.outbound().is_empty()
+        self.sa_count() > 0
+    }
+
+    /// Its SAs: outbound, and inbound unless they live in the shared store's table.
+    fn sa_count(&self) -> usize {
+        let inbound = if self.node.store().is_some() { 0 } else { self.node.inbound().len() };
+        inbound + self.node.outbound().len()
     }
 
     fn has_live_outbound(&self, peer: &NodeId) -> bool {
@@ -637,6 +734,15 @@ struct Generations {
     previous: Vec<Arc<Generation>>,
 }
 
+impl Generations {
+    /// The earlier generations whose ingress may know an SA the current one does not: none with
+    /// a store (every generation reads the store's table, and asking again would only ask
+    /// Redis again).
+    fn previous_ingresses(&self) -> impl Iterator<Item = &Arc<Generation>> {
+        self.previous.iter().filter(|p| p.node.store().is_none())
+    }
+}
+
 /// What a running sidecar reloads: its generations, and what a reload may not change.
 #[derive(Clone)]
 pub struct Runtime {
@@ -645,6 +751,8 @@ pub struct Runtime {
     fixed: Arc<Fixed>,
     /// The MQTT connections, kept across reloads.
     mqtt: Arc<mqtt::MqttBrokers>,
+    /// The SA store (`[store]`), kept across reloads; `None`: SAs in memory.
+    store: Option<Arc<dyn SaStore>>,
 }
 
 /// What only a restart changes.
@@ -657,6 +765,7 @@ struct Fixed {
     admin: Option<SocketAddr>,
     coap: CoapAddresses,
     mqtt: (Option<crate::config::MqttSettings>, Option<crate::config::MqttSettings>),
+    store: StoreSettings,
 }
 
 impl Fixed {
@@ -672,6 +781,7 @@ impl Fixed {
                 config.ingress.as_ref().and_then(|i| i.mqtt.clone()),
                 config.egress.as_ref().and_then(|e| e.mqtt.clone()),
             ),
+            store: config.store.clone(),
         }
     }
 }
@@ -724,19 +834,22 @@ impl Runtime {
         let fixed = Fixed::of(config);
         if fixed != *self.fixed {
             return Err(format!(
-                "{}: node.id, the listen addresses, [ingress.mqtt], [egress.mqtt] and the config file need a restart; the running configuration stays",
+                "{}: node.id, the listen addresses, [ingress.mqtt], [egress.mqtt], [store] and the config file need a restart; the running configuration stays",
                 config.path.display()
             ));
         }
-        let next = Arc::new(Generation::build(config, &self.addresses, &self.mqtt).map_err(|e| e.to_string())?);
+        let next = Arc::new(
+            Generation::build(config, &self.addresses, &self.mqtt, self.store.as_ref()).map_err(|e| e.to_string())?,
+        );
         let mut g = self.write();
         let trust_kept = g.current.anchors.is_subset_of(&next.anchors);
         let before = std::mem::replace(&mut g.current, next);
         g.previous.insert(0, before);
         let mut removed = 0;
         if !trust_kept {
-            removed = g.previous.iter().map(|p| p.node.inbound().len() + p.node.outbound().len()).sum();
+            removed = g.previous.iter().map(|p| p.sa_count()).sum();
             g.previous.clear();
+            removed += self.remove_stored();
         }
         let peers = g.current.peers.clone();
         for p in &g.previous {
@@ -750,8 +863,34 @@ impl Runtime {
             }
         }
         g.previous.retain(|p| p.holds_sas());
-        let kept = g.previous.iter().map(|p| p.node.inbound().len() + p.node.outbound().len()).sum();
+        let shared = self.store.as_ref().map_or(0, |s| s.table().len());
+        let kept = g.previous.iter().map(|p| p.sa_count()).sum::<usize>() + shared;
         Ok(Reloaded { sas_kept: kept, sas_removed: removed })
+    }
+
+    /// Removes every SA of the shared store, here and (in the background) on every replica:
+    /// after a trust anchor was removed or changed, peers establish again and are judged by the
+    /// new anchors. Returns how many.
+    fn remove_stored(&self) -> usize {
+        let Some(store) = self.store.clone() else { return 0 };
+        let ids: Vec<_> = store.table().entries().iter().map(|e| e.sa_id()).collect();
+        for &sa_id in &ids {
+            store.table().remove(sa_id);
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let removing = ids.clone();
+                handle.spawn(async move {
+                    for sa_id in removing {
+                        if let Err(e) = store.remove(sa_id).await {
+                            tracing::warn!(sa = %sa_id, error = %e, "SA removal not recorded in the store");
+                        }
+                    }
+                });
+            }
+            Err(_) => tracing::warn!("no runtime: SA removals not recorded in the store"),
+        }
+        ids.len()
     }
 
     /// Loads the config file the sidecar started with and applies it ([`Runtime::reload`]).
@@ -814,7 +953,7 @@ impl Service<http::Request<Bytes>> for IngressFront {
     fn call(&mut self, req: http::Request<Bytes>) -> Self::Future {
         let (current, previous): (Option<IngressService>, Vec<IngressService>) = {
             let g = self.0.read();
-            (g.current.ingress.clone(), g.previous.iter().filter_map(|p| p.ingress.clone()).collect())
+            (g.current.ingress.clone(), g.previous_ingresses().filter_map(|p| p.ingress.clone()).collect())
         };
         Box::pin(async move {
             let Some(current) = current else {
@@ -892,6 +1031,8 @@ pub struct Sidecar {
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
     pruner: JoinHandle<()>,
+    /// The SA store's listener (events and catch-up from Redis), with `[store]`.
+    store_listener: Option<Aborting>,
 }
 
 impl std::fmt::Debug for Sidecar {
@@ -935,7 +1076,8 @@ impl Sidecar {
             admin: local(&listeners.admin),
         };
         let mqtt = Arc::new(mqtt::MqttBrokers::new(config, "")?);
-        let first = Generation::build(config, &addresses, &mqtt)?;
+        let (store, store_listener) = open_store(config).await?.unzip();
+        let first = Generation::build(config, &addresses, &mqtt, store.as_ref())?;
         let runtime = Runtime {
             generations: Arc::new(std::sync::RwLock::new(Generations {
                 current: Arc::new(first),
@@ -944,6 +1086,7 @@ impl Sidecar {
             addresses,
             fixed: Arc::new(Fixed::of(config)),
             mqtt,
+            store,
         };
         let ready = Arc::new(AtomicBool::new(false));
         let mut servers = Vec::new();
@@ -983,7 +1126,7 @@ impl Sidecar {
             egress_coap = ?coap_addresses.egress,
             "sidecar started"
         );
-        Ok(Self { runtime, addresses, coap_addresses, ready, stop, servers, pruner })
+        Ok(Self { runtime, addresses, coap_addresses, ready, stop, servers, pruner, store_listener })
     }
 
     /// The current node runtime (SA tables, SA Management).
@@ -1032,6 +1175,7 @@ impl Sidecar {
             }
         }
         self.pruner.abort();
+        drop(self.store_listener);
         self.runtime.mqtt.shutdown().await;
         self.runtime.stop_agents();
         tracing::info!(node = %self.runtime.fixed.node, "sidecar stopped");

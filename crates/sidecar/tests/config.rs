@@ -1032,3 +1032,126 @@ fn peer_outer_addressing_and_carriage() {
     let bad = edit(&text, "to = \"/id-mn/cse-mn\"", "to = \"/id-mn cse-mn\"");
     fx.refuses(&bad, "peer[0].to", "to = \"/id-mn cse-mn\"", "invalid node ID");
 }
+
+const KEK_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+/// `FULL` with `[store]` set to `body` (and the KEK file written, mode 600).
+fn with_store(fx: &Fixture, body: &str) -> String {
+    let kek = fx.path("store.kek");
+    std::fs::write(&kek, format!("{KEK_HEX}\n")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    format!("{FULL}\n[store]\n{body}")
+}
+
+#[test]
+fn the_redis_store_loads() {
+    use onem2m_sa_sidecar::config::StoreSettings;
+    let fx = Fixture::new();
+    assert_eq!(fx.load(FULL).unwrap().store, StoreSettings::Memory, "in memory by default");
+    assert_eq!(fx.load(&with_store(&fx, "kind = \"memory\"\n")).unwrap().store, StoreSettings::Memory);
+    let text = with_store(
+        &fx,
+        "kind = \"redis\"\nurl = \"redis://:s3cret@10.0.0.5:6379/2\"\nkek_file = \"store.kek\"\nprefix = \"city:\"\n\
+         timeout_ms = 500\nlease_block = 64\nlease_refresh_ms = 1000\n",
+    );
+    let c = fx.load(&text).unwrap();
+    let StoreSettings::Redis(r) = &c.store else { panic!("{:?}", c.store) };
+    assert_eq!(r.url, "redis://:s3cret@10.0.0.5:6379/2");
+    assert_eq!(hex::encode(&r.kek[..]), KEK_HEX);
+    assert_eq!((r.prefix.as_str(), r.lease_block), ("city:", 64));
+    assert_eq!((r.timeout, r.lease_refresh), (Duration::from_millis(500), Duration::from_secs(1)));
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("s3cret") && !shown.contains(KEK_HEX) && !shown.contains("0x1f"), "{shown}");
+    assert_eq!(c.warnings, []);
+    // Defaults; a unix socket.
+    let text = with_store(&fx, "kind = \"redis\"\nurl = \"redis+unix:///run/redis.sock\"\nkek_file = \"store.kek\"\n");
+    let StoreSettings::Redis(r) = fx.load(&text).unwrap().store else { panic!() };
+    assert_eq!((r.prefix.as_str(), r.lease_block, r.timeout), ("onem2m-sa:", 32, Duration::from_secs(2)));
+    assert_eq!(r.lease_refresh, Duration::from_millis(250));
+    assert!(r.sentinels.is_empty() && r.master.is_none());
+    // Redis Sentinel: the master they name, with the url's credentials and database.
+    let sentinel = with_store(
+        &fx,
+        "kind = \"redis\"\nsentinels = [\"redis://10.0.0.1:26379\", \"redis://10.0.0.2:26379\"]\n\
+         master = \"onem2m\"\nurl = \"redis://:pw@master/1\"\nkek_file = \"store.kek\"\n",
+    );
+    let StoreSettings::Redis(r) = fx.load(&sentinel).unwrap().store else { panic!() };
+    assert_eq!(r.sentinels, ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379"]);
+    assert_eq!((r.master.as_deref(), r.url.as_str()), (Some("onem2m"), "redis://:pw@master/1"));
+    let no_url = sentinel.replace("url = \"redis://:pw@master/1\"\n", "");
+    let StoreSettings::Redis(r) = fx.load(&no_url).unwrap().store else { panic!() };
+    assert_eq!(r.url, "", "no credentials, database 0");
+    // Pointless without an ingress (it keeps inbound SAs): a warning.
+    let egress_only = format!("{MINIMAL}\n[store]\nkind = \"redis\"\nurl = \"redis://h\"\nkek_file = \"store.kek\"\n");
+    let warnings = fx.load(&egress_only).unwrap().warnings;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].key == "store" && warnings[0].message.contains("without [ingress]"), "{}", warnings[0]);
+    // A KEK others can read is accepted with a warning.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(fx.path("store.kek"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let warnings = fx.load(&text).unwrap().warnings;
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].key, "store.kek_file");
+        assert!(warnings[0].message.contains("chmod 600"), "{}", warnings[0]);
+    }
+}
+
+#[test]
+fn store_settings_are_checked() {
+    let fx = Fixture::new();
+    let redis = "kind = \"redis\"\nurl = \"redis://10.0.0.5\"\nkek_file = \"store.kek\"\n";
+    fx.refuses(&with_store(&fx, "kind = \"etcd\"\n"), "store.kind", "etcd", "\"memory\" or \"redis\"");
+    fx.refuses(&with_store(&fx, "url = \"redis://h\"\n"), "store.url", "redis://h", "only with kind = \"redis\"");
+    fx.refuses(&with_store(&fx, "kind = \"redis\"\nkek_file = \"store.kek\"\n"), "store", "[store]", "no url");
+    fx.refuses(&with_store(&fx, "kind = \"redis\"\nurl = \"redis://h\"\n"), "store", "[store]", "no kek_file");
+    let text = with_store(&fx, &redis.replace("redis://10.0.0.5", "rediss://10.0.0.5"));
+    fx.refuses(&text, "store.url", "rediss://", "TLS");
+    let text = with_store(&fx, &redis.replace("redis://10.0.0.5", "http://10.0.0.5"));
+    fx.refuses(&text, "store.url", "http://10.0.0.5", "not a redis://");
+    let text = with_store(&fx, &redis.replace("redis://10.0.0.5", "redis://:pw@:6379"));
+    let msg = fx.refuses(&text, "store.url", "redis://:pw", "names no host");
+    assert!(!msg.contains(":pw@"), "the password is not shown: {msg}");
+    let text = with_store(&fx, &redis.replace("redis://10.0.0.5", "redis://h/x"));
+    fx.refuses(&text, "store.url", "redis://h/x", "database number");
+    let text = with_store(&fx, &redis.replace("store.kek", "missing.kek"));
+    fx.refuses(&text, "store.kek_file", "missing.kek", "No such file");
+    std::fs::write(fx.path("short.kek"), "00112233").unwrap();
+    let text = with_store(&fx, &redis.replace("store.kek", "short.kek"));
+    let msg = fx.refuses(&text, "store.kek_file", "short.kek", "64 hex digits");
+    assert!(!msg.contains("00112233"), "the key file's content is not shown: {msg}");
+    fx.refuses(&with_store(&fx, &format!("{redis}prefix = \"a b\"\n")), "store.prefix", "a b", "no spaces");
+    fx.refuses(
+        &with_store(&fx, &format!("{redis}timeout_ms = 9\n")),
+        "store.timeout_ms",
+        "timeout_ms = 9",
+        "out of range",
+    );
+    // FULL's replay window is 2048: blocks of at most a quarter of it.
+    fx.refuses(
+        &with_store(&fx, &format!("{redis}lease_block = 513\n")),
+        "store.lease_block",
+        "lease_block = 513",
+        "512",
+    );
+    fx.refuses(&with_store(&fx, &format!("{redis}window = 5\n")), "store.window", "window = 5", "unknown key");
+    let sentinel = "kind = \"redis\"\nkek_file = \"store.kek\"\n";
+    let text = with_store(&fx, &format!("{sentinel}sentinels = [\"redis://s:26379\"]\n"));
+    fx.refuses(&text, "store.sentinels", "sentinels", "add master");
+    let text = with_store(&fx, &format!("{sentinel}master = \"m\"\n"));
+    fx.refuses(&text, "store.master", "master", "master without sentinels");
+    let text = with_store(&fx, &format!("{sentinel}sentinels = []\nmaster = \"m\"\n"));
+    fx.refuses(&text, "store.sentinels", "sentinels", "at least one");
+    let text =
+        with_store(&fx, &format!("{sentinel}sentinels = [\"redis://s:1\", \"redis+unix:///s\"]\nmaster = \"m\"\n"));
+    fx.refuses(&text, "store.sentinels[1]", "redis+unix", "redis://host:port");
+    let text = with_store(&fx, &format!("{sentinel}sentinels = [\"redis://s:1\"]\nmaster = \"a b\"\n"));
+    fx.refuses(&text, "store.master", "a b", "no spaces");
+    let text = with_store(&fx, "kind = \"memory\"\nmaster = \"m\"\n");
+    fx.refuses(&text, "store.master", "master", "only with kind");
+}

@@ -23,7 +23,8 @@
 //! * **Ownership** (`<prefix>own:<id>`): [`RedisStore::claim`] — `SET NX PX`, renewed by the
 //!   holder — makes one replica the one that expires or rekeys an SA.
 //!
-//! When Redis is unreachable the local tables keep serving the SAs they hold;
+//! When Redis is unreachable (at start too: [`RedisStore::open`] does not wait for it) the local
+//! tables keep serving the SAs they hold;
 //! [`RedisStore::publish`] fails with [`StoreError::Unavailable`] (new establishments are
 //! refused), and the listener catches up when Redis returns.
 #![forbid(unsafe_code)]
@@ -47,11 +48,24 @@ use tokio::sync::mpsc;
 
 pub use kek::{Kek, SEALED_VERSION};
 
+/// Where Redis Sentinel says the master is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelAddress {
+    /// The Sentinels, `redis://host:port` each (tried in order).
+    pub nodes: Vec<String>,
+    /// The name the Sentinels monitor the master under.
+    pub master: String,
+}
+
 /// Settings of the Redis store.
 #[derive(Debug, Clone)]
 pub struct RedisStoreConfig {
-    /// `redis://host:port/db` (or `rediss://`, `redis+unix://`).
+    /// `redis://host:port/db` (or `redis+unix://`). With [`Self::sentinel`], the master's
+    /// database and credentials only (its host is whatever the Sentinels name).
     pub url: String,
+    /// Redis Sentinel: the master is asked of the Sentinels at each (re)connection, so a
+    /// failover moves the replicas to the new master.
+    pub sentinel: Option<SentinelAddress>,
     /// Prefix of every key and channel: replicas of one deployment share it.
     pub prefix: String,
     /// Sequence numbers per leased block. Keep `replicas × lease_block` well below the peer's
@@ -77,6 +91,7 @@ impl RedisStoreConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            sentinel: None,
             prefix: "onem2m-sa:".into(),
             lease_block: 32,
             window: 1024,
@@ -134,6 +149,12 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 "#;
 
+/// Where Redis is: one address, or the master the Sentinels name.
+enum Source {
+    Direct(redis::Client),
+    Sentinel(tokio::sync::Mutex<redis::sentinel::SentinelClient>),
+}
+
 /// A lease a replica holds, and when its current block was granted.
 type HeldLease = (Weak<SeqLease>, Instant);
 
@@ -182,8 +203,13 @@ impl LeaseProvider for LeaseHub {
 struct Inner {
     config: RedisStoreConfig,
     kek: Kek,
-    client: redis::Client,
-    conn: ConnectionManager,
+    /// Where Redis is.
+    source: Source,
+    /// Made on first use (see [`RedisStore::open`]), then kept until a command fails; made anew
+    /// then (with Sentinel, for the master the Sentinels name then).
+    conn: Mutex<Option<ConnectionManager>>,
+    /// Held while a connection is being made (one attempt at a time).
+    connecting: tokio::sync::Mutex<()>,
     table: Arc<SaTable>,
     hub: Arc<LeaseHub>,
     replica: String,
@@ -220,19 +246,40 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 
 impl RedisStore {
     /// Connects to Redis and builds this replica's table (its epochs seal with leased sequence
-    /// numbers). Spawns the lease task on the current Tokio runtime; call
-    /// [`Self::spawn_listener`] to follow the other replicas.
+    /// numbers): [`Self::open`], failing when Redis cannot be reached now.
     pub async fn connect(config: RedisStoreConfig, kek: Kek, table: TableConfig) -> Result<Self, StoreError> {
-        let client = redis::Client::open(config.url.as_str()).map_err(unavailable)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(config.timeout)
-            .set_connection_timeout(config.timeout)
-            .set_number_of_retries(1);
-        let conn =
-            tokio::time::timeout(config.timeout, ConnectionManager::new_with_config(client.clone(), manager_config))
-                .await
-                .map_err(|_| unavailable("connection timed out"))?
+        let store = Self::open(config, kek, table)?;
+        store.connection().await?;
+        store.set_available(true);
+        Ok(store)
+    }
+
+    /// Builds this replica's table and the store without waiting for Redis: the connection is
+    /// made on first use, and tried again on each command until it is up (meanwhile every
+    /// command fails with [`StoreError::Unavailable`]: establishments are refused, the listener
+    /// keeps trying). Fails only for an unusable `config.url`. Spawns the lease task on the
+    /// current Tokio runtime; call [`Self::spawn_listener`] to follow the other replicas.
+    pub fn open(config: RedisStoreConfig, kek: Kek, table: TableConfig) -> Result<Self, StoreError> {
+        let source = match &config.sentinel {
+            None => Source::Direct(redis::Client::open(config.url.as_str()).map_err(unavailable)?),
+            Some(sentinel) => {
+                use redis::IntoConnectionInfo as _;
+                let master = match config.url.as_str() {
+                    "" => None,
+                    url => Some(url.into_connection_info().map_err(unavailable)?.redis),
+                };
+                let info =
+                    redis::sentinel::SentinelNodeConnectionInfo { tls_mode: None, redis_connection_info: master };
+                let client = redis::sentinel::SentinelClient::build(
+                    sentinel.nodes.iter().map(String::as_str).collect(),
+                    sentinel.master.clone(),
+                    Some(info),
+                    redis::sentinel::SentinelServerType::Master,
+                )
                 .map_err(unavailable)?;
+                Source::Sentinel(tokio::sync::Mutex::new(client))
+            }
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         let hub = Arc::new_cyclic(|me| LeaseHub { me: me.clone(), leases: Mutex::default(), wanted: tx });
         let table = Arc::new(SaTable::with_leases(table, hub.clone()));
@@ -242,14 +289,15 @@ impl RedisStore {
             inner: Arc::new(Inner {
                 config,
                 kek,
-                client,
-                conn,
+                source,
+                conn: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
                 table,
                 hub,
                 replica: hex::encode(id),
                 applied: Mutex::default(),
                 incarnations: Mutex::default(),
-                available: AtomicBool::new(true),
+                available: AtomicBool::new(false),
                 started: Instant::now(),
                 accept: redis::Script::new(ACCEPT_LUA),
                 claim: redis::Script::new(CLAIM_LUA),
@@ -258,7 +306,59 @@ impl RedisStore {
             }),
         };
         tokio::spawn(lease_task(Arc::downgrade(&store.inner), rx));
+        metrics::gauge!("onem2m_sa_store_available").set(0.0);
         Ok(store)
+    }
+
+    /// A client for Redis: with Sentinel, for the master the Sentinels name now.
+    async fn client(&self) -> Result<redis::Client, StoreError> {
+        match &self.inner.source {
+            Source::Direct(client) => Ok(client.clone()),
+            Source::Sentinel(sentinel) => {
+                let mut sentinel = sentinel.lock().await;
+                match tokio::time::timeout(self.inner.config.timeout, sentinel.async_get_client()).await {
+                    Ok(Ok(client)) => Ok(client),
+                    Ok(Err(e)) => Err(unavailable(format!("Sentinel: {e}"))),
+                    Err(_) => Err(unavailable("Sentinel: no answer in time")),
+                }
+            }
+        }
+    }
+
+    /// The connection to Redis, made now if it is not yet (bounded by the configured timeout).
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let inner = &self.inner;
+        let held = || inner.conn.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(conn) = held() {
+            return Ok(conn);
+        }
+        let _one = inner.connecting.lock().await;
+        if let Some(conn) = held() {
+            return Ok(conn);
+        }
+        let made = async {
+            let client = self.client().await?;
+            let manager_config = ConnectionManagerConfig::new()
+                .set_response_timeout(inner.config.timeout)
+                .set_connection_timeout(inner.config.timeout)
+                .set_number_of_retries(1);
+            let manager = ConnectionManager::new_with_config(client, manager_config);
+            match tokio::time::timeout(inner.config.timeout, manager).await {
+                Ok(Ok(conn)) => Ok(conn),
+                Ok(Err(e)) => Err(unavailable(e)),
+                Err(_) => Err(unavailable("connection timed out")),
+            }
+        };
+        match made.await {
+            Ok(conn) => {
+                *inner.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+                Ok(conn)
+            }
+            Err(e) => {
+                self.set_available(false);
+                Err(e)
+            }
+        }
     }
 
     /// This replica's table: the data path reads it.
@@ -269,6 +369,20 @@ impl RedisStore {
     /// This replica's random name (the holder of the claims it takes).
     pub fn replica(&self) -> &str {
         &self.inner.replica
+    }
+
+    /// Notes whether the last command reached Redis: the gauge `onem2m_sa_store_available`
+    /// (1 or 0) and a log line when it changes.
+    fn set_available(&self, ok: bool) {
+        if self.inner.available.swap(ok, Relaxed) == ok {
+            return;
+        }
+        metrics::gauge!("onem2m_sa_store_available").set(if ok { 1.0 } else { 0.0 });
+        if ok {
+            tracing::info!("SA store: Redis reachable");
+        } else {
+            tracing::warn!("SA store: Redis unreachable; serving the SAs held, establishments refused (5000)");
+        }
     }
 
     /// Whether the last command reached Redis.
@@ -289,7 +403,7 @@ impl RedisStore {
     }
 
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.connection().await?;
         let r = tokio::time::timeout(self.inner.config.timeout, cmd.query_async::<T>(&mut conn)).await;
         self.settle(r)
     }
@@ -300,12 +414,18 @@ impl RedisStore {
             Ok(Err(e)) => Err(unavailable(e)),
             Err(_) => Err(unavailable("command timed out")),
         };
-        self.inner.available.store(r.is_ok(), Relaxed);
+        self.set_available(r.is_ok());
+        if r.is_err() {
+            // A fresh connection next time: one that reconnects by itself still makes commands
+            // wait out its backoff after Redis is back (measured: a second of timeouts after a
+            // 25 ms restart), and with Sentinel the master may have moved (a failover).
+            *self.inner.conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
         r
     }
 
     async fn script<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> Result<T, StoreError> {
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.connection().await?;
         let r = tokio::time::timeout(self.inner.config.timeout, inv.invoke_async::<T>(&mut conn)).await;
         self.settle(r)
     }
@@ -340,7 +460,7 @@ impl RedisStore {
             None => pipe.cmd("SET").arg(&name).arg(sealed).ignore(),
         };
         pipe.cmd("PUBLISH").arg(self.key("events")).arg(format!("p {}", hex::encode(sa_id.as_bytes()))).ignore();
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.connection().await?;
         let r = tokio::time::timeout(self.inner.config.timeout, pipe.query_async::<()>(&mut conn)).await;
         self.settle(r)?;
         self.note_applied(sa_id, &incarnation, generation);
@@ -500,6 +620,20 @@ impl RedisStore {
             tracing::warn!(?sa_id, "SA recorded before Redis lost its data: dropped");
             self.inner.table.remove(*sa_id);
         }
+        let mut changed = lost.len();
+        for id in self.recorded().await? {
+            match self.load(id).await {
+                Ok(true) => changed += 1,
+                Ok(false) => {}
+                Err(StoreError::Refused(why)) => tracing::warn!(sa_id = ?id, why, "SA store record refused"),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The SAs that have a record (or a tombstone) in Redis.
+    async fn recorded(&self) -> Result<Vec<SaId>, StoreError> {
         let pattern = format!("{}sa:*", self.inner.config.prefix);
         let mut keys: Vec<String> = Vec::new();
         let mut cursor: u64 = 0;
@@ -513,19 +647,28 @@ impl RedisStore {
             cursor = next;
         }
         let prefix_len = pattern.len() - 1;
-        let mut changed = lost.len();
-        for key in keys {
-            let Some(id) = hex::decode(&key[prefix_len..]).ok().and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
-                continue;
-            };
-            match self.load(SaId(id)).await {
-                Ok(true) => changed += 1,
-                Ok(false) => {}
-                Err(StoreError::Refused(why)) => tracing::warn!(key, why, "SA store record refused"),
-                Err(e) => return Err(e),
+        Ok(keys
+            .iter()
+            .filter_map(|key| hex::decode(&key[prefix_len..]).ok().and_then(|b| <[u8; 8]>::try_from(b).ok()))
+            .map(SaId)
+            .collect())
+    }
+
+    /// Checks the records in Redis without applying any: how many open under this replica's
+    /// key-encryption key, and how many do not (another KEK wrote them, or they were altered).
+    /// For an operator's check of a deployment (`--check --connect`).
+    pub async fn verify(&self) -> Result<(usize, usize), StoreError> {
+        let (mut good, mut bad) = (0, 0);
+        for id in self.recorded().await? {
+            let name = self.record_key(id);
+            let value: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(&name)).await?;
+            match value.map(|v| self.inner.kek.open(&name, &v)) {
+                Some(Ok(_)) => good += 1,
+                Some(Err(_)) => bad += 1,
+                None => {}
             }
         }
-        Ok(changed)
+        Ok((good, bad))
     }
 
     /// Follows the other replicas: subscribes to the event channel, catches up with
@@ -533,10 +676,16 @@ impl RedisStore {
     /// is dropped; reconnects (every `backoff`) while Redis is unreachable.
     pub fn spawn_listener(&self, backoff: Duration) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(&self.inner);
-        let (client, channel) = (self.inner.client.clone(), format!("{}events", self.inner.config.prefix));
+        let channel = format!("{}events", self.inner.config.prefix);
         tokio::spawn(async move {
             loop {
+                // With Sentinel: the master named now.
+                let client = match weak.upgrade() {
+                    Some(inner) => RedisStore { inner }.client().await,
+                    None => return,
+                };
                 let pubsub = async {
+                    let client = client.map_err(|e| redis::RedisError::from(std::io::Error::other(e)))?;
                     let mut ps = client.get_async_pubsub().await?;
                     ps.subscribe(&channel).await?;
                     redis::RedisResult::Ok(ps)
@@ -591,7 +740,8 @@ impl RedisStore {
     /// Marks `seq` of the SA's `epoch` accepted in the shared window; false for a number some
     /// replica accepted already, or one older than the window. Refused for an SA this replica
     /// did not learn from the store, and when Redis lost its data since the SA was recorded
-    /// (its window is gone: the SA is dropped at the next catch-up, see [`Self::sync`]).
+    /// (its window is gone: the SA is dropped from this replica's table at once, as the next
+    /// catch-up would, see [`Self::sync`]).
     pub async fn accept(&self, sa_id: SaId, epoch: u32, seq: u64) -> Result<bool, StoreError> {
         let incarnation = self.inner.applied.lock().unwrap_or_else(|e| e.into_inner()).get(&sa_id).map(|a| a.0.clone());
         let incarnation = incarnation.ok_or(StoreError::Refused("SA not recorded in the store"))?;
@@ -600,7 +750,14 @@ impl RedisStore {
         inv.key(self.key("inc")).arg(seq).arg(c.window).arg(c.linger_ms).arg(incarnation);
         match self.script::<u8>(&inv).await? {
             0 => Ok(true),
-            3 => Err(StoreError::Refused("the store lost this SA's replay window")),
+            3 => {
+                // Its counters and window are gone: it cannot go on anywhere. Dropped here now
+                // (the catch-up would), so its next request gets 4112 and its Initiator
+                // establishes a new SA at once.
+                tracing::warn!(?sa_id, "SA recorded before Redis lost its data: dropped");
+                self.inner.table.remove(sa_id);
+                Err(StoreError::Refused("the store lost this SA's replay window"))
+            }
             _ => Ok(false),
         }
     }

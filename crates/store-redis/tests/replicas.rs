@@ -148,6 +148,7 @@ async fn records_at_rest_are_sealed_and_an_operator_cannot_read_forge_move_or_ro
     tampered[last] ^= 1;
     let () = redis::cmd("SET").arg(&key_a).arg(&tampered).query(&mut raw).unwrap();
     let p = probe().await;
+    assert_eq!(p.verify().await.unwrap(), (1, 1), "one record opens, the tampered one does not");
     assert!(matches!(p.load(a.sa_id).await, Err(StoreError::Refused(_))), "tampered record accepted");
     assert!(p.table().get(a.sa_id).is_none());
     // Swapped: B's record under A's key.
@@ -332,7 +333,53 @@ async fn without_redis_replicas_serve_held_sas_refuse_new_ones_and_catch_up_afte
     // the emptied counters, and never takes its numbers for fresh in the emptied window.
     assert!(matches!(quiet.refill(sa.sa_id).await, Err(StoreError::Refused(_))));
     assert!(matches!(quiet.accept(sa.sa_id, 0, 1).await, Err(StoreError::Refused(_))));
+    // And drops it there and then (its next request gets 4112, and its Initiator establishes
+    // a new SA at once instead of meeting refusals until the catch-up).
+    assert!(quiet.table().get(sa.sa_id).is_none(), "an SA the store lost is still served");
     assert!(quiet.load(sa2.sa_id).await.unwrap());
     quiet.refill(sa2.sa_id).await.unwrap();
     assert!(quiet.accept(sa2.sa_id, 0, 1).await.unwrap());
+}
+
+/// A replica started while Redis is down starts (`open`), refuses to record SAs with a clear
+/// error meanwhile, connects on its own once Redis is up, and catches up with what another
+/// replica recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_opened_while_redis_is_down_connects_when_it_comes_up() {
+    let Some(mut redis) = Redis::start() else { return };
+    redis.stop();
+    let late = RedisStore::open(config(&redis, 64), Kek::new(&KEK).unwrap(), TableConfig::default()).unwrap();
+    late.spawn_listener(Duration::from_millis(50));
+    assert!(!late.is_available());
+    let (l, sa) = established(71);
+    let err = late.publish(&sa).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(late.table().get(sa.sa_id).is_none(), "nothing installed that other replicas cannot see");
+    // `connect` still insists on Redis being there.
+    assert!(RedisStore::connect(config(&redis, 64), Kek::new(&KEK).unwrap(), TableConfig::default()).await.is_err());
+    redis.restart();
+    let r = replicas(&redis, 1, 64).await;
+    r[0].publish(&sa).await.unwrap();
+    until("the late replica connects and learns the SA", async || late.table().get(sa.sa_id).is_some()).await;
+    until("the late replica can use it", async || round_trip(&l, &late).is_ok()).await;
+    let (_, sa2) = established(72);
+    late.publish(&sa2).await.unwrap();
+    assert!(late.is_available());
+}
+
+/// Once Redis is back after a restart, the next command works: the connection that broke is
+/// replaced, not left to reconnect on its own backoff (commands timed out for about a second
+/// after a 25 ms restart, each refusing a request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_command_after_redis_is_back_works() {
+    let Some(mut redis) = Redis::start() else { return };
+    let r = replicas(&redis, 1, 64).await;
+    let (_, a) = established(91);
+    r[0].publish(&a).await.unwrap();
+    redis.stop();
+    let (_, b) = established(92);
+    assert!(matches!(r[0].publish(&b).await, Err(StoreError::Unavailable(_))));
+    redis.restart();
+    let (_, c) = established(93);
+    r[0].publish(&c).await.expect("the first command once Redis is back");
 }

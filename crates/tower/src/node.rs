@@ -152,6 +152,8 @@ struct Shared {
     forms: Forms,
     /// This node takes secured primitives in the compact form (it offers `compact`).
     accepts_compact: bool,
+    /// Where its inbound SAs are shared with other replicas ([`Node::with_store`]).
+    store: Option<Arc<dyn crate::store::SaStore>>,
 }
 
 /// One M2M Node's SA runtime. Cheap to clone.
@@ -191,6 +193,17 @@ impl Node {
     /// shared [`crate::store::SaStore`] (answer SA messages with
     /// [`Self::handle_sa_message_stored`] then).
     pub fn with_inbound_table(config: NodeConfig, inbound: Arc<SaTable>) -> Self {
+        Self::build(config, inbound, None)
+    }
+
+    /// A replica's node: its inbound SAs live in `store`'s table, and [`crate::ReceiveSecure`]
+    /// answers SA messages with [`Self::handle_sa_message_stored`] on `store` (every
+    /// establishment, update and removal recorded before the answer leaves).
+    pub fn with_store(config: NodeConfig, store: Arc<dyn crate::store::SaStore>) -> Self {
+        Self::build(config, store.table().clone(), Some(store))
+    }
+
+    fn build(config: NodeConfig, inbound: Arc<SaTable>, store: Option<Arc<dyn crate::store::SaStore>>) -> Self {
         let id = config.initiator.credentials.node_id.clone();
         let accepts_compact = config.responder.capabilities.contains(Capabilities::COMPACT);
         let outbound = Arc::new(SaTable::new(config.table));
@@ -219,8 +232,14 @@ impl Node {
                 rqi: 0.into(),
                 forms: Forms::default(),
                 accepts_compact,
+                store,
             }),
         }
+    }
+
+    /// The store this node's inbound SAs are shared through ([`Self::with_store`]), if any.
+    pub fn store(&self) -> Option<&Arc<dyn crate::store::SaStore>> {
+        self.shared.store.as_ref()
     }
 
     /// Replaces the Responder Agent (the accept/reject policy of Initiate SA Received).
@@ -546,6 +565,21 @@ impl Node {
         confirm
     }
 
+    /// [`Self::remove_inbound`] on every replica: with a store ([`Self::with_store`]) the removal
+    /// is recorded there too, so the SA ends wherever it was established and wherever it is
+    /// held. Without a store, the same as [`Self::remove_inbound`].
+    pub async fn remove_inbound_everywhere(&self, sa_id: SaId) -> RemoveSaConfirm {
+        let local = self.remove_inbound(sa_id);
+        let Some(store) = self.store() else { return local };
+        match store.remove(sa_id).await {
+            Ok(()) => RemoveSaConfirm(onem2m_sa::flows::RemovalConfirm::accepted(sa_id)),
+            Err(e) => {
+                tracing::warn!(error = %e, "SA removal not recorded in the store: the other replicas keep the SA");
+                local
+            }
+        }
+    }
+
     /// Starts Update SA (keys) in the background for an SA whose key passed a soft usage limit
     /// (the Initiator Agent's decision); at most one at a time per SA, and only if `sealed_under`
     /// — the epoch whose use passed the limit — is still the current one. A message sealed under
@@ -670,7 +704,9 @@ impl Node {
         Ok(None)
     }
 
-    /// The Responder's SA Management endpoint: answers an SA message received across rb.
+    /// The Responder's SA Management endpoint: answers an SA message received across rb. It
+    /// does not record anything in the node's store ([`Self::with_store`]): a replica's SA
+    /// messages go through [`Self::handle_sa_message_stored`] ([`crate::ReceiveSecure`] picks).
     pub fn handle_sa_message(&self, req: &RequestPrimitive) -> ResponsePrimitive {
         let (rsp, events) = self.answer_sa_message(req);
         self.publish(events);

@@ -11,6 +11,11 @@
 //! requests (`executed.rs`): a copy of a request the same authenticated peer already sent — a
 //! resend over a new SA — gets the first copy's answer and is not executed again. RETRIEVE is
 //! safe to repeat and is not recorded.
+//!
+//! On a replica (a node built with [`Node::with_store`]) SA messages are answered with
+//! [`Node::handle_sa_message_stored`]: each establishment, update and removal is recorded in the
+//! shared store before the answer leaves. A node without a store answers them synchronously,
+//! with no allocation, as before.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -179,6 +184,7 @@ pin_project! {
         Ready { response: Option<ResponsePrimitive> },
         Inner { #[pin] future: F, sealing: Option<Sealing>, record: Option<Record> },
         Waiting { wait: Wait, sealing: Sealing },
+        Stored { answer: Pin<Box<dyn Future<Output = ResponsePrimitive> + Send>> },
     }
 }
 
@@ -207,6 +213,7 @@ where
                 }
                 Poll::Ready(Ok(sealing.seal_plain(&plain)))
             }
+            StateProj::Stored { answer } => Poll::Ready(Ok(std::task::ready!(answer.as_mut().poll(cx)))),
             StateProj::Waiting { wait, sealing } => {
                 let plain = std::task::ready!(wait.as_mut().poll(cx));
                 metrics::counter!("onem2m_sa_resends_answered_total").increment(1);
@@ -251,7 +258,13 @@ where
         // Either carriage: the standard content, or the notification that carries it.
         let req = crate::carriage::unwrapped(req);
         if rb::is_sa_message(&req) {
-            return ResponseFuture::ready(self.node.handle_sa_message(&req));
+            let Some(store) = self.node.store().cloned() else {
+                return ResponseFuture::ready(self.node.handle_sa_message(&req));
+            };
+            // A replica: the SA is recorded in the shared store before the answer leaves.
+            let node = self.node.clone();
+            let answer = Box::pin(async move { node.handle_sa_message_stored(&req, &*store).await });
+            return ResponseFuture { state: State::Stored { answer } };
         }
         let Some(pc) = req.pc.as_ref().filter(|pc| form::is_secured(pc)) else {
             if !self.policy.admits(req.fr.as_deref()) {

@@ -481,3 +481,69 @@ async fn a_sealed_request_refused_on_the_way_reaches_the_client_with_the_hops_co
     assert!(dbg.contains(text) && dbg.contains("not authenticated"), "{dbg}");
     assert_eq!(p.cse_b.seen.load(Ordering::SeqCst), 1, "only the first request reached the CSE");
 }
+
+/// A store that records what it is told, over an in-memory table; `refuse`: every write fails
+/// as when Redis is unreachable.
+struct RecordingStore {
+    memory: store::MemoryStore,
+    published: Mutex<Vec<onem2m_sa::SaId>>,
+    refuse: bool,
+}
+
+impl store::SaStore for RecordingStore {
+    fn table(&self) -> &Arc<onem2m_sa::table::SaTable> {
+        self.memory.table()
+    }
+    fn shared(&self) -> bool {
+        true
+    }
+    fn publish<'a>(&'a self, sa: &'a onem2m_sa::EstablishedSa) -> store::StoreFuture<'a, ()> {
+        self.published.lock().unwrap().push(sa.sa_id);
+        let r = if self.refuse { Err(store::StoreError::Unavailable("down".into())) } else { Ok(()) };
+        Box::pin(std::future::ready(r))
+    }
+    fn remove(&self, sa_id: onem2m_sa::SaId) -> store::StoreFuture<'_, ()> {
+        self.memory.remove(sa_id)
+    }
+    fn accept(&self, sa_id: onem2m_sa::SaId, epoch: u32, seq: u64) -> store::StoreFuture<'_, bool> {
+        self.memory.accept(sa_id, epoch, seq)
+    }
+    fn claim(&self, sa_id: onem2m_sa::SaId, hold_ms: u64) -> store::StoreFuture<'_, bool> {
+        self.memory.claim(sa_id, hold_ms)
+    }
+}
+
+/// A node built over a store (`Node::with_store`) records the SAs established through its
+/// `ReceiveSecure` in the store before answering, and refuses the establishment with 5000 when
+/// the store cannot record it. (`ReceiveSecure` answered SA messages without the store: a
+/// replica's SAs stayed unknown to the others.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_over_a_store_records_its_establishments_there() {
+    let w = world();
+    for refuse in [false, true] {
+        let (ca, cb) = (creds(&w, "/id-asn", &["/id-asn", "C*"]), creds(&w, "/id-in", &["/id-in"]));
+        let a = node(&w, ca, &Suite::ALL, &Suite::ALL);
+        let table = Arc::new(onem2m_sa::table::SaTable::new(TableConfig::default()));
+        let recording = Arc::new(RecordingStore {
+            memory: store::MemoryStore::new(table.clone()),
+            published: Mutex::default(),
+            refuse,
+        });
+        let b = Node::with_store(node_config(&w, cb, &Suite::ALL, &Suite::ALL), recording.clone());
+        assert!(Arc::ptr_eq(b.inbound(), &table), "the node's inbound SAs are the store's table");
+        let cse = Cse::default();
+        let a_to_b = sender(&a, link(Arc::new(Mutex::new(ingress(&b, &cse, PlaintextPolicy::default())))));
+        let rsp = a_to_b.oneshot(request(Operation::Retrieve, "/id-in/cb", "CAE01", "s1")).await.unwrap();
+        let published = recording.published.lock().unwrap().clone();
+        if refuse {
+            assert_eq!(rsp.rsc, Rsc::INTERNAL_SERVER_ERROR, "{rsp:?}");
+            assert!(table.is_empty(), "no SA the other replicas cannot see");
+            assert_eq!(cse.seen.load(Ordering::SeqCst), 0);
+            assert!(!published.is_empty());
+        } else {
+            assert_eq!(rsp.rsc, Rsc::OK);
+            let sa_id = table.entries()[0].sa_id();
+            assert_eq!(published, [sa_id], "the establishment was recorded in the store");
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! The sidecar's CoAP binding (TS-0008 over UDP, [`onem2m_sa_coap`]) beside HTTP.
 //!
-//! * **`[ingress.coap]`** — secured primitives in over CoAP: the same [`ReceiveSecure`] service
+//! * **`[ingress.coap]`** — secured primitives in over CoAP: the same [`ReceiveSecure`](onem2m_sa_tower::ReceiveSecure) service
 //!   of the current generation as the HTTP ingress (and the earlier generations for the SAs they
 //!   hold), with the datagram's source address as the transport source of the Responder's
 //!   per-source flood defences ([`with_source`] with [`current_peer`]). The upstream stays
@@ -26,12 +26,12 @@ use onem2m_sa::credential::NodeId;
 use onem2m_sa_coap::block::BlockLimits;
 use onem2m_sa_coap::{ClientConfig, CoapClient, Limits, ServerConfig, current_peer};
 use onem2m_sa_http::BoxError;
-use onem2m_sa_tower::{ReceiveSecure, route_by_cse_id, with_source};
+use onem2m_sa_tower::{route_by_cse_id, with_source};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tower::{Service, ServiceExt};
 
-use super::{BoxFuture, Runtime, StartError, Upstream};
+use super::{BoxFuture, Receive, Runtime, StartError};
 use crate::access::{self, AccessLevel};
 use crate::config::{CoapSettings, Config};
 
@@ -218,9 +218,6 @@ pub(super) fn ingress_service(
     CoapIngress(runtime, level)
 }
 
-/// The ingress's service of one generation, without its HTTP front.
-type Receive = ReceiveSecure<Upstream>;
-
 /// The CoAP ingress: the current generation answers; a request sealed under an SA an earlier
 /// generation established (4112 from the current one) goes to those — as the HTTP ingress does.
 #[derive(Clone)]
@@ -242,7 +239,7 @@ impl Service<RequestPrimitive> for CoapIngress {
             let inner = |s: &super::IngressService| s.get_ref().clone();
             (
                 g.current.ingress.as_ref().map(inner),
-                g.previous.iter().filter_map(|p| p.ingress.as_ref().map(inner)).collect(),
+                g.previous_ingresses().filter_map(|p| p.ingress.as_ref().map(inner)).collect(),
             )
         };
         let handled = async move {

@@ -11,12 +11,24 @@ pub struct Redis {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    /// Arguments besides the port, directory and no persistence.
+    extra: Vec<String>,
 }
 
 impl Redis {
     /// Starts a redis-server, or `None` (with the reason printed) when there is none and CI
     /// does not require it.
     pub fn start() -> Option<Self> {
+        Self::start_with(&[])
+    }
+
+    /// A redis-server that replicates `master`.
+    pub fn replica_of(master: &Redis) -> Self {
+        Self::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]).expect("redis-server is there")
+    }
+
+    /// [`Self::start`] with `extra` arguments.
+    pub fn start_with(extra: &[&str]) -> Option<Self> {
         if Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_err() {
             assert!(
                 std::env::var("ONEM2M_REQUIRE_REDIS").as_deref() != Ok("1"),
@@ -27,15 +39,17 @@ impl Redis {
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap();
-        let child = Self::spawn(port, dir.path());
-        Some(Self { child, port, dir })
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let child = Self::spawn(port, dir.path(), &extra);
+        Some(Self { child, port, dir, extra })
     }
 
-    fn spawn(port: u16, dir: &std::path::Path) -> Child {
+    fn spawn(port: u16, dir: &std::path::Path, extra: &[String]) -> Child {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -63,6 +77,10 @@ impl Redis {
         }
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
@@ -74,7 +92,7 @@ impl Redis {
 
     pub fn restart(&mut self) {
         self.stop();
-        self.child = Self::spawn(self.port, self.dir.path());
+        self.child = Self::spawn(self.port, self.dir.path(), &self.extra);
     }
 
     pub fn raw(&self) -> redis::Connection {
@@ -85,5 +103,75 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A Redis Sentinel (`redis-server --sentinel`) monitoring `master` as `mymaster` (quorum 1),
+/// killed when dropped.
+pub struct Sentinel {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Sentinel {
+    pub const MASTER: &'static str = "mymaster";
+
+    pub fn start(master: &Redis) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        // Sentinel rewrites its configuration file: one of its own.
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {} 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds {} 1000\nsentinel failover-timeout {} 10000\n",
+                dir.path().display(),
+                Self::MASTER,
+                master.port,
+                Self::MASTER,
+                Self::MASTER,
+            ),
+        )
+        .unwrap();
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel starts");
+        let child = Redis::ready(child, port);
+        Self { child, port, _dir: dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn raw(&self) -> redis::Connection {
+        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+    }
+
+    /// The port of the master it names now.
+    pub fn master_port(&self) -> Option<u16> {
+        let addr: Option<(String, String)> =
+            redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(Self::MASTER).query(&mut self.raw()).ok()?;
+        addr.and_then(|(_, port)| port.parse().ok())
+    }
+
+    /// How many replicas of the master it knows.
+    pub fn replicas(&self) -> usize {
+        let replicas: Vec<redis::Value> =
+            redis::cmd("SENTINEL").arg("replicas").arg(Self::MASTER).query(&mut self.raw()).unwrap_or_default();
+        replicas.len()
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

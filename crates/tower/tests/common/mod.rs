@@ -75,7 +75,12 @@ pub fn creds(w: &World, id: &str, originators: &[&str]) -> Arc<Credentials> {
 }
 
 pub fn node(w: &World, creds: Arc<Credentials>, offer: &[Suite], supported: &[Suite]) -> Node {
-    Node::new(NodeConfig {
+    Node::new(node_config(w, creds, offer, supported))
+}
+
+/// The configuration [`node`] builds its node with.
+pub fn node_config(w: &World, creds: Arc<Credentials>, offer: &[Suite], supported: &[Suite]) -> NodeConfig {
+    NodeConfig {
         initiator: initiator_config(creds.clone(), w.anchors.clone(), offer),
         responder: responder_config(creds, w.anchors.clone(), supported),
         // Tests update keys right after establishing: no minimum interval.
@@ -85,7 +90,7 @@ pub fn node(w: &World, creds: Arc<Credentials>, offer: &[Suite], supported: &[Su
         // Long: a loaded machine must not turn a slow answer into a retransmission (the
         // retransmitted last message of a key update finds the Responder already committed).
         rb_timeout: Duration::from_secs(60),
-    })
+    }
 }
 
 /// The receiving side of `node` in front of `cse`, as a transport other nodes can call.
