@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use crate::relay::{Kind, Message, read_message};
 
@@ -68,22 +68,7 @@ impl Balancer {
             next: AtomicUsize::new(0),
             log: Mutex::default(),
         });
-        let state = shared.clone();
-        let accept = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => {
-                            let _ = stream.set_nodelay(true);
-                            connections.spawn(serve(stream, state.clone()));
-                        }
-                        Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
-                    },
-                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                }
-            }
-        });
+        let accept = crate::relay::spawn_accept(listener, shared.clone(), serve);
         Ok(Self { addr, shared, accept })
     }
 

@@ -368,23 +368,7 @@ impl Relay {
             changed: Notify::new(),
             stall_gate: watch::channel(0).0,
         });
-        let state = shared.clone();
-        let accept = tokio::spawn(async move {
-            // Dropped with the accept task: every connection task is aborted with it.
-            let mut connections = JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => {
-                            let _ = stream.set_nodelay(true);
-                            connections.spawn(serve(stream, state.clone()));
-                        }
-                        Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-                    },
-                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                }
-            }
-        });
+        let accept = spawn_accept(listener, shared.clone(), serve);
         Ok(Self { addr, shared, accept })
     }
 
@@ -477,6 +461,34 @@ enum Outcome {
     Answer(Message),
     /// Close the client's connection without an answer.
     Close,
+}
+
+/// Accepts connections on `listener` until the returned task is aborted, serving each with
+/// `serve(stream, state)` in a task of its own; aborting the accept task aborts them all.
+pub(crate) fn spawn_accept<S, F>(
+    listener: TcpListener,
+    state: Arc<S>,
+    serve: fn(TcpStream, Arc<S>) -> F,
+) -> tokio::task::JoinHandle<()>
+where
+    S: Send + Sync + 'static,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nodelay(true);
+                        connections.spawn(serve(stream, state.clone()));
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+    })
 }
 
 async fn serve(mut client: TcpStream, shared: Arc<Shared>) {

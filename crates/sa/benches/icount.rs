@@ -27,12 +27,10 @@ use std::sync::Arc;
 
 use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use gungraun::{library_benchmark, library_benchmark_group, main};
-use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
-use onem2m_sa::flows::InitiateSaRequest;
-use onem2m_sa::rng::SeededRng;
+use onem2m_sa::crypto::Suite;
 use onem2m_sa::secure::{Encoding, SealInfo, decode_compact, decode_jwe};
 use onem2m_sa::table::{SaEntry, SaTable, TableConfig};
-use onem2m_sa::testkit::{Pair, TestPki, initiator_config, responder_config};
+use onem2m_sa::testkit::linked;
 use onem2m_sa::{EstablishedSa, Now, SaId};
 
 /// SAs in the table of the lookup benchmark.
@@ -50,27 +48,13 @@ struct Established {
 
 /// Establishes one SA as `seal.rs` does.
 fn establish() -> Established {
-    let now = Now::new(1_000, 1_800_000_000);
-    let mut rng = SeededRng::new([3; 32]);
-    let pki = TestPki::new(&mut rng, now.unix_secs);
-    let i = pki.node("/id-asn", SignatureAlgorithm::Ed25519, &["C*"], &mut rng);
-    let r = pki.node("/id-in", SignatureAlgorithm::Ed25519, &["/id-in"], &mut rng);
-    let suite = Suite::X25519_AES128GCM_SHA256;
-    let mut pair = Pair::new(
-        initiator_config(i, pki.anchors.clone(), &[suite]),
-        responder_config(r, pki.anchors.clone(), &[suite]),
-        1,
-        now,
-    );
-    let (ti, tr) = (Arc::new(SaTable::new(TableConfig::default())), Arc::new(SaTable::new(TableConfig::default())));
-    pair.initiator.attach_table(ti.clone());
-    pair.responder.attach_table(tr.clone());
-    let req = InitiateSaRequest { initiator: "/id-asn".parse().unwrap(), responder: "/id-in".parse().unwrap() };
-    let ex = pair.initiator.initiate(&req, now, &mut pair.rng).unwrap();
-    pair.send(ex);
-    pair.run(100);
-    let sa = pair.initiator.sas().next().unwrap().sa.clone();
-    Established { initiator: ti.get(sa.sa_id).unwrap(), responder: tr.get(sa.sa_id).unwrap(), sa }
+    let l = linked(Suite::X25519_AES128GCM_SHA256, TableConfig::default(), 3, Now::new(1_000, 1_800_000_000));
+    let sa = l.pair.initiator.sa(l.sa_id).unwrap().sa.clone();
+    Established {
+        initiator: l.initiator_table.get(l.sa_id).unwrap(),
+        responder: l.responder_table.get(l.sa_id).unwrap(),
+        sa,
+    }
 }
 
 /// Decodes `wire` in `encoding` and opens it; returns the plaintext's length.
