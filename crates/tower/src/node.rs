@@ -125,6 +125,10 @@ impl Default for Recovery {
     }
 }
 
+/// How long a replica's claim on an expired SA ([`crate::store::SaStore::claim`]) holds by
+/// default ([`Node::set_claim_hold`]).
+pub const CLAIM_HOLD: Duration = Duration::from_secs(10);
+
 /// One establishment that concurrent requests to a peer wait on.
 type Flight = OnceCell<Result<Arc<SaEntry>, SaFailure>>;
 
@@ -154,6 +158,11 @@ struct Shared {
     accepts_compact: bool,
     /// Where its inbound SAs are shared with other replicas ([`Node::with_store`]).
     store: Option<Arc<dyn crate::store::SaStore>>,
+    /// With a shared store: inbound SAs expired here whose removal from the store is not
+    /// settled yet, and until when (`mono_ms`) to keep trying ([`Node::tick_at`]).
+    expiring: Mutex<HashMap<SaId, u64>>,
+    /// [`Node::set_claim_hold`], in milliseconds.
+    claim_hold_ms: std::sync::atomic::AtomicU64,
 }
 
 /// One M2M Node's SA runtime. Cheap to clone.
@@ -233,6 +242,8 @@ impl Node {
                 forms: Forms::default(),
                 accepts_compact,
                 store,
+                expiring: Mutex::new(HashMap::new()),
+                claim_hold_ms: (CLAIM_HOLD.as_millis() as u64).into(),
             }),
         }
     }
@@ -240,6 +251,14 @@ impl Node {
     /// The store this node's inbound SAs are shared through ([`Self::with_store`]), if any.
     pub fn store(&self) -> Option<&Arc<dyn crate::store::SaStore>> {
         self.shared.store.as_ref()
+    }
+
+    /// How long this replica's claim on an expired SA holds (default [`CLAIM_HOLD`]): a replica
+    /// that dies between its claim and its tombstone passes the SA on after this long (see
+    /// [`Self::tick_at`]). Only with a shared store.
+    pub fn set_claim_hold(&self, hold: Duration) {
+        let ms = hold.as_millis().clamp(1, u64::MAX as u128) as u64;
+        self.shared.claim_hold_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Replaces the Responder Agent (the accept/reject policy of Initiate SA Received).
@@ -796,7 +815,7 @@ impl Node {
                 interval.tick().await;
                 let Some(shared) = weak.upgrade() else { return };
                 let node = Node { shared };
-                node.tick();
+                node.tick_at(node.now()).await;
                 for (sa_id, operation) in node.rotations_due(&rotation) {
                     if lock(&node.shared.updating).insert(sa_id) {
                         let (node, transport) = (node.clone(), transport.clone());
@@ -833,14 +852,105 @@ impl Node {
 
     /// Runs both SA Managements' timers: retransmission budgets, half-open expiry, grace
     /// periods, tombstones, SA expiry. Call it periodically (e.g. every second).
+    ///
+    /// With a shared store ([`Self::with_store`]) the store's part of the expiry (see
+    /// [`Self::tick_at`]) runs in a task of its own.
     pub fn tick(&self) {
         let now = self.now();
+        let expired = self.run_timers(now);
+        if let Some(store) = self.shared_store() {
+            let node = self.clone();
+            tokio::spawn(async move { node.expire_in_store(&*store, expired, now).await });
+        }
+    }
+
+    /// [`Self::tick`] at `now`, waiting for the store's part of the expiry. With a shared store,
+    /// an inbound SA past its expiry is dropped from this replica's table (every replica does
+    /// that by itself) and removed from the store — a tombstone every replica applies — by
+    /// exactly one replica: the one whose [`crate::store::SaStore::claim`] on the SA succeeds.
+    /// The others find it claimed and leave it, but try again, for twice the claim's hold, in
+    /// case the holder dies before it writes the tombstone (its claim then lapses and passes
+    /// on). The holder keeps its claim for four holds after the tombstone, so no late replica
+    /// writes a second one. An SA its idle timeout removes is dropped on this replica only:
+    /// each replica sees only the requests that reach it.
+    pub async fn tick_at(&self, now: Now) {
+        let expired = self.run_timers(now);
+        if let Some(store) = self.shared_store() {
+            self.expire_in_store(&*store, expired, now).await;
+        }
+    }
+
+    /// The node's store when other replicas share it.
+    fn shared_store(&self) -> Option<Arc<dyn crate::store::SaStore>> {
+        self.shared.store.clone().filter(|s| s.shared())
+    }
+
+    /// Runs the timers; with a shared store, returns the inbound SAs removed for their expiry.
+    fn run_timers(&self, now: Now) -> Vec<SaId> {
+        let shared = self.shared.store.as_ref().is_some_and(|s| s.shared());
         // Exchanges in flight are retransmitted by their own drivers (`exchange`).
         lock(&self.shared.initiator).expire(now);
-        let events = lock(&self.shared.responder).handle_timeout(now);
+        let (events, mut expired) = {
+            let mut responder = lock(&self.shared.responder);
+            // The SA Management removes an SA for its expiry or for its idle timeout; only the
+            // first is the same on every replica.
+            let expired: Vec<SaId> = match shared {
+                true => responder.sas().filter(|r| r.sa.expires_unix() <= now.unix_secs).map(|r| r.sa.sa_id).collect(),
+                false => Vec::new(),
+            };
+            (responder.handle_timeout(now), expired)
+        };
+        if shared {
+            let removed =
+                |id: &SaId| events.iter().any(|e| matches!(e, ResponderEvent::SaRemoved(r) if r.sa_id == *id));
+            expired.retain(removed);
+        }
         self.publish(events);
         self.shared.outbound.sweep(now);
-        self.shared.inbound.sweep(now);
+        let swept = self.shared.inbound.sweep(now);
+        if shared {
+            expired.extend(swept);
+        }
+        expired
+    }
+
+    /// The store's part of the expiry of `expired` (see [`Self::tick_at`]).
+    async fn expire_in_store(&self, store: &dyn crate::store::SaStore, expired: Vec<SaId>, now: Now) {
+        let hold_ms = self.shared.claim_hold_ms.load(std::sync::atomic::Ordering::Relaxed).max(1);
+        let due: Vec<(SaId, u64)> = {
+            let mut pending = lock(&self.shared.expiring);
+            for sa_id in expired {
+                pending.entry(sa_id).or_insert(now.mono_ms.saturating_add(2 * hold_ms));
+            }
+            pending.iter().map(|(id, until)| (*id, *until)).collect()
+        };
+        for (sa_id, until) in due {
+            let done = match store.claim(sa_id, hold_ms).await {
+                Ok(true) => match store.remove(sa_id).await {
+                    Ok(()) => {
+                        tracing::debug!(sa = %sa_id, "expired SA removed from the store");
+                        // Kept while the other replicas may still try.
+                        if let Err(e) = store.claim(sa_id, 4 * hold_ms).await {
+                            tracing::debug!(error = %e, "claim on an expired SA not extended");
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, sa = %sa_id, "expired SA not removed from the store yet");
+                        now.mono_ms >= until
+                    }
+                },
+                // Another replica holds it: it writes the tombstone (or its claim lapses).
+                Ok(false) => now.mono_ms >= until,
+                Err(e) => {
+                    tracing::debug!(error = %e, sa = %sa_id, "expired SA not claimed yet");
+                    now.mono_ms >= until
+                }
+            };
+            if done {
+                lock(&self.shared.expiring).remove(&sa_id);
+            }
+        }
     }
 }
 
