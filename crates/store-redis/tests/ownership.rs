@@ -15,6 +15,7 @@ use common::Redis;
 use onem2m_primitive::{RequestPrimitive, ResponsePrimitive};
 use onem2m_sa::credential::NodeId;
 use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
+use onem2m_sa::flows::{UpdateOperation, UpdateResult};
 use onem2m_sa::manage::{Limits, Timing};
 use onem2m_sa::rng::SystemRng;
 use onem2m_sa::table::TableConfig;
@@ -47,6 +48,8 @@ struct Deployment {
     replicas: Vec<Node>,
     stores: Vec<RedisStore>,
     ae: Node,
+    /// The configuration of another Initiator ([`Deployment::barrier`]).
+    other: NodeConfig,
     redis: redis::aio::MultiplexedConnection,
     // Last: the replicas' tasks end before Redis does.
     _server: Redis,
@@ -68,8 +71,9 @@ async fn deployment(server: Redis, n: usize) -> Deployment {
         stores.push(store);
     }
     let ae = Node::new(node_config(&pki, "/id-asn", &["C*"]));
+    let other = node_config(&pki, "/id-asn2", &["C*"]);
     let redis = redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    Deployment { replicas, stores, ae, redis, _server: server }
+    Deployment { replicas, stores, ae, other, redis, _server: server }
 }
 
 /// The Initiator's SA messages, handed to `replica` (as [`onem2m_sa_tower::ReceiveSecure`]
@@ -109,6 +113,14 @@ impl Deployment {
         let sa_id = entry.sa_id();
         until("every replica holds the SA", || self.stores.iter().all(|s| s.table().get(sa_id).is_some())).await;
         sa_id
+    }
+
+    /// Waits until every replica has applied every event published so far: another Initiator
+    /// establishes an SA through replica 0, and the events of one channel arrive in order.
+    async fn barrier(&self) {
+        let entry = Node::new(self.other.clone()).sa_with(&cse(), via(&self.replicas[0])).await.unwrap();
+        let sa_id = entry.sa_id();
+        until("every replica holds the SA", || self.stores.iter().all(|s| s.table().get(sa_id).is_some())).await;
     }
 
     /// Records written to the store so far (each write draws a generation).
@@ -204,4 +216,62 @@ async fn the_sas_of_a_dead_replica_expire_through_the_survivors() {
         r.tick_at(later).await;
     }
     assert_eq!(d.writes().await - before, 2, "one tombstone each");
+}
+
+/// The epoch each replica seals under for `sa_id` (`None`: it does not hold the SA).
+fn epochs(d: &Deployment, sa_id: SaId) -> Vec<Option<u32>> {
+    d.stores.iter().map(|s| s.table().get(sa_id).and_then(|e| e.current_epoch()).map(|e| e.number)).collect()
+}
+
+/// (b) The documented setup: the balancer keeps a peer's SA messages on the replica that
+/// established its SA. Update SA (keys, then identifier) and Remove SA handled there are seen by
+/// every replica; the old identifier ends on every replica with its grace period (it stayed
+/// on the others until the SA expired).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_and_remove_sa_handled_by_the_establishing_replica_are_seen_by_all() {
+    let Some(server) = Redis::start() else { return };
+    let d = deployment(server, 3).await;
+    let old = d.establish(1).await;
+    let confirm = d.ae.update(old, UpdateOperation::Keys, via(&d.replicas[1])).await;
+    assert_eq!(confirm.result, UpdateResult::Accepted);
+    until("every replica seals under the new keys", || epochs(&d, old) == [Some(1); 3]).await;
+
+    let confirm = d.ae.update(old, UpdateOperation::Identifier, via(&d.replicas[1])).await;
+    assert_eq!(confirm.result, UpdateResult::Accepted);
+    let new = confirm.new_sa_id.expect("a new identifier");
+    until("every replica knows the new identifier", || epochs(&d, new) == [Some(1); 3]).await;
+    // Past the grace period, the old identifier names nothing on any replica.
+    let grace = d.stores[0].table().config().grace_ms;
+    let later = Now::new(3_600_000 + grace, unix());
+    for r in &d.replicas {
+        r.tick_at(later).await;
+    }
+    until("the old identifier is gone everywhere", || epochs(&d, old) == [None; 3]).await;
+    assert_eq!(epochs(&d, new), [Some(1); 3], "the SA itself stays");
+
+    let confirm = d.ae.remove(new, via(&d.replicas[1])).await;
+    assert_eq!(confirm.0.result, UpdateResult::Accepted);
+    until("every replica removed the SA", || epochs(&d, new) == [None; 3]).await;
+}
+
+/// (b) Without that affinity: an Update SA or Remove SA handed to a replica whose SA Management
+/// did not establish the SA is refused there (it has the SA's traffic keys from the store, not
+/// its control state), and nothing changes on any replica — no two replicas ever both act on
+/// one SA's update. The removal ends the SA at the Initiator only; the replicas keep it until
+/// it expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sa_message_handed_to_another_replica_is_refused_and_changes_nothing() {
+    let Some(server) = Redis::start() else { return };
+    let d = deployment(server, 3).await;
+    let sa_id = d.establish(0).await;
+    let confirm = d.ae.update(sa_id, UpdateOperation::Keys, via(&d.replicas[2])).await;
+    assert_eq!(confirm.result, UpdateResult::Rejected);
+    let confirm = d.ae.update(sa_id, UpdateOperation::Identifier, via(&d.replicas[2])).await;
+    assert_eq!(confirm.result, UpdateResult::Rejected);
+    d.barrier().await;
+    assert_eq!(epochs(&d, sa_id), [Some(0); 3]);
+    let confirm = d.ae.remove(sa_id, via(&d.replicas[2])).await;
+    assert_ne!(confirm.0.result, UpdateResult::Accepted);
+    d.barrier().await;
+    assert_eq!(epochs(&d, sa_id), [Some(0); 3], "kept until it expires");
 }

@@ -161,6 +161,9 @@ struct Shared {
     /// With a shared store: inbound SAs expired here whose removal from the store is not
     /// settled yet, and until when (`mono_ms`) to keep trying ([`Node::tick_at`]).
     expiring: Mutex<HashMap<SaId, u64>>,
+    /// With a shared store: old identifiers of SAs renamed here, and when (`mono_ms`) their
+    /// grace period ends and they are removed from the store.
+    retiring: Mutex<Vec<(SaId, u64)>>,
     /// [`Node::set_claim_hold`], in milliseconds.
     claim_hold_ms: std::sync::atomic::AtomicU64,
 }
@@ -243,6 +246,7 @@ impl Node {
                 accepts_compact,
                 store,
                 expiring: Mutex::new(HashMap::new()),
+                retiring: Mutex::new(Vec::new()),
                 claim_hold_ms: (CLAIM_HOLD.as_millis() as u64).into(),
             }),
         }
@@ -746,7 +750,21 @@ impl Node {
         for event in &events {
             let (sa_id, established) = match event {
                 ResponderEvent::SaEstablishmentComplete(c) => (c.sa_id, true),
-                ResponderEvent::SaUpdated(u) => (u.new_sa_id.unwrap_or(u.existing_sa_id), false),
+                ResponderEvent::SaUpdated(u) => {
+                    if let Some(new) = u.new_sa_id.filter(|new| *new != u.existing_sa_id && store.shared()) {
+                        // The other replicas hold the old identifier as an SA of its own: it
+                        // ends there with its grace period here (`tick_at`).
+                        // (Reported twice for "identifier and keys": noted once.)
+                        let until = self.now().mono_ms.saturating_add(self.shared.inbound.config().grace_ms);
+                        let mut retiring = lock(&self.shared.retiring);
+                        if !retiring.iter().any(|(id, _)| *id == u.existing_sa_id) {
+                            retiring.push((u.existing_sa_id, until));
+                        }
+                        (new, false)
+                    } else {
+                        (u.new_sa_id.unwrap_or(u.existing_sa_id), false)
+                    }
+                }
                 ResponderEvent::SaRemoved(r) => {
                     if let Err(e) = store.remove(r.sa_id).await {
                         tracing::warn!(error = %e, "SA removal not recorded in the store");
@@ -916,6 +934,20 @@ impl Node {
 
     /// The store's part of the expiry of `expired` (see [`Self::tick_at`]).
     async fn expire_in_store(&self, store: &dyn crate::store::SaStore, expired: Vec<SaId>, now: Now) {
+        // Old identifiers past their grace period, and gone from this replica's table (its
+        // sweep ended their alias): removing one from the store cannot touch the SA here.
+        let retired: Vec<SaId> = {
+            let mut retiring = lock(&self.shared.retiring);
+            let over = |(id, until): &(SaId, u64)| *until <= now.mono_ms && self.shared.inbound.get(*id).is_none();
+            let retired = retiring.iter().filter(|r| over(r)).map(|(id, _)| *id).collect();
+            retiring.retain(|r| !over(r));
+            retired
+        };
+        for old in retired {
+            if let Err(e) = store.remove(old).await {
+                tracing::warn!(error = %e, sa = %old, "old SA identifier not removed from the store");
+            }
+        }
         let hold_ms = self.shared.claim_hold_ms.load(std::sync::atomic::Ordering::Relaxed).max(1);
         let due: Vec<(SaId, u64)> = {
             let mut pending = lock(&self.shared.expiring);
