@@ -21,7 +21,8 @@
 //!   replicas, [`RedisStore::accept`] marks each accepted sequence number with one Lua script
 //!   (a sorted set trimmed to the window), atomically across replicas.
 //! * **Ownership** (`<prefix>own:<id>`): [`RedisStore::claim`] — `SET NX PX`, renewed by the
-//!   holder — makes one replica the one that expires or rekeys an SA.
+//!   holder while it holds it — makes one replica the one that removes an expired SA from the
+//!   store (`Node::tick_at` claims at expiry; a claim lapses when its holder dies).
 //!
 //! When Redis is unreachable (at start too: [`RedisStore::open`] does not wait for it) the local
 //! tables keep serving the SAs they hold;
