@@ -889,8 +889,8 @@ impl Node {
     /// The others find it claimed and leave it, but try again, for twice the claim's hold, in
     /// case the holder dies before it writes the tombstone (its claim then lapses and passes
     /// on). The holder keeps its claim for four holds after the tombstone, so no late replica
-    /// writes a second one. An SA its idle timeout removes is dropped on this replica only:
-    /// each replica sees only the requests that reach it.
+    /// writes a second one. The idle timeout is applied by the SA Management that established
+    /// the SA alone, on the requests that reach this replica, and drops the SA here only.
     pub async fn tick_at(&self, now: Now) {
         let expired = self.run_timers(now);
         if let Some(store) = self.shared_store() {
