@@ -501,3 +501,65 @@ async fn notifications_reach_the_ae_through_the_replicas() {
     assert_eq!(senders.len(), 1, "{senders:?}");
     let _ = c.sa();
 }
+
+/// Waits until every running replica's inbound table satisfies `cond` for `sa_id`.
+async fn until_replicas(c: &Cluster, what: &str, sa_id: onem2m_sa::SaId, cond: impl Fn(Option<Arc<SaEntry>>) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let holds = || c.replicas.iter().flatten().all(|r| cond(r.sidecar().node().inbound().get(sa_id)));
+    while !holds() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The documented setup (docs/deploy.md §12): the balancer sends every SA message to one
+/// replica (the first in service, where the SA was established). The AE host's Update SA
+/// (identifier, then keys) and Remove SA go through it, and every replica applies each: requests
+/// spread over all three go on under the new identifier and keys, and after the removal the
+/// next request establishes a new SA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_and_remove_sa_through_the_balancer_reach_every_replica() {
+    use onem2m_sa::flows::{UpdateOperation, UpdateResult};
+    let Some(redis) = Redis::start() else { return };
+    let c = Cluster::start(redis).await;
+    let cnt = ae_and_container(&c).await;
+    let sa_id = c.sa().sa_id();
+    let (node, peers) = c.ae.sidecar().runtime().nodes().remove(0);
+    let retrieve_on_all = async |tag: &str| {
+        for i in 0..REPLICAS {
+            let rsp = c.send(Operation::Retrieve, &cnt, &format!("{tag}-{i}"), None, None).await.unwrap();
+            assert_eq!(rsp.rsc, Rsc::OK, "{tag}: {rsp:?}");
+        }
+    };
+
+    let confirm = node.update(sa_id, UpdateOperation::Identifier, peers.clone()).await;
+    assert_eq!(confirm.result, UpdateResult::Accepted);
+    let new = confirm.new_sa_id.expect("a new identifier");
+    until_replicas(&c, "every replica knows the new identifier", new, |e| e.is_some()).await;
+    retrieve_on_all("identifier").await;
+    assert_eq!(c.sa().sa_id(), new, "still one SA, renamed");
+
+    // The Responder refuses a key update within a second of the SA's keys
+    // (`Timing::min_key_update_interval_ms`): asked again until then.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.update(new, UpdateOperation::Keys, peers.clone()).await.result != UpdateResult::Accepted {
+        assert!(Instant::now() < deadline, "the key update was never accepted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    until_replicas(&c, "every replica under the new keys", new, |e| {
+        e.and_then(|e| e.current_epoch()).is_some_and(|e| e.number == 1)
+    })
+    .await;
+    retrieve_on_all("keys").await;
+
+    let confirm = node.remove(new, peers).await;
+    assert_eq!(confirm.0.result, UpdateResult::Accepted);
+    until_replicas(&c, "every replica removed the SA", new, |e| e.is_none()).await;
+    retrieve_on_all("removed").await;
+    assert_ne!(c.sa().sa_id(), new, "a new SA");
+
+    let log = c.balancer.log();
+    assert!(log.iter().filter(|s| s.kind == Kind::SaMessage).all(|s| s.replica == 0));
+    let executed = c.executed();
+    assert!(executed.values().all(|&n| n == 1), "{executed:?}");
+}

@@ -21,7 +21,8 @@
 //!   replicas, [`RedisStore::accept`] marks each accepted sequence number with one Lua script
 //!   (a sorted set trimmed to the window), atomically across replicas.
 //! * **Ownership** (`<prefix>own:<id>`): [`RedisStore::claim`] — `SET NX PX`, renewed by the
-//!   holder — makes one replica the one that expires or rekeys an SA.
+//!   holder while it holds it — makes one replica the one that removes an expired SA from the
+//!   store (`Node::tick_at` claims at expiry; a claim lapses when its holder dies).
 //!
 //! When Redis is unreachable (at start too: [`RedisStore::open`] does not wait for it) the local
 //! tables keep serving the SAs they hold;
@@ -496,7 +497,15 @@ impl RedisStore {
         let entry = match table.get(sa.sa_id) {
             None => table.install(sa),
             Some(e) => {
-                if e.current_epoch().is_none_or(|c| c.number < sa.keys.epoch) {
+                let current = e.current_epoch();
+                if current.as_ref().is_none_or(|c| c.number < sa.keys.epoch) {
+                    table.rekey(sa.sa_id, &sa.keys, self.now());
+                } else if current.is_some_and(|c| c.number == sa.keys.epoch && !same_keys(&c, sa)) {
+                    // A newer record of the same epoch number with other keys: the Responder
+                    // rolled back an update its Initiator never committed (no record says so)
+                    // and updated again. The abandoned epoch goes; the one before it stays the
+                    // previous one, as on the replica that made the update.
+                    table.roll_back(sa.sa_id);
                     table.rekey(sa.sa_id, &sa.keys, self.now());
                 }
                 e
@@ -769,6 +778,13 @@ impl RedisStore {
         inv.arg(&self.inner.replica).arg(hold_ms.max(1));
         Ok(self.script::<u8>(&inv).await? == 1)
     }
+}
+
+/// Whether `epoch` seals with the sending keys of `sa`'s current epoch (same lease counter name,
+/// which hashes the key and IV; an epoch without a lease is taken as the same).
+fn same_keys(epoch: &onem2m_sa::secure::EpochRef, sa: &EstablishedSa) -> bool {
+    let key = onem2m_sa::secure::Epoch::lease_key(sa.sa_id, sa.suite, &sa.keys, sa.role);
+    epoch.lease().is_none_or(|l| l.key().id == key.id)
 }
 
 /// Grants blocks to the leases that ask, and replaces blocks older than the refresh period,

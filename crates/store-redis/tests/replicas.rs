@@ -383,3 +383,41 @@ async fn the_first_command_after_redis_is_back_works() {
     let (_, c) = established(93);
     r[0].publish(&c).await.expect("the first command once Redis is back");
 }
+
+/// An Update SA whose last message (the Responder's Ack) never reaches the Initiator: the
+/// Initiator stays under the old keys, the Responder rolls back when it sees them again, and the
+/// next key update makes an epoch with the same number as the abandoned one but other keys. A
+/// replica that had applied the abandoned epoch takes the new one (it kept the abandoned keys,
+/// by number alone, and could not open a message under the SA any more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_update_after_a_rolled_back_one_reaches_every_replica() {
+    use onem2m_sa::testkit::Fault;
+    let Some(redis) = Redis::start() else { return };
+    let r = replicas(&redis, 2, 64).await;
+    let (mut l, sa) = established(23);
+    r[0].publish(&sa).await.unwrap();
+    until("replica 1 can seal", async || round_trip(&l, &r[1]).is_ok()).await;
+    // The update's messages alternate: request, confirm, response, Ack, response again, Ack …;
+    // every Ack is lost.
+    let start = l.pair.wire.len();
+    l.pair.set_faults(move |i, _| if i >= start + 3 && (i - start) % 2 == 1 { Fault::Drop } else { Fault::Pass });
+    l.pair.advance(5_000);
+    let request = UpdateSaRequest { existing_sa_id: l.sa_id, operation: UpdateOperation::Keys };
+    let ex = l.pair.initiator.update(&request, l.pair.now, &mut l.pair.rng).expect("starts");
+    l.pair.send(ex);
+    l.pair.run(100);
+    let abandoned = l.pair.responder.sa(l.sa_id).unwrap().sa.clone();
+    assert_eq!(abandoned.keys.epoch, 1, "the Responder committed");
+    r[0].publish(&abandoned).await.unwrap();
+    until("replica 1 applies the abandoned epoch", async || {
+        r[1].table().get(sa.sa_id).and_then(|e| e.current_epoch()).is_some_and(|e| e.number == 1)
+    })
+    .await;
+    // The Initiator is still under epoch 0; its next key update rolls the Responder back first.
+    l.pair.set_faults(|_, _| Fault::Pass);
+    let updated = key_update(&mut l);
+    r[0].publish(&updated).await.unwrap();
+    for (i, replica) in r.iter().enumerate() {
+        until(&format!("replica {i} opens under the new keys"), async || round_trip(&l, replica).is_ok()).await;
+    }
+}

@@ -49,7 +49,7 @@ pub mod store;
 pub use carriage::{Carriage, Outer};
 pub use executed::ExecutedConfig;
 pub use form::SecuredForm;
-pub use node::{Node, NodeConfig, Recovery, Rotation, SaEndpoint, SaFailure};
+pub use node::{CLAIM_HOLD, Node, NodeConfig, Recovery, Rotation, SaEndpoint, SaFailure};
 pub use onem2m_sa::manage::KemUpdatePolicy;
 /// Response future of [`ReceiveSecure`].
 pub use receive::ResponseFuture as ReceiveFuture;

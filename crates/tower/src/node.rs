@@ -125,6 +125,10 @@ impl Default for Recovery {
     }
 }
 
+/// How long a replica's claim on an expired SA ([`crate::store::SaStore::claim`]) holds by
+/// default ([`Node::set_claim_hold`]).
+pub const CLAIM_HOLD: Duration = Duration::from_secs(10);
+
 /// One establishment that concurrent requests to a peer wait on.
 type Flight = OnceCell<Result<Arc<SaEntry>, SaFailure>>;
 
@@ -154,6 +158,14 @@ struct Shared {
     accepts_compact: bool,
     /// Where its inbound SAs are shared with other replicas ([`Node::with_store`]).
     store: Option<Arc<dyn crate::store::SaStore>>,
+    /// With a shared store: inbound SAs expired here whose removal from the store is not
+    /// settled yet, and until when (`mono_ms`) to keep trying ([`Node::tick_at`]).
+    expiring: Mutex<HashMap<SaId, u64>>,
+    /// With a shared store: old identifiers of SAs renamed here, and when (`mono_ms`) their
+    /// grace period ends and they are removed from the store.
+    retiring: Mutex<Vec<(SaId, u64)>>,
+    /// [`Node::set_claim_hold`], in milliseconds.
+    claim_hold_ms: std::sync::atomic::AtomicU64,
 }
 
 /// One M2M Node's SA runtime. Cheap to clone.
@@ -233,6 +245,9 @@ impl Node {
                 forms: Forms::default(),
                 accepts_compact,
                 store,
+                expiring: Mutex::new(HashMap::new()),
+                retiring: Mutex::new(Vec::new()),
+                claim_hold_ms: (CLAIM_HOLD.as_millis() as u64).into(),
             }),
         }
     }
@@ -240,6 +255,14 @@ impl Node {
     /// The store this node's inbound SAs are shared through ([`Self::with_store`]), if any.
     pub fn store(&self) -> Option<&Arc<dyn crate::store::SaStore>> {
         self.shared.store.as_ref()
+    }
+
+    /// How long this replica's claim on an expired SA holds (default [`CLAIM_HOLD`]): a replica
+    /// that dies between its claim and its tombstone passes the SA on after this long (see
+    /// [`Self::tick_at`]). Only with a shared store.
+    pub fn set_claim_hold(&self, hold: Duration) {
+        let ms = hold.as_millis().clamp(1, u64::MAX as u128) as u64;
+        self.shared.claim_hold_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Replaces the Responder Agent (the accept/reject policy of Initiate SA Received).
@@ -727,7 +750,21 @@ impl Node {
         for event in &events {
             let (sa_id, established) = match event {
                 ResponderEvent::SaEstablishmentComplete(c) => (c.sa_id, true),
-                ResponderEvent::SaUpdated(u) => (u.new_sa_id.unwrap_or(u.existing_sa_id), false),
+                ResponderEvent::SaUpdated(u) => {
+                    if let Some(new) = u.new_sa_id.filter(|new| *new != u.existing_sa_id && store.shared()) {
+                        // The other replicas hold the old identifier as an SA of its own: it
+                        // ends there with its grace period here (`tick_at`).
+                        // (Reported twice for "identifier and keys": noted once.)
+                        let until = self.now().mono_ms.saturating_add(self.shared.inbound.config().grace_ms);
+                        let mut retiring = lock(&self.shared.retiring);
+                        if !retiring.iter().any(|(id, _)| *id == u.existing_sa_id) {
+                            retiring.push((u.existing_sa_id, until));
+                        }
+                        (new, false)
+                    } else {
+                        (u.new_sa_id.unwrap_or(u.existing_sa_id), false)
+                    }
+                }
                 ResponderEvent::SaRemoved(r) => {
                     if let Err(e) = store.remove(r.sa_id).await {
                         tracing::warn!(error = %e, "SA removal not recorded in the store");
@@ -796,7 +833,7 @@ impl Node {
                 interval.tick().await;
                 let Some(shared) = weak.upgrade() else { return };
                 let node = Node { shared };
-                node.tick();
+                node.tick_at(node.now()).await;
                 for (sa_id, operation) in node.rotations_due(&rotation) {
                     if lock(&node.shared.updating).insert(sa_id) {
                         let (node, transport) = (node.clone(), transport.clone());
@@ -833,14 +870,119 @@ impl Node {
 
     /// Runs both SA Managements' timers: retransmission budgets, half-open expiry, grace
     /// periods, tombstones, SA expiry. Call it periodically (e.g. every second).
+    ///
+    /// With a shared store ([`Self::with_store`]) the store's part of the expiry (see
+    /// [`Self::tick_at`]) runs in a task of its own.
     pub fn tick(&self) {
         let now = self.now();
+        let expired = self.run_timers(now);
+        if let Some(store) = self.shared_store() {
+            let node = self.clone();
+            tokio::spawn(async move { node.expire_in_store(&*store, expired, now).await });
+        }
+    }
+
+    /// [`Self::tick`] at `now`, waiting for the store's part of the expiry. With a shared store,
+    /// an inbound SA past its expiry is dropped from this replica's table (every replica does
+    /// that by itself) and removed from the store — a tombstone every replica applies — by
+    /// exactly one replica: the one whose [`crate::store::SaStore::claim`] on the SA succeeds.
+    /// The others find it claimed and leave it, but try again, for twice the claim's hold, in
+    /// case the holder dies before it writes the tombstone (its claim then lapses and passes
+    /// on). The holder keeps its claim for four holds after the tombstone, so no late replica
+    /// writes a second one. The idle timeout is applied by the SA Management that established
+    /// the SA alone, on the requests that reach this replica, and drops the SA here only.
+    pub async fn tick_at(&self, now: Now) {
+        let expired = self.run_timers(now);
+        if let Some(store) = self.shared_store() {
+            self.expire_in_store(&*store, expired, now).await;
+        }
+    }
+
+    /// The node's store when other replicas share it.
+    fn shared_store(&self) -> Option<Arc<dyn crate::store::SaStore>> {
+        self.shared.store.clone().filter(|s| s.shared())
+    }
+
+    /// Runs the timers; with a shared store, returns the inbound SAs removed for their expiry.
+    fn run_timers(&self, now: Now) -> Vec<SaId> {
+        let shared = self.shared.store.as_ref().is_some_and(|s| s.shared());
         // Exchanges in flight are retransmitted by their own drivers (`exchange`).
         lock(&self.shared.initiator).expire(now);
-        let events = lock(&self.shared.responder).handle_timeout(now);
+        let (events, mut expired) = {
+            let mut responder = lock(&self.shared.responder);
+            // The SA Management removes an SA for its expiry or for its idle timeout; only the
+            // first is the same on every replica.
+            let expired: Vec<SaId> = match shared {
+                true => responder.sas().filter(|r| r.sa.expires_unix() <= now.unix_secs).map(|r| r.sa.sa_id).collect(),
+                false => Vec::new(),
+            };
+            (responder.handle_timeout(now), expired)
+        };
+        if shared {
+            let removed =
+                |id: &SaId| events.iter().any(|e| matches!(e, ResponderEvent::SaRemoved(r) if r.sa_id == *id));
+            expired.retain(removed);
+        }
         self.publish(events);
         self.shared.outbound.sweep(now);
-        self.shared.inbound.sweep(now);
+        let swept = self.shared.inbound.sweep(now);
+        if shared {
+            expired.extend(swept);
+        }
+        expired
+    }
+
+    /// The store's part of the expiry of `expired` (see [`Self::tick_at`]).
+    async fn expire_in_store(&self, store: &dyn crate::store::SaStore, expired: Vec<SaId>, now: Now) {
+        // Old identifiers past their grace period, and gone from this replica's table (its
+        // sweep ended their alias): removing one from the store cannot touch the SA here.
+        let retired: Vec<SaId> = {
+            let mut retiring = lock(&self.shared.retiring);
+            let over = |(id, until): &(SaId, u64)| *until <= now.mono_ms && self.shared.inbound.get(*id).is_none();
+            let retired = retiring.iter().filter(|r| over(r)).map(|(id, _)| *id).collect();
+            retiring.retain(|r| !over(r));
+            retired
+        };
+        for old in retired {
+            if let Err(e) = store.remove(old).await {
+                tracing::warn!(error = %e, sa = %old, "old SA identifier not removed from the store");
+            }
+        }
+        let hold_ms = self.shared.claim_hold_ms.load(std::sync::atomic::Ordering::Relaxed).max(1);
+        let due: Vec<(SaId, u64)> = {
+            let mut pending = lock(&self.shared.expiring);
+            for sa_id in expired {
+                pending.entry(sa_id).or_insert(now.mono_ms.saturating_add(2 * hold_ms));
+            }
+            pending.iter().map(|(id, until)| (*id, *until)).collect()
+        };
+        for (sa_id, until) in due {
+            let done = match store.claim(sa_id, hold_ms).await {
+                Ok(true) => match store.remove(sa_id).await {
+                    Ok(()) => {
+                        tracing::debug!(sa = %sa_id, "expired SA removed from the store");
+                        // Kept while the other replicas may still try.
+                        if let Err(e) = store.claim(sa_id, 4 * hold_ms).await {
+                            tracing::debug!(error = %e, "claim on an expired SA not extended");
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, sa = %sa_id, "expired SA not removed from the store yet");
+                        now.mono_ms >= until
+                    }
+                },
+                // Another replica holds it: it writes the tombstone (or its claim lapses).
+                Ok(false) => now.mono_ms >= until,
+                Err(e) => {
+                    tracing::debug!(error = %e, sa = %sa_id, "expired SA not claimed yet");
+                    now.mono_ms >= until
+                }
+            };
+            if done {
+                lock(&self.shared.expiring).remove(&sa_id);
+            }
+        }
     }
 }
 

@@ -77,8 +77,9 @@ pub trait SaStore: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    /// Whether this replica is the one to expire (or rekey) the SA now: at most one replica
-    /// gets true for an SA within `hold_ms`.
+    /// Whether this replica is the one to remove the expired SA from the store now
+    /// ([`crate::Node::tick_at`]): at most one replica gets true for an SA within `hold_ms`
+    /// (the holder, asking again, gets true and holds it `hold_ms` from then).
     fn claim(&self, sa_id: SaId, hold_ms: u64) -> StoreFuture<'_, bool>;
 }
 
