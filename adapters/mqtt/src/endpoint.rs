@@ -19,7 +19,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tower::{Service, ServiceExt};
 
-use crate::codec::{DecodeError, Message, decode_message, encode_request, encode_response};
+use crate::codec::{DecodeError, Message, decode_message, encode_request, encode_response, scan_rqi};
 use crate::topic::{self, Format, Kind, Topic};
 use crate::{BoxError, Limits};
 
@@ -52,6 +52,11 @@ pub struct EndpointConfig {
     pub serve_timeout: Duration,
     /// Subscribe to requests to this node (`req/+/<me>/+`, `reg_req/+/<me>/+`).
     pub serve_requests: bool,
+    /// Other topic IDs whose requests this endpoint serves too (`req/+/<id>/+`,
+    /// `reg_req/+/<id>/+` for each): a gateway answering on behalf of other nodes, such as the
+    /// sidecar's MQTT egress for its peers' CSE-IDs. Answers go out on the topic the request
+    /// named (`resp/<originator>/<id>/<type>`).
+    pub serve_for: Vec<String>,
     /// First delay before reconnecting after the connection fails; doubled on each failure.
     pub reconnect_min: Duration,
     /// Longest delay between reconnection attempts.
@@ -81,6 +86,7 @@ impl EndpointConfig {
             request_timeout: Duration::from_secs(30),
             serve_timeout: Duration::from_secs(30),
             serve_requests: true,
+            serve_for: Vec::new(),
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(5),
             queue: 1024,
@@ -129,7 +135,8 @@ pub struct StatsSnapshot {
     pub malformed_topic: u64,
     /// Dropped: the payload is not a primitive of the topic's kind.
     pub malformed_payload: u64,
-    /// Dropped: the payload exceeds the limit.
+    /// Refused: the payload exceeds the limit (a request whose `rqi` is found is answered
+    /// `BAD_REQUEST`, the rest dropped).
     pub oversize: u64,
     /// Dropped: XML or CBOR.
     pub unsupported_format: u64,
@@ -408,6 +415,7 @@ async fn drive(mut events: EventLoop, inner: Arc<Inner>, tx: mpsc::Sender<Publis
                     let c = &inner.config;
                     let filters = topic::filters(&c.prefix, &c.me, c.serve_requests)
                         .into_iter()
+                        .chain(c.serve_for.iter().flat_map(|id| topic::request_filters(&c.prefix, id)))
                         .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
                     if let Err(e) = inner.client.subscribe_many(filters).await {
                         tracing::debug!(error = %e, "MQTT: cannot subscribe");
@@ -460,6 +468,11 @@ impl Inner {
                 }
             }
             Ok(Message::Request(topic, req)) => self.request(topic, *req, &p.payload),
+            Err(e @ DecodeError::Oversize { .. }) => {
+                Stats::bump(&self.stats.oversize);
+                tracing::debug!(error = %e, "MQTT: oversize message refused");
+                self.refuse_oversize(&p.topic, &p.payload);
+            }
             Err(e) => {
                 let counter = match e {
                     DecodeError::Topic(_) => &self.stats.malformed_topic,
@@ -538,6 +551,23 @@ impl Inner {
                 }
                 inner.publish_now(answer_topic, bytes).await;
             });
+        }
+    }
+
+    /// Answers an oversize request `BAD_REQUEST` (4000) when its request identifier can be found
+    /// without decoding it ([`scan_rqi`]); anything else oversize is only dropped. Not executed,
+    /// not remembered as a duplicate: a redelivery is refused again.
+    fn refuse_oversize(self: &Arc<Self>, topic: &str, payload: &[u8]) {
+        let Ok(topic) = Topic::parse(topic, &self.config.prefix) else { return };
+        if !topic.kind.is_request() {
+            return;
+        }
+        let Some(rqi) = scan_rqi(payload) else { return };
+        let limit = self.config.limits.max_payload_bytes;
+        let text = format!("the request is too large ({} bytes, limit {limit})", payload.len());
+        let rsp = ResponsePrimitive::error(Rsc::BAD_REQUEST, &rqi, text);
+        if let Ok(bytes) = encode_response(&rsp) {
+            self.publish(topic.answer().to_string_with(&self.config.prefix), bytes.into());
         }
     }
 

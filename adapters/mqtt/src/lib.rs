@@ -27,7 +27,7 @@ mod codec;
 mod endpoint;
 pub mod topic;
 
-pub use codec::{DecodeError, Message, decode_message, encode_request, encode_response};
+pub use codec::{DecodeError, Message, decode_message, encode_request, encode_response, scan_rqi};
 pub use endpoint::{ClientError, Endpoint, EndpointConfig, MqttClient, Stats, StatsSnapshot, current_originator};
 /// The MQTT client library this crate builds on (its `MqttOptions` configure the connection).
 pub use rumqttc;

@@ -200,10 +200,15 @@ impl fmt::Display for Topic {
 pub fn filters(prefix: &str, me: &str, requests: bool) -> Vec<String> {
     let mut out = vec![format!("{prefix}/oneM2M/resp/{me}/+/+"), format!("{prefix}/oneM2M/reg_resp/{me}/+/+")];
     if requests {
-        out.push(format!("{prefix}/oneM2M/req/+/{me}/+"));
-        out.push(format!("{prefix}/oneM2M/reg_req/+/{me}/+"));
+        out.extend(request_filters(prefix, me));
     }
     out
+}
+
+/// The filters for the requests to the node with topic ID `receiver`: `req/+/<receiver>/+` and
+/// `reg_req/+/<receiver>/+`.
+pub fn request_filters(prefix: &str, receiver: &str) -> [String; 2] {
+    [format!("{prefix}/oneM2M/req/+/{receiver}/+"), format!("{prefix}/oneM2M/reg_req/+/{receiver}/+")]
 }
 
 #[cfg(test)]
