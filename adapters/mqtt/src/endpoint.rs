@@ -27,13 +27,20 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type Handler = Arc<dyn Fn(RequestPrimitive) -> BoxFuture<Result<ResponsePrimitive, BoxError>> + Send + Sync>;
 
 tokio::task_local! {
-    static ORIGINATOR: String;
+    /// The topic IDs of the request being served: originator, receiver.
+    static SERVING: (String, String);
 }
 
 /// The topic ID of the originator whose request is being served, inside the service
 /// [`Endpoint::serve`] runs; `None` elsewhere.
 pub fn current_originator() -> Option<String> {
-    ORIGINATOR.try_with(Clone::clone).ok()
+    SERVING.try_with(|(originator, _)| originator.clone()).ok()
+}
+
+/// The topic ID the request being served was addressed to (this node's, or one of
+/// [`EndpointConfig::serve_for`]), inside the service [`Endpoint::serve`] runs; `None` elsewhere.
+pub fn current_receiver() -> Option<String> {
+    SERVING.try_with(|(_, receiver)| receiver.clone()).ok()
 }
 
 /// Settings of an [`Endpoint`].
@@ -527,10 +534,10 @@ impl Inner {
             Stats::bump(&self.stats.executed);
             let inner = self.clone();
             let rqi = req.rqi.clone();
-            let originator = topic.originator;
+            let serving = (topic.originator, topic.receiver);
             tokio::spawn(async move {
                 let _permit = permit;
-                let run = ORIGINATOR.scope(originator, handler(req));
+                let run = SERVING.scope(serving, handler(req));
                 let rsp = match tokio::time::timeout(inner.config.serve_timeout, run).await {
                     Ok(Ok(rsp)) => rsp,
                     Ok(Err(e)) => {

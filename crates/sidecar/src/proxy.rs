@@ -1108,6 +1108,7 @@ impl Sidecar {
         let coap_addresses = coap.addresses();
         coap::spawn_servers(config, coap, &runtime, &mut servers, shutdown);
         runtime.mqtt.serve_ingress(&runtime, config.log.access)?;
+        runtime.mqtt.serve_egress(&runtime, config)?;
         let pruning = runtime.clone();
         let pruner = tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(10));

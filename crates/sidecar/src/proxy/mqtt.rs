@@ -10,6 +10,13 @@
 //!   secured primitive, so the broker sees topic IDs, sizes and timing, never the content.
 //!   `[egress.mqtt]` holds the client ID and credentials for those brokers; a peer at the
 //!   ingress's broker shares its connection.
+//! * **`[egress.mqtt] listen_broker`** — plaintext primitives in from MQTT-only AEs through
+//!   their local broker: the node subscribes there to the requests addressed to its peers
+//!   (`/oneM2M/req/+/<peer>/+`, `reg_req` too, each peer's ID as a topic ID) and hands each to
+//!   the same egress service as the CoAP egress (routing by CSE-ID, sealing, the peer over any
+//!   binding); the answer goes out on the matching `resp` topic. The endpoint's limits are the
+//!   plaintext ones (`http.max_body_bytes`): a larger request is answered 4000 (its `rqi`
+//!   found without decoding it); a redelivered duplicate is answered again, never sent twice.
 //!
 //! One connection per broker for the sidecar's lifetime: a reload that names a new broker
 //! connects to it; `[ingress.mqtt]` itself only changes with a restart.
@@ -21,8 +28,9 @@ use std::sync::{Mutex, PoisonError};
 
 use onem2m_primitive::{RequestPrimitive, ResponsePrimitive};
 use onem2m_sa::credential::NodeId;
+use onem2m_sa_http::BoxError;
 use onem2m_sa_mqtt::rumqttc::{MqttOptions, TlsConfiguration, Transport};
-use onem2m_sa_mqtt::{Endpoint, EndpointConfig, Limits, MqttClient, encode_id};
+use onem2m_sa_mqtt::{Endpoint, EndpointConfig, Limits, MqttClient, current_receiver, decode_id, encode_id};
 use tower::ServiceExt;
 
 use super::{BoxFuture, Runtime, StartError, sealed_body_limit};
@@ -62,6 +70,8 @@ pub(super) struct MqttBrokers {
     me: String,
     ingress: Option<MqttSettings>,
     egress: Option<MqttSettings>,
+    /// The largest plaintext primitive (`http.max_body_bytes`), for the AEs' local broker.
+    plaintext_limit: usize,
     /// Appended to the client IDs (a probe must not take over the running sidecar's sessions).
     suffix: &'static str,
     limits: Limits,
@@ -87,6 +97,7 @@ impl MqttBrokers {
             ingress: config.ingress.as_ref().and_then(|i| i.mqtt.clone()),
             egress: config.egress.as_ref().and_then(|e| e.mqtt.clone()),
             suffix,
+            plaintext_limit: config.http.max_body_bytes,
             limits: Limits { max_payload_bytes: sealed_body_limit(config.http.max_body_bytes), ..Limits::default() },
             request_timeout: config.http.request_timeout,
             endpoints: Mutex::new(HashMap::new()),
@@ -96,23 +107,39 @@ impl MqttBrokers {
     /// The connection to the broker at `address`: the ingress's (which also serves requests)
     /// when it is that broker.
     fn endpoint(&self, address: &str, what: &str) -> Result<Endpoint, StartError> {
+        let ingress = self.ingress.as_ref().filter(|i| i.broker.as_deref() == Some(address));
+        let serve_requests = ingress.is_some() && self.suffix.is_empty();
+        self.connect(address, what, ingress.or(self.egress.as_ref()), |config| config.serve_requests = serve_requests)
+    }
+
+    /// The connection to the broker at `address` (made once, then shared), with `settings`'
+    /// client ID and credentials, the sealed limits, and what `tweak` changes.
+    fn connect(
+        &self,
+        address: &str,
+        what: &str,
+        settings: Option<&MqttSettings>,
+        tweak: impl FnOnce(&mut EndpointConfig),
+    ) -> Result<Endpoint, StartError> {
         let mut endpoints = self.endpoints.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(e) = endpoints.get(address) {
             return Ok(e.clone());
         }
         let bad = |reason: String| StartError::Address { what: what.to_owned(), reason };
         let broker = Broker::parse(address).ok_or_else(|| bad(format!("{address} is not an MQTT address")))?;
-        let ingress = self.ingress.as_ref().filter(|i| i.broker.as_deref() == Some(address));
-        let settings = ingress.or(self.egress.as_ref());
         let mut config = EndpointConfig::new(self.me.clone());
         config.prefix = broker.prefix.clone();
         config.limits = self.limits;
         config.request_timeout = self.request_timeout;
         config.serve_timeout = self.request_timeout;
-        config.serve_requests = ingress.is_some() && self.suffix.is_empty();
+        // A packet up to the sealed limit is read (and refused with an answer if it is larger
+        // than the endpoint's own limit) rather than dropping the connection.
+        let packet_limit = self.limits.max_payload_bytes.saturating_add(8 * 1024);
+        tweak(&mut config);
         let client_id = settings.and_then(|s| s.client_id.clone()).unwrap_or_else(|| format!("C::{}", self.me));
         let mut options: MqttOptions =
             config.options(&format!("{client_id}{}", self.suffix), &broker.host, broker.port);
+        options.set_max_packet_size(packet_limit, packet_limit);
         if let Some(s) = settings.filter(|s| s.username.is_some()) {
             options.set_credentials(s.username.clone().unwrap_or_default(), s.password.clone().unwrap_or_default());
         }
@@ -152,6 +179,27 @@ impl MqttBrokers {
         Ok(())
     }
 
+    /// Connects to the AEs' local broker (`[egress.mqtt] listen_broker`) and serves their
+    /// requests to the peers from it, with the egress service of the CoAP egress.
+    pub(super) fn serve_egress(&self, runtime: &Runtime, config: &Config) -> Result<(), StartError> {
+        let what = "egress.mqtt.listen_broker";
+        let Some(address) = self.egress.as_ref().and_then(|e| e.listen_broker.clone()) else { return Ok(()) };
+        let mut peers = Vec::with_capacity(config.peers.len());
+        for p in &config.peers {
+            let id = encode_id(p.id.as_str())
+                .map_err(|e| StartError::Address { what: what.into(), reason: format!("peer {}: {e}", p.id) })?;
+            peers.push(id);
+        }
+        let plaintext = Limits { max_payload_bytes: self.plaintext_limit, ..self.limits };
+        let endpoint = self.connect(&address, what, self.egress.as_ref(), |c| {
+            c.serve_requests = false;
+            c.serve_for = peers;
+            c.limits = plaintext;
+        })?;
+        endpoint.serve(AeRequests(super::coap::egress_service(runtime.clone(), config.log.access)));
+        Ok(())
+    }
+
     /// Disconnects from every broker and forgets the connections (their services hold the
     /// runtime, which holds this: without it they would outlive the sidecar).
     pub(super) async fn shutdown(&self) {
@@ -186,6 +234,36 @@ impl MqttPeer {
     /// are [`onem2m_sa_mqtt::ClientError`]s (boxed), which name the RSC to answer with.
     pub(super) fn call(&self, req: RequestPrimitive) -> BoxFuture<ResponsePrimitive> {
         Box::pin(self.client.clone().oneshot(req))
+    }
+}
+
+/// The egress service for requests from the AEs' local broker: a CSE-relative target
+/// (`cse-in/…`, TS-0010's usual request from an AE to its registrar) is made SP-relative with
+/// the CSE-ID the topic named (`/id-in/cse-in/…`), so that it reaches that peer.
+#[derive(Clone)]
+struct AeRequests<S>(S);
+
+impl<S> tower::Service<RequestPrimitive> for AeRequests<S>
+where
+    S: tower::Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = ResponsePrimitive;
+    type Error = BoxError;
+    type Future = BoxFuture<ResponsePrimitive>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: RequestPrimitive) -> Self::Future {
+        if !req.to.starts_with('/') {
+            let cse = current_receiver().and_then(|r| decode_id(&r).ok()).filter(|id| id.starts_with('/'));
+            if let Some(cse) = cse.filter(|c| !c[1..].contains('/')) {
+                req.to = format!("{cse}/{}", req.to);
+            }
+        }
+        Box::pin(self.0.call(req))
     }
 }
 
