@@ -92,6 +92,8 @@ impl Setup {
         ae_config.http.max_body_bytes = PLAINTEXT_LIMIT;
         let egress = ae_config.egress.as_mut().unwrap();
         egress.http = None;
+        // No default peer: a CSE-relative target reaches the CSE the topic names.
+        egress.default_peer = None;
         egress.mqtt = Some(mqtt(None, Some(format!("mqtt://{}", local.local_addr()))));
         ae_config.peers[0].address = peer_address;
         let ae_sidecar = Sidecar::start(&ae_config, Listeners::default(), None).await.unwrap();

@@ -30,7 +30,7 @@ use onem2m_primitive::{RequestPrimitive, ResponsePrimitive};
 use onem2m_sa::credential::NodeId;
 use onem2m_sa_http::BoxError;
 use onem2m_sa_mqtt::rumqttc::{MqttOptions, TlsConfiguration, Transport};
-use onem2m_sa_mqtt::{Endpoint, EndpointConfig, Limits, MqttClient, current_receiver, decode_id, encode_id};
+use onem2m_sa_mqtt::{Endpoint, EndpointConfig, Limits, MqttClient, current_receiver, encode_id};
 use tower::ServiceExt;
 
 use super::{BoxFuture, Runtime, StartError, sealed_body_limit};
@@ -184,19 +184,21 @@ impl MqttBrokers {
     pub(super) fn serve_egress(&self, runtime: &Runtime, config: &Config) -> Result<(), StartError> {
         let what = "egress.mqtt.listen_broker";
         let Some(address) = self.egress.as_ref().and_then(|e| e.listen_broker.clone()) else { return Ok(()) };
-        let mut peers = Vec::with_capacity(config.peers.len());
+        let mut peers = HashMap::with_capacity(config.peers.len());
         for p in &config.peers {
             let id = encode_id(p.id.as_str())
                 .map_err(|e| StartError::Address { what: what.into(), reason: format!("peer {}: {e}", p.id) })?;
-            peers.push(id);
+            peers.insert(id, p.id.clone());
         }
+        let serve_for = peers.keys().cloned().collect();
         let plaintext = Limits { max_payload_bytes: self.plaintext_limit, ..self.limits };
         let endpoint = self.connect(&address, what, self.egress.as_ref(), |c| {
             c.serve_requests = false;
-            c.serve_for = peers;
+            c.serve_for = serve_for;
             c.limits = plaintext;
         })?;
-        endpoint.serve(AeRequests(super::coap::egress_service(runtime.clone(), config.log.access)));
+        let egress = super::coap::egress_service(runtime.clone(), config.log.access);
+        endpoint.serve(AeRequests { egress, peers: std::sync::Arc::new(peers) });
         Ok(())
     }
 
@@ -241,7 +243,11 @@ impl MqttPeer {
 /// (`cse-in/…`, TS-0010's usual request from an AE to its registrar) is made SP-relative with
 /// the CSE-ID the topic named (`/id-in/cse-in/…`), so that it reaches that peer.
 #[derive(Clone)]
-struct AeRequests<S>(S);
+struct AeRequests<S> {
+    egress: S,
+    /// The peers by topic ID.
+    peers: std::sync::Arc<HashMap<String, NodeId>>,
+}
 
 impl<S> tower::Service<RequestPrimitive> for AeRequests<S>
 where
@@ -253,17 +259,20 @@ where
     type Future = BoxFuture<ResponsePrimitive>;
 
     fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
-        self.0.poll_ready(cx)
+        self.egress.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: RequestPrimitive) -> Self::Future {
         if !req.to.starts_with('/') {
-            let cse = current_receiver().and_then(|r| decode_id(&r).ok()).filter(|id| id.starts_with('/'));
-            if let Some(cse) = cse.filter(|c| !c[1..].contains('/')) {
+            let peer = current_receiver().and_then(|r| self.peers.get(&r));
+            // Only a CSE-ID (`/id-in`) prefixes a CSE-relative target.
+            if let Some(cse) =
+                peer.map(NodeId::as_str).filter(|c| c.len() > 1 && c.starts_with('/') && !c[1..].contains('/'))
+            {
                 req.to = format!("{cse}/{}", req.to);
             }
         }
-        Box::pin(self.0.call(req))
+        Box::pin(self.egress.call(req))
     }
 }
 
