@@ -260,6 +260,14 @@ async fn an_mqtt_only_ae_reaches_a_cse_behind_an_http_sidecar() {
         assert!(!sample.contains(secret), "{secret} readable on the HTTP hop: {sample}");
     }
     duplicates_and_oversize(&s).await;
+    // Registration topics: an AE without an AE-ID yet registers on reg_req (its topic ID a
+    // Credential-ID) and gets the answer on reg_resp.
+    let mut registration = endpoint.registration_client(&CSE_ID[1..]);
+    let mut req = request(Operation::Create, &format!("{CSE_ID}/{CSE_BASE}"), "Cnew-ae", "reg-1");
+    req.ty = Some(2);
+    req.pc = Some(json!({"m2m:ae": {"rn": "new-ae", "api": "Nnew", "rr": false, "srv": ["3"]}}));
+    expect(&mut registration, req, Rsc::CREATED).await;
+    assert_eq!(s.cse.cse.executed().iter().filter(|(_, rqi)| rqi == "reg-1").count(), 1);
     endpoint.shutdown().await;
     s.shutdown().await;
 }
