@@ -4,20 +4,23 @@
 //! **MQTT**, through another broker) → CSE-side sidecar → demo CSE;
 //!
 //! the answers on the `resp` topics, no plaintext on the secured hop, a redelivered PUBLISH
-//! executed once, an oversize request refused with 4000.
+//! executed once, an oversize request refused with 4000; and the other way, a CSE's
+//! notification through both sidecars to the AE on the local broker (an `mqtt://` upstream).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use onem2m_primitive::{Operation, RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
+use onem2m_sa::credential::NodeId;
 use onem2m_sa_examples::demo_cse::DemoCse;
 use onem2m_sa_examples::demo_http::{ServedCse, serve_demo_cse};
 use onem2m_sa_http::BoxError;
+use onem2m_sa_http::{ClientConfig, HttpClient};
 use onem2m_sa_integration::mqtt_watcher::MqttWatcher;
 use onem2m_sa_integration::request;
 use onem2m_sa_mqtt::broker::{Broker, BrokerConfig};
 use onem2m_sa_mqtt::rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use onem2m_sa_mqtt::{Endpoint, EndpointConfig, MqttClient};
+use onem2m_sa_mqtt::{Endpoint, EndpointConfig, MqttClient, current_originator};
 use onem2m_sa_sidecar::config::{Config, MqttSettings};
 use onem2m_sa_sidecar::demo::{self, CSE_BASE, CSE_ID, DemoPki, loopback};
 use onem2m_sa_sidecar::proxy::{Listeners, Sidecar};
@@ -61,11 +64,23 @@ impl Setup {
         let local = Broker::start(any(), BrokerConfig::default()).await.unwrap();
         let pki = DemoPki::new();
         let cse = serve_demo_cse(loopback().await.unwrap(), DemoCse::new(CSE_ID, CSE_BASE)).await.unwrap();
-        let mut cse_config = demo::cse_sidecar_config(&pki, &cse.base(), any());
-        cse_config.egress = None;
-        cse_config.peers.clear();
+        // Over HTTP, the CSE's notifications go back to the AE host's ingress too.
+        let ae_ingress = loopback().await.unwrap();
+        let mut cse_config = demo::cse_sidecar_config(&pki, &cse.base(), ae_ingress.local_addr().unwrap());
+        cse_config.peers[0].id = NodeId::new(AE_HOST).unwrap();
+        if hop == Hop::Mqtt {
+            cse_config.egress = None;
+            cse_config.peers.clear();
+        }
         let (shared, cse_listeners) = match hop {
-            Hop::Http => (None, Listeners { ingress_http: Some(loopback().await.unwrap()), ..Listeners::default() }),
+            Hop::Http => (
+                None,
+                Listeners {
+                    ingress_http: Some(loopback().await.unwrap()),
+                    egress_http: Some(loopback().await.unwrap()),
+                    ..Listeners::default()
+                },
+            ),
             Hop::Mqtt => {
                 let shared = Broker::start(any(), BrokerConfig::default()).await.unwrap();
                 let ingress = cse_config.ingress.as_mut().unwrap();
@@ -86,17 +101,24 @@ impl Setup {
             (None, Some(shared)) => format!("mqtt://{}", shared.local_addr()),
             (None, None) => unreachable!(),
         };
-        let mut ae_config: Config = demo::ae_sidecar_config(&pki, any(), "http://127.0.0.1:9");
+        let local_address = format!("mqtt://{}", local.local_addr());
+        let mut ae_config: Config = demo::ae_sidecar_config(&pki, any(), &local_address);
         ae_config.node = pki.node(AE_HOST, &[AE_HOST, "C*", "S*", ""]);
-        ae_config.ingress = None;
+        if hop == Hop::Mqtt {
+            ae_config.ingress = None;
+        }
         ae_config.http.max_body_bytes = PLAINTEXT_LIMIT;
         let egress = ae_config.egress.as_mut().unwrap();
         egress.http = None;
         // No default peer: a CSE-relative target reaches the CSE the topic names.
         egress.default_peer = None;
-        egress.mqtt = Some(mqtt(None, Some(format!("mqtt://{}", local.local_addr()))));
+        egress.mqtt = Some(mqtt(None, Some(local_address)));
         ae_config.peers[0].address = peer_address;
-        let ae_sidecar = Sidecar::start(&ae_config, Listeners::default(), None).await.unwrap();
+        let ae_listeners = match hop {
+            Hop::Http => Listeners { ingress_http: Some(ae_ingress), ..Listeners::default() },
+            Hop::Mqtt => Listeners::default(),
+        };
+        let ae_sidecar = Sidecar::start(&ae_config, ae_listeners, None).await.unwrap();
         let ready = async {
             cse_sidecar.mqtt_ready().await;
             ae_sidecar.mqtt_ready().await;
@@ -109,7 +131,6 @@ impl Setup {
     async fn ae(&self, ae: &str) -> (Endpoint, MqttClient) {
         let addr = self.local.local_addr();
         let mut config = EndpointConfig::new(ae);
-        config.serve_requests = false;
         config.request_timeout = Duration::from_secs(20);
         let options = config.options(&format!("A::{ae}"), &addr.ip().to_string(), addr.port());
         let endpoint = Endpoint::start(options, config);
@@ -240,6 +261,35 @@ async fn duplicates_and_oversize(s: &Setup) {
     assert_eq!((stats.duplicates, stats.oversize), (1, 1), "{stats:?}");
 }
 
+/// The CSE notifies the AE: CSE-side egress (HTTP) → sealed → AE-side ingress → published on
+/// `/oneM2M/req/id-in/<AE-ID>/json` at the local broker, the AE's answer back the same way.
+async fn notification(s: &Setup, ae: &Endpoint) {
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, RequestPrimitive)>>>;
+    let seen: Seen = Default::default();
+    let record = seen.clone();
+    ae.serve(tower::service_fn(move |req: RequestPrimitive| {
+        let record = record.clone();
+        async move {
+            let rsp = ResponsePrimitive::new(Rsc::OK, &req.rqi);
+            record.lock().unwrap().push((current_originator(), req));
+            Ok::<_, BoxError>(rsp)
+        }
+    }));
+    let cse_egress = s.cse_sidecar.addresses().egress_http.unwrap();
+    let cse = HttpClient::new(&format!("http://{cse_egress}"), ClientConfig::default()).unwrap();
+    let mut req = request(Operation::Notify, &format!("{AE_HOST}/{}", ae.me()), CSE_ID, "n-1");
+    req.pc = Some(
+        json!({"m2m:sgn": {"sur": "/id-in/sub-1", "nev": {"net": 3, "rep": {"m2m:cin": {"con": "secret-reading-3"}}}}}),
+    );
+    let rsp = cse.oneshot(req).await.unwrap();
+    assert_eq!((rsp.rqi.as_str(), rsp.rsc), ("n-1", Rsc::OK), "{:?}", rsp.pc);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "delivered once");
+    let (originator, got) = &seen[0];
+    assert_eq!(originator.as_deref(), Some(&CSE_ID[1..]), "published as the CSE (TS-0010)");
+    assert_eq!(got.pc.as_ref().unwrap()["m2m:sgn"]["nev"]["rep"]["m2m:cin"]["con"], "secret-reading-3");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mqtt_only_ae_reaches_a_cse_behind_an_http_sidecar() {
     let s = Setup::start(Hop::Http).await;
@@ -260,6 +310,7 @@ async fn an_mqtt_only_ae_reaches_a_cse_behind_an_http_sidecar() {
         assert!(!sample.contains(secret), "{secret} readable on the HTTP hop: {sample}");
     }
     duplicates_and_oversize(&s).await;
+    notification(&s, &endpoint).await;
     // Registration topics: an AE without an AE-ID yet registers on reg_req (its topic ID a
     // Credential-ID) and gets the answer on reg_resp.
     let mut registration = endpoint.registration_client(&CSE_ID[1..]);

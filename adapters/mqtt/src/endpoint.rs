@@ -64,6 +64,9 @@ pub struct EndpointConfig {
     /// sidecar's MQTT egress for its peers' CSE-IDs. Answers go out on the topic the request
     /// named (`resp/<originator>/<id>/<type>`).
     pub serve_for: Vec<String>,
+    /// Other originator topic IDs this endpoint sends requests as ([`Endpoint::client_as`]):
+    /// their answers are subscribed to too (`resp/<id>/+/+`, `reg_resp/<id>/+/+`).
+    pub answers_for: Vec<String>,
     /// First delay before reconnecting after the connection fails; doubled on each failure.
     pub reconnect_min: Duration,
     /// Longest delay between reconnection attempts.
@@ -94,6 +97,7 @@ impl EndpointConfig {
             serve_timeout: Duration::from_secs(30),
             serve_requests: true,
             serve_for: Vec::new(),
+            answers_for: Vec::new(),
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(5),
             queue: 1024,
@@ -352,13 +356,31 @@ impl Endpoint {
 
     /// A client sending requests to the node with topic ID `receiver` on `req` topics.
     pub fn client(&self, receiver: impl Into<String>) -> MqttClient {
-        MqttClient { endpoint: self.clone(), receiver: receiver.into(), kind: Kind::Request }
+        MqttClient { endpoint: self.clone(), originator: None, receiver: receiver.into(), kind: Kind::Request }
+    }
+
+    /// A client sending requests to `receiver` on `req` topics as the originator with topic ID
+    /// `originator` (one of [`EndpointConfig::answers_for`], whose answers this endpoint
+    /// receives): a gateway relaying another node's requests, such as the sidecar delivering
+    /// a CSE's notifications to an MQTT-only AE.
+    pub fn client_as(&self, originator: impl Into<String>, receiver: impl Into<String>) -> MqttClient {
+        MqttClient {
+            endpoint: self.clone(),
+            originator: Some(originator.into()),
+            receiver: receiver.into(),
+            kind: Kind::Request,
+        }
     }
 
     /// A client sending registration requests (`reg_req`, this node's topic ID being its
     /// Credential-ID) to the node with topic ID `receiver`.
     pub fn registration_client(&self, receiver: impl Into<String>) -> MqttClient {
-        MqttClient { endpoint: self.clone(), receiver: receiver.into(), kind: Kind::RegistrationRequest }
+        MqttClient {
+            endpoint: self.clone(),
+            originator: None,
+            receiver: receiver.into(),
+            kind: Kind::RegistrationRequest,
+        }
     }
 
     /// Hands every request to this node to `service` (once: a later call is ignored and
@@ -423,6 +445,7 @@ async fn drive(mut events: EventLoop, inner: Arc<Inner>, tx: mpsc::Sender<Publis
                     let filters = topic::filters(&c.prefix, &c.me, c.serve_requests)
                         .into_iter()
                         .chain(c.serve_for.iter().flat_map(|id| topic::request_filters(&c.prefix, id)))
+                        .chain(c.answers_for.iter().flat_map(|id| topic::answer_filters(&c.prefix, id)))
                         .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
                     if let Err(e) = inner.client.subscribe_many(filters).await {
                         tracing::debug!(error = %e, "MQTT: cannot subscribe");
@@ -601,6 +624,8 @@ impl Inner {
 #[derive(Clone)]
 pub struct MqttClient {
     endpoint: Endpoint,
+    /// The originator's topic ID when not the endpoint's own.
+    originator: Option<String>,
     receiver: String,
     kind: Kind,
 }
@@ -624,13 +649,14 @@ impl MqttClient {
 
     async fn send(
         inner: Arc<Inner>,
+        originator: Option<String>,
         receiver: String,
         kind: Kind,
         req: RequestPrimitive,
     ) -> Result<ResponsePrimitive, ClientError> {
         let c = &inner.config;
-        let topic =
-            Topic::new(kind, &c.me, &receiver, Format::Json).map_err(|e| ClientError::InvalidRequest(e.into()))?;
+        let me = originator.as_deref().unwrap_or(&c.me);
+        let topic = Topic::new(kind, me, &receiver, Format::Json).map_err(|e| ClientError::InvalidRequest(e.into()))?;
         let payload = encode_request(&req).map_err(|e: PrimitiveError| ClientError::InvalidRequest(e.into()))?;
         if payload.len() > c.limits.max_payload_bytes {
             return Err(ClientError::TooLarge { size: payload.len(), limit: c.limits.max_payload_bytes });
@@ -684,7 +710,8 @@ impl Service<RequestPrimitive> for MqttClient {
     }
 
     fn call(&mut self, req: RequestPrimitive) -> Self::Future {
-        let send = Self::send(self.endpoint.inner.clone(), self.receiver.clone(), self.kind, req);
+        let send =
+            Self::send(self.endpoint.inner.clone(), self.originator.clone(), self.receiver.clone(), self.kind, req);
         // The endpoint (and its tasks) stay alive while a request is in flight.
         let endpoint = self.endpoint.clone();
         Box::pin(async move {

@@ -147,7 +147,10 @@ pub struct NodeSettings {
 /// Secured traffic in, plaintext to the upstream.
 #[derive(Debug, Clone)]
 pub struct Ingress {
-    /// The protected service's base URL (`http://127.0.0.1:8080`), no trailing slash.
+    /// The protected service's base URL (`http://127.0.0.1:8080`), no trailing slash; or the
+    /// local broker of MQTT-only AEs (`mqtt://127.0.0.1:1883`, normalized as a broker address),
+    /// where the requests for them (a CSE's notifications) are published on
+    /// `/oneM2M/req/<peer>/<AE-ID>/json`.
     pub upstream: String,
     /// Which requests may come without an SA (`ingress.allow_plaintext_from`; none by default).
     pub plaintext: PlaintextPolicy,
@@ -598,6 +601,22 @@ impl Config {
         let peers = doc.peers(&raw.peer, &id)?;
         let ingress = raw.ingress.as_ref().map(|i| doc.ingress(i)).transpose()?;
         let egress = raw.egress.as_ref().map(|e| doc.egress(e, &raw.peer, &peers)).transpose()?;
+        if let Some(i) = ingress.as_ref().filter(|i| is_mqtt_address(&i.upstream)) {
+            let taken = i.mqtt.as_ref().and_then(|m| m.broker.as_ref()) == Some(&i.upstream)
+                || peers.iter().any(|p| p.address == i.upstream);
+            if taken {
+                let at = &raw.ingress.as_ref().expect("parsed").get_ref().upstream;
+                return Err(doc.at(
+                    at,
+                    "ingress.upstream",
+                    format!(
+                        "{} is where secured requests travel ([ingress.mqtt] or a peer): the AEs' local broker must \
+                         be another one",
+                        i.upstream
+                    ),
+                ));
+            }
+        }
         let ingress_broker = ingress.as_ref().and_then(|i| i.mqtt.as_ref()).and_then(|m| m.broker.as_ref());
         let listen_broker = egress.as_ref().and_then(|e| e.mqtt.as_ref()).and_then(|m| m.listen_broker.as_ref());
         if let (Some(local), true) = (listen_broker, ingress_broker.is_some() && ingress_broker == listen_broker) {
@@ -1336,7 +1355,11 @@ impl Doc<'_> {
 
     fn ingress(&self, raw: &Spanned<RawIngress>) -> Result<Ingress, ConfigError> {
         let i = raw.get_ref();
-        let upstream = self.url(&i.upstream, "ingress.upstream")?;
+        let upstream = if is_mqtt_address(i.upstream.get_ref()) {
+            self.mqtt_address(&i.upstream, "ingress.upstream")?
+        } else {
+            self.url(&i.upstream, "ingress.upstream")?
+        };
         if !is_loopback_url(&upstream) {
             self.warn(
                 &i.upstream,

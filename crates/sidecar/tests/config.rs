@@ -630,6 +630,15 @@ fn an_mqtt_egress_listener_loads_alone_and_is_checked() {
 }
 
 #[test]
+fn an_mqtt_upstream_is_the_aes_local_broker() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "http://127.0.0.1:8080/", "mqtt://127.0.0.1");
+    assert_eq!(fx.load(&text).unwrap().ingress.unwrap().upstream, "mqtt://127.0.0.1:1883");
+    let shared = edit(&text, "http://10.0.0.6:8443", "mqtt://127.0.0.1:1883");
+    fx.refuses(&shared, "ingress.upstream", "mqtt://127.0.0.1\"", "the AEs' local broker must be another one");
+}
+
+#[test]
 fn coap_listeners_peers_and_limits_load() {
     let fx = Fixture::new();
     let text = edit(FULL, "[egress]", "[ingress.coap]\nlisten = \"0.0.0.0:5683\"\n\n[egress]");

@@ -24,9 +24,9 @@
 //! [`ReceiveSecure`]: onem2m_sa_tower::ReceiveSecure
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use onem2m_primitive::{RequestPrimitive, ResponsePrimitive};
+use onem2m_primitive::{RequestPrimitive, ResponsePrimitive, ResponseStatusCode as Rsc};
 use onem2m_sa::credential::NodeId;
 use onem2m_sa_http::BoxError;
 use onem2m_sa_mqtt::rumqttc::{MqttOptions, TlsConfiguration, Transport};
@@ -35,7 +35,7 @@ use tower::ServiceExt;
 
 use super::{BoxFuture, Runtime, StartError, sealed_body_limit};
 use crate::access::AccessLevel;
-use crate::config::{Config, MqttSettings};
+use crate::config::{Config, MqttSettings, is_mqtt_address};
 
 /// A broker's address, split: host, port, TLS, topic prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +72,13 @@ pub(super) struct MqttBrokers {
     egress: Option<MqttSettings>,
     /// The largest plaintext primitive (`http.max_body_bytes`), for the AEs' local broker.
     plaintext_limit: usize,
+    /// The AEs' local broker for their requests (`[egress.mqtt] listen_broker`).
+    listen_broker: Option<String>,
+    /// The AEs' local broker for the requests to them (an `mqtt://` `ingress.upstream`).
+    upstream: Option<String>,
+    /// The peers, by topic ID (the receivers of the AEs' requests, the originators of the
+    /// requests to them).
+    peers: Arc<HashMap<String, NodeId>>,
     /// Appended to the client IDs (a probe must not take over the running sidecar's sessions).
     suffix: &'static str,
     limits: Limits,
@@ -98,6 +105,13 @@ impl MqttBrokers {
             egress: config.egress.as_ref().and_then(|e| e.mqtt.clone()),
             suffix,
             plaintext_limit: config.http.max_body_bytes,
+            listen_broker: config.egress.as_ref().and_then(|e| e.mqtt.as_ref()).and_then(|m| m.listen_broker.clone()),
+            upstream: config.ingress.as_ref().map(|i| i.upstream.clone()).filter(|u| is_mqtt_address(u)),
+            // An ID that is no topic ID cannot be reached through topics (and is refused where
+            // a peer at an mqtt:// address is built).
+            peers: Arc::new(
+                config.peers.iter().filter_map(|p| Some((encode_id(p.id.as_str()).ok()?, p.id.clone()))).collect(),
+            ),
             limits: Limits { max_payload_bytes: sealed_body_limit(config.http.max_body_bytes), ..Limits::default() },
             request_timeout: config.http.request_timeout,
             endpoints: Mutex::new(HashMap::new()),
@@ -179,27 +193,41 @@ impl MqttBrokers {
         Ok(())
     }
 
+    /// The connection to the AEs' local broker at `address` (`listen_broker`, an `mqtt://`
+    /// upstream, or both): the plaintext limits; requests to the peers served when it is the
+    /// `listen_broker`; answers to the peers awaited when it is the upstream.
+    fn local(&self, address: &str, what: &str) -> Result<Endpoint, StartError> {
+        let plaintext = Limits { max_payload_bytes: self.plaintext_limit, ..self.limits };
+        let peers: Vec<String> = self.peers.keys().cloned().collect();
+        let serve = self.listen_broker.as_deref() == Some(address);
+        let upstream = self.upstream.as_deref() == Some(address);
+        self.connect(address, what, self.egress.as_ref(), |c| {
+            c.serve_requests = false;
+            c.limits = plaintext;
+            if serve {
+                c.serve_for = peers.clone();
+            }
+            if upstream {
+                c.answers_for = peers;
+            }
+        })
+    }
+
     /// Connects to the AEs' local broker (`[egress.mqtt] listen_broker`) and serves their
     /// requests to the peers from it, with the egress service of the CoAP egress.
     pub(super) fn serve_egress(&self, runtime: &Runtime, config: &Config) -> Result<(), StartError> {
-        let what = "egress.mqtt.listen_broker";
-        let Some(address) = self.egress.as_ref().and_then(|e| e.listen_broker.clone()) else { return Ok(()) };
-        let mut peers = HashMap::with_capacity(config.peers.len());
-        for p in &config.peers {
-            let id = encode_id(p.id.as_str())
-                .map_err(|e| StartError::Address { what: what.into(), reason: format!("peer {}: {e}", p.id) })?;
-            peers.insert(id, p.id.clone());
-        }
-        let serve_for = peers.keys().cloned().collect();
-        let plaintext = Limits { max_payload_bytes: self.plaintext_limit, ..self.limits };
-        let endpoint = self.connect(&address, what, self.egress.as_ref(), |c| {
-            c.serve_requests = false;
-            c.serve_for = serve_for;
-            c.limits = plaintext;
-        })?;
+        let Some(address) = self.listen_broker.clone() else { return Ok(()) };
+        let endpoint = self.local(&address, "egress.mqtt.listen_broker")?;
         let egress = super::coap::egress_service(runtime.clone(), config.log.access);
-        endpoint.serve(AeRequests { egress, peers: std::sync::Arc::new(peers) });
+        endpoint.serve(AeRequests { egress, peers: self.peers.clone() });
         Ok(())
+    }
+
+    /// The ingress's upstream when it is the AEs' local broker (an `mqtt://` `ingress.upstream`).
+    pub(super) fn upstream(&self) -> Result<Option<MqttUpstream>, StartError> {
+        let Some(address) = self.upstream.clone() else { return Ok(None) };
+        let endpoint = self.local(&address, "ingress.upstream")?;
+        Ok(Some(MqttUpstream { address, endpoint, me: self.me.clone() }))
     }
 
     /// Disconnects from every broker and forgets the connections (their services hold the
@@ -246,7 +274,52 @@ impl MqttPeer {
 struct AeRequests<S> {
     egress: S,
     /// The peers by topic ID.
-    peers: std::sync::Arc<HashMap<String, NodeId>>,
+    peers: Arc<HashMap<String, NodeId>>,
+}
+
+/// The ingress's upstream on the AEs' local broker: a request for an AE (a CSE's notification)
+/// is published on `/oneM2M/req/<peer>/<AE-ID>/json` — the peer the SA authenticated as the
+/// originator, as TS-0010 has a CSE address its AEs — and its answer awaited on the `resp` topic.
+#[derive(Debug, Clone)]
+pub(super) struct MqttUpstream {
+    address: String,
+    endpoint: Endpoint,
+    /// This node's topic ID: the originator of what came without an SA.
+    me: String,
+}
+
+impl MqttUpstream {
+    /// The broker's address.
+    pub(super) fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Publishes `req` for the AE its target names (`Cae`, `/id-in/Cae/…`, `//sp/id-in/Cae/…`:
+    /// the AE-ID is the first level after the CSE-ID), as `peer`. Failures are
+    /// [`onem2m_sa_mqtt::ClientError`]s (boxed); a target naming no AE is answered 4004.
+    pub(super) fn call(&self, req: RequestPrimitive, peer: Option<&NodeId>) -> BoxFuture<ResponsePrimitive> {
+        let Some(receiver) = ae_topic_id(&req.to) else {
+            let rsp = ResponsePrimitive::error(Rsc::NOT_FOUND, &req.rqi, "the target names no AE on the local broker");
+            return Box::pin(std::future::ready(Ok(rsp)));
+        };
+        let originator = peer.and_then(|p| encode_id(p.as_str()).ok()).unwrap_or_else(|| self.me.clone());
+        Box::pin(self.endpoint.client_as(originator, receiver).oneshot(req))
+    }
+}
+
+/// The topic ID of the AE a target names: its first level after the CSE-ID (SP-relative and
+/// absolute targets) or its first level (CSE-relative), `None` when that is no AE-ID (an AE-ID
+/// starts with `C` or `S`, TS-0001 §7.2).
+fn ae_topic_id(to: &str) -> Option<String> {
+    let rest = if let Some(r) = to.strip_prefix("//") {
+        r.splitn(3, '/').nth(2)?
+    } else if let Some(r) = to.strip_prefix('/') {
+        r.split_once('/')?.1
+    } else {
+        to
+    };
+    let ae = rest.split('/').next().filter(|a| a.starts_with(['C', 'S']))?;
+    encode_id(ae).ok()
 }
 
 impl<S> tower::Service<RequestPrimitive> for AeRequests<S>
@@ -287,5 +360,17 @@ mod tests {
         let b = Broker::parse("mqtts://[::1]:8883/site/a").unwrap();
         assert_eq!((b.host.as_str(), b.port, b.tls, b.prefix.as_str()), ("::1", 8883, true, "/site/a"));
         assert!(Broker::parse("coap://x:1").is_none());
+    }
+
+    #[test]
+    fn the_ae_a_target_names_is_its_receiver() {
+        use super::ae_topic_id;
+        assert_eq!(ae_topic_id("Cae1").as_deref(), Some("Cae1"));
+        assert_eq!(ae_topic_id("/id-ae-host/Cae1").as_deref(), Some("Cae1"));
+        assert_eq!(ae_topic_id("/id-in/Smeter/cnt").as_deref(), Some("Smeter"));
+        assert_eq!(ae_topic_id("//sp.org/id-in/Cae1").as_deref(), Some("Cae1"));
+        for none in ["/id-in", "/id-in/cse-base", "cse-base/x", "//sp.org/id-in"] {
+            assert_eq!(ae_topic_id(none), None, "{none}");
+        }
     }
 }
