@@ -3,8 +3,8 @@
 //! * **`[ingress.mqtt]`** — secured primitives in through the broker: the node subscribes to
 //!   `/oneM2M/req/+/<node>/+` (the node ID as a topic ID) and hands each request to the same
 //!   service as the CoAP ingress (the current generation's [`ReceiveSecure`], the earlier ones
-//!   for the SAs they hold); the answer goes out on the matching `resp` topic. The upstream stays
-//!   HTTP.
+//!   for the SAs they hold); the answer goes out on the matching `resp` topic. The upstream is
+//!   HTTP (or the local broker, below).
 //! * **`mqtt://` peers** — SA flows and secured requests to the peer are published on
 //!   `/oneM2M/req/<node>/<peer>/json` at the peer's broker: the outer NOTIFY carrying the
 //!   secured primitive, so the broker sees topic IDs, sizes and timing, never the content.
@@ -17,6 +17,10 @@
 //!   binding); the answer goes out on the matching `resp` topic. The endpoint's limits are the
 //!   plaintext ones (`http.max_body_bytes`): a larger request is answered 4000 (its `rqi`
 //!   found without decoding it); a redelivered duplicate is answered again, never sent twice.
+//! * **an `mqtt://` `ingress.upstream`** — the same local broker the other way: what the ingress
+//!   opens for an MQTT-only AE (a CSE's notification) is published on
+//!   `/oneM2M/req/<peer>/<AE-ID>/json`, the peer the SA authenticated as the originator, and its
+//!   answer awaited on the `resp` topic ([`MqttUpstream`]).
 //!
 //! One connection per broker for the sidecar's lifetime: a reload that names a new broker
 //! connects to it; `[ingress.mqtt]` itself only changes with a restart.
