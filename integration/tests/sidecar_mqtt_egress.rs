@@ -57,6 +57,7 @@ struct Setup {
     cse: ServedCse,
     cse_sidecar: Sidecar,
     ae_sidecar: Sidecar,
+    ae_config: Config,
 }
 
 impl Setup {
@@ -124,7 +125,7 @@ impl Setup {
             ae_sidecar.mqtt_ready().await;
         };
         tokio::time::timeout(Duration::from_secs(20), ready).await.expect("the sidecars reach their brokers");
-        Self { local, shared, tap, cse, cse_sidecar, ae_sidecar }
+        Self { local, shared, tap, cse, cse_sidecar, ae_sidecar, ae_config }
     }
 
     /// An MQTT-only AE (topic ID `ae`) on the local broker, and its client to the CSE.
@@ -311,6 +312,12 @@ async fn an_mqtt_only_ae_reaches_a_cse_behind_an_http_sidecar() {
     }
     duplicates_and_oversize(&s).await;
     notification(&s, &endpoint).await;
+    // The local broker as the upstream only changes with a restart (its subscriptions are made
+    // at start).
+    let mut changed = s.ae_config.clone();
+    changed.ingress.as_mut().unwrap().upstream = "http://127.0.0.1:9".into();
+    let refused = s.ae_sidecar.runtime().reload(&changed).unwrap_err();
+    assert!(refused.contains("mqtt:// ingress.upstream"), "{refused}");
     // Registration topics: an AE without an AE-ID yet registers on reg_req (its topic ID a
     // Credential-ID) and gets the answer on reg_resp.
     let mut registration = endpoint.registration_client(&CSE_ID[1..]);

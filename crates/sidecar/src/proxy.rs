@@ -798,6 +798,8 @@ struct Fixed {
     admin: Option<SocketAddr>,
     coap: CoapAddresses,
     mqtt: (Option<crate::config::MqttSettings>, Option<crate::config::MqttSettings>),
+    /// An `mqtt://` `ingress.upstream` (the AEs' local broker).
+    mqtt_upstream: Option<String>,
     store: StoreSettings,
 }
 
@@ -814,6 +816,11 @@ impl Fixed {
                 config.ingress.as_ref().and_then(|i| i.mqtt.clone()),
                 config.egress.as_ref().and_then(|e| e.mqtt.clone()),
             ),
+            mqtt_upstream: config
+                .ingress
+                .as_ref()
+                .map(|i| i.upstream.clone())
+                .filter(|u| crate::config::is_mqtt_address(u)),
             store: config.store.clone(),
         }
     }
@@ -867,7 +874,7 @@ impl Runtime {
         let fixed = Fixed::of(config);
         if fixed != *self.fixed {
             return Err(format!(
-                "{}: node.id, the listen addresses, [ingress.mqtt], [egress.mqtt], [store] and the config file need a restart; the running configuration stays",
+                "{}: node.id, the listen addresses, [ingress.mqtt], [egress.mqtt], an mqtt:// ingress.upstream, [store] and the config file need a restart; the running configuration stays",
                 config.path.display()
             ));
         }
