@@ -636,6 +636,7 @@ pub fn add_mqtt_host(dir: &Path, cse: &mut Config, broker: SocketAddr) {
         username: None,
         password: None,
         ca_file: None,
+        listen_broker: None,
     });
     let id = AE_MQTT_NODE.parse().expect("node ID");
     cse.peers.push(Peer { id, address, outer: Default::default(), secured_form: Default::default() });

@@ -30,7 +30,7 @@ fn any() -> SocketAddr {
 }
 
 fn mqtt(broker: Option<String>) -> MqttSettings {
-    MqttSettings { broker, client_id: None, username: None, password: None, ca_file: None }
+    MqttSettings { broker, client_id: None, username: None, password: None, ca_file: None, listen_broker: None }
 }
 
 /// The demo CSE behind a CSE-side sidecar whose only ingress is MQTT, and an AE host's sidecar

@@ -70,6 +70,35 @@ pub fn decode_message(topic: &str, payload: &[u8], prefix: &str, limits: &Limits
     }
 }
 
+/// Longest request identifier [`scan_rqi`] returns.
+const MAX_SCANNED_RQI_BYTES: usize = 256;
+
+/// The request identifier of a payload too large to decode, found without decoding it: the
+/// first `"rqi"` member with a plain string value (no escapes, no control characters, at most
+/// 256 bytes). `None` when there is none. One pass over the payload, no allocation but the
+/// result; a `"rqi"` key nested in the content could be found instead of the primitive's, which
+/// only misaddresses a refusal.
+pub fn scan_rqi(payload: &[u8]) -> Option<String> {
+    const KEY: &[u8] = b"\"rqi\"";
+    let skip_ws = |b: &[u8]| -> usize { b.iter().take_while(|c| c.is_ascii_whitespace()).count() };
+    let mut from = 0;
+    while let Some(at) = payload.get(from..)?.windows(KEY.len()).position(|w| w == KEY) {
+        let mut rest = &payload[from + at + KEY.len()..];
+        from += at + KEY.len();
+        rest = &rest[skip_ws(rest)..];
+        let Some(rest) = rest.strip_prefix(b":") else { continue };
+        let rest = &rest[skip_ws(rest)..];
+        let Some(rest) = rest.strip_prefix(b"\"") else { continue };
+        let end = rest.iter().take(MAX_SCANNED_RQI_BYTES + 1).position(|&c| c == b'"')?;
+        let value = &rest[..end];
+        if value.is_empty() || value.iter().any(|&c| c == b'\\' || c < 0x20) {
+            return None;
+        }
+        return std::str::from_utf8(value).ok().map(str::to_owned);
+    }
+    None
+}
+
 /// Serializes a request for a `req`/`reg_req` topic.
 pub fn encode_request(req: &RequestPrimitive) -> Result<Vec<u8>, PrimitiveError> {
     req.to_json_vec()
@@ -86,6 +115,17 @@ mod tests {
 
     use super::*;
     use crate::topic::Kind;
+
+    #[test]
+    fn the_rqi_of_an_oversize_payload_is_found_without_decoding() {
+        assert_eq!(scan_rqi(b"{\"op\":1,\"rqi\" : \"r-42\",\"pc\":\"xxxx\"}").as_deref(), Some("r-42"));
+        assert_eq!(scan_rqi(b"{\"pc\":\"rqi\",\"rqi\":\"r2\"}").as_deref(), Some("r2"));
+        for bad in [&b"{\"rqi\":1}"[..], b"{\"rqi\":\"a\\\"b\"}", b"{\"rqi\":\"\"}", b"     ", b"{\"rqi\":\"open"] {
+            assert_eq!(scan_rqi(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        let long = format!("{{\"rqi\":\"{}\"}}", "x".repeat(MAX_SCANNED_RQI_BYTES + 1));
+        assert_eq!(scan_rqi(long.as_bytes()), None);
+    }
 
     #[test]
     fn round_trip_and_refusals() {

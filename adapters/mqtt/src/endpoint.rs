@@ -19,7 +19,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tower::{Service, ServiceExt};
 
-use crate::codec::{DecodeError, Message, decode_message, encode_request, encode_response};
+use crate::codec::{DecodeError, Message, decode_message, encode_request, encode_response, scan_rqi};
 use crate::topic::{self, Format, Kind, Topic};
 use crate::{BoxError, Limits};
 
@@ -27,13 +27,20 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type Handler = Arc<dyn Fn(RequestPrimitive) -> BoxFuture<Result<ResponsePrimitive, BoxError>> + Send + Sync>;
 
 tokio::task_local! {
-    static ORIGINATOR: String;
+    /// The topic IDs of the request being served: originator, receiver.
+    static SERVING: (String, String);
 }
 
 /// The topic ID of the originator whose request is being served, inside the service
 /// [`Endpoint::serve`] runs; `None` elsewhere.
 pub fn current_originator() -> Option<String> {
-    ORIGINATOR.try_with(Clone::clone).ok()
+    SERVING.try_with(|(originator, _)| originator.clone()).ok()
+}
+
+/// The topic ID the request being served was addressed to (this node's, or one of
+/// [`EndpointConfig::serve_for`]), inside the service [`Endpoint::serve`] runs; `None` elsewhere.
+pub fn current_receiver() -> Option<String> {
+    SERVING.try_with(|(_, receiver)| receiver.clone()).ok()
 }
 
 /// Settings of an [`Endpoint`].
@@ -52,6 +59,14 @@ pub struct EndpointConfig {
     pub serve_timeout: Duration,
     /// Subscribe to requests to this node (`req/+/<me>/+`, `reg_req/+/<me>/+`).
     pub serve_requests: bool,
+    /// Other topic IDs whose requests this endpoint serves too (`req/+/<id>/+`,
+    /// `reg_req/+/<id>/+` for each): a gateway answering on behalf of other nodes, such as the
+    /// sidecar's MQTT egress for its peers' CSE-IDs. Answers go out on the topic the request
+    /// named (`resp/<originator>/<id>/<type>`).
+    pub serve_for: Vec<String>,
+    /// Other originator topic IDs this endpoint sends requests as ([`Endpoint::client_as`]):
+    /// their answers are subscribed to too (`resp/<id>/+/+`, `reg_resp/<id>/+/+`).
+    pub answers_for: Vec<String>,
     /// First delay before reconnecting after the connection fails; doubled on each failure.
     pub reconnect_min: Duration,
     /// Longest delay between reconnection attempts.
@@ -81,6 +96,8 @@ impl EndpointConfig {
             request_timeout: Duration::from_secs(30),
             serve_timeout: Duration::from_secs(30),
             serve_requests: true,
+            serve_for: Vec::new(),
+            answers_for: Vec::new(),
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(5),
             queue: 1024,
@@ -129,7 +146,8 @@ pub struct StatsSnapshot {
     pub malformed_topic: u64,
     /// Dropped: the payload is not a primitive of the topic's kind.
     pub malformed_payload: u64,
-    /// Dropped: the payload exceeds the limit.
+    /// Refused: the payload exceeds the limit (a request whose `rqi` is found is answered
+    /// `BAD_REQUEST`, the rest dropped).
     pub oversize: u64,
     /// Dropped: XML or CBOR.
     pub unsupported_format: u64,
@@ -338,13 +356,31 @@ impl Endpoint {
 
     /// A client sending requests to the node with topic ID `receiver` on `req` topics.
     pub fn client(&self, receiver: impl Into<String>) -> MqttClient {
-        MqttClient { endpoint: self.clone(), receiver: receiver.into(), kind: Kind::Request }
+        MqttClient { endpoint: self.clone(), originator: None, receiver: receiver.into(), kind: Kind::Request }
+    }
+
+    /// A client sending requests to `receiver` on `req` topics as the originator with topic ID
+    /// `originator` (one of [`EndpointConfig::answers_for`], whose answers this endpoint
+    /// receives): a gateway relaying another node's requests, such as the sidecar delivering
+    /// a CSE's notifications to an MQTT-only AE.
+    pub fn client_as(&self, originator: impl Into<String>, receiver: impl Into<String>) -> MqttClient {
+        MqttClient {
+            endpoint: self.clone(),
+            originator: Some(originator.into()),
+            receiver: receiver.into(),
+            kind: Kind::Request,
+        }
     }
 
     /// A client sending registration requests (`reg_req`, this node's topic ID being its
     /// Credential-ID) to the node with topic ID `receiver`.
     pub fn registration_client(&self, receiver: impl Into<String>) -> MqttClient {
-        MqttClient { endpoint: self.clone(), receiver: receiver.into(), kind: Kind::RegistrationRequest }
+        MqttClient {
+            endpoint: self.clone(),
+            originator: None,
+            receiver: receiver.into(),
+            kind: Kind::RegistrationRequest,
+        }
     }
 
     /// Hands every request to this node to `service` (once: a later call is ignored and
@@ -408,6 +444,8 @@ async fn drive(mut events: EventLoop, inner: Arc<Inner>, tx: mpsc::Sender<Publis
                     let c = &inner.config;
                     let filters = topic::filters(&c.prefix, &c.me, c.serve_requests)
                         .into_iter()
+                        .chain(c.serve_for.iter().flat_map(|id| topic::request_filters(&c.prefix, id)))
+                        .chain(c.answers_for.iter().flat_map(|id| topic::answer_filters(&c.prefix, id)))
                         .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
                     if let Err(e) = inner.client.subscribe_many(filters).await {
                         tracing::debug!(error = %e, "MQTT: cannot subscribe");
@@ -460,6 +498,11 @@ impl Inner {
                 }
             }
             Ok(Message::Request(topic, req)) => self.request(topic, *req, &p.payload),
+            Err(e @ DecodeError::Oversize { .. }) => {
+                Stats::bump(&self.stats.oversize);
+                tracing::debug!(error = %e, "MQTT: oversize message refused");
+                self.refuse_oversize(&p.topic, &p.payload);
+            }
             Err(e) => {
                 let counter = match e {
                     DecodeError::Topic(_) => &self.stats.malformed_topic,
@@ -514,10 +557,10 @@ impl Inner {
             Stats::bump(&self.stats.executed);
             let inner = self.clone();
             let rqi = req.rqi.clone();
-            let originator = topic.originator;
+            let serving = (topic.originator, topic.receiver);
             tokio::spawn(async move {
                 let _permit = permit;
-                let run = ORIGINATOR.scope(originator, handler(req));
+                let run = SERVING.scope(serving, handler(req));
                 let rsp = match tokio::time::timeout(inner.config.serve_timeout, run).await {
                     Ok(Ok(rsp)) => rsp,
                     Ok(Err(e)) => {
@@ -538,6 +581,23 @@ impl Inner {
                 }
                 inner.publish_now(answer_topic, bytes).await;
             });
+        }
+    }
+
+    /// Answers an oversize request `BAD_REQUEST` (4000) when its request identifier can be found
+    /// without decoding it ([`scan_rqi`]); anything else oversize is only dropped. Not executed,
+    /// not remembered as a duplicate: a redelivery is refused again.
+    fn refuse_oversize(self: &Arc<Self>, topic: &str, payload: &[u8]) {
+        let Ok(topic) = Topic::parse(topic, &self.config.prefix) else { return };
+        if !topic.kind.is_request() {
+            return;
+        }
+        let Some(rqi) = scan_rqi(payload) else { return };
+        let limit = self.config.limits.max_payload_bytes;
+        let text = format!("the request is too large ({} bytes, limit {limit})", payload.len());
+        let rsp = ResponsePrimitive::error(Rsc::BAD_REQUEST, &rqi, text);
+        if let Ok(bytes) = encode_response(&rsp) {
+            self.publish(topic.answer().to_string_with(&self.config.prefix), bytes.into());
         }
     }
 
@@ -564,6 +624,8 @@ impl Inner {
 #[derive(Clone)]
 pub struct MqttClient {
     endpoint: Endpoint,
+    /// The originator's topic ID when not the endpoint's own.
+    originator: Option<String>,
     receiver: String,
     kind: Kind,
 }
@@ -587,13 +649,14 @@ impl MqttClient {
 
     async fn send(
         inner: Arc<Inner>,
+        originator: Option<String>,
         receiver: String,
         kind: Kind,
         req: RequestPrimitive,
     ) -> Result<ResponsePrimitive, ClientError> {
         let c = &inner.config;
-        let topic =
-            Topic::new(kind, &c.me, &receiver, Format::Json).map_err(|e| ClientError::InvalidRequest(e.into()))?;
+        let me = originator.as_deref().unwrap_or(&c.me);
+        let topic = Topic::new(kind, me, &receiver, Format::Json).map_err(|e| ClientError::InvalidRequest(e.into()))?;
         let payload = encode_request(&req).map_err(|e: PrimitiveError| ClientError::InvalidRequest(e.into()))?;
         if payload.len() > c.limits.max_payload_bytes {
             return Err(ClientError::TooLarge { size: payload.len(), limit: c.limits.max_payload_bytes });
@@ -647,7 +710,8 @@ impl Service<RequestPrimitive> for MqttClient {
     }
 
     fn call(&mut self, req: RequestPrimitive) -> Self::Future {
-        let send = Self::send(self.endpoint.inner.clone(), self.receiver.clone(), self.kind, req);
+        let send =
+            Self::send(self.endpoint.inner.clone(), self.originator.clone(), self.receiver.clone(), self.kind, req);
         // The endpoint (and its tasks) stay alive while a request is in flight.
         let endpoint = self.endpoint.clone();
         Box::pin(async move {

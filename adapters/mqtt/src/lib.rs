@@ -27,8 +27,10 @@ mod codec;
 mod endpoint;
 pub mod topic;
 
-pub use codec::{DecodeError, Message, decode_message, encode_request, encode_response};
-pub use endpoint::{ClientError, Endpoint, EndpointConfig, MqttClient, Stats, StatsSnapshot, current_originator};
+pub use codec::{DecodeError, Message, decode_message, encode_request, encode_response, scan_rqi};
+pub use endpoint::{
+    ClientError, Endpoint, EndpointConfig, MqttClient, Stats, StatsSnapshot, current_originator, current_receiver,
+};
 /// The MQTT client library this crate builds on (its `MqttOptions` configure the connection).
 pub use rumqttc;
 pub use topic::{Format, Kind, Topic, TopicError, decode_id, encode_id};

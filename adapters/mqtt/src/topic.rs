@@ -198,12 +198,23 @@ impl fmt::Display for Topic {
 /// `reg_req/+/<me>/+`) when `requests`, and answers to its own requests (`resp/<me>/+/+`,
 /// `reg_resp/<me>/+/+`).
 pub fn filters(prefix: &str, me: &str, requests: bool) -> Vec<String> {
-    let mut out = vec![format!("{prefix}/oneM2M/resp/{me}/+/+"), format!("{prefix}/oneM2M/reg_resp/{me}/+/+")];
+    let mut out = answer_filters(prefix, me).to_vec();
     if requests {
-        out.push(format!("{prefix}/oneM2M/req/+/{me}/+"));
-        out.push(format!("{prefix}/oneM2M/reg_req/+/{me}/+"));
+        out.extend(request_filters(prefix, me));
     }
     out
+}
+
+/// The filters for the answers to the requests of the originator with topic ID `originator`:
+/// `resp/<originator>/+/+` and `reg_resp/<originator>/+/+`.
+pub fn answer_filters(prefix: &str, originator: &str) -> [String; 2] {
+    [format!("{prefix}/oneM2M/resp/{originator}/+/+"), format!("{prefix}/oneM2M/reg_resp/{originator}/+/+")]
+}
+
+/// The filters for the requests to the node with topic ID `receiver`: `req/+/<receiver>/+` and
+/// `reg_req/+/<receiver>/+`.
+pub fn request_filters(prefix: &str, receiver: &str) -> [String; 2] {
+    [format!("{prefix}/oneM2M/req/+/{receiver}/+"), format!("{prefix}/oneM2M/reg_req/+/{receiver}/+")]
 }
 
 #[cfg(test)]

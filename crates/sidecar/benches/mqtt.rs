@@ -151,6 +151,7 @@ fn main() {
             username: None,
             password: None,
             ca_file: None,
+            listen_broker: None,
         });
         let cse_sidecar = Sidecar::start(&cse_cfg, Listeners::default(), None).await.unwrap();
         let ae_out = loopback().await.unwrap();

@@ -5,7 +5,8 @@
 //! Transports are one table each (`[ingress.http]`, `[egress.http]`, `[ingress.coap]`,
 //! `[egress.coap]`), and peers are `http://` or `coap://` addresses; the CoAP limits and timeouts
 //! are the `[coap]` table. `[ingress.mqtt]` names the MQTT broker (TS-0010) secured requests
-//! arrive through, `[egress.mqtt]` the settings for the brokers of `mqtt://` peers.
+//! arrive through, `[egress.mqtt]` the settings for the brokers of `mqtt://` peers and, with
+//! `listen_broker`, the local broker MQTT-only AEs publish their plaintext requests to.
 
 use std::cell::RefCell;
 use std::fmt::Display;
@@ -146,7 +147,10 @@ pub struct NodeSettings {
 /// Secured traffic in, plaintext to the upstream.
 #[derive(Debug, Clone)]
 pub struct Ingress {
-    /// The protected service's base URL (`http://127.0.0.1:8080`), no trailing slash.
+    /// The protected service's base URL (`http://127.0.0.1:8080`), no trailing slash; or the
+    /// local broker of MQTT-only AEs (`mqtt://127.0.0.1:1883`, normalized as a broker address),
+    /// where the requests for them (a CSE's notifications) are published on
+    /// `/oneM2M/req/<peer>/<AE-ID>/json`.
     pub upstream: String,
     /// Which requests may come without an SA (`ingress.allow_plaintext_from`; none by default).
     pub plaintext: PlaintextPolicy,
@@ -169,7 +173,8 @@ pub struct Egress {
     pub http: Option<Listener>,
     /// The CoAP listener (UDP).
     pub coap: Option<Listener>,
-    /// Settings for the connections to the brokers of `mqtt://` peers (`[egress.mqtt]`).
+    /// Settings for the connections to the brokers of `mqtt://` peers (`[egress.mqtt]`), and
+    /// the local broker of MQTT-only AEs (`listen_broker`).
     pub mqtt: Option<MqttSettings>,
 }
 
@@ -187,6 +192,11 @@ pub struct MqttSettings {
     pub password: Option<String>,
     /// CA certificates (PEM) to verify a `mqtts://` broker with, instead of the system's roots.
     pub ca_file: Option<PathBuf>,
+    /// `[egress.mqtt]` only: the local broker this node's AEs publish their plaintext requests
+    /// to (normalized as `broker`). The egress subscribes there to the requests addressed to its
+    /// peers' CSE-IDs (`/oneM2M/req/+/<peer>/json`), sends them sealed to the peer, and
+    /// publishes the answers on the matching `resp` topics. `None`: no MQTT egress listener.
+    pub listen_broker: Option<String>,
 }
 
 impl std::fmt::Debug for MqttSettings {
@@ -197,6 +207,7 @@ impl std::fmt::Debug for MqttSettings {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("ca_file", &self.ca_file)
+            .field("listen_broker", &self.listen_broker)
             .finish()
     }
 }
@@ -590,6 +601,36 @@ impl Config {
         let peers = doc.peers(&raw.peer, &id)?;
         let ingress = raw.ingress.as_ref().map(|i| doc.ingress(i)).transpose()?;
         let egress = raw.egress.as_ref().map(|e| doc.egress(e, &raw.peer, &peers)).transpose()?;
+        if let Some(i) = ingress.as_ref().filter(|i| is_mqtt_address(&i.upstream)) {
+            let taken = i.mqtt.as_ref().and_then(|m| m.broker.as_ref()) == Some(&i.upstream)
+                || peers.iter().any(|p| p.address == i.upstream);
+            if taken {
+                let at = &raw.ingress.as_ref().expect("parsed").get_ref().upstream;
+                return Err(doc.at(
+                    at,
+                    "ingress.upstream",
+                    format!(
+                        "{} is where secured requests travel ([ingress.mqtt] or a peer): the AEs' local broker must \
+                         be another one",
+                        i.upstream
+                    ),
+                ));
+            }
+        }
+        let ingress_broker = ingress.as_ref().and_then(|i| i.mqtt.as_ref()).and_then(|m| m.broker.as_ref());
+        let listen_broker = egress.as_ref().and_then(|e| e.mqtt.as_ref()).and_then(|m| m.listen_broker.as_ref());
+        if let (Some(local), true) = (listen_broker, ingress_broker.is_some() && ingress_broker == listen_broker) {
+            let raw_mqtt = raw.egress.as_ref().and_then(|e| e.get_ref().mqtt.as_ref());
+            let at = raw_mqtt.and_then(|m| m.get_ref().listen_broker.as_ref()).expect("parsed above");
+            return Err(doc.at(
+                at,
+                "egress.mqtt.listen_broker",
+                format!(
+                    "{local} is also [ingress.mqtt]'s broker, where peers send secured requests: give the AEs' \
+                     local broker apart"
+                ),
+            ));
+        }
         if ingress.is_none() && egress.is_none() {
             return Err(doc.err(
                 0..0,
@@ -781,6 +822,7 @@ struct RawMqtt {
     username: Option<Spanned<String>>,
     password_file: Option<Spanned<String>>,
     ca_file: Option<Spanned<String>>,
+    listen_broker: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1063,6 +1105,17 @@ impl Doc<'_> {
             }
             (None, false) => None,
         };
+        let listen_broker = match (&m.listen_broker, with_broker) {
+            (Some(b), false) => Some(self.mqtt_address(b, &format!("{key}.listen_broker"))?),
+            (Some(b), true) => {
+                return Err(self.at(
+                    b,
+                    format!("{key}.listen_broker"),
+                    "the local broker of MQTT-only AEs belongs in [egress.mqtt]",
+                ));
+            }
+            (None, _) => None,
+        };
         let text = |v: &Option<Spanned<String>>, name: &str| -> Result<Option<String>, ConfigError> {
             match v {
                 Some(v) if v.get_ref().is_empty() || v.get_ref().len() > 256 => {
@@ -1090,6 +1143,7 @@ impl Doc<'_> {
             username: text(&m.username, "username")?,
             password,
             ca_file: m.ca_file.as_ref().map(|f| self.resolve(f.get_ref())),
+            listen_broker,
         })
     }
 
@@ -1301,7 +1355,11 @@ impl Doc<'_> {
 
     fn ingress(&self, raw: &Spanned<RawIngress>) -> Result<Ingress, ConfigError> {
         let i = raw.get_ref();
-        let upstream = self.url(&i.upstream, "ingress.upstream")?;
+        let upstream = if is_mqtt_address(i.upstream.get_ref()) {
+            self.mqtt_address(&i.upstream, "ingress.upstream")?
+        } else {
+            self.url(&i.upstream, "ingress.upstream")?
+        };
         if !is_loopback_url(&upstream) {
             self.warn(
                 &i.upstream,
@@ -1390,13 +1448,30 @@ impl Doc<'_> {
             Some(l) => Some(self.listener(&l.get_ref().listen, "egress.coap.listen", e.allow_non_loopback, "CoAP")?),
             None => None,
         };
-        if http.is_none() && coap.is_none() {
+        let listen_broker = mqtt.as_ref().and_then(|m| m.listen_broker.as_deref());
+        if http.is_none() && coap.is_none() && listen_broker.is_none() {
             return Err(self.at(
                 raw,
                 "egress",
                 "no listener: add [egress.http] with listen = \"127.0.0.1:8081\" (or [egress.coap] with listen = \
-                 \"127.0.0.1:5684\")",
+                 \"127.0.0.1:5684\", or listen_broker = \"mqtt://127.0.0.1:1883\" in [egress.mqtt])",
             ));
+        }
+        if let Some(local) = listen_broker {
+            // A peer's sidecar at that broker subscribes to the same request topics (those to its
+            // CSE-ID): both would answer the AEs, one of them in the clear.
+            if let Some(i) = peers.iter().position(|p| p.address == local) {
+                let at = e.mqtt.as_ref().and_then(|m| m.get_ref().listen_broker.as_ref()).expect("parsed above");
+                return Err(self.at(
+                    at,
+                    "egress.mqtt.listen_broker",
+                    format!(
+                        "{local} is where peer {} is reached: the AEs' local broker must be another one (the peer \
+                         would receive their plaintext requests too)",
+                        peers[i].id
+                    ),
+                ));
+            }
         }
         if peers.is_empty() {
             return Err(self.at(

@@ -317,6 +317,7 @@ impl Topology {
                 username: None,
                 password: None,
                 ca_file: None,
+                listen_broker: None,
             });
         }
         let ae_config = ae_sidecar_config(&pki, secured_tap.addr(), &format!("http://{}", receiver.addr));

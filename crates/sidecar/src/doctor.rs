@@ -152,6 +152,10 @@ async fn check_store(config: &Config) -> Option<Finding> {
 }
 
 async fn check_upstream(upstream: &str, me: &str, config: &Config) -> Finding {
+    if crate::config::is_mqtt_address(upstream) {
+        // The AEs' local broker: there is no one to ask until an AE subscribes.
+        return Finding::ok(format!("ingress.upstream {upstream} is the MQTT-only AEs' local broker (not probed)"));
+    }
     let client = match probe_client(upstream, config) {
         Ok(c) => c,
         Err(e) => return Finding::problem(format!("ingress.upstream {upstream}: {e}"), "give an http:// URL"),

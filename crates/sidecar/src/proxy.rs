@@ -341,8 +341,26 @@ impl Service<RequestPrimitive> for Peers {
 /// The ingress's protected service: forwards opened requests to the upstream in plaintext.
 #[derive(Clone)]
 struct Upstream {
-    client: HttpClient,
+    client: UpstreamClient,
     poa: Option<PoaMap>,
+}
+
+/// How the upstream is reached.
+#[derive(Clone)]
+enum UpstreamClient {
+    /// Over HTTP (the CSE, or an AE's listener), with the `X-SA-` headers.
+    Http(Box<HttpClient>),
+    /// Through the MQTT-only AEs' local broker (see [`mqtt::MqttUpstream`]).
+    Mqtt(mqtt::MqttUpstream),
+}
+
+impl UpstreamClient {
+    fn address(&self) -> &str {
+        match self {
+            Self::Http(c) => c.base(),
+            Self::Mqtt(m) => m.address(),
+        }
+    }
 }
 
 impl Service<InboundRequest> for Upstream {
@@ -368,7 +386,11 @@ impl Service<InboundRequest> for Upstream {
                     return Ok(ResponsePrimitive::error(Rsc::INTERNAL_SERVER_ERROR, &rqi, "unusable peer ID"));
                 }
             };
-            let rsp = match client.call_with_headers(&req, headers).await {
+            let sent = match &client {
+                UpstreamClient::Http(c) => c.call_with_headers(&req, headers).await,
+                UpstreamClient::Mqtt(m) => m.call(req.clone(), inbound.peer.as_ref().map(|p| &p.peer)).await,
+            };
+            let rsp = match sent {
                 Ok(mut rsp) => {
                     // Any AE representation going back shows the points of access as registered.
                     if let Some(map) = &poa {
@@ -378,7 +400,7 @@ impl Service<InboundRequest> for Upstream {
                 }
                 // The answer still goes back sealed: the peer learns, authenticated, what
                 // happened at the upstream.
-                Err(e) => upstream_failure(&*e, &req, client.base()),
+                Err(e) => upstream_failure(&*e, &req, client.address()),
             };
             access::record(&req, inbound.peer.as_ref(), rsp.rsc);
             Ok(rsp)
@@ -427,7 +449,10 @@ fn upstream_failure(
         }
         Some(c @ ClientError::Timeout) => (c.rsc(), "the upstream did not answer in time".to_owned()),
         Some(c) => (c.rsc(), format!("the upstream request failed: {c}{}", source())),
-        None => (Rsc::INTERNAL_SERVER_ERROR, format!("the upstream request failed: {e}")),
+        None => match e.downcast_ref::<onem2m_sa_mqtt::ClientError>() {
+            Some(c) => (c.rsc(), format!("the request to the AE over MQTT failed: {c}")),
+            None => (Rsc::INTERNAL_SERVER_ERROR, format!("the upstream request failed: {e}")),
+        },
     };
     tracing::warn!(rqi = %req.rqi, %upstream, %rsc, "{text}");
     ResponsePrimitive::error(rsc, &req.rqi, &text)
@@ -672,8 +697,16 @@ impl Generation {
                     request_timeout: config.http.request_timeout.mul_f64(0.9),
                     ..client_config(&config.http)
                 };
-                let client = HttpClient::new(&ingress.upstream, upstream)
-                    .map_err(|e| StartError::Address { what: "ingress.upstream".into(), reason: e.to_string() })?;
+                let client = match mqtt.upstream()? {
+                    Some(local) => UpstreamClient::Mqtt(local),
+                    None => {
+                        let http = HttpClient::new(&ingress.upstream, upstream).map_err(|e| StartError::Address {
+                            what: "ingress.upstream".into(),
+                            reason: e.to_string(),
+                        })?;
+                        UpstreamClient::Http(Box::new(http))
+                    }
+                };
                 let poa = match (ingress.map_poa, addresses.egress_http) {
                     (true, Some(egress)) => Some(PoaMap::new(format!("http://{egress}"))),
                     (true, None) => {
@@ -765,6 +798,8 @@ struct Fixed {
     admin: Option<SocketAddr>,
     coap: CoapAddresses,
     mqtt: (Option<crate::config::MqttSettings>, Option<crate::config::MqttSettings>),
+    /// An `mqtt://` `ingress.upstream` (the AEs' local broker).
+    mqtt_upstream: Option<String>,
     store: StoreSettings,
 }
 
@@ -781,6 +816,11 @@ impl Fixed {
                 config.ingress.as_ref().and_then(|i| i.mqtt.clone()),
                 config.egress.as_ref().and_then(|e| e.mqtt.clone()),
             ),
+            mqtt_upstream: config
+                .ingress
+                .as_ref()
+                .map(|i| i.upstream.clone())
+                .filter(|u| crate::config::is_mqtt_address(u)),
             store: config.store.clone(),
         }
     }
@@ -834,7 +874,7 @@ impl Runtime {
         let fixed = Fixed::of(config);
         if fixed != *self.fixed {
             return Err(format!(
-                "{}: node.id, the listen addresses, [ingress.mqtt], [egress.mqtt], [store] and the config file need a restart; the running configuration stays",
+                "{}: node.id, the listen addresses, [ingress.mqtt], [egress.mqtt], an mqtt:// ingress.upstream, [store] and the config file need a restart; the running configuration stays",
                 config.path.display()
             ));
         }
@@ -1108,6 +1148,7 @@ impl Sidecar {
         let coap_addresses = coap.addresses();
         coap::spawn_servers(config, coap, &runtime, &mut servers, shutdown);
         runtime.mqtt.serve_ingress(&runtime, config.log.access)?;
+        runtime.mqtt.serve_egress(&runtime, config)?;
         let pruning = runtime.clone();
         let pruner = tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(10));

@@ -600,6 +600,45 @@ fn mqtt_settings_are_checked() {
 }
 
 #[test]
+fn an_mqtt_egress_listener_loads_alone_and_is_checked() {
+    let fx = Fixture::new();
+    // The local broker of MQTT-only AEs is a listener of its own: no HTTP or CoAP one needed.
+    let text = edit(
+        MINIMAL,
+        "[egress.http]\nlisten = \"127.0.0.1:8081\"",
+        "[egress.mqtt]\nlisten_broker = \"mqtt://127.0.0.1\"",
+    );
+    let c = fx.load(&text).unwrap();
+    let egress = c.egress.unwrap();
+    assert!(egress.http.is_none());
+    let m = egress.mqtt.unwrap();
+    assert_eq!(m.listen_broker.as_deref(), Some("mqtt://127.0.0.1:1883"), "the default port is written out");
+    assert_eq!(m.broker, None);
+    // Checked as a broker address.
+    let bad = edit(&text, "mqtt://127.0.0.1", "mqtt://127.0.0.1/a/+");
+    fx.refuses(&bad, "egress.mqtt.listen_broker", "mqtt://127.0.0.1/a/+", "wildcard");
+    // Not a peer's broker (that peer's sidecar would take the AEs' plaintext requests too).
+    let shared = edit(&text, "http://10.0.0.6:8443", "mqtt://127.0.0.1:1883");
+    fx.refuses(&shared, "egress.mqtt.listen_broker", "mqtt://127.0.0.1", "where peer /id-mn is reached");
+    // Not the ingress's broker, and not in [ingress.mqtt].
+    let ingress = edit(FULL, "[egress]", "[ingress.mqtt]\nbroker = \"mqtt://127.0.0.1\"\n\n[egress]");
+    let ingress = edit(&ingress, "[[peer]]", "[egress.mqtt]\nlisten_broker = \"mqtt://127.0.0.1:1883\"\n\n[[peer]]");
+    fx.refuses(&ingress, "egress.mqtt.listen_broker", "mqtt://127.0.0.1:1883", "also [ingress.mqtt]'s broker");
+    let misplaced =
+        edit(FULL, "[egress]", "[ingress.mqtt]\nbroker = \"mqtt://b\"\nlisten_broker = \"mqtt://l\"\n\n[egress]");
+    fx.refuses(&misplaced, "ingress.mqtt.listen_broker", "mqtt://l", "belongs in [egress.mqtt]");
+}
+
+#[test]
+fn an_mqtt_upstream_is_the_aes_local_broker() {
+    let fx = Fixture::new();
+    let text = edit(FULL, "http://127.0.0.1:8080/", "mqtt://127.0.0.1");
+    assert_eq!(fx.load(&text).unwrap().ingress.unwrap().upstream, "mqtt://127.0.0.1:1883");
+    let shared = edit(&text, "http://10.0.0.6:8443", "mqtt://127.0.0.1:1883");
+    fx.refuses(&shared, "ingress.upstream", "mqtt://127.0.0.1\"", "the AEs' local broker must be another one");
+}
+
+#[test]
 fn coap_listeners_peers_and_limits_load() {
     let fx = Fixture::new();
     let text = edit(FULL, "[egress]", "[ingress.coap]\nlisten = \"0.0.0.0:5683\"\n\n[egress]");

@@ -218,6 +218,19 @@ pub(super) fn ingress_service(
     CoapIngress(runtime, level)
 }
 
+/// The egress service of the CoAP server, for the other bindings without an HTTP front (the
+/// AEs' local MQTT broker).
+pub(super) fn egress_service(
+    runtime: Runtime,
+    level: AccessLevel,
+) -> impl Service<RequestPrimitive, Response = ResponsePrimitive, Error = BoxError, Future = BoxFuture<ResponsePrimitive>>
++ Clone
++ Send
++ Sync
++ 'static {
+    CoapEgress(runtime, level)
+}
+
 /// The CoAP ingress: the current generation answers; a request sealed under an SA an earlier
 /// generation established (4112 from the current one) goes to those — as the HTTP ingress does.
 #[derive(Clone)]
