@@ -20,7 +20,8 @@
 //! the other replicas of this sidecar (crate `onem2m-sa-store-redis`). The node's inbound table
 //! is the store's, SA messages are recorded in Redis before they are answered, a request under
 //! an SA another replica established a moment ago is learnt on the spot (`LearnOnMissLayer`), and
-//! each secured request's sequence number is marked in the shared replay window before the
+//! each secured request's sequence number is marked in the shared replay window, and each
+//! request but RETRIEVE entered in the replicas' shared record of executed requests, before the
 //! upstream sees it (`SharedReplayLayer`). The store is made at start and kept across reloads;
 //! when Redis cannot be reached (at start too) the sidecar serves the SAs it holds and refuses
 //! new establishments with 5000 until it can.
@@ -615,6 +616,8 @@ pub(crate) fn redis_store(config: &Config) -> Result<Option<onem2m_sa_store_redi
         window: config.sa.replay_window as u64,
         timeout: r.timeout,
         lease_refresh: r.lease_refresh,
+        // The shared record of executed requests keeps answers as long as each node's own.
+        executed_ttl: config.sa.executed.ttl,
         ..RedisStoreConfig::new(r.url.clone())
     };
     let kek = Kek::new(&r.kek[..]).map_err(|e| StartError::Store(e.to_string()))?;

@@ -23,6 +23,14 @@
 //! * **Ownership** (`<prefix>own:<id>`): [`RedisStore::claim`] — `SET NX PX`, renewed by the
 //!   holder while it holds it — makes one replica the one that removes an expired SA from the
 //!   store (`Node::tick_at` claims at expiry; a claim lapses when its holder dies).
+//! * **Executed requests** (`<prefix>exe:<key>`, the key a digest of the authenticated peer,
+//!   the originator and the request identifier): [`RedisStore::admit_executed`] enters each
+//!   request but RETRIEVE with one Lua script (`SET NX PX`, or the entry already there) as
+//!   executing, [`RedisStore::record_executed`] replaces that with its answer; both sealed
+//!   under a key derived from the key-encryption key for the entry (an answer carries the
+//!   CSE's data; [`Kek::seal_per_name`]) and kept for
+//!   [`RedisStoreConfig::executed_ttl`]. A copy resent over a new SA that lands on another
+//!   replica gets the first copy's answer instead of executing again.
 //!
 //! When Redis is unreachable (at start too: [`RedisStore::open`] does not wait for it) the local
 //! tables keep serving the SAs they hold;
@@ -84,11 +92,14 @@ pub struct RedisStoreConfig {
     /// left behind. The rule: a peer window of `W` tolerates `W / 2` messages of an SA per
     /// refresh period on the other replicas.
     pub lease_refresh: Duration,
+    /// How long the shared record of executed requests keeps an entry: as long as the node's
+    /// own record (`ExecutedConfig::ttl`, longer than a sender may resend).
+    pub executed_ttl: Duration,
 }
 
 impl RedisStoreConfig {
     /// Defaults for `url`: prefix `onem2m-sa:`, blocks of 32, window 1024, one-hour linger,
-    /// 2 s timeout, blocks refreshed every 250 ms.
+    /// 2 s timeout, blocks refreshed every 250 ms, executed requests kept 60 s.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -99,9 +110,22 @@ impl RedisStoreConfig {
             linger_ms: 3_600_000,
             timeout: Duration::from_secs(2),
             lease_refresh: Duration::from_millis(250),
+            executed_ttl: Duration::from_secs(60),
         }
     }
 }
+
+/// Sets `KEYS[1]` to `ARGV[1]` for `ARGV[2]` ms unless it exists: nil when set, the value
+/// there otherwise.
+const ADMIT_LUA: &str = r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+return redis.call('GET', KEYS[1])
+"#;
+
+/// An entry of the shared record of executed requests, before sealing: one byte of state, the
+/// request's digest, and (when answered) the answer.
+const EXECUTING: u8 = 0;
+const ANSWERED: u8 = 1;
 
 const KIND_TOMBSTONE: u8 = 0;
 const KIND_LIVE: u8 = 1;
@@ -224,6 +248,7 @@ struct Inner {
     claim: redis::Script,
     incarnation: redis::Script,
     fill: redis::Script,
+    admit: redis::Script,
 }
 
 /// The Redis store of one replica. Cheap to clone.
@@ -304,6 +329,7 @@ impl RedisStore {
                 claim: redis::Script::new(CLAIM_LUA),
                 incarnation: redis::Script::new(INCARNATION_LUA),
                 fill: redis::Script::new(FILL_LUA),
+                admit: redis::Script::new(ADMIT_LUA),
             }),
         };
         tokio::spawn(lease_task(Arc::downgrade(&store.inner), rx));
@@ -780,6 +806,55 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    fn executed_key(&self, key: &[u8; 32]) -> String {
+        format!("{}exe:{}", self.inner.config.prefix, hex::encode(key))
+    }
+
+    fn executed_entry(&self, name: &str, state: u8, digest: &[u8; 32], answer: &[u8]) -> Vec<u8> {
+        let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(33 + answer.len()));
+        plain.push(state);
+        plain.extend_from_slice(digest);
+        plain.extend_from_slice(answer);
+        self.inner.kek.seal_per_name(name, &plain)
+    }
+
+    /// Enters a request in the replicas' shared record of executed requests unless a copy is
+    /// there: see [`SaStore::admit_executed`]. An entry that does not authenticate under the
+    /// key-encryption key is refused ([`StoreError::Refused`]): the request is not executed.
+    pub async fn admit_executed(
+        &self,
+        key: [u8; 32],
+        digest: [u8; 32],
+    ) -> Result<onem2m_sa_tower::store::SharedExecution, StoreError> {
+        use onem2m_sa_tower::store::SharedExecution;
+        let name = self.executed_key(&key);
+        let entry = self.executed_entry(&name, EXECUTING, &digest, &[]);
+        let mut inv = self.inner.admit.key(&name);
+        inv.arg(entry).arg(self.inner.config.executed_ttl.as_millis().max(1) as u64);
+        let Some(there) = self.script::<Option<Vec<u8>>>(&inv).await? else {
+            return Ok(SharedExecution::First);
+        };
+        let plain = self.inner.kek.open_per_name(&name, &there)?;
+        let (state, rest) = plain.split_first().ok_or(StoreError::Refused("executed-request entry is empty"))?;
+        let (was, answer) = rest.split_at_checked(32).ok_or(StoreError::Refused("executed-request entry is short"))?;
+        Ok(match *state {
+            _ if was != digest => SharedExecution::Conflict,
+            EXECUTING => SharedExecution::Running,
+            ANSWERED => SharedExecution::Answered(answer.to_vec()),
+            _ => return Err(StoreError::Refused("executed-request entry in an unknown state")),
+        })
+    }
+
+    /// Records the answer of a request [`Self::admit_executed`] admitted.
+    pub async fn record_executed(&self, key: [u8; 32], digest: [u8; 32], answer: &[u8]) -> Result<(), StoreError> {
+        let name = self.executed_key(&key);
+        let entry = self.executed_entry(&name, ANSWERED, &digest, answer);
+        let ttl = self.inner.config.executed_ttl.as_millis().max(1) as u64;
+        self.run(redis::cmd("SET").arg(&name).arg(entry).arg("PX").arg(ttl)).await
+    }
+}
+
 /// Whether `epoch` seals with the sending keys of `sa`'s current epoch (same lease counter name,
 /// which hashes the key and IV; an epoch without a lease is taken as the same).
 fn same_keys(epoch: &onem2m_sa::secure::EpochRef, sa: &EstablishedSa) -> bool {
@@ -857,5 +932,17 @@ impl SaStore for RedisStore {
 
     fn prepare_seal(&self, sa_id: SaId, epoch: u32) -> StoreFuture<'_, ()> {
         Box::pin(RedisStore::prepare_seal(self, sa_id, epoch))
+    }
+
+    fn admit_executed(
+        &self,
+        key: [u8; 32],
+        digest: [u8; 32],
+    ) -> StoreFuture<'_, onem2m_sa_tower::store::SharedExecution> {
+        Box::pin(RedisStore::admit_executed(self, key, digest))
+    }
+
+    fn record_executed<'a>(&'a self, key: [u8; 32], digest: [u8; 32], answer: &'a [u8]) -> StoreFuture<'a, ()> {
+        Box::pin(RedisStore::record_executed(self, key, digest, answer))
     }
 }

@@ -167,3 +167,67 @@ async fn an_sa_established_on_one_replica_works_on_another_before_its_event_arri
     assert_eq!(replicas[1].store.table().len(), 1, "replica 1 learnt the SA from the store");
     assert_eq!(cse.executed().len(), 6);
 }
+
+/// Issue 11's attack across replicas: an attacker on the path forwards a secured request,
+/// swallows its sealed answer and answers an unsealed 4112 itself; the sender establishes a new
+/// SA and resends, and the round-robin relay takes the copy to the next replica (secured
+/// requests go round-robin, so the copy never lands where the first copy did). The replicas'
+/// shared record of executed requests gives the copy the first copy's answer: each CREATE,
+/// UPDATE, DELETE and NOTIFY executes once, and the client gets the CSE's answer. (With the
+/// record per replica, every copy executed again.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_after_a_forged_4112_that_lands_on_another_replica_executes_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use onem2m_primitive::{RequestPrimitive, ResponsePrimitive};
+    use tower::service_fn;
+
+    let Some(redis) = Redis::start() else { return };
+    let pki = TestPki::new(&mut SystemRng, now_unix());
+    let anchors = pki.anchors.clone();
+    let cse_creds = pki.node("/id-in", SignatureAlgorithm::Ed25519, &["/id-in"], &mut SystemRng);
+    let cse = Cse::default();
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(replica(&redis, cse_creds.clone(), anchors.clone(), &cse).await);
+    }
+    let relay = Relay::new(&replicas);
+    let attack = Arc::new(AtomicBool::new(false));
+    let (to_relay, swallow) = (relay.service(), attack.clone());
+    let path = Svc::new(service_fn(move |req: RequestPrimitive| {
+        let (to_relay, swallow) = (to_relay.clone(), swallow.clone());
+        async move {
+            if rb::is_sa_message(&req) || !swallow.swap(false, Ordering::SeqCst) {
+                return to_relay.oneshot(req).await;
+            }
+            let rqi = req.rqi.clone();
+            let answer = to_relay.oneshot(req).await?;
+            assert_eq!(answer.rsc, Rsc::OK, "the attacker swallows a sealed answer: {answer:?}");
+            Ok(ResponsePrimitive::error(Rsc::ESPRIM_UNKNOWN_KEY_ID, &rqi, "unknown SA"))
+        }
+    }));
+    let ae_creds = pki.node("/id-asn", SignatureAlgorithm::Ed25519, &["C*"], &mut SystemRng);
+    let ae = Node::new(config(ae_creds, anchors));
+    // Each attacked request makes the sender establish again: no rate limit here.
+    ae.set_recovery(Recovery { min_interval: Duration::ZERO, ..Recovery::default() });
+    let to_cse = Svc::new(SendSecureLayer::new(ae, route_by_cse_id(None)).layer(path));
+    // The SA first, unattacked.
+    assert_eq!(to_cse.clone().oneshot(request(Operation::Retrieve, 0)).await.unwrap().rsc, Rsc::OK);
+    for (k, op) in [Operation::Create, Operation::Update, Operation::Delete, Operation::Notify].into_iter().enumerate()
+    {
+        let n = 100 + k;
+        let before = relay.next.load(Ordering::SeqCst);
+        attack.store(true, Ordering::SeqCst);
+        let rsp = to_cse.clone().oneshot(request(op, n)).await.unwrap();
+        assert!(!attack.load(Ordering::SeqCst), "the attack ran");
+        assert_eq!(relay.next.load(Ordering::SeqCst) - before, 2, "{op:?}: the first copy and one resend");
+        assert_eq!((rsp.rsc, rsp.rqi.as_str()), (expected(op), format!("r{n}").as_str()), "{op:?}: {rsp:?}");
+    }
+    let executed = cse.executed();
+    for n in 100..104 {
+        let times = executed.iter().filter(|r| **r == format!("r{n}")).count();
+        assert_eq!(times, 1, "r{n} executed {times} times: {executed:?}");
+    }
+    relay.assert_nonces_unique();
+}

@@ -421,3 +421,55 @@ async fn a_key_update_after_a_rolled_back_one_reaches_every_replica() {
         until(&format!("replica {i} opens under the new keys"), async || round_trip(&l, replica).is_ok()).await;
     }
 }
+
+/// The replicas' shared record of executed requests: the first copy is admitted, a copy on
+/// another replica sees it executing, then its answer; another request under the same
+/// identifiers is a conflict; entries are sealed (the answer is not readable in Redis) and a
+/// tampered or moved entry is refused, so the request is not executed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_record_of_executed_requests_answers_copies_on_every_replica() {
+    use onem2m_sa_tower::store::{SharedExecution, execution_key};
+
+    let Some(redis) = Redis::start() else { return };
+    let r = replicas(&redis, 2, 64).await;
+    let key = execution_key("/id-asn", "CAE01", "r1");
+    assert_ne!(key, execution_key("/id-asn", "CAE01r", "1"), "the parts are framed");
+    let (digest, other) = ([1u8; 32], [2u8; 32]);
+    assert_eq!(r[0].admit_executed(key, digest).await.unwrap(), SharedExecution::First);
+    assert_eq!(r[1].admit_executed(key, digest).await.unwrap(), SharedExecution::Running);
+    let answer = br#"{"rsc":2001,"rqi":"r1","pc":{"m2m:cnt":{"rn":"secret-name"}}}"#;
+    r[0].record_executed(key, digest, answer).await.unwrap();
+    assert_eq!(r[1].admit_executed(key, digest).await.unwrap(), SharedExecution::Answered(answer.to_vec()));
+    assert_eq!(r[0].admit_executed(key, digest).await.unwrap(), SharedExecution::Answered(answer.to_vec()));
+    assert_eq!(r[1].admit_executed(key, other).await.unwrap(), SharedExecution::Conflict);
+
+    let mut raw = redis.raw();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("onem2m-sa:exe:*").query(&mut raw).unwrap();
+    assert_eq!(keys.len(), 1);
+    let stored: Vec<u8> = redis::cmd("GET").arg(&keys[0]).query(&mut raw).unwrap();
+    assert!(!stored.windows(11).any(|w| w == b"secret-name"), "the answer is readable in Redis");
+    let ttl: i64 = redis::cmd("PTTL").arg(&keys[0]).query(&mut raw).unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "kept for the executed TTL: {ttl}");
+    // Tampered: refused, not admitted.
+    let mut tampered = stored.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let () = redis::cmd("SET").arg(&keys[0]).arg(&tampered).query(&mut raw).unwrap();
+    assert!(matches!(r[1].admit_executed(key, digest).await, Err(StoreError::Refused(_))));
+    // Moved: another request's entry under this key.
+    let key2 = execution_key("/id-asn", "CAE01", "r2");
+    assert_eq!(r[0].admit_executed(key2, digest).await.unwrap(), SharedExecution::First);
+    let keys2: Vec<String> = redis::cmd("KEYS").arg("onem2m-sa:exe:*").query(&mut raw).unwrap();
+    let other_key = keys2.iter().find(|k| **k != keys[0]).unwrap();
+    let moved: Vec<u8> = redis::cmd("GET").arg(other_key).query(&mut raw).unwrap();
+    let () = redis::cmd("SET").arg(&keys[0]).arg(&moved).query(&mut raw).unwrap();
+    assert!(matches!(r[1].admit_executed(key, digest).await, Err(StoreError::Refused(_))));
+    // Redis gone: an error (the request is refused, not executed), never First.
+    drop(raw);
+    let mut redis = redis;
+    redis.stop();
+    assert!(matches!(
+        r[0].admit_executed(execution_key("/id-asn", "CAE01", "r3"), digest).await,
+        Err(StoreError::Unavailable(_))
+    ));
+}

@@ -34,7 +34,7 @@ use crate::executed::{Admission, Answer, Key, Ticket, request_digest};
 use crate::{BoxError, Node, form, rb};
 
 /// What a copy of a request gets when the first copy's execution ended without an answer.
-const UNKNOWN_OUTCOME: &str = "the first copy of this request ended without an answer; not executed again";
+pub(crate) const UNKNOWN_OUTCOME: &str = "the first copy of this request ended without an answer; not executed again";
 
 /// The peer an SA authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -42,6 +42,34 @@ impl StoreError {
 /// A future a store returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
+/// What the replicas' shared record of executed requests says of a request
+/// ([`SaStore::admit_executed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedExecution {
+    /// No copy was seen: this replica executes it (the record now says so).
+    First,
+    /// A copy is executing on a replica, or its replica ended before recording the answer: the
+    /// outcome is unknown, and this copy must not execute.
+    Running,
+    /// A copy was executed: its answer, the serialized response primitive.
+    Answered(Vec<u8>),
+    /// The same peer, originator and request identifier came with another request (4105).
+    Conflict,
+}
+
+/// Who sent a request, for the shared record of executed requests: SHA-256 over the
+/// authenticated peer node, the inner originator and the request identifier, each
+/// length-prefixed (so no two triples share a key).
+pub fn execution_key(peer: &str, originator: &str, rqi: &str) -> [u8; 32] {
+    let mut framed = Vec::with_capacity(peer.len() + originator.len() + rqi.len() + 12);
+    for part in [peer, originator, rqi] {
+        framed.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        framed.extend_from_slice(part.as_bytes());
+    }
+    let d = onem2m_sa::crypto::digest(onem2m_sa::crypto::HashAlgorithm::Sha256, &[&framed]);
+    d.as_ref().try_into().expect("SHA-256")
+}
+
 /// Where a node's SAs are kept. Called by the control plane only (establishment, update,
 /// removal, expiry) and, when [`Self::shared`], on each accepted sequence number.
 pub trait SaStore: Send + Sync + 'static {
@@ -81,6 +109,21 @@ pub trait SaStore: Send + Sync + 'static {
     /// ([`crate::Node::tick_at`]): at most one replica gets true for an SA within `hold_ms`
     /// (the holder, asking again, gets true and holds it `hold_ms` from then).
     fn claim(&self, sa_id: SaId, hold_ms: u64) -> StoreFuture<'_, bool>;
+
+    /// Enters a request (by [`execution_key`], and the digest of the request a copy must match)
+    /// in the record of executed requests the replicas share, unless a copy is there already:
+    /// then says what became of it. Asked by [`SharedReplay`] for every request but RETRIEVE, so
+    /// that a copy resent over another SA (after an unauthenticated 4112 or 5211) that lands on
+    /// another replica gets the first copy's answer instead of executing again. The default
+    /// (nothing shared) admits every request: the node's own record covers it.
+    fn admit_executed(&self, _key: [u8; 32], _digest: [u8; 32]) -> StoreFuture<'_, SharedExecution> {
+        Box::pin(std::future::ready(Ok(SharedExecution::First)))
+    }
+
+    /// Records the answer of a request [`Self::admit_executed`] admitted.
+    fn record_executed<'a>(&'a self, _key: [u8; 32], _digest: [u8; 32], _answer: &'a [u8]) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// The default: the SAs live in this process's table only.
@@ -131,9 +174,18 @@ impl SaStore for MemoryStore {
 /// the CSE, so only requests whose tag verified reach the shared window (a forgery cannot move
 /// it). Nothing happens for a store that is not [`SaStore::shared`] or for plaintext requests.
 ///
+/// Every other operation than RETRIEVE then goes through the replicas' shared record of executed
+/// requests ([`SaStore::admit_executed`]): a copy of a request that another replica executed —
+/// resent by its sender over a new SA after an unauthenticated 4112 or 5211 — gets the first
+/// copy's answer (sealed by [`crate::ReceiveSecure`] under the SA it came over) and is not
+/// executed again; a copy whose first copy is still executing, or whose replica ended before
+/// its answer was recorded, gets 5000 and is not executed; the same identifiers with another
+/// request get 4105. The node's own record (inside `ReceiveSecure`) still answers copies that
+/// come back to the same replica without a store round trip.
+///
 /// While the store is unreachable a RETRIEVE goes through (safe to repeat; the replica's own
 /// window still refuses a replay to the same replica) and any other operation is refused with
-/// the store's RSC: a replay to another replica must not execute twice.
+/// the store's RSC: a replay or a resend to another replica must not execute twice.
 #[derive(Clone)]
 pub struct SharedReplayLayer {
     store: Arc<dyn SaStore>,
@@ -204,7 +256,10 @@ where
                     if let Err(e) = store.prepare_seal(peer.sa_id, peer.epoch).await {
                         tracing::debug!(error = %e, "no sequence numbers leased ahead");
                     }
-                    inner.call(req).await
+                    if req.primitive.op == onem2m_primitive::Operation::Retrieve {
+                        return inner.call(req).await;
+                    }
+                    execute_once(&*store, &peer, req, inner).await
                 }
                 Ok(false) => {
                     metrics::counter!("onem2m_sa_receive_rejected_total", "reason" => "replayed_shared").increment(1);
@@ -217,6 +272,63 @@ where
                 }
             }
         })
+    }
+}
+
+/// Executes `req` unless the replicas' shared record says a copy of it was (or is being)
+/// executed; records the answer.
+async fn execute_once<S>(
+    store: &dyn SaStore,
+    peer: &crate::Authenticated,
+    req: crate::InboundRequest,
+    mut inner: S,
+) -> Result<onem2m_primitive::ResponsePrimitive, crate::BoxError>
+where
+    S: tower::Service<crate::InboundRequest, Response = onem2m_primitive::ResponsePrimitive, Error = crate::BoxError>,
+{
+    use onem2m_primitive::ResponsePrimitive;
+    let rqi = req.primitive.rqi.clone();
+    let key = execution_key(peer.peer.as_str(), req.primitive.fr.as_deref().unwrap_or_default(), &rqi);
+    // The request as parsed, serialized again: copies that are the same request match.
+    let digest: [u8; 32] = match req.primitive.to_json_vec() {
+        Ok(json) => crate::executed::request_digest(&json).as_ref().try_into().expect("SHA-256"),
+        Err(e) => return Ok(ResponsePrimitive::error(Rsc::BAD_REQUEST, &rqi, e.to_string())),
+    };
+    let refused = |rsc: Rsc, why: &str, reason: &'static str| {
+        metrics::counter!("onem2m_sa_receive_rejected_total", "reason" => reason).increment(1);
+        Ok(ResponsePrimitive::error(rsc, &rqi, why))
+    };
+    match store.admit_executed(key, digest).await {
+        Ok(SharedExecution::First) => {
+            let answer = inner.call(req).await?;
+            match answer.to_json_vec() {
+                Ok(json) => {
+                    if let Err(e) = store.record_executed(key, digest, &json).await {
+                        // A copy elsewhere finds the request still "executing" and is refused:
+                        // never executed twice.
+                        tracing::warn!(error = %e, "answer not recorded in the shared record of executed requests");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "answer not serializable for the shared record"),
+            }
+            Ok(answer)
+        }
+        Ok(SharedExecution::Answered(json)) => {
+            metrics::counter!("onem2m_sa_resends_answered_total").increment(1);
+            match ResponsePrimitive::from_json_slice(&json) {
+                Ok(answer) if answer.rqi == rqi => Ok(answer),
+                _ => refused(Rsc::INTERNAL_SERVER_ERROR, crate::receive::UNKNOWN_OUTCOME, "executed_unreadable"),
+            }
+        }
+        Ok(SharedExecution::Running) => {
+            refused(Rsc::INTERNAL_SERVER_ERROR, crate::receive::UNKNOWN_OUTCOME, "executed_elsewhere_unanswered")
+        }
+        Ok(SharedExecution::Conflict) => refused(
+            Rsc::CONFLICT,
+            "request identifier already used by this originator for another request",
+            "rqi_reused",
+        ),
+        Err(e) => refused(e.rsc(), &e.to_string(), "store_unavailable"),
     }
 }
 
