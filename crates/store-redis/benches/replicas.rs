@@ -3,13 +3,17 @@
 //! * `requests/s`: secured requests (CREATE, RETRIEVE, UPDATE, DELETE in turn) from one AE-side
 //!   node through in-process transports, 16 in flight, to one in-memory node, then to 1, 2 and
 //!   3 replicas behind the round-robin relay (each request's sequence number marked in the
-//!   shared window, numbers leased by blocks).
+//!   shared window, each but RETRIEVE entered in the shared record of executed requests,
+//!   numbers leased by blocks).
 //! * `establishment`: a fresh AE node's first request (establishment + the request), in memory
 //!   and through Redis (the Responder records the SA before it answers).
 //! * `shared window`: one `accept` (the Lua script) per call, sequential.
+//! * `shared record`: what each CREATE, UPDATE, DELETE and NOTIFY adds on a replica — one
+//!   `admit_executed` (Lua) and one `record_executed` (`SET`), sealed — sequential.
 //!
 //! Needs `redis-server` on the PATH (started on a free loopback port, no persistence).
-//! `cargo bench -p onem2m-sa-store-redis --bench replicas`
+//! `cargo bench -p onem2m-sa-store-redis --bench replicas` (`RUST_LOG=onem2m_sa_store_redis=debug` shows
+//! what the stores log).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -93,6 +97,7 @@ async fn replicas(
 }
 
 fn main() {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     let Some(redis) = Redis::start() else { return };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
@@ -126,6 +131,23 @@ fn main() {
         for seq in 1_000_000..1_000_000 + calls {
             assert!(rs[0].store.accept(sa_id, 0, seq).await.unwrap());
         }
-        println!("shared window accept (Lua)  {:.1} µs per call", start.elapsed().as_secs_f64() * 1e6 / calls as f64);
+        let accept = start.elapsed().as_secs_f64() * 1e6 / calls as f64;
+        println!("shared window accept (Lua)  {accept:.1} µs per call");
+
+        // The shared record of executed requests alone: what a CREATE, UPDATE, DELETE or NOTIFY
+        // adds on a replica (admit, then the answer written), sequential.
+        let answer = br#"{"rsc":2001,"rqi":"r1","rvi":"3"}"#;
+        let start = Instant::now();
+        for n in 0..calls {
+            let key = onem2m_sa_tower::store::execution_key("/id-asn", "CAE01", &format!("bench-{n}"));
+            let first = rs[0].store.admit_executed(key, [7; 32]).await.unwrap();
+            assert_eq!(first, onem2m_sa_tower::store::SharedExecution::First);
+            rs[0].store.record_executed(key, [7; 32], answer).await.unwrap();
+        }
+        let record = start.elapsed().as_secs_f64() * 1e6 / calls as f64;
+        println!(
+            "shared record of executed requests (admit + answer)  {record:.1} µs per request ({:.2}x accept)",
+            record / accept
+        );
     });
 }

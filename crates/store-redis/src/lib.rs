@@ -127,6 +127,17 @@ return redis.call('GET', KEYS[1])
 const EXECUTING: u8 = 0;
 const ANSWERED: u8 = 1;
 
+/// What [`RedisStore::note_applied`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Noted {
+    /// A newer record than any applied here: apply it.
+    New,
+    /// The record applied here already.
+    Same,
+    /// Older than one applied here.
+    Older,
+}
+
 const KIND_TOMBSTONE: u8 = 0;
 const KIND_LIVE: u8 = 1;
 
@@ -240,6 +251,9 @@ struct Inner {
     replica: String,
     /// Incarnation and highest generation applied per SA: an older record put back is refused.
     applied: Mutex<HashMap<SaId, (String, u64)>>,
+    /// Held while a record is noted in `applied` and put in the table (see
+    /// [`RedisStore::applying`]).
+    applying: Mutex<()>,
     /// The incarnation each lease's SA was recorded in (lease id → incarnation).
     incarnations: Mutex<HashMap<[u8; 16], String>>,
     available: AtomicBool,
@@ -322,6 +336,7 @@ impl RedisStore {
                 hub,
                 replica: hex::encode(id),
                 applied: Mutex::default(),
+                applying: Mutex::default(),
                 incarnations: Mutex::default(),
                 available: AtomicBool::new(false),
                 started: Instant::now(),
@@ -471,7 +486,15 @@ impl RedisStore {
         self.script(&inv).await
     }
 
-    async fn write(&self, sa_id: SaId, kind: u8, record: &[u8], ttl_ms: Option<u64>) -> Result<String, StoreError> {
+    /// Writes a record; returns the incarnation and generation it was written under (the
+    /// caller notes it applied, with what it does to the table, under [`Inner::applying`]).
+    async fn write(
+        &self,
+        sa_id: SaId,
+        kind: u8,
+        record: &[u8],
+        ttl_ms: Option<u64>,
+    ) -> Result<(String, u64), StoreError> {
         let incarnation = self.incarnation().await?;
         let generation: u64 = self.run(redis::cmd("INCR").arg(self.key("gen"))).await?;
         let name = self.record_key(sa_id);
@@ -490,35 +513,58 @@ impl RedisStore {
         let mut conn = self.connection().await?;
         let r = tokio::time::timeout(self.inner.config.timeout, pipe.query_async::<()>(&mut conn)).await;
         self.settle(r)?;
-        self.note_applied(sa_id, &incarnation, generation);
-        Ok(incarnation)
+        Ok((incarnation, generation))
     }
 
-    fn note_applied(&self, sa_id: SaId, incarnation: &str, generation: u64) -> bool {
+    /// Holds [`Inner::applying`]: a record is noted applied and put in the table in one step,
+    /// so a concurrent reader of the same record (the listener and a request's
+    /// [`SaStore::learn`]) that finds it applied also finds it in the table.
+    fn applying(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner.applying.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes that the record `generation` of `sa_id` is applied here, unless this replica
+    /// applied it (or a newer one) already: [`Noted::Same`] for the record already applied (the
+    /// replica's own write, or the listener and a `learn` reading it both), [`Noted::Older`] for
+    /// an older one (put back: refused).
+    fn note_applied(&self, sa_id: SaId, incarnation: &str, generation: u64) -> Noted {
         let mut applied = self.inner.applied.lock().unwrap_or_else(|e| e.into_inner());
-        if applied.get(&sa_id).is_some_and(|(inc, last)| inc == incarnation && generation <= *last) {
-            return false;
+        match applied.get(&sa_id) {
+            Some((inc, last)) if inc == incarnation && generation == *last => return Noted::Same,
+            Some((inc, last)) if inc == incarnation && generation < *last => return Noted::Older,
+            _ => {}
         }
         applied.insert(sa_id, (incarnation.to_owned(), generation));
-        true
+        Noted::New
     }
 
     /// Records an established or updated SA for every replica, and installs it here.
     pub async fn publish(&self, sa: &EstablishedSa) -> Result<(), StoreError> {
-        let incarnation = self.write(sa.sa_id, KIND_LIVE, &to_record(sa), None).await?;
-        self.apply(sa, &incarnation).await;
+        let (incarnation, generation) = self.write(sa.sa_id, KIND_LIVE, &to_record(sa), None).await?;
+        let empty = {
+            let _applying = self.applying();
+            self.note_applied(sa.sa_id, &incarnation, generation);
+            self.install(sa, &incarnation)
+        };
+        if let Some(lease) = empty {
+            let _ = self.fill(&lease, false).await;
+        }
         Ok(())
     }
 
     /// Removes an SA on every replica (a sealed tombstone, kept `linger_ms`), and here.
     pub async fn remove(&self, sa_id: SaId) -> Result<(), StoreError> {
         self.inner.table.remove(sa_id);
-        self.write(sa_id, KIND_TOMBSTONE, sa_id.as_bytes(), Some(self.inner.config.linger_ms)).await?;
+        let (incarnation, generation) =
+            self.write(sa_id, KIND_TOMBSTONE, sa_id.as_bytes(), Some(self.inner.config.linger_ms)).await?;
+        let _applying = self.applying();
+        self.note_applied(sa_id, &incarnation, generation);
         Ok(())
     }
 
-    /// Installs (or rekeys) `sa` in this replica's table and makes sure its epoch can seal.
-    async fn apply(&self, sa: &EstablishedSa, incarnation: &str) {
+    /// Installs (or rekeys) `sa` in this replica's table; returns its epoch's lease when that
+    /// has no sequence numbers yet (the caller fills it, outside [`Inner::applying`]).
+    fn install(&self, sa: &EstablishedSa, incarnation: &str) -> Option<Arc<SeqLease>> {
         let table = &self.inner.table;
         let entry = match table.get(sa.sa_id) {
             None => table.install(sa),
@@ -537,16 +583,14 @@ impl RedisStore {
                 e
             }
         };
-        let Some(lease) = entry.current_epoch().and_then(|e| e.lease().cloned()) else { return };
+        let lease = entry.current_epoch().and_then(|e| e.lease().cloned())?;
         self.inner
             .incarnations
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(lease.key().id)
             .or_insert_with(|| incarnation.to_owned());
-        if lease.remaining() == 0 {
-            let _ = self.fill(&lease, false).await;
-        }
+        (lease.remaining() == 0).then_some(lease)
     }
 
     /// Leases the next block of sequence numbers for `lease`, from the counter of the
@@ -599,8 +643,8 @@ impl RedisStore {
     }
 
     /// Reads the record of `sa_id` and applies it: installs, rekeys or removes the SA here.
-    /// Returns whether anything changed; a record that does not authenticate or is older than
-    /// one applied already is refused.
+    /// Returns whether anything changed (false for the record applied here already); a record
+    /// that does not authenticate, or is older than one applied, is refused.
     pub async fn load(&self, sa_id: SaId) -> Result<bool, StoreError> {
         let name = self.record_key(sa_id);
         let (value, current): (Option<Vec<u8>>, Option<String>) =
@@ -622,17 +666,27 @@ impl RedisStore {
                 if sa.sa_id != sa_id {
                     return Err(StoreError::Refused("record names another SA"));
                 }
-                if !self.note_applied(sa_id, incarnation, generation) {
-                    return Err(StoreError::Refused("record older than one applied"));
+                let empty = {
+                    let _applying = self.applying();
+                    match self.note_applied(sa_id, incarnation, generation) {
+                        Noted::New => {}
+                        Noted::Same => return Ok(false),
+                        Noted::Older => return Err(StoreError::Refused("record older than one applied")),
+                    }
+                    self.install(&sa, incarnation)
+                };
+                if let Some(lease) = empty {
+                    let _ = self.fill(&lease, false).await;
                 }
-                self.apply(&sa, incarnation).await;
                 Ok(true)
             }
             KIND_TOMBSTONE if body == sa_id.as_bytes() => {
-                if !self.note_applied(sa_id, incarnation, generation) {
-                    return Err(StoreError::Refused("record older than one applied"));
+                let _applying = self.applying();
+                match self.note_applied(sa_id, incarnation, generation) {
+                    Noted::New => Ok(self.inner.table.remove(sa_id)),
+                    Noted::Same => Ok(false),
+                    Noted::Older => Err(StoreError::Refused("record older than one applied")),
                 }
-                Ok(self.inner.table.remove(sa_id))
             }
             _ => Err(StoreError::Refused("malformed SA record")),
         }
@@ -925,6 +979,8 @@ impl SaStore for RedisStore {
 
     fn learn(&self, sa_id: SaId) -> StoreFuture<'_, bool> {
         Box::pin(async move {
+            // Ok(false) when this replica applied the record already (its listener, or a
+            // concurrent request's learn, got there first): the table says whether it is here.
             self.load(sa_id).await?;
             Ok(self.inner.table.get(sa_id).is_some())
         })
