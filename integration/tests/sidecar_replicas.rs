@@ -23,7 +23,7 @@ use onem2m_sa_integration::{Isolated, free_port, request};
 use onem2m_sa_sidecar::config::{Config, RedisSettings, StoreSettings};
 use onem2m_sa_sidecar::demo::{self, AE_ID, CSE_BASE, CSE_ID, DemoPki};
 use onem2m_sa_tower::BoxError;
-use redis_server::{Redis, Sentinel};
+use redis_server::{Redis, RedisCluster, Sentinel};
 use serde_json::json;
 use tower::ServiceExt;
 
@@ -37,6 +37,7 @@ fn replica_config(pki: &DemoPki, cse: &str, ae_ingress: SocketAddr, redis: &Redi
         url: redis.url(),
         sentinels: Vec::new(),
         master: None,
+        cluster: Vec::new(),
         kek: Arc::new(zeroize::Zeroizing::new([0x4b; 32])),
         prefix: "replicas:".into(),
         timeout: Duration::from_millis(500),
@@ -397,6 +398,48 @@ async fn replicas_reach_redis_through_sentinel() {
     let key = format!("replicas:sa:{}", sa);
     let recorded: bool = redis::cmd("EXISTS").arg(&key).query(&mut c.redis.raw()).unwrap();
     assert!(recorded, "the SA is recorded on the master the Sentinel names");
+}
+
+/// Replicas configured with a Redis Cluster (`cluster`, three masters) keep every key of the
+/// store in the hash slot of their prefix, and serve the SA through all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_sas_through_a_redis_cluster() {
+    let Some(mut nodes) = RedisCluster::start(3, 0) else { return };
+    let urls = nodes.urls();
+    // The harness keeps one node (stopped last); the others live until the end of the test.
+    let first = nodes.nodes.remove(0);
+    let c = Cluster::start_with(first, |config| {
+        if let StoreSettings::Redis(r) = &mut config.store {
+            r.url = String::new();
+            r.cluster = urls.clone();
+        }
+    })
+    .await;
+    let cnt = ae_and_container(&c).await;
+    for i in 0..2 * REPLICAS {
+        let rsp = c.send(Operation::Retrieve, &cnt, &format!("k{i}"), None, None).await.unwrap();
+        assert_eq!(rsp.rsc, Rsc::OK, "{rsp:?}");
+        let rsp = c
+            .send(Operation::Create, &cnt, &format!("kc{i}"), Some(4), Some(json!({"m2m:cin": {"con": "21.5"}})))
+            .await
+            .unwrap();
+        assert_eq!(rsp.rsc, Rsc::CREATED, "{rsp:?}");
+    }
+    assert!(c.executed().values().all(|n| *n == 1), "{:?}", c.executed());
+    // The SA's record is under the prefix as hash tag, on the master of that slot.
+    let key = format!("{{replicas:}}sa:{}", c.sa().sa_id());
+    let mut raw = c.redis.raw();
+    let slot: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&key).query(&mut raw).unwrap();
+    let tag_slot: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg("replicas:").query(&mut raw).unwrap();
+    assert_eq!(slot, tag_slot);
+    let all: Vec<&Redis> = std::iter::once(&c.redis).chain(nodes.nodes.iter()).collect();
+    let holders: Vec<bool> =
+        all.iter().map(|r| redis::cmd("EXISTS").arg(&key).query::<bool>(&mut r.raw()).unwrap_or(false)).collect();
+    assert_eq!(holders.iter().filter(|h| **h).count(), 1, "the record is on one master: {holders:?}");
+    // `--check --connect` reaches the cluster and opens the records.
+    let findings = onem2m_sa_sidecar::doctor::connect_checks(&c.config).await;
+    let f = findings.into_iter().find(|f| f.what.starts_with("store:")).expect("a finding about the store");
+    assert!(f.ok && f.what.contains("Redis Cluster") && f.what.contains("1 SA records open"), "{f}");
 }
 
 /// `sidecar --check --connect` with a Redis store: Redis reachable and its records opening under

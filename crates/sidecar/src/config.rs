@@ -234,6 +234,9 @@ pub struct RedisSettings {
     pub sentinels: Vec<String>,
     /// The name the Sentinels monitor the master under (with [`Self::sentinels`]).
     pub master: Option<String>,
+    /// Redis Cluster: some of its nodes (`redis://[user:password@]host:port`). Empty: not a
+    /// cluster. Every key then carries the prefix as its hash tag (one slot).
+    pub cluster: Vec<String>,
     /// The key-encryption key the SA records are sealed under in Redis (read from `kek_file`;
     /// never printed).
     pub kek: Arc<zeroize::Zeroizing<[u8; 32]>>,
@@ -249,17 +252,25 @@ pub struct RedisSettings {
 
 impl PartialEq for RedisSettings {
     fn eq(&self, other: &Self) -> bool {
-        (&self.url, &self.sentinels, &self.master, &self.prefix, self.timeout, self.lease_block, self.lease_refresh)
-            == (
-                &other.url,
-                &other.sentinels,
-                &other.master,
-                &other.prefix,
-                other.timeout,
-                other.lease_block,
-                other.lease_refresh,
-            )
-            && self.kek[..] == other.kek[..]
+        (
+            &self.url,
+            &self.sentinels,
+            &self.master,
+            &self.cluster,
+            &self.prefix,
+            self.timeout,
+            self.lease_block,
+            self.lease_refresh,
+        ) == (
+            &other.url,
+            &other.sentinels,
+            &other.master,
+            &other.cluster,
+            &other.prefix,
+            other.timeout,
+            other.lease_block,
+            other.lease_refresh,
+        ) && self.kek[..] == other.kek[..]
     }
 }
 
@@ -271,6 +282,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("url", &redacted_url(&self.url))
             .field("sentinels", &self.sentinels.iter().map(|s| redacted_url(s)).collect::<Vec<_>>())
             .field("master", &self.master)
+            .field("cluster", &self.cluster.iter().map(|s| redacted_url(s)).collect::<Vec<_>>())
             .field("kek", &"<redacted>")
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
@@ -908,6 +920,7 @@ struct RawStore {
     url: Option<Spanned<String>>,
     sentinels: Option<Spanned<Vec<Spanned<String>>>>,
     master: Option<Spanned<String>>,
+    cluster: Option<Spanned<Vec<Spanned<String>>>>,
     kek_file: Option<Spanned<String>>,
     prefix: Option<Spanned<String>>,
     timeout_ms: Number,
@@ -1622,6 +1635,7 @@ impl Doc<'_> {
                 ("url", s.url.as_ref().map(|v| v.span())),
                 ("sentinels", s.sentinels.as_ref().map(|v| v.span())),
                 ("master", s.master.as_ref().map(|v| v.span())),
+                ("cluster", s.cluster.as_ref().map(|v| v.span())),
                 ("kek_file", s.kek_file.as_ref().map(|v| v.span())),
                 ("prefix", s.prefix.as_ref().map(|v| v.span())),
                 ("timeout_ms", s.timeout_ms.as_ref().map(|v| v.span())),
@@ -1637,13 +1651,43 @@ impl Doc<'_> {
             }
             return Ok(StoreSettings::Memory);
         }
+        let mut cluster = Vec::new();
+        if let Some(list) = &s.cluster {
+            let other = match (&s.sentinels, &s.master) {
+                (Some(v), _) => Some((v.span(), "store.sentinels")),
+                (None, Some(v)) => Some((v.span(), "store.master")),
+                (None, None) => None,
+            };
+            if let Some((span, key)) = other {
+                return Err(self.err(span, key, "not with cluster: a store is a server, Sentinels or a cluster"));
+            }
+            if let Some(url) = &s.url {
+                return Err(self.at(
+                    url,
+                    "store.url",
+                    "not with cluster: give each node's address (and credentials) in cluster",
+                ));
+            }
+            if list.get_ref().is_empty() {
+                return Err(self.at(list, "store.cluster", "name at least one node (\"redis://host:7000\")"));
+            }
+            for (i, v) in list.get_ref().iter().enumerate() {
+                let key = format!("store.cluster[{i}]");
+                let url = self.redis_url(v, &key)?;
+                if !url.starts_with("redis://") {
+                    return Err(self.at(v, key, "a cluster node is reached at redis://host:port"));
+                }
+                cluster.push(url);
+            }
+        }
         let (url, sentinels, master) = match (&s.sentinels, &s.master) {
+            (None, None) if !cluster.is_empty() => (String::new(), Vec::new(), None),
             (None, None) => {
                 let Some(url) = &s.url else {
                     return Err(self.at(
                         raw,
                         "store",
-                        "no url: add url = \"redis://host:6379/0\" (or sentinels and master)",
+                        "no url: add url = \"redis://host:6379/0\" (or sentinels and master, or cluster)",
                     ));
                 };
                 (self.redis_url(url, "store.url")?, Vec::new(), None)
@@ -1711,6 +1755,7 @@ impl Doc<'_> {
             url,
             sentinels,
             master,
+            cluster,
             kek,
             prefix,
             timeout: ms(&s.timeout_ms, "store.timeout_ms", 2_000, 10..=60_000)?,

@@ -128,12 +128,14 @@ async fn check_store(config: &Config) -> Option<Finding> {
     let store = match crate::proxy::redis_store(config) {
         Ok(None) => return None,
         Ok(Some(store)) => store,
-        Err(e) => return Some(Finding::problem(e.to_string(), "correct [store] url (or sentinels and master)")),
+        Err(e) => {
+            return Some(Finding::problem(e.to_string(), "correct [store] url (or sentinels and master, or cluster)"));
+        }
     };
     let unreachable = |why: String| {
         Finding::problem(
             format!("store: Redis at {place} not reachable ({why})"),
-            "start Redis there, or correct [store] url (or sentinels and master); the sidecar starts without it \
+            "start Redis there, or correct [store] url (or sentinels and master, or cluster); the sidecar starts without it \
              but refuses every establishment with 5000 until it is reachable",
         )
     };

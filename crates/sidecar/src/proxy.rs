@@ -611,6 +611,7 @@ pub(crate) fn redis_store(config: &Config) -> Result<Option<onem2m_sa_store_redi
         r.master.as_ref().map(|master| SentinelAddress { nodes: r.sentinels.clone(), master: master.clone() });
     let store_config = RedisStoreConfig {
         sentinel,
+        cluster: r.cluster.clone(),
         prefix: r.prefix.clone(),
         lease_block: r.lease_block,
         window: config.sa.replay_window as u64,
@@ -629,6 +630,10 @@ pub(crate) fn redis_store(config: &Config) -> Result<Option<onem2m_sa_store_redi
 /// Where `[store]` says Redis is, for messages (no password).
 pub(crate) fn store_place(config: &Config) -> String {
     match &config.store {
+        StoreSettings::Redis(r) if !r.cluster.is_empty() => {
+            let nodes: Vec<String> = r.cluster.iter().map(|n| crate::config::redacted_url(n)).collect();
+            format!("Redis Cluster {}", nodes.join(", "))
+        }
         StoreSettings::Redis(r) => match &r.master {
             Some(master) => format!("Sentinel master {master}"),
             None => crate::config::redacted_url(&r.url),

@@ -1124,6 +1124,18 @@ fn the_redis_store_loads() {
     let no_url = sentinel.replace("url = \"redis://:pw@master/1\"\n", "");
     let StoreSettings::Redis(r) = fx.load(&no_url).unwrap().store else { panic!() };
     assert_eq!(r.url, "", "no credentials, database 0");
+    assert!(r.cluster.is_empty());
+    // Redis Cluster: some of its nodes, credentials in each address (never shown).
+    let cluster = with_store(
+        &fx,
+        "kind = \"redis\"\ncluster = [\"redis://:pw7@10.0.0.1:7000\", \"redis://:pw7@10.0.0.2:7000\"]\n\
+         kek_file = \"store.kek\"\n",
+    );
+    let c = fx.load(&cluster).unwrap();
+    let StoreSettings::Redis(r) = &c.store else { panic!() };
+    assert_eq!(r.cluster, ["redis://:pw7@10.0.0.1:7000", "redis://:pw7@10.0.0.2:7000"]);
+    assert!(r.url.is_empty() && r.sentinels.is_empty() && r.master.is_none());
+    assert!(!format!("{c:?}").contains("pw7"), "the password is not shown");
     // Pointless without an ingress (it keeps inbound SAs): a warning.
     let egress_only = format!("{MINIMAL}\n[store]\nkind = \"redis\"\nurl = \"redis://h\"\nkek_file = \"store.kek\"\n");
     let warnings = fx.load(&egress_only).unwrap().warnings;
@@ -1193,4 +1205,16 @@ fn store_settings_are_checked() {
     fx.refuses(&text, "store.master", "a b", "no spaces");
     let text = with_store(&fx, "kind = \"memory\"\nmaster = \"m\"\n");
     fx.refuses(&text, "store.master", "master", "only with kind");
+    let text = with_store(&fx, "kind = \"memory\"\ncluster = [\"redis://c:7000\"]\n");
+    fx.refuses(&text, "store.cluster", "cluster", "only with kind");
+    let text = with_store(&fx, &format!("{sentinel}cluster = []\n"));
+    fx.refuses(&text, "store.cluster", "cluster", "at least one node");
+    let text = with_store(&fx, &format!("{sentinel}cluster = [\"redis://c:1\", \"redis+unix:///c\"]\n"));
+    fx.refuses(&text, "store.cluster[1]", "redis+unix", "redis://host:port");
+    let text = with_store(&fx, &format!("{sentinel}cluster = [\"redis://c:1\"]\nurl = \"redis://h\"\n"));
+    fx.refuses(&text, "store.url", "redis://h", "not with cluster");
+    let text = with_store(&fx, &format!("{sentinel}cluster = [\"redis://c:1\"]\nmaster = \"m\"\n"));
+    fx.refuses(&text, "store.master", "master", "not with cluster");
+    let text = with_store(&fx, &format!("{sentinel}cluster = [\"rediss://c:1\"]\n"));
+    fx.refuses(&text, "store.cluster[0]", "rediss://", "TLS");
 }

@@ -32,6 +32,10 @@
 //!   [`RedisStoreConfig::executed_ttl`]. A copy resent over a new SA that lands on another
 //!   replica gets the first copy's answer instead of executing again.
 //!
+//! Redis can be one server, the master Redis Sentinel names ([`RedisStoreConfig::sentinel`]),
+//! or a Redis Cluster ([`RedisStoreConfig::cluster`]: every key then carries the prefix as its
+//! hash tag, so the store lives in one slot and its scripts and atomic writes may span keys).
+//!
 //! When Redis is unreachable (at start too: [`RedisStore::open`] does not wait for it) the local
 //! tables keep serving the SAs they hold;
 //! [`RedisStore::publish`] fails with [`StoreError::Unavailable`] (new establishments are
@@ -75,6 +79,12 @@ pub struct RedisStoreConfig {
     /// Redis Sentinel: the master is asked of the Sentinels at each (re)connection, so a
     /// failover moves the replicas to the new master.
     pub sentinel: Option<SentinelAddress>,
+    /// Redis Cluster: some of its nodes (`redis://host:port` each; the client learns the rest
+    /// and follows failovers and slot moves). Empty: not a cluster. Every key and the event
+    /// channel then carry the prefix as their hash tag (`{onem2m-sa:}sa:…`), so they live in
+    /// one hash slot: the Lua scripts and the atomic writes span several keys, which Redis
+    /// Cluster allows within one slot only. The cluster gives the store failover, not sharding.
+    pub cluster: Vec<String>,
     /// Prefix of every key and channel: replicas of one deployment share it.
     pub prefix: String,
     /// Sequence numbers per leased block. Keep `replicas × lease_block` well below the peer's
@@ -104,6 +114,7 @@ impl RedisStoreConfig {
         Self {
             url: url.into(),
             sentinel: None,
+            cluster: Vec::new(),
             prefix: "onem2m-sa:".into(),
             lease_block: 32,
             window: 1024,
@@ -185,10 +196,65 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 "#;
 
-/// Where Redis is: one address, or the master the Sentinels name.
+/// Where Redis is: one address, the master the Sentinels name, or a cluster.
 enum Source {
     Direct(redis::Client),
     Sentinel(tokio::sync::Mutex<redis::sentinel::SentinelClient>),
+    Cluster {
+        client: redis::cluster::ClusterClient,
+        /// The configured nodes, one after the other for the event subscription (Redis
+        /// Cluster delivers a `PUBLISH` to the subscribers of every node).
+        nodes: Vec<redis::Client>,
+        next: std::sync::atomic::AtomicUsize,
+    },
+}
+
+/// A connection to Redis: one server (through Sentinel or not), or a cluster.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The Redis Cluster hash slot of `tag` (CRC16-XMODEM mod 16384).
+fn hash_slot(tag: &[u8]) -> u16 {
+    crc16::State::<crc16::XMODEM>::calculate(tag) % 16384
+}
+
+/// The prefix keys are written under: on a cluster, `prefix` as the hash tag of every key
+/// (unless it has one already).
+fn effective_prefix(config: &RedisStoreConfig) -> String {
+    let p = &config.prefix;
+    let tagged = p.find('{').is_some_and(|open| p[open + 1..].find('}').is_some_and(|len| len > 0));
+    if config.cluster.is_empty() || tagged { p.clone() } else { format!("{{{p}}}") }
 }
 
 /// A lease a replica holds, and when its current block was granted.
@@ -243,7 +309,9 @@ struct Inner {
     source: Source,
     /// Made on first use (see [`RedisStore::open`]), then kept until a command fails; made anew
     /// then (with Sentinel, for the master the Sentinels name then).
-    conn: Mutex<Option<ConnectionManager>>,
+    conn: Mutex<Option<Conn>>,
+    /// What every key and the event channel start with ([`effective_prefix`]).
+    prefix: String,
     /// Held while a connection is being made (one attempt at a time).
     connecting: tokio::sync::Mutex<()>,
     table: Arc<SaTable>,
@@ -274,7 +342,7 @@ pub struct RedisStore {
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
-            .field("prefix", &self.inner.config.prefix)
+            .field("prefix", &self.inner.prefix)
             .field("replica", &self.inner.replica)
             .finish_non_exhaustive()
     }
@@ -301,6 +369,21 @@ impl RedisStore {
     /// current Tokio runtime; call [`Self::spawn_listener`] to follow the other replicas.
     pub fn open(config: RedisStoreConfig, kek: Kek, table: TableConfig) -> Result<Self, StoreError> {
         let source = match &config.sentinel {
+            None if !config.cluster.is_empty() => {
+                let client = redis::cluster::ClusterClient::builder(config.cluster.iter().map(String::as_str))
+                    .connection_timeout(config.timeout)
+                    .response_timeout(config.timeout)
+                    .retries(1)
+                    .build()
+                    .map_err(unavailable)?;
+                let nodes = config
+                    .cluster
+                    .iter()
+                    .map(|n| redis::Client::open(n.as_str()))
+                    .collect::<Result<_, _>>()
+                    .map_err(unavailable)?;
+                Source::Cluster { client, nodes, next: Default::default() }
+            }
             None => Source::Direct(redis::Client::open(config.url.as_str()).map_err(unavailable)?),
             Some(sentinel) => {
                 use redis::IntoConnectionInfo as _;
@@ -325,8 +408,10 @@ impl RedisStore {
         let table = Arc::new(SaTable::with_leases(table, hub.clone()));
         let mut id = [0u8; 8];
         aws_lc_rs::rand::fill(&mut id).map_err(|_| StoreError::Refused("no randomness"))?;
+        let prefix = effective_prefix(&config);
         let store = Self {
             inner: Arc::new(Inner {
+                prefix,
                 config,
                 kek,
                 source,
@@ -352,10 +437,15 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// A client for Redis: with Sentinel, for the master the Sentinels name now.
+    /// A client for Redis: with Sentinel, for the master the Sentinels name now; on a cluster,
+    /// for the next of the configured nodes (the event subscription).
     async fn client(&self) -> Result<redis::Client, StoreError> {
         match &self.inner.source {
             Source::Direct(client) => Ok(client.clone()),
+            Source::Cluster { nodes, next, .. } => {
+                let i = next.fetch_add(1, Relaxed);
+                Ok(nodes[i % nodes.len()].clone())
+            }
             Source::Sentinel(sentinel) => {
                 let mut sentinel = sentinel.lock().await;
                 match tokio::time::timeout(self.inner.config.timeout, sentinel.async_get_client()).await {
@@ -368,7 +458,7 @@ impl RedisStore {
     }
 
     /// The connection to Redis, made now if it is not yet (bounded by the configured timeout).
-    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+    async fn connection(&self) -> Result<Conn, StoreError> {
         let inner = &self.inner;
         let held = || inner.conn.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(conn) = held() {
@@ -379,6 +469,13 @@ impl RedisStore {
             return Ok(conn);
         }
         let made = async {
+            if let Source::Cluster { client, .. } = &inner.source {
+                return match tokio::time::timeout(inner.config.timeout, client.get_async_connection()).await {
+                    Ok(Ok(conn)) => Ok(Conn::Cluster(conn)),
+                    Ok(Err(e)) => Err(unavailable(e)),
+                    Err(_) => Err(unavailable("connection timed out")),
+                };
+            }
             let client = self.client().await?;
             let manager_config = ConnectionManagerConfig::new()
                 .set_response_timeout(inner.config.timeout)
@@ -386,7 +483,7 @@ impl RedisStore {
                 .set_number_of_retries(1);
             let manager = ConnectionManager::new_with_config(client, manager_config);
             match tokio::time::timeout(inner.config.timeout, manager).await {
-                Ok(Ok(conn)) => Ok(conn),
+                Ok(Ok(conn)) => Ok(Conn::Single(conn)),
                 Ok(Err(e)) => Err(unavailable(e)),
                 Err(_) => Err(unavailable("connection timed out")),
             }
@@ -434,7 +531,7 @@ impl RedisStore {
 
     /// The Redis key of an SA's record.
     pub fn record_key(&self, sa_id: SaId) -> String {
-        format!("{}sa:{}", self.inner.config.prefix, hex::encode(sa_id.as_bytes()))
+        format!("{}sa:{}", self.inner.prefix, hex::encode(sa_id.as_bytes()))
     }
 
     fn now(&self) -> Now {
@@ -473,7 +570,7 @@ impl RedisStore {
     }
 
     fn key(&self, what: &str) -> String {
-        format!("{}{what}", self.inner.config.prefix)
+        format!("{}{what}", self.inner.prefix)
     }
 
     /// The store's incarnation: a random name Redis keeps until it loses its data (a restart
@@ -721,14 +818,33 @@ impl RedisStore {
         Ok(changed)
     }
 
+    /// Runs a `SCAN` where the keys are: on a cluster, on the master of the prefix's hash slot
+    /// (a key-less command would go to any node).
+    async fn scan(&self, cmd: &redis::Cmd) -> Result<(u64, Vec<String>), StoreError> {
+        let mut conn = self.connection().await?;
+        let r = match &mut conn {
+            Conn::Single(c) => tokio::time::timeout(self.inner.config.timeout, cmd.query_async(c)).await,
+            Conn::Cluster(c) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let tag = self.inner.prefix.split_once('{').and_then(|(_, t)| t.split_once('}')).map(|(t, _)| t);
+                let slot = hash_slot(tag.unwrap_or(&self.inner.prefix).as_bytes());
+                let to =
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)));
+                let routed = async { redis::from_redis_value(&c.route_command(cmd, to).await?) };
+                tokio::time::timeout(self.inner.config.timeout, routed).await
+            }
+        };
+        self.settle(r)
+    }
+
     /// The SAs that have a record (or a tombstone) in Redis.
     async fn recorded(&self) -> Result<Vec<SaId>, StoreError> {
-        let pattern = format!("{}sa:*", self.inner.config.prefix);
+        let pattern = format!("{}sa:*", self.inner.prefix);
         let mut keys: Vec<String> = Vec::new();
         let mut cursor: u64 = 0;
         loop {
-            let (next, batch): (u64, Vec<String>) =
-                self.run(redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(500)).await?;
+            let scan = redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(500).to_owned();
+            let (next, batch): (u64, Vec<String>) = self.scan(&scan).await?;
             keys.extend(batch);
             if next == 0 {
                 break;
@@ -765,7 +881,7 @@ impl RedisStore {
     /// is dropped; reconnects (every `backoff`) while Redis is unreachable.
     pub fn spawn_listener(&self, backoff: Duration) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(&self.inner);
-        let channel = format!("{}events", self.inner.config.prefix);
+        let channel = format!("{}events", self.inner.prefix);
         tokio::spawn(async move {
             loop {
                 // With Sentinel: the master named now.
@@ -853,7 +969,7 @@ impl RedisStore {
 
     /// Whether this replica holds (now takes, or renews) the ownership of an SA for `hold_ms`.
     pub async fn claim(&self, sa_id: SaId, hold_ms: u64) -> Result<bool, StoreError> {
-        let key = format!("{}own:{}", self.inner.config.prefix, hex::encode(sa_id.as_bytes()));
+        let key = format!("{}own:{}", self.inner.prefix, hex::encode(sa_id.as_bytes()));
         let mut inv = self.inner.claim.key(key);
         inv.arg(&self.inner.replica).arg(hold_ms.max(1));
         Ok(self.script::<u8>(&inv).await? == 1)
@@ -862,7 +978,7 @@ impl RedisStore {
 
 impl RedisStore {
     fn executed_key(&self, key: &[u8; 32]) -> String {
-        format!("{}exe:{}", self.inner.config.prefix, hex::encode(key))
+        format!("{}exe:{}", self.inner.prefix, hex::encode(key))
     }
 
     fn executed_entry(&self, name: &str, state: u8, digest: &[u8; 32], answer: &[u8]) -> Vec<u8> {

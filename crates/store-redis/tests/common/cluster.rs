@@ -82,6 +82,17 @@ pub async fn replica_with(
     listen: bool,
 ) -> Replica {
     let store_config = RedisStoreConfig { timeout: Duration::from_millis(500), ..RedisStoreConfig::new(redis.url()) };
+    replica_on(store_config, creds, anchors, cse, listen).await
+}
+
+/// A replica over the store `store_config` names.
+pub async fn replica_on(
+    store_config: RedisStoreConfig,
+    creds: Arc<Credentials>,
+    anchors: Arc<TrustAnchors>,
+    cse: &Cse,
+    listen: bool,
+) -> Replica {
     let store =
         RedisStore::connect(store_config, Kek::new(&[0x33; 32]).unwrap(), TableConfig::default()).await.unwrap();
     if listen {

@@ -98,12 +98,90 @@ impl Redis {
     pub fn raw(&self) -> redis::Connection {
         redis::Client::open(self.url()).unwrap().get_connection().unwrap()
     }
+
+    /// A connection, unless the server is down.
+    pub fn raw_checked(&self) -> Option<redis::Connection> {
+        redis::Client::open(self.url()).ok()?.get_connection_with_timeout(Duration::from_secs(1)).ok()
+    }
 }
 
 impl Drop for Redis {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A Redis Cluster of `masters` masters (and `replicas_each` replicas of each) on free loopback
+/// ports, made with `redis-cli --cluster create`; killed when dropped.
+pub struct RedisCluster {
+    pub nodes: Vec<Redis>,
+}
+
+impl RedisCluster {
+    /// Starts the cluster, or `None` when there is no redis-server (as [`Redis::start`]).
+    pub fn start(masters: usize, replicas_each: usize) -> Option<Self> {
+        let n = masters * (1 + replicas_each);
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            nodes.push(Redis::start_with(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "1000",
+                // A replica takes over however long it was cut off (a test's cluster is young).
+                "--cluster-replica-validity-factor",
+                "0",
+            ])?);
+        }
+        let addrs: Vec<String> = nodes.iter().map(|r| format!("127.0.0.1:{}", r.port())).collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", &replicas_each.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(out.status.success(), "redis-cli --cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        let cluster = Self { nodes };
+        // Ready once every node sees every slot served (bounded).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cluster.nodes.iter().all(cluster_ok) {
+            assert!(Instant::now() < deadline, "the cluster did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(cluster)
+    }
+
+    /// `redis://` addresses of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(Redis::url).collect()
+    }
+
+    /// The node that serves `slot` as master now.
+    pub fn master_of(&self, slot: u16) -> usize {
+        let mut raw = self.nodes.iter().find_map(|r| r.raw_checked()).expect("a live node");
+        // Each entry: first slot, last slot, the master [host, port, id, …], its replicas.
+        let slots: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut raw).unwrap();
+        let entry = slots
+            .into_iter()
+            .find(|e| {
+                let (a, b): (u16, u16) =
+                    (redis::from_redis_value(&e[0]).unwrap(), redis::from_redis_value(&e[1]).unwrap());
+                a <= slot && slot <= b
+            })
+            .expect("slot served");
+        let master: Vec<redis::Value> = redis::from_redis_value(&entry[2]).unwrap();
+        let port: u16 = redis::from_redis_value(&master[1]).unwrap();
+        self.nodes.iter().position(|r| r.port() == port).expect("a node of ours")
+    }
+}
+
+fn cluster_ok(r: &Redis) -> bool {
+    let Some(mut raw) = r.raw_checked() else { return false };
+    let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut raw).unwrap_or_default();
+    info.contains("cluster_state:ok")
 }
 
 /// A Redis Sentinel (`redis-server --sentinel`) monitoring `master` as `mymaster` (quorum 1),
