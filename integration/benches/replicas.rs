@@ -57,6 +57,8 @@ fn store(redis: &Redis, prefix: &str) -> StoreSettings {
         sentinels: Vec::new(),
         master: None,
         cluster: Vec::new(),
+        ca_file: None,
+        client_cert: None,
         kek: Arc::new(zeroize::Zeroizing::new([0x4b; 32])),
         prefix: prefix.into(),
         timeout: Duration::from_millis(2_000),

@@ -23,7 +23,7 @@ use onem2m_sa_integration::{Isolated, free_port, request};
 use onem2m_sa_sidecar::config::{Config, RedisSettings, StoreSettings};
 use onem2m_sa_sidecar::demo::{self, AE_ID, CSE_BASE, CSE_ID, DemoPki};
 use onem2m_sa_tower::BoxError;
-use redis_server::{Redis, RedisCluster, Sentinel};
+use redis_server::{Redis, RedisCluster, Sentinel, TlsRedis};
 use serde_json::json;
 use tower::ServiceExt;
 
@@ -38,6 +38,8 @@ fn replica_config(pki: &DemoPki, cse: &str, ae_ingress: SocketAddr, redis: &Redi
         sentinels: Vec::new(),
         master: None,
         cluster: Vec::new(),
+        ca_file: None,
+        client_cert: None,
         kek: Arc::new(zeroize::Zeroizing::new([0x4b; 32])),
         prefix: "replicas:".into(),
         timeout: Duration::from_millis(500),
@@ -440,6 +442,35 @@ async fn replicas_share_sas_through_a_redis_cluster() {
     let findings = onem2m_sa_sidecar::doctor::connect_checks(&c.config).await;
     let f = findings.into_iter().find(|f| f.what.starts_with("store:")).expect("a finding about the store");
     assert!(f.ok && f.what.contains("Redis Cluster") && f.what.contains("1 SA records open"), "{f}");
+}
+
+/// Replicas configured with `rediss://`, the CA that signed Redis's certificate and a client
+/// certificate (`ca_file`, `cert_file`, `key_file`) reach Redis over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_reach_redis_over_tls() {
+    let Some(tls) = TlsRedis::start() else { return };
+    let files = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls.client_files(files.path());
+    let port = tls.tls_port;
+    let c = Cluster::start_with(tls.redis, |config| {
+        if let StoreSettings::Redis(r) = &mut config.store {
+            r.url = format!("rediss://127.0.0.1:{port}/");
+            r.ca_file = Some(ca.clone());
+            r.client_cert = Some((cert.clone(), key.clone()));
+        }
+    })
+    .await;
+    let cnt = ae_and_container(&c).await;
+    for i in 0..2 * REPLICAS {
+        let rsp = c.send(Operation::Retrieve, &cnt, &format!("t{i}"), None, None).await.unwrap();
+        assert_eq!(rsp.rsc, Rsc::OK, "{rsp:?}");
+    }
+    let key = format!("replicas:sa:{}", c.sa().sa_id());
+    let recorded: bool = redis::cmd("EXISTS").arg(&key).query(&mut c.redis.raw()).unwrap();
+    assert!(recorded, "the SA is recorded, over TLS");
+    let findings = onem2m_sa_sidecar::doctor::connect_checks(&c.config).await;
+    let f = findings.into_iter().find(|f| f.what.starts_with("store:")).expect("a finding about the store");
+    assert!(f.ok, "{f}");
 }
 
 /// `sidecar --check --connect` with a Redis store: Redis reachable and its records opening under

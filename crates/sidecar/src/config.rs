@@ -213,6 +213,8 @@ impl std::fmt::Debug for MqttSettings {
 }
 
 /// Where the ingress's SAs live (`[store]`). A change needs a restart.
+// One value per configuration, read at start: the size of the Redis variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum StoreSettings {
     /// In this process only (`kind = "memory"`, the default).
@@ -237,6 +239,12 @@ pub struct RedisSettings {
     /// Redis Cluster: some of its nodes (`redis://[user:password@]host:port`). Empty: not a
     /// cluster. Every key then carries the prefix as its hash tag (one slot).
     pub cluster: Vec<String>,
+    /// TLS (`rediss://` addresses): the CA to verify Redis with (PEM file; none: the system's
+    /// roots).
+    pub ca_file: Option<PathBuf>,
+    /// TLS: this replica's certificate chain and private key (PEM files), when Redis asks for
+    /// one (`tls-auth-clients`).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     /// The key-encryption key the SA records are sealed under in Redis (read from `kek_file`;
     /// never printed).
     pub kek: Arc<zeroize::Zeroizing<[u8; 32]>>,
@@ -283,6 +291,8 @@ impl std::fmt::Debug for RedisSettings {
             .field("sentinels", &self.sentinels.iter().map(|s| redacted_url(s)).collect::<Vec<_>>())
             .field("master", &self.master)
             .field("cluster", &self.cluster.iter().map(|s| redacted_url(s)).collect::<Vec<_>>())
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
             .field("kek", &"<redacted>")
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
@@ -921,6 +931,9 @@ struct RawStore {
     sentinels: Option<Spanned<Vec<Spanned<String>>>>,
     master: Option<Spanned<String>>,
     cluster: Option<Spanned<Vec<Spanned<String>>>>,
+    ca_file: Option<Spanned<String>>,
+    cert_file: Option<Spanned<String>>,
+    key_file: Option<Spanned<String>>,
     kek_file: Option<Spanned<String>>,
     prefix: Option<Spanned<String>>,
     timeout_ms: Number,
@@ -1636,6 +1649,9 @@ impl Doc<'_> {
                 ("sentinels", s.sentinels.as_ref().map(|v| v.span())),
                 ("master", s.master.as_ref().map(|v| v.span())),
                 ("cluster", s.cluster.as_ref().map(|v| v.span())),
+                ("ca_file", s.ca_file.as_ref().map(|v| v.span())),
+                ("cert_file", s.cert_file.as_ref().map(|v| v.span())),
+                ("key_file", s.key_file.as_ref().map(|v| v.span())),
                 ("kek_file", s.kek_file.as_ref().map(|v| v.span())),
                 ("prefix", s.prefix.as_ref().map(|v| v.span())),
                 ("timeout_ms", s.timeout_ms.as_ref().map(|v| v.span())),
@@ -1726,6 +1742,7 @@ impl Doc<'_> {
             }
             (None, Some(master)) => return Err(self.at(master, "store.master", "master without sentinels")),
         };
+        let (ca_file, client_cert) = self.store_tls(s, &url, &cluster)?;
         let Some(kek_file) = &s.kek_file else {
             return Err(self.at(
                 raw,
@@ -1756,6 +1773,8 @@ impl Doc<'_> {
             sentinels,
             master,
             cluster,
+            ca_file,
+            client_cert,
             kek,
             prefix,
             timeout: ms(&s.timeout_ms, "store.timeout_ms", 2_000, 10..=60_000)?,
@@ -1784,13 +1803,71 @@ impl Doc<'_> {
             }
             "redis+unix" | "unix" if rest.starts_with('/') => Ok(s.clone()),
             "redis+unix" | "unix" => Err(self.at(v, key, format!("{s:?}: give the socket's absolute path"))),
-            "rediss" => Err(self.at(
-                v,
-                key,
-                "rediss:// (TLS) is not supported in this build: use redis:// on a private network or a unix socket",
-            )),
+            "rediss" => {
+                let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
+                let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+                if host.is_empty() || host.starts_with(':') {
+                    return Err(self.at(v, key, format!("{:?} names no host", redacted_url(s))));
+                }
+                if !db.is_empty() && db.parse::<u16>().is_err() {
+                    return Err(self.at(v, key, format!("{:?}: the path is the database number", redacted_url(s))));
+                }
+                Ok(s.clone())
+            }
             _ => Err(self.at(v, key, format!("{:?} is not a redis:// or redis+unix:// address", redacted_url(s)))),
         }
+    }
+
+    /// `store.ca_file`, `cert_file`, `key_file`: TLS to Redis, only with `rediss://` addresses
+    /// (not through Sentinel); the files must be readable now; a key file others can read is
+    /// warned about.
+    #[allow(clippy::type_complexity)]
+    fn store_tls(
+        &self,
+        s: &RawStore,
+        url: &str,
+        cluster: &[String],
+    ) -> Result<(Option<PathBuf>, Option<(PathBuf, PathBuf)>), ConfigError> {
+        let tls = |u: &str| u.get(..9).is_some_and(|p| p.eq_ignore_ascii_case("rediss://"));
+        if tls(url) && s.sentinels.is_some() {
+            let at = s.url.as_ref().expect("a url was given");
+            return Err(self.at(at, "store.url", "rediss:// through Sentinel is not supported: a server or a cluster"));
+        }
+        let any_tls = tls(url) || cluster.iter().any(|n| tls(n));
+        let file = |v: &Spanned<String>, key: &str| -> Result<PathBuf, ConfigError> {
+            if !any_tls {
+                return Err(self.at(v, key, "only with rediss:// addresses (TLS to Redis)"));
+            }
+            let path = self.resolve(v.get_ref());
+            std::fs::File::open(&path).map_err(|e| self.at(v, key, format!("{}: {e}", path.display())))?;
+            Ok(path)
+        };
+        let ca = s.ca_file.as_ref().map(|v| file(v, "store.ca_file")).transpose()?;
+        let client = match (&s.cert_file, &s.key_file) {
+            (Some(cert), Some(key)) => {
+                let (cert, key_path) = (file(cert, "store.cert_file")?, file(key, "store.key_file")?);
+                #[cfg(unix)]
+                if let Ok(meta) = std::fs::metadata(&key_path) {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    let mode = meta.permissions().mode() & 0o777;
+                    if mode & 0o077 != 0 {
+                        self.warn(
+                            key,
+                            "store.key_file",
+                            format!(
+                                "{} can be read by other users (mode {mode:03o}): chmod 600 it",
+                                key_path.display()
+                            ),
+                        );
+                    }
+                }
+                Some((cert, key_path))
+            }
+            (Some(v), None) => return Err(self.at(v, "store.cert_file", "cert_file without key_file")),
+            (None, Some(v)) => return Err(self.at(v, "store.key_file", "key_file without cert_file")),
+            (None, None) => None,
+        };
+        Ok((ca, client))
     }
 
     /// Reads `store.kek_file`: the key-encryption key as 64 hex digits (surrounding whitespace

@@ -609,9 +609,18 @@ pub(crate) fn redis_store(config: &Config) -> Result<Option<onem2m_sa_store_redi
     let StoreSettings::Redis(r) = &config.store else { return Ok(None) };
     let sentinel =
         r.master.as_ref().map(|master| SentinelAddress { nodes: r.sentinels.clone(), master: master.clone() });
+    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| StartError::Store(format!("{}: {e}", p.display())));
+    let tls = onem2m_sa_store_redis::RedisTls {
+        ca_pem: r.ca_file.as_deref().map(read).transpose()?,
+        client: match &r.client_cert {
+            Some((cert, key)) => Some((read(cert)?, zeroize::Zeroizing::new(read(key)?))),
+            None => None,
+        },
+    };
     let store_config = RedisStoreConfig {
         sentinel,
         cluster: r.cluster.clone(),
+        tls,
         prefix: r.prefix.clone(),
         lease_block: r.lease_block,
         window: config.sa.replay_window as u64,

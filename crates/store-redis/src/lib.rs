@@ -85,6 +85,8 @@ pub struct RedisStoreConfig {
     /// one hash slot: the Lua scripts and the atomic writes span several keys, which Redis
     /// Cluster allows within one slot only. The cluster gives the store failover, not sharding.
     pub cluster: Vec<String>,
+    /// TLS to Redis, for `rediss://` addresses (of the server or the cluster's nodes).
+    pub tls: RedisTls,
     /// Prefix of every key and channel: replicas of one deployment share it.
     pub prefix: String,
     /// Sequence numbers per leased block. Keep `replicas × lease_block` well below the peer's
@@ -115,6 +117,7 @@ impl RedisStoreConfig {
             url: url.into(),
             sentinel: None,
             cluster: Vec::new(),
+            tls: RedisTls::default(),
             prefix: "onem2m-sa:".into(),
             lease_block: 32,
             window: 1024,
@@ -122,6 +125,47 @@ impl RedisStoreConfig {
             timeout: Duration::from_secs(2),
             lease_refresh: Duration::from_millis(250),
             executed_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How a replica talks TLS to Redis (`rediss://`): the CA that signed Redis's certificate, and
+/// this replica's own certificate when Redis asks for one (`tls-auth-clients`). The default:
+/// the system's root certificates, no client certificate.
+#[derive(Clone, Default)]
+pub struct RedisTls {
+    /// PEM certificate(s) to verify Redis with instead of the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// This replica's certificate chain and private key, PEM.
+    pub client: Option<(Vec<u8>, zeroize::Zeroizing<Vec<u8>>)>,
+}
+
+impl std::fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTls")
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<given>"))
+            .field("client", &self.client.as_ref().map(|_| "<certificate and key>"))
+            .finish()
+    }
+}
+
+impl RedisTls {
+    fn certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: self
+                .client
+                .as_ref()
+                .map(|(cert, key)| redis::ClientTlsConfig { client_cert: cert.clone(), client_key: key.to_vec() }),
+            root_cert: self.ca_pem.clone(),
+        }
+    }
+
+    /// A client for `url`: with these certificates when it is a `rediss://` address.
+    fn client(&self, url: &str) -> redis::RedisResult<redis::Client> {
+        if url.get(..9).is_some_and(|s| s.eq_ignore_ascii_case("rediss://")) {
+            redis::Client::build_with_tls(url, self.certificates())
+        } else {
+            redis::Client::open(url)
         }
     }
 }
@@ -370,21 +414,23 @@ impl RedisStore {
     pub fn open(config: RedisStoreConfig, kek: Kek, table: TableConfig) -> Result<Self, StoreError> {
         let source = match &config.sentinel {
             None if !config.cluster.is_empty() => {
-                let client = redis::cluster::ClusterClient::builder(config.cluster.iter().map(String::as_str))
+                let mut builder = redis::cluster::ClusterClient::builder(config.cluster.iter().map(String::as_str))
                     .connection_timeout(config.timeout)
                     .response_timeout(config.timeout)
-                    .retries(1)
-                    .build()
-                    .map_err(unavailable)?;
+                    .retries(1);
+                if config.cluster.iter().any(|n| n.get(..9).is_some_and(|s| s.eq_ignore_ascii_case("rediss://"))) {
+                    builder = builder.certs(config.tls.certificates());
+                }
+                let client = builder.build().map_err(unavailable)?;
                 let nodes = config
                     .cluster
                     .iter()
-                    .map(|n| redis::Client::open(n.as_str()))
+                    .map(|n| config.tls.client(n))
                     .collect::<Result<_, _>>()
                     .map_err(unavailable)?;
                 Source::Cluster { client, nodes, next: Default::default() }
             }
-            None => Source::Direct(redis::Client::open(config.url.as_str()).map_err(unavailable)?),
+            None => Source::Direct(config.tls.client(&config.url).map_err(unavailable)?),
             Some(sentinel) => {
                 use redis::IntoConnectionInfo as _;
                 let master = match config.url.as_str() {

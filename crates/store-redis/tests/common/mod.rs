@@ -184,6 +184,93 @@ fn cluster_ok(r: &Redis) -> bool {
     info.contains("cluster_state:ok")
 }
 
+/// A CA, Redis's certificate (for 127.0.0.1) and a client certificate, all PEM.
+pub struct Pki {
+    pub ca: String,
+    pub server: (String, String),
+    pub client: (String, String),
+}
+
+pub fn pki() -> Pki {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    // Names of their own: OpenSSL (Redis) takes a certificate whose subject is its issuer's
+    // for self-signed.
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "onem2m-sa test CA");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let ca = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf = |eku: rcgen::ExtendedKeyUsagePurpose, name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.use_authority_key_identifier_extension = true;
+        params.subject_alt_names = vec![rcgen::SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())];
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![eku];
+        let cert = params.signed_by(&key, &ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    Pki {
+        ca: ca_cert.pem(),
+        server: leaf(rcgen::ExtendedKeyUsagePurpose::ServerAuth, "redis"),
+        client: leaf(rcgen::ExtendedKeyUsagePurpose::ClientAuth, "replica"),
+    }
+}
+
+/// A redis-server with a TLS port besides its plain one, its certificate from [`pki`]'s CA,
+/// asking clients for a certificate from that CA (`tls-auth-clients yes`).
+pub struct TlsRedis {
+    pub redis: Redis,
+    pub tls_port: u16,
+    pub pki: Pki,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsRedis {
+    pub fn start() -> Option<Self> {
+        let pki = pki();
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str, pem: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, pem).unwrap();
+            p.to_str().unwrap().to_owned()
+        };
+        let (ca, cert, key) =
+            (path("ca.pem", &pki.ca), path("redis.pem", &pki.server.0), path("redis.key", &pki.server.1));
+        let tls_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // A TLS port beside the harness's plain one (which it uses to see the server is up).
+        let redis = Redis::start_with(&[
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "yes",
+        ])?;
+        Some(Self { redis, tls_port, pki, _dir: dir })
+    }
+
+    /// Writes the CA, the client certificate and its key to `dir`: (ca, cert, key) paths.
+    pub fn client_files(&self, dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+        let write = |name: &str, pem: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, pem).unwrap();
+            p
+        };
+        (
+            write("redis-ca.pem", &self.pki.ca),
+            write("replica.pem", &self.pki.client.0),
+            write("replica.key", &self.pki.client.1),
+        )
+    }
+}
+
 /// A Redis Sentinel (`redis-server --sentinel`) monitoring `master` as `mymaster` (quorum 1),
 /// killed when dropped.
 pub struct Sentinel {
