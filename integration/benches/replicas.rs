@@ -32,7 +32,7 @@ use onem2m_sa_examples::demo_http::serve_demo_cse;
 use onem2m_sa_http::{ClientConfig, HttpClient};
 use onem2m_sa_integration::balancer::Balancer;
 use onem2m_sa_integration::{Isolated, free_port, request};
-use onem2m_sa_sidecar::config::{Config, RedisSettings, StoreSettings};
+use onem2m_sa_sidecar::config::{Config, StoreSettings};
 use onem2m_sa_sidecar::demo::{self, AE_ID, CSE_BASE, CSE_ID, DemoPki};
 use redis_server::Redis;
 use serde_json::json;
@@ -52,19 +52,7 @@ struct Setup {
 }
 
 fn store(redis: &Redis, prefix: &str) -> StoreSettings {
-    StoreSettings::Redis(RedisSettings {
-        url: redis.url(),
-        sentinels: Vec::new(),
-        master: None,
-        cluster: Vec::new(),
-        ca_file: None,
-        client_cert: None,
-        kek: Arc::new(zeroize::Zeroizing::new([0x4b; 32])),
-        prefix: prefix.into(),
-        timeout: Duration::from_millis(2_000),
-        lease_block: 32,
-        lease_refresh: Duration::from_millis(250),
-    })
+    onem2m_sa_integration::redis_store(redis.url(), prefix, Duration::from_millis(2_000))
 }
 
 async fn setup(replicas: usize, store: StoreSettings) -> Setup {

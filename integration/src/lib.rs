@@ -23,6 +23,29 @@ use onem2m_sa_sidecar::config::Config;
 use onem2m_sa_sidecar::proxy::{Addresses, Listeners, Sidecar};
 use tokio::net::TcpListener;
 
+/// `[store]` of sidecar replicas sharing their SAs through the Redis at `url` (its key names
+/// under `prefix`), with a fixed test key-encryption key and Redis commands bounded by `timeout`.
+pub fn redis_store(
+    url: String,
+    prefix: &str,
+    timeout: std::time::Duration,
+) -> onem2m_sa_sidecar::config::StoreSettings {
+    onem2m_sa_sidecar::config::StoreSettings::Redis(onem2m_sa_sidecar::config::RedisSettings {
+        url,
+        sentinels: Vec::new(),
+        master: None,
+        cluster: Vec::new(),
+        ca_file: None,
+        client_cert: None,
+        kek: std::sync::Arc::new(zeroize::Zeroizing::new([0x4b; 32])),
+        prefix: prefix.into(),
+        timeout,
+        lease_block: 32,
+        lease_refresh: std::time::Duration::from_millis(250),
+        lease_replicas: 0,
+    })
+}
+
 /// A sidecar running on a runtime of its own.
 pub struct Isolated {
     runtime: Option<tokio::runtime::Runtime>,

@@ -20,7 +20,7 @@ use onem2m_sa_http::{ClientConfig, HttpClient};
 use onem2m_sa_integration::balancer::{self, Balancer};
 use onem2m_sa_integration::relay::{Kind, Message};
 use onem2m_sa_integration::{Isolated, free_port, request};
-use onem2m_sa_sidecar::config::{Config, RedisSettings, StoreSettings};
+use onem2m_sa_sidecar::config::{Config, StoreSettings};
 use onem2m_sa_sidecar::demo::{self, AE_ID, CSE_BASE, CSE_ID, DemoPki};
 use onem2m_sa_tower::BoxError;
 use redis_server::{Redis, RedisCluster, Sentinel, TlsRedis};
@@ -33,19 +33,7 @@ const REPLICAS: usize = 3;
 /// notifications to the AE host's ingress at `ae_ingress`), its SAs in Redis.
 fn replica_config(pki: &DemoPki, cse: &str, ae_ingress: SocketAddr, redis: &Redis) -> Config {
     let mut c = demo::cse_sidecar_config(pki, cse, ae_ingress);
-    c.store = StoreSettings::Redis(RedisSettings {
-        url: redis.url(),
-        sentinels: Vec::new(),
-        master: None,
-        cluster: Vec::new(),
-        ca_file: None,
-        client_cert: None,
-        kek: Arc::new(zeroize::Zeroizing::new([0x4b; 32])),
-        prefix: "replicas:".into(),
-        timeout: Duration::from_millis(500),
-        lease_block: 32,
-        lease_refresh: Duration::from_millis(250),
-    });
+    c.store = onem2m_sa_integration::redis_store(redis.url(), "replicas:", Duration::from_millis(500));
     c
 }
 

@@ -256,29 +256,20 @@ pub struct RedisSettings {
     pub lease_block: u64,
     /// A leased block older than this is replaced.
     pub lease_refresh: Duration,
+    /// Replicas of the Redis master that must hold a leased block before it is used (`WAIT`).
+    pub lease_replicas: u32,
 }
 
 impl PartialEq for RedisSettings {
     fn eq(&self, other: &Self) -> bool {
-        (
-            &self.url,
-            &self.sentinels,
-            &self.master,
-            &self.cluster,
-            &self.prefix,
-            self.timeout,
-            self.lease_block,
-            self.lease_refresh,
-        ) == (
-            &other.url,
-            &other.sentinels,
-            &other.master,
-            &other.cluster,
-            &other.prefix,
-            other.timeout,
-            other.lease_block,
-            other.lease_refresh,
-        ) && self.kek[..] == other.kek[..]
+        let fields = |r: &Self| {
+            (
+                (r.url.clone(), r.sentinels.clone(), r.master.clone(), r.cluster.clone()),
+                (r.ca_file.clone(), r.client_cert.clone(), r.prefix.clone()),
+                (r.timeout, r.lease_block, r.lease_refresh, r.lease_replicas),
+            )
+        };
+        fields(self) == fields(other) && self.kek[..] == other.kek[..]
     }
 }
 
@@ -298,6 +289,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("timeout", &self.timeout)
             .field("lease_block", &self.lease_block)
             .field("lease_refresh", &self.lease_refresh)
+            .field("lease_replicas", &self.lease_replicas)
             .finish()
     }
 }
@@ -939,6 +931,7 @@ struct RawStore {
     timeout_ms: Number,
     lease_block: Number,
     lease_refresh_ms: Number,
+    lease_replicas: Number,
 }
 
 /// `sa.fresh_kem_key_updates`: `"auto"`, `"always"`, `"off"`, or a boolean as written before it
@@ -1657,6 +1650,7 @@ impl Doc<'_> {
                 ("timeout_ms", s.timeout_ms.as_ref().map(|v| v.span())),
                 ("lease_block", s.lease_block.as_ref().map(|v| v.span())),
                 ("lease_refresh_ms", s.lease_refresh_ms.as_ref().map(|v| v.span())),
+                ("lease_replicas", s.lease_replicas.as_ref().map(|v| v.span())),
             ];
             if let Some((name, span)) = set.into_iter().find_map(|(n, sp)| Some((n, sp?))) {
                 return Err(self.err(
@@ -1690,8 +1684,8 @@ impl Doc<'_> {
             for (i, v) in list.get_ref().iter().enumerate() {
                 let key = format!("store.cluster[{i}]");
                 let url = self.redis_url(v, &key)?;
-                if !url.starts_with("redis://") {
-                    return Err(self.at(v, key, "a cluster node is reached at redis://host:port"));
+                if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+                    return Err(self.at(v, key, "a cluster node is reached at redis://host:port (or rediss://)"));
                 }
                 cluster.push(url);
             }
@@ -1743,6 +1737,7 @@ impl Doc<'_> {
             (None, Some(master)) => return Err(self.at(master, "store.master", "master without sentinels")),
         };
         let (ca_file, client_cert) = self.store_tls(s, &url, &cluster)?;
+        let failover = u8::from(!cluster.is_empty() || !sentinels.is_empty());
         let Some(kek_file) = &s.kek_file else {
             return Err(self.at(
                 raw,
@@ -1780,17 +1775,18 @@ impl Doc<'_> {
             timeout: ms(&s.timeout_ms, "store.timeout_ms", 2_000, 10..=60_000)?,
             lease_block: self.number(&s.lease_block, "store.lease_block", 32.min(max_block), 1..=max_block)?,
             lease_refresh: ms(&s.lease_refresh_ms, "store.lease_refresh_ms", 250, 10..=60_000)?,
+            // Sentinel and cluster deployments fail over to a replica: leases wait for one.
+            lease_replicas: self.number(&s.lease_replicas, "store.lease_replicas", failover.into(), 0..=16)? as u32,
         }))
     }
 
-    /// A Redis address: `redis://[user:password@]host[:port][/db]` or
-    /// `redis+unix:///path` (`unix:///path`); `rediss://` is refused by name (no TLS in this
-    /// build).
+    /// A Redis address: `redis://[user:password@]host[:port][/db]`, the same with `rediss://`
+    /// (TLS), or `redis+unix:///path` (`unix:///path`).
     fn redis_url(&self, v: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
         let s = v.get_ref();
         let (scheme, rest) = s.split_once("://").unwrap_or(("", s));
         match scheme.to_ascii_lowercase().as_str() {
-            "redis" => {
+            "redis" | "rediss" => {
                 let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
                 let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
                 if host.is_empty() || host.starts_with(':') {
@@ -1803,18 +1799,11 @@ impl Doc<'_> {
             }
             "redis+unix" | "unix" if rest.starts_with('/') => Ok(s.clone()),
             "redis+unix" | "unix" => Err(self.at(v, key, format!("{s:?}: give the socket's absolute path"))),
-            "rediss" => {
-                let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
-                let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-                if host.is_empty() || host.starts_with(':') {
-                    return Err(self.at(v, key, format!("{:?} names no host", redacted_url(s))));
-                }
-                if !db.is_empty() && db.parse::<u16>().is_err() {
-                    return Err(self.at(v, key, format!("{:?}: the path is the database number", redacted_url(s))));
-                }
-                Ok(s.clone())
-            }
-            _ => Err(self.at(v, key, format!("{:?} is not a redis:// or redis+unix:// address", redacted_url(s)))),
+            _ => Err(self.at(
+                v,
+                key,
+                format!("{:?} is not a redis://, rediss:// or redis+unix:// address", redacted_url(s)),
+            )),
         }
     }
 

@@ -626,6 +626,7 @@ pub(crate) fn redis_store(config: &Config) -> Result<Option<onem2m_sa_store_redi
         window: config.sa.replay_window as u64,
         timeout: r.timeout,
         lease_refresh: r.lease_refresh,
+        lease_replicas: r.lease_replicas,
         // The shared record of executed requests keeps answers as long as each node's own.
         executed_ttl: config.sa.executed.ttl,
         ..RedisStoreConfig::new(r.url.clone())

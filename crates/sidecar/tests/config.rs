@@ -1112,6 +1112,7 @@ fn the_redis_store_loads() {
     assert_eq!((r.prefix.as_str(), r.lease_block, r.timeout), ("onem2m-sa:", 32, Duration::from_secs(2)));
     assert_eq!(r.lease_refresh, Duration::from_millis(250));
     assert!(r.sentinels.is_empty() && r.master.is_none());
+    assert_eq!(r.lease_replicas, 0, "one server: leases do not wait for a replica");
     // Redis Sentinel: the master they name, with the url's credentials and database.
     let sentinel = with_store(
         &fx,
@@ -1121,6 +1122,9 @@ fn the_redis_store_loads() {
     let StoreSettings::Redis(r) = fx.load(&sentinel).unwrap().store else { panic!() };
     assert_eq!(r.sentinels, ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379"]);
     assert_eq!((r.master.as_deref(), r.url.as_str()), (Some("onem2m"), "redis://:pw@master/1"));
+    assert_eq!(r.lease_replicas, 1, "a failover to a replica must not lose a lease");
+    let StoreSettings::Redis(r) = fx.load(&format!("{sentinel}lease_replicas = 0\n")).unwrap().store else { panic!() };
+    assert_eq!(r.lease_replicas, 0);
     let no_url = sentinel.replace("url = \"redis://:pw@master/1\"\n", "");
     let StoreSettings::Redis(r) = fx.load(&no_url).unwrap().store else { panic!() };
     assert_eq!(r.url, "", "no credentials, database 0");
@@ -1135,6 +1139,7 @@ fn the_redis_store_loads() {
     let StoreSettings::Redis(r) = &c.store else { panic!() };
     assert_eq!(r.cluster, ["redis://:pw7@10.0.0.1:7000", "redis://:pw7@10.0.0.2:7000"]);
     assert!(r.url.is_empty() && r.sentinels.is_empty() && r.master.is_none());
+    assert_eq!(r.lease_replicas, 1);
     assert!(!format!("{c:?}").contains("pw7"), "the password is not shown");
     // TLS to Redis: rediss://, a CA to verify it with, a client certificate and key.
     std::fs::write(fx.path("redis-ca.pem"), "-----BEGIN CERTIFICATE-----\n").unwrap();
@@ -1231,6 +1236,12 @@ fn store_settings_are_checked() {
         "512",
     );
     fx.refuses(&with_store(&fx, &format!("{redis}window = 5\n")), "store.window", "window = 5", "unknown key");
+    fx.refuses(
+        &with_store(&fx, &format!("{redis}lease_replicas = 17\n")),
+        "store.lease_replicas",
+        "lease_replicas = 17",
+        "out of range",
+    );
     let sentinel = "kind = \"redis\"\nkek_file = \"store.kek\"\n";
     let text = with_store(&fx, &format!("{sentinel}sentinels = [\"redis://s:26379\"]\n"));
     fx.refuses(&text, "store.sentinels", "sentinels", "add master");

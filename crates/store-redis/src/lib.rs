@@ -87,6 +87,14 @@ pub struct RedisStoreConfig {
     pub cluster: Vec<String>,
     /// TLS to Redis, for `rediss://` addresses (of the server or the cluster's nodes).
     pub tls: RedisTls,
+    /// Replicas of the Redis master that must hold a leased block of sequence numbers before
+    /// it is used (`WAIT`), of those connected to the master at the time: with Sentinel or a
+    /// cluster, a failover may promote a replica that missed the master's latest writes, and a
+    /// lost lease would hand the same numbers — the same nonces — to a second replica. 0: no
+    /// wait (one server, with persistence). A lease the connected replicas do not acknowledge
+    /// in time is not used (answers wait for the next one); a master without a replica
+    /// connected is not waited on (nothing could fail over to a copy missing the lease).
+    pub lease_replicas: u32,
     /// Prefix of every key and channel: replicas of one deployment share it.
     pub prefix: String,
     /// Sequence numbers per leased block. Keep `replicas × lease_block` well below the peer's
@@ -118,6 +126,7 @@ impl RedisStoreConfig {
             sentinel: None,
             cluster: Vec::new(),
             tls: RedisTls::default(),
+            lease_replicas: 0,
             prefix: "onem2m-sa:".into(),
             lease_block: 32,
             window: 1024,
@@ -753,6 +762,11 @@ impl RedisStore {
             tracing::error!(sa_id = ?lease.key().sa_id, "Redis lost its sequence counters: the SA cannot seal here until its keys are updated");
             return Err(StoreError::Refused("the store lost the sequence counters of this SA's keys"));
         }
+        // Used only once the master's replicas hold it: a failover cannot hand it out again.
+        if let Err(e) = self.replicated().await {
+            tracing::warn!(error = %e, "sequence-number block not used");
+            return Err(e);
+        }
         let end = end as u64;
         if replace {
             lease.replace(end - block, end);
@@ -864,9 +878,9 @@ impl RedisStore {
         Ok(changed)
     }
 
-    /// Runs a `SCAN` where the keys are: on a cluster, on the master of the prefix's hash slot
-    /// (a key-less command would go to any node).
-    async fn scan(&self, cmd: &redis::Cmd) -> Result<(u64, Vec<String>), StoreError> {
+    /// Runs a key-less command where the keys are: on a cluster, on the master of the prefix's
+    /// hash slot (a key-less command would go to any node).
+    async fn run_at_keys<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         let mut conn = self.connection().await?;
         let r = match &mut conn {
             Conn::Single(c) => tokio::time::timeout(self.inner.config.timeout, cmd.query_async(c)).await,
@@ -881,6 +895,40 @@ impl RedisStore {
             }
         };
         self.settle(r)
+    }
+
+    /// Runs a `SCAN` over the store's keys.
+    async fn scan(&self, cmd: &redis::Cmd) -> Result<(u64, Vec<String>), StoreError> {
+        self.run_at_keys(cmd).await
+    }
+
+    /// Waits (`WAIT`, at most half the command timeout) until the master's replicas —
+    /// [`RedisStoreConfig::lease_replicas`] of them at most, as many as are connected to it
+    /// now — acknowledged this connection's writes so far. A master with no replica connected
+    /// has none to fail over to that could miss them (one that connects later copies its data).
+    async fn replicated(&self) -> Result<(), StoreError> {
+        let most = self.inner.config.lease_replicas;
+        if most == 0 {
+            return Ok(());
+        }
+        let info: String = self.run_at_keys(redis::cmd("INFO").arg("replication")).await?;
+        let connected = info
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_slaves:"))
+            .and_then(|n| n.trim().parse::<u32>().ok())
+            .unwrap_or(0);
+        let want = most.min(connected);
+        if want == 0 {
+            return Ok(());
+        }
+        let wait_ms = (self.inner.config.timeout.as_millis() / 2).max(1) as u64;
+        let acked: u32 = self.run_at_keys(redis::cmd("WAIT").arg(want).arg(wait_ms)).await?;
+        if acked < want {
+            return Err(StoreError::Unavailable(format!(
+                "a leased block reached {acked} of the {want} connected Redis replicas in time"
+            )));
+        }
+        Ok(())
     }
 
     /// The SAs that have a record (or a tombstone) in Redis.

@@ -180,9 +180,6 @@ async fn a_resend_after_a_forged_4112_that_lands_on_another_replica_executes_onc
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use onem2m_primitive::{RequestPrimitive, ResponsePrimitive};
-    use tower::service_fn;
-
     let Some(redis) = Redis::start() else { return };
     let pki = TestPki::new(&mut SystemRng, now_unix());
     let anchors = pki.anchors.clone();
@@ -194,19 +191,7 @@ async fn a_resend_after_a_forged_4112_that_lands_on_another_replica_executes_onc
     }
     let relay = Relay::new(&replicas);
     let attack = Arc::new(AtomicBool::new(false));
-    let (to_relay, swallow) = (relay.service(), attack.clone());
-    let path = Svc::new(service_fn(move |req: RequestPrimitive| {
-        let (to_relay, swallow) = (to_relay.clone(), swallow.clone());
-        async move {
-            if rb::is_sa_message(&req) || !swallow.swap(false, Ordering::SeqCst) {
-                return to_relay.oneshot(req).await;
-            }
-            let rqi = req.rqi.clone();
-            let answer = to_relay.oneshot(req).await?;
-            assert_eq!(answer.rsc, Rsc::OK, "the attacker swallows a sealed answer: {answer:?}");
-            Ok(ResponsePrimitive::error(Rsc::ESPRIM_UNKNOWN_KEY_ID, &rqi, "unknown SA"))
-        }
-    }));
+    let path = forger(relay.service(), attack.clone());
     let ae_creds = pki.node("/id-asn", SignatureAlgorithm::Ed25519, &["C*"], &mut SystemRng);
     let ae = Node::new(config(ae_creds, anchors));
     // Each attacked request makes the sender establish again: no rate limit here.

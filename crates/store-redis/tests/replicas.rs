@@ -495,3 +495,46 @@ async fn learning_an_sa_this_replica_applied_already_finds_it() {
     let unknown = SaId([9; 8]);
     assert!(!r[1].learn(unknown).await.unwrap(), "no record: not learnt");
 }
+
+/// With `lease_replicas = 1` (Sentinel or cluster deployments) a leased block of sequence
+/// numbers is used only once the Redis master's replica holds it: a failover to a replica that
+/// missed the lease would otherwise hand the same numbers — the same nonces — to another
+/// replica of ours. A master with no replica connected is not waited on; a replica that does
+/// not acknowledge in time (here: frozen by SIGSTOP) means no block, nothing sealed,
+/// until it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_wait_for_the_redis_replica_when_asked_to() {
+    let Some(redis) = Redis::start() else { return };
+    let durable = RedisStoreConfig { lease_replicas: 1, ..config(&redis, 64) };
+    let store = RedisStore::connect(durable, Kek::new(&KEK).unwrap(), TableConfig::default()).await.unwrap();
+    let (l, sa) = established(61);
+    // No replica connected: nothing to wait for.
+    store.publish(&sa).await.unwrap();
+    round_trip(&l, &store).unwrap();
+    let replica = Redis::replica_of(&redis);
+    let mut raw = redis.raw();
+    until("the Redis replica is online", async || {
+        let info: String = redis::cmd("INFO").arg("replication").query(&mut raw).unwrap();
+        info.contains("connected_slaves:1") && info.contains("state=online")
+    })
+    .await;
+    // The replica holds each block before it is used.
+    store.refill(sa.sa_id).await.unwrap();
+    let counters: Vec<String> = redis::cmd("KEYS").arg("onem2m-sa:seq:*").query(&mut replica.raw()).unwrap();
+    let on_master: Vec<String> = redis::cmd("KEYS").arg("onem2m-sa:seq:*").query(&mut raw).unwrap();
+    assert_eq!(counters.len(), on_master.len());
+    for key in &on_master {
+        let (m, r): (u64, u64) = (
+            redis::cmd("GET").arg(key).query(&mut raw).unwrap(),
+            redis::cmd("GET").arg(key).query(&mut replica.raw()).unwrap(),
+        );
+        assert_eq!(m, r, "the replica holds the lease ({key})");
+    }
+    // A replica that does not acknowledge (frozen): no block.
+    replica.freeze();
+    let e = store.refill(sa.sa_id).await.unwrap_err();
+    replica.thaw();
+    assert!(matches!(&e, StoreError::Unavailable(why) if why.contains("0 of the 1")), "{e:?}");
+    store.refill(sa.sa_id).await.unwrap();
+    round_trip(&l, &store).unwrap();
+}

@@ -222,3 +222,21 @@ pub fn memory_ingress(creds: Arc<Credentials>, anchors: Arc<TrustAnchors>, cse: 
 pub fn now_unix() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
+
+/// An attacker in front of `to`: forwards everything, but while `attack` is set it forwards the
+/// next secured request, swallows its sealed answer, answers an unsealed 4112 itself and clears
+/// `attack`.
+pub fn forger(to: Svc, attack: Arc<std::sync::atomic::AtomicBool>) -> Svc {
+    Svc::new(service_fn(move |req: RequestPrimitive| {
+        let (to, attack) = (to.clone(), attack.clone());
+        async move {
+            if rb::is_sa_message(&req) || !attack.swap(false, Ordering::SeqCst) {
+                return to.oneshot(req).await;
+            }
+            let rqi = req.rqi.clone();
+            let answer = to.oneshot(req).await?;
+            assert_eq!(answer.rsc, Rsc::OK, "the attacker swallows a sealed answer: {answer:?}");
+            Ok(ResponsePrimitive::error(Rsc::ESPRIM_UNKNOWN_KEY_ID, &rqi, "unknown SA"))
+        }
+    }))
+}

@@ -99,10 +99,25 @@ impl Redis {
         redis::Client::open(self.url()).unwrap().get_connection().unwrap()
     }
 
+    /// Freezes the server (SIGSTOP): it holds its connections but answers nothing.
+    pub fn freeze(&self) {
+        signal(&self.child, "-STOP");
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn thaw(&self) {
+        signal(&self.child, "-CONT");
+    }
+
     /// A connection, unless the server is down.
     pub fn raw_checked(&self) -> Option<redis::Connection> {
         redis::Client::open(self.url()).ok()?.get_connection_with_timeout(Duration::from_secs(1)).ok()
     }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill").arg(sig).arg(child.id().to_string()).status().expect("kill runs");
+    assert!(status.success(), "kill {sig} failed");
 }
 
 impl Drop for Redis {
@@ -149,6 +164,16 @@ impl RedisCluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !cluster.nodes.iter().all(cluster_ok) {
             assert!(Instant::now() < deadline, "the cluster did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // And every master's replicas are in sync (a lease waits for one, see `lease_replicas`).
+        let synced = |r: &Redis| {
+            let Some(mut raw) = r.raw_checked() else { return false };
+            let info: String = redis::cmd("INFO").arg("replication").query(&mut raw).unwrap_or_default();
+            !info.contains("role:master") || info.matches("state=online").count() == replicas_each
+        };
+        while !cluster.nodes.iter().all(synced) {
+            assert!(Instant::now() < deadline, "the cluster's replicas did not come in sync");
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(cluster)
