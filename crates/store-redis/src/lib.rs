@@ -70,8 +70,8 @@ pub struct SentinelAddress {
     pub master: String,
 }
 
-/// Settings of the Redis store.
-#[derive(Debug, Clone)]
+/// Settings of the Redis store. `Debug` shows no password (`<redacted>`).
+#[derive(Clone)]
 pub struct RedisStoreConfig {
     /// `redis://host:port/db` (or `redis+unix://`). With [`Self::sentinel`], the master's
     /// database and credentials only (its host is whatever the Sentinels name).
@@ -135,6 +135,41 @@ impl RedisStoreConfig {
             lease_refresh: Duration::from_millis(250),
             executed_ttl: Duration::from_secs(60),
         }
+    }
+}
+
+impl std::fmt::Debug for RedisStoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStoreConfig")
+            .field("url", &redacted(&self.url))
+            .field(
+                "sentinel",
+                &self.sentinel.as_ref().map(|s| (s.nodes.iter().map(|n| redacted(n)).collect::<Vec<_>>(), &s.master)),
+            )
+            .field("cluster", &self.cluster.iter().map(|n| redacted(n)).collect::<Vec<_>>())
+            .field("tls", &self.tls)
+            .field("lease_replicas", &self.lease_replicas)
+            .field("prefix", &self.prefix)
+            .field("lease_block", &self.lease_block)
+            .field("window", &self.window)
+            .field("linger_ms", &self.linger_ms)
+            .field("timeout", &self.timeout)
+            .field("lease_refresh", &self.lease_refresh)
+            .field("executed_ttl", &self.executed_ttl)
+            .finish()
+    }
+}
+
+/// A Redis address with its password, if any, replaced by `<redacted>`.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(u, _)| u);
+            format!("{scheme}://{user}:<redacted>@{host}{}", &rest[end..])
+        }
+        None => url.to_owned(),
     }
 }
 

@@ -60,7 +60,11 @@ async fn replicas_share_sas_over_tls_and_refuse_a_server_they_cannot_verify() {
         ..RedisStoreConfig::new(format!("redis://127.0.0.1:{tls_port}/"))
     };
     assert!(RedisStore::connect(plain, kek(), TableConfig::default()).await.is_err());
-    // Nothing secret in the configuration's Debug.
-    let shown = format!("{:?}", config(tls_port, trusted));
-    assert!(!shown.contains("PRIVATE KEY") && !shown.contains("BEGIN"), "{shown}");
+    // Nothing secret in the configuration's Debug: no key, no password.
+    let mut with_password = config(tls_port, trusted);
+    with_password.url = format!("rediss://default:s3cret@127.0.0.1:{tls_port}/");
+    with_password.cluster = vec!["rediss://:s3cret@10.0.0.1:7000".into()];
+    let shown = format!("{with_password:?}");
+    assert!(!shown.contains("PRIVATE KEY") && !shown.contains("BEGIN") && !shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("default:<redacted>@127.0.0.1"), "{shown}");
 }
