@@ -28,7 +28,8 @@ fn store_config(cluster: &RedisCluster) -> RedisStoreConfig {
     RedisStoreConfig {
         cluster: cluster.urls(),
         lease_replicas: 1,
-        timeout: Duration::from_millis(500),
+        // Generous: CI runs these six servers beside the rest of the suite on two cores.
+        timeout: Duration::from_millis(2_000),
         ..RedisStoreConfig::new("")
     }
 }
@@ -168,7 +169,7 @@ async fn replicas_go_on_when_the_master_of_the_store_slot_fails_over() {
                 break;
             }
             tries += 1;
-            assert!(tries < 100 && rsp.rsc.is_error(), "request {n} after the failover: {rsp:?}");
+            assert!(tries < 200 && rsp.rsc.is_error(), "request {n} after the failover: {rsp:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         n += 1;
