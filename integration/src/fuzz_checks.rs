@@ -999,6 +999,10 @@ struct InitiatorHarness {
     outbox: VecDeque<(ExchangeId, Vec<u8>)>,
     /// The new identifier of the last accepted identifier update.
     last_renamed: Option<SaId>,
+    /// SAs whose removal is in flight, and whether an SA under the same identifier was
+    /// established since (the recorded replies can establish one again): the removal's outcome
+    /// is about the removed SA, not that one.
+    removing: HashMap<SaId, bool>,
     stats: InitiatorStats,
 }
 
@@ -1016,6 +1020,7 @@ impl InitiatorHarness {
             known: BTreeSet::new(),
             outbox: VecDeque::new(),
             last_renamed: None,
+            removing: HashMap::new(),
             stats: InitiatorStats::default(),
         };
         h.initiate();
@@ -1067,6 +1072,9 @@ impl InitiatorHarness {
                     }
                     assert!(self.sam.sa(sa.sa_id).is_some(), "established SA missing");
                     assert!(self.table.get(sa.sa_id).is_some(), "established SA not in the table");
+                    if let Some(again) = self.removing.get_mut(&sa.sa_id) {
+                        *again = true;
+                    }
                     self.known.insert(sa.sa_id);
                     self.stats.established += 1;
                 }
@@ -1085,8 +1093,13 @@ impl InitiatorHarness {
                     }
                 }
                 InitiatorEvent::Removed(c) => {
-                    assert!(self.sam.sa(c.0.sa_id).is_none(), "removed SA still there");
-                    assert!(self.table.get(c.0.sa_id).is_none(), "removed SA still in the table");
+                    // Found by `initiator_sam_permissive` (2,264,851 executions): a removal that
+                    // timed out after the same identifier had been established again reported
+                    // on the removed SA while the new one was, rightly, still there.
+                    if !self.removing.remove(&c.0.sa_id).unwrap_or(false) {
+                        assert!(self.sam.sa(c.0.sa_id).is_none(), "removed SA still there");
+                        assert!(self.table.get(c.0.sa_id).is_none(), "removed SA still in the table");
+                    }
                     self.stats.removed += 1;
                 }
                 InitiatorEvent::Expired { sa_id, .. } => {
@@ -1140,6 +1153,7 @@ impl InitiatorHarness {
                 match self.sam.remove(&RemoveSaRequest(RemovalRequest { sa_id: id }), now) {
                     Ok(ex) => {
                         assert!(held, "removal started for an SA it did not hold");
+                        self.removing.insert(id, false);
                         self.started(ex);
                     }
                     Err(c) => {
