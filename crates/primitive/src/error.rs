@@ -50,6 +50,9 @@ pub enum PrimitiveError {
         #[source]
         source: TimestampError,
     },
+    /// The binary form of a primitive (docs/protocol.md §4.5) is malformed.
+    #[error("malformed binary primitive: {0}")]
+    Binary(&'static str),
     /// Serializing a primitive failed.
     #[error("cannot encode primitive: {0}")]
     Encode(#[source] serde_json::Error),

@@ -40,6 +40,7 @@
 #![deny(missing_docs)]
 
 pub mod ati;
+mod binary;
 pub mod compact;
 mod error;
 mod id;

@@ -232,6 +232,15 @@ fn decode_object(
     Ok(object)
 }
 
+/// The members of a JSON object that holds some of a primitive's elements (the binary form's
+/// others, §4.5), parsed strictly; its size was checked with the whole primitive's.
+pub(crate) fn decode_object_members(bytes: &[u8], limits: DecodeLimits) -> Result<Map<String, Value>, PrimitiveError> {
+    match strict::parse(bytes, limits.max_depth)? {
+        Value::Object(object) => Ok(object),
+        _ => Err(PrimitiveError::NotAnObject),
+    }
+}
+
 fn parse_id(element: &'static str, value: &str) -> Result<Id, PrimitiveError> {
     Id::parse(value).map_err(|source| PrimitiveError::InvalidId { element, source })
 }
@@ -251,7 +260,7 @@ fn check_timestamps<'a>(
     Ok(())
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PrimitiveError> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PrimitiveError> {
     serde_json::to_vec(value).map_err(PrimitiveError::Encode)
 }
 

@@ -32,6 +32,9 @@ fn requests_round_trip() {
         let encoded = req.to_json_vec().unwrap();
         assert_eq!(as_value(&encoded), as_value(text.as_bytes()), "{name}");
         assert_eq!(RequestPrimitive::from_json_slice(&encoded).unwrap(), req, "{name}");
+        let binary = req.to_binary_vec().unwrap();
+        assert_eq!(RequestPrimitive::from_binary_slice(&binary).unwrap(), req, "{name}: binary form");
+        assert!(binary.len() < encoded.len(), "{name}: binary {} vs JSON {}", binary.len(), encoded.len());
         match Primitive::from_json_slice(text.as_bytes()).unwrap() {
             Primitive::Request(r) => assert_eq!(*r, req, "{name}"),
             Primitive::Response(_) => panic!("{name} is a request"),
@@ -47,6 +50,9 @@ fn responses_round_trip() {
         let encoded = rsp.to_json_vec().unwrap();
         assert_eq!(as_value(&encoded), as_value(text.as_bytes()), "{name}");
         assert_eq!(ResponsePrimitive::from_json_slice(&encoded).unwrap(), rsp, "{name}");
+        let binary = rsp.to_binary_vec().unwrap();
+        assert_eq!(ResponsePrimitive::from_binary_slice(&binary).unwrap(), rsp, "{name}: binary form");
+        assert!(binary.len() < encoded.len(), "{name}: binary {} vs JSON {}", binary.len(), encoded.len());
         match Primitive::from_json_slice(text.as_bytes()).unwrap() {
             Primitive::Response(r) => assert_eq!(*r, rsp, "{name}"),
             Primitive::Request(_) => panic!("{name} is a response"),
