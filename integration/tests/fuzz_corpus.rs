@@ -67,6 +67,7 @@ macro_rules! replay_test {
 
 replay_test!(
     primitive_json,
+    primitive_binary,
     sa_message,
     ticket,
     secured_jwe,
@@ -112,7 +113,11 @@ fn seeds_are_valid_inputs() {
         );
         let entry = fresh.responder_table.get(fresh.sa_id).expect("installed");
         let (plain, _) = entry.open(sealed).expect("the seed opens");
-        assert!(plain.starts_with(b"{\"op\":2"), "{target}");
+        let req = match encoding {
+            Encoding::Jwe => RequestPrimitive::from_json_slice(plain),
+            Encoding::Compact => RequestPrimitive::from_binary_slice(plain),
+        };
+        assert_eq!(req.expect("the inner primitive decodes").op, Operation::Retrieve, "{target}");
     }
 }
 
@@ -254,15 +259,41 @@ fn write_seeds() {
         fuzz_checks::sample_ticket_json("CAE01", SignatureAlgorithm::EcdsaP256Sha256).as_bytes(),
     );
 
+    // The binary form of every JSON primitive seed (and the JSON ones themselves, which the
+    // target also takes).
+    let mut seeds: Vec<_> = fs::read_dir(fuzz_dir().join("corpus/primitive_json"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    seeds.sort();
+    for path in seeds {
+        let json = fs::read(&path).unwrap();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let binary = match onem2m_primitive::Primitive::from_json_slice(&json) {
+            Ok(onem2m_primitive::Primitive::Request(r)) => r.to_binary_vec().unwrap(),
+            Ok(onem2m_primitive::Primitive::Response(r)) => r.to_binary_vec().unwrap(),
+            Err(_) => continue,
+        };
+        write("primitive_binary", &format!("{name}.bin"), &binary);
+        write("primitive_binary", &format!("{name}.json"), &json);
+    }
+
     // Sealed objects of the fixed SAs (mode byte 0: open them), and a tamper-mode input.
     let plain = br#"{"op":2,"to":"/id-in/cse-base","fr":"CAE01","rqi":"r-1","rvi":"3"}"#;
     let big = serde_json::to_vec(&serde_json::json!({"op":1,"to":"/id-in/cse-base","fr":"CAE01","rqi":"r-2",
         "rvi":"3","ty":4,"pc":{"m2m:cin":{"con":"x".repeat(300)}}}))
     .unwrap();
+    // The compact form seals the binary form of the primitive (docs/protocol.md §4.5).
+    let binary = |json: &[u8]| RequestPrimitive::from_json_slice(json).unwrap().to_binary_vec().unwrap();
     for (target, encoding) in [("secured_jwe", Encoding::Jwe), ("secured_compact", Encoding::Compact)] {
-        write(target, "aes128-seq0.bin", &fuzz_checks::sample_sealed(0, encoding, plain));
+        let (plain, big) = match encoding {
+            Encoding::Jwe => (plain.to_vec(), big.clone()),
+            Encoding::Compact => (binary(plain), binary(&big)),
+        };
+        write(target, "aes128-seq0.bin", &fuzz_checks::sample_sealed(0, encoding, &plain));
         write(target, "aes128-seq1-large.bin", &fuzz_checks::sample_sealed(0, encoding, &big));
-        write(target, "aes256-seq0.bin", &fuzz_checks::sample_sealed(1, encoding, plain));
+        write(target, "aes256-seq0.bin", &fuzz_checks::sample_sealed(1, encoding, &plain));
         write(target, "tamper-none.bin", &[1]);
         write(target, "tamper-flip.bin", &[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01]);
     }

@@ -42,9 +42,9 @@ async fn the_http_pair_uses_the_compact_form_when_both_negotiated_it() {
     assert!(h.starts_with("post /"), "{h}");
     assert!(h.contains(&format!("content-type: {}", compact::MEDIA_TYPE)), "{h}");
     assert!(!String::from_utf8_lossy(&sample).contains("m2m:seci"), "no JWE on the wire");
-    // Byte 0 of the body: version 1, key phase 0, the suite's code.
+    // Byte 0 of the body: version 2, key phase 0, the suite's code.
     let body = &sample[h.len()..];
-    assert_eq!(body[0] >> 5, 1, "compact version");
+    assert_eq!(body[0] >> 5, 2, "compact version");
     assert_eq!(&body[1..9], sa.sa_id().as_bytes(), "the SA identifier in the clear header");
 
     // Configured JWE for this peer: the same SA, the JWE form.
@@ -65,14 +65,19 @@ async fn the_coap_pair_uses_the_compact_form_when_both_negotiated_it() {
     let base = format!("{CSE_ID}/{CSE_BASE}");
     let send = |rqi: &str| ae.clone().oneshot(request(Operation::Retrieve, &base, COAP_AE_ID, rqi));
     assert_eq!(send("e0").await.unwrap().rsc, Rsc::OK);
-    assert_eq!(t.coap_sidecar.node().outbound().entries()[0].capabilities(), Capabilities::ALL);
+    let sa = t.coap_sidecar.node().outbound().entries()[0].clone();
+    assert_eq!(sa.capabilities(), Capabilities::ALL);
 
     t.coap_secured_tap.arm();
     let before = t.coap_secured_tap.counts();
     assert_eq!(send("c1").await.unwrap().rsc, Rsc::OK);
     let compact_bytes = t.coap_secured_tap.counts() - before;
     let sample = t.coap_secured_tap.sample().expect("a datagram crossed the secured hop");
-    assert_eq!(demo::coap_content_format(&sample), Some(compact::CONTENT_FORMAT));
+    // The bare compact request: a POST whose only content is the sealed object.
+    assert_eq!(demo::coap_secured_form(&sample), Some("compact"));
+    let (options, payload) = demo::coap_options(&sample).unwrap();
+    assert!(options.is_empty(), "no Uri-Path, no Content-Format, no oneM2M option: {options:?}");
+    assert_eq!((payload[0] >> 5, &payload[1..9]), (2, sa.sa_id().as_bytes().as_slice()), "version 2, the SA id");
     assert!(!String::from_utf8_lossy(&sample).contains("m2m:seci"));
 
     t.coap_sidecar.node().set_secured_form(cse(), SecuredForm::Jwe);
@@ -82,6 +87,7 @@ async fn the_coap_pair_uses_the_compact_form_when_both_negotiated_it() {
     let jwe_bytes = t.coap_secured_tap.counts() - before;
     let sample = t.coap_secured_tap.sample().unwrap();
     assert_eq!(demo::coap_content_format(&sample), Some(50), "JSON");
+    assert_eq!(demo::coap_secured_form(&sample), Some("jwe"));
     assert!(String::from_utf8_lossy(&sample).contains("m2m:seci"));
     // The same request and answer, smaller in the compact form both ways.
     assert!(compact_bytes.up_bytes < jwe_bytes.up_bytes, "{compact_bytes:?} vs {jwe_bytes:?}");

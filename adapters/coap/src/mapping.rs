@@ -152,7 +152,26 @@ pub(crate) fn segments_to_id(segments: &[String]) -> Result<String, BindingError
 /// operation, or a CREATE without it, is [`BindingError::Unmappable`] (the receiver would see
 /// another operation). In a RETRIEVE, `to#attr` and a `pc` of just `{"m2m:atrl": […]}` become the
 /// `atrl` query item. Members in `extra` are not carried.
+///
+/// A compact secured primitive ([`compact`]) in a NOTIFY is carried bare (docs/protocol.md §4.3,
+/// Carriage): a POST with Uri-Host/Port when configured and the raw bytes as payload, with no
+/// Uri-Path, no Content-Format and no oneM2M option — `to`, `fr`, `rqi` and `rvi` of the outer
+/// NOTIFY are not sent (the sealed object names its SA; the answer is matched by token and bound
+/// to its request inside).
 pub fn primitive_to_packet(req: &RequestPrimitive, encoding: &Encoding) -> Result<Packet, BindingError> {
+    if let Some(pc) = req.pc.as_ref().filter(|pc| req.op == Operation::Notify && compact::is_compact(pc)) {
+        let mut packet = Packet::new();
+        set_code(&mut packet, (0, 2));
+        if let Some(host) = &encoding.uri_host {
+            add_str(&mut packet, rfc::URI_HOST, "Uri-Host", host, 255)?;
+        }
+        if let Some(port) = encoding.uri_port {
+            add(&mut packet, rfc::URI_PORT, encode_uint(port.into()));
+        }
+        let bytes = compact::bytes(pc).expect("compact content");
+        packet.payload = bytes.map_err(|e| unmappable("pc", &format!("compact content: {e}")))?;
+        return Ok(packet);
+    }
     match (req.op, req.ty) {
         (Operation::Create, None) => return Err(unmappable("ty", "a CREATE without ty would arrive as a NOTIFY")),
         (op, Some(_)) if op != Operation::Create => return Err(unmappable("ty", "only a CREATE carries ty")),
@@ -249,6 +268,13 @@ fn put_payload(packet: &mut Packet, pc: &Value, media: MediaType) -> Result<(), 
     Ok(())
 }
 
+/// Whether a message carries a compact secured primitive: Content-Format
+/// [`compact::CONTENT_FORMAT`] and a payload.
+fn is_compact_packet(packet: &Packet) -> Result<bool, BindingError> {
+    let cf = single_uint(packet, rfc::CONTENT_FORMAT, None)?;
+    Ok(cf == Some(u32::from(compact::CONTENT_FORMAT)) && !packet.payload.is_empty())
+}
+
 /// The `pc` of a received message: a compact secured primitive when its Content-Format is
 /// [`compact::CONTENT_FORMAT`], else the payload decoded per its Content-Format.
 fn payload_content(packet: &Packet, limits: &Limits) -> Result<Option<Value>, BindingError> {
@@ -296,10 +322,25 @@ pub fn answer_media(packet: &Packet) -> Result<MediaType, BindingError> {
 ///   ([`legacy`](crate::options::legacy)); the same parameter under both is refused.
 /// * oneM2M-RQI is required (4000 if absent or empty); nothing else is validated here.
 /// * The payload is `pc`, JSON or CBOR by Content-Format; any other format is 4015.
+/// * A compact secured primitive carried bare — a POST with a payload, no Uri-Path, no oneM2M-RQI
+///   and no Content-Format (or [`compact::CONTENT_FORMAT`]); see [`primitive_to_packet`] — is a
+///   NOTIFY with the compact content, an empty `to`, no `fr` and `rqi` `coap-` followed by the
+///   token in hex. (A oneM2M request always names its target and its request identifier.)
 pub fn packet_to_primitive(packet: &Packet, limits: &Limits) -> Result<RequestPrimitive, BindingError> {
     options::check(packet)?;
     if packet.payload.len() > limits.max_payload_bytes {
         return Err(BindingError::PayloadTooLarge { size: packet.payload.len(), limit: limits.max_payload_bytes });
+    }
+    let bare = code_byte(packet) == 2
+        && !packet.payload.is_empty()
+        && packet.get_option(CoapOption::UriPath).is_none()
+        && single_str(packet, onem2m::RQI, Some(legacy::RQI))?.is_none()
+        && single_uint(packet, rfc::CONTENT_FORMAT, None)?.is_none_or(|cf| cf == u32::from(compact::CONTENT_FORMAT));
+    if bare {
+        let token: String = packet.get_token().iter().map(|b| format!("{b:02x}")).collect();
+        let mut req = RequestPrimitive::new(Operation::Notify, String::new(), None, format!("coap-{token}"));
+        req.pc = Some(compact::content(&packet.payload));
+        return Ok(req);
     }
     let method = match code_byte(packet) {
         1 => Operation::Retrieve,
@@ -374,7 +415,17 @@ fn created_uri(pc: Option<&Value>) -> Option<&str> {
 /// -VSI the other parameters; the payload is `pc` in `media`, with its Content-Format. A 2001
 /// answer to a CREATE whose content names the created resource's URI also gets Location-Path
 /// (§6.2.3). `to`, `extra` and `tqf` are not carried (`tqf` gives [`BindingError::Unmappable`]).
+///
+/// A successful (2000) answer whose content is a compact secured primitive is carried bare, like
+/// the request (docs/protocol.md §4.3, Carriage): the code, Content-Format
+/// [`compact::CONTENT_FORMAT`] and the raw bytes; a receiver takes it for 2000.
 pub fn response_to_packet(rsp: &ResponsePrimitive, op: Operation, media: MediaType) -> Result<Packet, BindingError> {
+    if let Some(pc) = rsp.pc.as_ref().filter(|pc| rsp.rsc == ResponseStatusCode::OK && compact::is_compact(pc)) {
+        let mut packet = Packet::new();
+        set_code(&mut packet, rsp.rsc.coap_code_for(op));
+        put_payload(&mut packet, pc, media)?;
+        return Ok(packet);
+    }
     if rsp.tqf.is_some() {
         return Err(unmappable("tqf", "Token Request Information in the payload is not supported yet"));
     }
@@ -443,7 +494,7 @@ pub fn rsc_of_code(code: u8) -> ResponseStatusCode {
 /// Maps a received CoAP response to a response primitive.
 ///
 /// `rsc` is taken from oneM2M-RSC (current or older number), else derived from the response
-/// code ([`rsc_of_code`]); `rqi` from oneM2M-RQI, left empty when absent (an answer from the
+/// code ([`rsc_of_code`]) — but 2000 for a compact secured answer carried bare; `rqi` from oneM2M-RQI, left empty when absent (an answer from the
 /// CoAP layer: the caller knows which request it answers).
 pub fn packet_to_response(packet: &Packet, limits: &Limits) -> Result<ResponsePrimitive, BindingError> {
     options::check(packet)?;
@@ -456,6 +507,8 @@ pub fn packet_to_response(packet: &Packet, limits: &Limits) -> Result<ResponsePr
             u16::try_from(rsc)
                 .map_err(|_| BindingError::InvalidOption { number: onem2m::RSC, reason: "too large".into() })?,
         ),
+        // A compact secured answer carried bare is a 2000 (its status is inside).
+        None if code >> 5 == 2 && is_compact_packet(packet)? => ResponseStatusCode::OK,
         None => rsc_of_code(code),
     };
     let rqi = single_str(packet, onem2m::RQI, Some(legacy::RQI))?.unwrap_or_default();

@@ -8,9 +8,10 @@
 //! members…) travels as one JSON object, so nothing the JSON form carries is lost:
 //!
 //! ```text
-//! request : flags ‖ op (1 byte) ‖ str to ‖ str rqi ‖ [str fr] ‖ [varint ty] ‖ [str rvi] ‖ [str others] ‖ [pc]
-//! response: flags ‖ varint rsc  ‖ str rqi ‖ [str to] ‖ [str fr] ‖ [str rvi] ‖ [str others] ‖ [pc]
-//! flags   : bit 7 response · bit 6 pc · bit 5 others · bit 2 rvi · bit 1 ty (request) / to (response) · bit 0 fr
+//! request : op‖flags ‖ str to ‖ str rqi ‖ [str fr] ‖ [varint ty] ‖ [str rvi] ‖ [str others] ‖ [pc]
+//! response: 0‖flags  ‖ varint rsc ‖ str rqi ‖ [str to] ‖ [str fr] ‖ [str rvi] ‖ [str others] ‖ [pc]
+//! byte 0  : bits 7–5 op (1–5) in a request, 0 in a response · bit 4 pc · bit 3 others · bit 2 rvi
+//!           · bit 1 ty (request) / to (response) · bit 0 fr
 //! str     : varint byte length ‖ bytes (UTF-8 for the IDs and `rvi`, a JSON object for others)
 //! varint  : unsigned LEB128, minimal, at most 64 bits
 //! ```
@@ -25,20 +26,18 @@ use serde_json::{Map, Value};
 use crate::primitive::{decode_object_members, encode};
 use crate::{DecodeLimits, Operation, PrimitiveError, RequestPrimitive, ResponsePrimitive, ResponseStatusCode};
 
-/// Flag: the primitive is a response.
-const RESPONSE: u8 = 0x80;
 /// Flag: `pc` is present (the rest of the bytes).
-const PC: u8 = 0x40;
+const PC: u8 = 0x10;
 /// Flag: other elements follow as one JSON object.
-const OTHERS: u8 = 0x20;
+const OTHERS: u8 = 0x08;
 /// Flag: `rvi` is present.
 const RVI: u8 = 0x04;
 /// Flag: `ty` (request) or `to` (response) is present.
 const TY_OR_TO: u8 = 0x02;
 /// Flag: `fr` is present.
 const FR: u8 = 0x01;
-/// Every flag a request may set.
-const REQUEST_FLAGS: u8 = PC | OTHERS | RVI | TY_OR_TO | FR;
+/// Every flag.
+const FLAGS: u8 = PC | OTHERS | RVI | TY_OR_TO | FR;
 
 /// The elements with a field of their own, in a request.
 const REQUEST_FIELDS: [&str; 7] = ["op", "to", "rqi", "fr", "ty", "rvi", "pc"];
@@ -155,7 +154,7 @@ impl RequestPrimitive {
         .iter()
         .filter(|(on, _)| *on)
         .fold(0, |flags, (_, bit)| flags | bit);
-        out.extend_from_slice(&[flags, self.op.as_u8()]);
+        out.push(self.op.as_u8() << 5 | flags);
         put_str(out, self.to.as_bytes());
         put_str(out, self.rqi.as_bytes());
         if let Some(fr) = &self.fr {
@@ -188,14 +187,13 @@ impl RequestPrimitive {
     /// Decodes the binary form. Does not [`validate`](Self::validate) it.
     pub fn from_binary_slice_with_limits(bytes: &[u8], limits: DecodeLimits) -> Result<Self, PrimitiveError> {
         let mut r = Reader::new(bytes, limits)?;
-        let flags = r.byte()?;
-        if flags & RESPONSE != 0 {
-            return Err(malformed("a response where a request was expected"));
-        }
-        if flags & !REQUEST_FLAGS != 0 {
-            return Err(malformed("unknown flags"));
-        }
-        let op = Operation::from_u8(r.byte()?).ok_or(malformed("unknown operation"))?;
+        let first = r.byte()?;
+        let (op, flags) = (first >> 5, first & FLAGS);
+        let op = match Operation::from_u8(op) {
+            Some(op) => op,
+            None if op == 0 => return Err(malformed("a response where a request was expected")),
+            None => return Err(malformed("unknown operation")),
+        };
         let to = r.string()?;
         let rqi = r.string()?;
         let fr = r.string_if(flags & FR != 0)?;
@@ -252,7 +250,7 @@ impl ResponsePrimitive {
         ]
         .iter()
         .filter(|(on, _)| *on)
-        .fold(RESPONSE, |flags, (_, bit)| flags | bit);
+        .fold(0, |flags, (_, bit)| flags | bit);
         out.push(flags);
         put_varint(out, u64::from(self.rsc.code()));
         put_str(out, self.rqi.as_bytes());
@@ -287,11 +285,8 @@ impl ResponsePrimitive {
     pub fn from_binary_slice_with_limits(bytes: &[u8], limits: DecodeLimits) -> Result<Self, PrimitiveError> {
         let mut r = Reader::new(bytes, limits)?;
         let flags = r.byte()?;
-        if flags & RESPONSE == 0 {
+        if flags & !FLAGS != 0 {
             return Err(malformed("a request where a response was expected"));
-        }
-        if flags & !(RESPONSE | REQUEST_FLAGS) != 0 {
-            return Err(malformed("unknown flags"));
         }
         let rsc = u16::try_from(r.varint()?).map_err(|_| malformed("rsc over 16 bits"))?;
         let rqi = r.string()?;
@@ -417,14 +412,14 @@ mod tests {
         let req = cin_create();
         let bin = req.to_binary_vec().unwrap();
         let pc = br#"{"m2m:cin":{"rn":"v3","con":"21.5"}}"#;
-        let mut expected = vec![0x47, 1, 23];
+        let mut expected = vec![0x37, 23];
         expected.extend_from_slice(b"/id-in/cse-base/meter/t");
         expected.extend_from_slice(b"\x02w3\x06Cmeter\x04\x013");
         expected.extend_from_slice(pc);
         assert_eq!(bin, expected);
         assert_eq!(RequestPrimitive::from_binary_slice(&bin).unwrap(), req);
-        // 48 bytes less than the JSON form.
-        assert_eq!(req.to_json_vec().unwrap().len() - bin.len(), 48);
+        // 49 bytes less than the JSON form.
+        assert_eq!(req.to_json_vec().unwrap().len() - bin.len(), 49);
     }
 
     #[test]
@@ -450,8 +445,8 @@ mod tests {
         assert_eq!(ResponsePrimitive::from_binary_slice(&bin).unwrap(), rsp);
         // No content, no optional element.
         let bare = ResponsePrimitive::new(ResponseStatusCode::DELETED, "d");
-        assert_eq!(bare.to_binary_vec().unwrap(), [0x80, 0xd2, 0x0f, 1, b'd']);
-        assert_eq!(ResponsePrimitive::from_binary_slice(&[0x80, 0xd2, 0x0f, 1, b'd']).unwrap(), bare);
+        assert_eq!(bare.to_binary_vec().unwrap(), [0x00, 0xd2, 0x0f, 1, b'd']);
+        assert_eq!(ResponsePrimitive::from_binary_slice(&[0x00, 0xd2, 0x0f, 1, b'd']).unwrap(), bare);
     }
 
     #[test]
@@ -459,25 +454,26 @@ mod tests {
         let good = cin_create().to_binary_vec().unwrap();
         let refused = |bytes: &[u8]| RequestPrimitive::from_binary_slice(bytes).unwrap_err().to_string();
         assert!(refused(&[]).contains("truncated"));
-        assert!(refused(&[0x08, 1, 0, 0]).contains("unknown flags"));
-        assert!(refused(&[0x80, 1, 0, 0]).contains("a response"));
-        assert!(refused(&[0x00, 9, 0, 0]).contains("unknown operation"));
-        assert!(refused(&[0x00, 1, 5, b'a']).contains("past the end"));
-        assert!(refused(&[0x00, 1, 0x80, 0x00]).contains("non-minimal"));
-        assert!(refused(&[0x00, 1, 1, 0xff, 0]).contains("UTF-8"));
-        assert!(refused(&[0x00, 1, 0, 0, b'x']).contains("after the last field"));
-        assert!(refused(&[0x00, 1, 0, 0, 0x80]).contains("after the last field"));
-        let varint = [0x02, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
+        assert!(refused(&[0x00, 0, 0]).contains("a response"));
+        assert!(refused(&[0xc0, 0, 0]).contains("unknown operation"));
+        assert!(refused(&[0x20, 5, b'a']).contains("past the end"));
+        assert!(refused(&[0x20, 0x80, 0x00]).contains("non-minimal"));
+        assert!(refused(&[0x20, 1, 0xff, 0]).contains("UTF-8"));
+        assert!(refused(&[0x20, 0, 0, b'x']).contains("after the last field"));
+        assert!(refused(&[0x20, 0, 0, 0x80]).contains("after the last field"));
+        let varint = [0x22, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
         assert!(refused(&varint).contains("64 bits"));
-        assert!(refused(&[0x02, 1, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x10]).contains("32 bits"));
+        assert!(refused(&[0x22, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x10]).contains("32 bits"));
+        let refused_response = |bytes: &[u8]| ResponsePrimitive::from_binary_slice(bytes).unwrap_err().to_string();
+        assert!(refused_response(&[0x20, 0xd0, 0x0f, 0]).contains("a request"));
         // An element twice: in a field of its own and in the others.
-        let mut dup = vec![0x20, 1, 0, 0];
+        let mut dup = vec![0x28, 0, 0];
         put_str(&mut dup, br#"{"rqi":"x"}"#);
         assert!(refused(&dup).contains("duplicate member `rqi`"));
-        let mut dup = vec![0x20, 1, 0, 0];
+        let mut dup = vec![0x28, 0, 0];
         put_str(&mut dup, br#"{"ot":"1","ot":"2"}"#);
         assert!(refused(&dup).contains("duplicate"));
-        let mut not_object = vec![0x20, 1, 0, 0];
+        let mut not_object = vec![0x28, 0, 0];
         put_str(&mut not_object, b"[1]");
         assert!(refused(&not_object).contains("object"));
         // Every truncation of a valid primitive is refused (the content is JSON to its end).

@@ -12,7 +12,9 @@
 //!   ([`to_notify_content`], [`epo_from_content`]). Any RFC 7516 implementation can open it given
 //!   the key.
 //! * **Compact binary**: one byte (version, key phase, suite), the 8-byte SA identifier, the
-//!   sequence number as a LEB128 varint, the ciphertext and the 16-byte tag.
+//!   sequence number as a LEB128 varint, the ciphertext and the 16-byte tag. This layer seals
+//!   whatever bytes it is given; the runtime gives it the binary form of the primitive
+//!   (docs/protocol.md §4.5) in this form and the JSON in the JWE form.
 //!
 //! Decoding refuses anything over its limit before any cryptography runs; each failure maps to
 //! the TS-0004 response status code a receiver answers with ([`SecureError::rsc`]).
@@ -39,8 +41,10 @@ pub const MAX_PLAINTEXT: usize = 1024 * 1024;
 pub const MAX_JWE_HEADER: usize = 512;
 /// Tag length of every suite.
 pub const TAG_LEN: usize = 16;
-/// Version carried in the first byte of the compact form.
-pub const COMPACT_VERSION: u8 = 1;
+/// Version carried in the first byte of the compact form: 2, whose plaintext is the binary form
+/// of the primitive (docs/protocol.md §4.5). Version 1 (earlier builds) sealed its JSON and is
+/// refused like any other version.
+pub const COMPACT_VERSION: u8 = 2;
 
 /// Why a secured message was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -146,19 +146,20 @@ fn jwe_header_members_beyond_the_known_ones_are_ignored_but_crit_and_zip_refused
 
 #[test]
 fn compact_versions_and_suites_other_than_known_are_unsupported() {
-    let mut ok = vec![0x21u8];
+    let mut ok = vec![0x41u8];
     ok.extend_from_slice(&[0; 8]);
     ok.push(0);
     ok.extend_from_slice(&[0; 16]);
     assert!(decode_compact(&mut ok.clone()).is_ok());
     // byte 0 = version (bits 7..5) | key phase (bit 4) | suite (bits 3..0).
-    for first in [0x41u8, 0x01, 0xe1, 0x20, 0x25, 0x2f] {
+    // Version 1 (0x21: the JSON plaintext of earlier builds) is refused like any other.
+    for first in [0x21u8, 0x61, 0x01, 0xe1, 0x40, 0x45, 0x4f] {
         let mut m = ok.clone();
         m[0] = first;
         assert_eq!(decode_compact(&mut m).unwrap_err().rsc(), Rsc::ESPRIM_UNSUPPORTED_OPTION, "{first:#04x}");
     }
     let mut m = ok.clone();
-    m[0] = 0x34;
+    m[0] = 0x54;
     let s = decode_compact(&mut m).unwrap();
     assert_eq!((s.header.key_phase, s.header.aead), (1, Suite::X25519MLKEM768_AES256GCM_SHA384.aead()));
 }

@@ -629,10 +629,19 @@ fn generate(previous_doc: &str) -> String {
     let answer = br#"{"rsc":2000,"rqi":"req-1","rvi":"3","pc":{"m2m:cb":{"rn":"cb-in","ri":"/id-in/cb-in"}}}"#;
     writeln!(out, "Inner request (plaintext): `{}`\n", String::from_utf8_lossy(request)).unwrap();
     writeln!(out, "Inner answer (plaintext): `{}`\n", String::from_utf8_lossy(answer)).unwrap();
+    // The compact form seals the binary form of the same primitives (§4.5).
+    let request_bin = onem2m_primitive::RequestPrimitive::from_json_slice(request).unwrap().to_binary_vec().unwrap();
+    let answer_bin = ResponsePrimitive::from_json_slice(answer).unwrap().to_binary_vec().unwrap();
+    writeln!(out, "Inner request in the binary form (§4.5), sealed by the compact form: `{}`\n", hex(&request_bin))
+        .unwrap();
+    writeln!(out, "Inner answer in the binary form: `{}`\n", hex(&answer_bin)).unwrap();
     let mut jwe_req = Vec::new();
     let mut sealed = Vec::new();
-    for (who, epoch, plaintext) in [("Initiator", &ei, &request[..]), ("Responder", &er, &answer[..])] {
+    for (who, epoch, json, binary) in
+        [("Initiator", &ei, &request[..], &request_bin[..]), ("Responder", &er, &answer[..], &answer_bin[..])]
+    {
         for encoding in [Encoding::Jwe, Encoding::Compact] {
+            let plaintext = if encoding == Encoding::Jwe { json } else { binary };
             let mut wire = Vec::new();
             let info =
                 epoch.seal(sa_id, Suite::X25519_AES128GCM_SHA256, encoding, plaintext, &limits, &mut wire).unwrap();

@@ -861,11 +861,7 @@ async fn run_coap_workload(t: &mut Topology, contents: usize, progress: &(dyn Fn
     let jwe = segments.get(1).filter(|s| s.2 > 0).map(|&(p, s, n)| (p, s, n as f64));
     let per = |bytes: u64, n: f64| bytes as f64 / n;
     let wire_sample = t.coap_secured_tap.sample();
-    let form = match wire_sample.as_deref().and_then(coap_content_format) {
-        Some(onem2m_primitive::compact::CONTENT_FORMAT) => "compact",
-        Some(_) => "jwe",
-        None => "unknown",
-    };
+    let form = wire_sample.as_deref().and_then(coap_secured_form).unwrap_or("unknown");
 
     let mut sorted = run.latencies.clone();
     sorted.sort();
@@ -888,15 +884,19 @@ async fn run_coap_workload(t: &mut Topology, contents: usize, progress: &(dyn Fn
     }
 }
 
-/// The Content-Format of a CoAP datagram (RFC 7252 §3.1: options after the header and token),
-/// if it has one.
-pub fn coap_content_format(datagram: &[u8]) -> Option<u16> {
+/// A CoAP option: its number and value.
+pub type CoapOptionValue<'a> = (u32, &'a [u8]);
+
+/// The options of a CoAP datagram (RFC 7252 §3.1: after the header and token) and its payload;
+/// `None` when the options do not parse.
+pub fn coap_options(datagram: &[u8]) -> Option<(Vec<CoapOptionValue<'_>>, &[u8])> {
     let tkl = usize::from(datagram.first()? & 0x0f);
     let mut at = 4 + tkl;
     let mut number: u32 = 0;
+    let mut options = Vec::new();
     while let Some(&b) = datagram.get(at) {
         if b == 0xff {
-            return None;
+            return Some((options, &datagram[at + 1..]));
         }
         at += 1;
         let mut ext = |nibble: u8| -> Option<u32> {
@@ -915,13 +915,33 @@ pub fn coap_content_format(datagram: &[u8]) -> Option<u16> {
         };
         number += ext(b >> 4)?;
         let len = ext(b & 0x0f)? as usize;
-        let value = datagram.get(at..at + len)?;
+        options.push((number, datagram.get(at..at + len)?));
         at += len;
-        if number == 12 {
-            return Some(value.iter().fold(0u32, |acc, v| (acc << 8) | u32::from(*v)) as u16);
-        }
     }
-    None
+    Some((options, &[]))
+}
+
+/// The Content-Format of a CoAP datagram, if it has one.
+pub fn coap_content_format(datagram: &[u8]) -> Option<u16> {
+    let (options, _) = coap_options(datagram)?;
+    let (_, value) = options.into_iter().find(|(n, _)| *n == 12)?;
+    Some(value.iter().fold(0u32, |acc, v| (acc << 8) | u32::from(*v)) as u16)
+}
+
+/// The secured form a CoAP request datagram carries: `compact` for the bare compact request
+/// (a payload and no option but Uri-Host/Port, docs/protocol.md §4.3) or Content-Format 65000,
+/// `jwe` for another Content-Format, `None` without a payload.
+pub fn coap_secured_form(datagram: &[u8]) -> Option<&'static str> {
+    let (options, payload) = coap_options(datagram)?;
+    if payload.is_empty() {
+        return None;
+    }
+    match coap_content_format(datagram) {
+        Some(onem2m_primitive::compact::CONTENT_FORMAT) => Some("compact"),
+        Some(_) => Some("jwe"),
+        None if options.iter().all(|(n, _)| matches!(n, 3 | 7)) => Some("compact"),
+        None => None,
+    }
 }
 
 /// Prints the report for people.

@@ -8,11 +8,14 @@
 //! the raw body / payload with their own media type / Content-Format. A receiver always takes
 //! the JWE form; it takes the compact form when it offers the `compact` capability, and
 //! answers a request in the form the request came in.
+//!
+//! What is sealed differs with the form: the binary form of the primitive (docs/protocol.md §4.5)
+//! in the compact form, its TS-0004 JSON in the JWE form (which any JOSE library opens).
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use onem2m_primitive::compact;
+use onem2m_primitive::{PrimitiveError, RequestPrimitive, ResponsePrimitive, compact};
 use onem2m_sa::Capabilities;
 use onem2m_sa::credential::NodeId;
 use onem2m_sa::secure::{
@@ -108,6 +111,51 @@ pub(crate) fn content(encoding: Encoding, wire: &[u8]) -> Value {
         Encoding::Compact => compact::content(wire),
     }
 }
+
+/// The plaintext a primitive is sealed as: its binary form (docs/protocol.md §4.5) in the
+/// compact form, its JSON (TS-0004) in the JWE form.
+pub(crate) fn plaintext<P: Plaintext>(encoding: Encoding, primitive: &P) -> Result<Vec<u8>, PrimitiveError> {
+    match encoding {
+        Encoding::Compact => primitive.binary(),
+        Encoding::Jwe => primitive.json(),
+    }
+}
+
+/// Decodes an opened plaintext of `encoding` (see [`plaintext`]).
+pub(crate) fn primitive<P: Plaintext>(encoding: Encoding, plain: &[u8]) -> Result<P, PrimitiveError> {
+    match encoding {
+        Encoding::Compact => P::from_binary(plain),
+        Encoding::Jwe => P::from_json(plain),
+    }
+}
+
+/// A primitive in both plaintext forms.
+pub(crate) trait Plaintext: Sized {
+    fn binary(&self) -> Result<Vec<u8>, PrimitiveError>;
+    fn json(&self) -> Result<Vec<u8>, PrimitiveError>;
+    fn from_binary(plain: &[u8]) -> Result<Self, PrimitiveError>;
+    fn from_json(plain: &[u8]) -> Result<Self, PrimitiveError>;
+}
+
+macro_rules! plaintext_forms {
+    ($($t:ty),*) => {$(
+        impl Plaintext for $t {
+            fn binary(&self) -> Result<Vec<u8>, PrimitiveError> {
+                self.to_binary_vec()
+            }
+            fn json(&self) -> Result<Vec<u8>, PrimitiveError> {
+                self.to_json_vec()
+            }
+            fn from_binary(plain: &[u8]) -> Result<Self, PrimitiveError> {
+                Self::from_binary_slice(plain)
+            }
+            fn from_json(plain: &[u8]) -> Result<Self, PrimitiveError> {
+                Self::from_json_slice(plain)
+            }
+        }
+    )*};
+}
+plaintext_forms!(RequestPrimitive, ResponsePrimitive);
 
 /// Whether `pc` is a secured primitive, in either form.
 pub(crate) fn is_secured(pc: &Value) -> bool {

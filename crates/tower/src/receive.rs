@@ -136,6 +136,26 @@ impl Sealing {
         Authenticated { peer: self.entry.peer().clone(), sa_id: self.entry.sa_id(), epoch: self.epoch.number, seq }
     }
 
+    /// Seals an answer kept in the record of executed requests (its binary form, whichever form
+    /// the first copy came in): as it is in the compact form, as its JSON in the JWE form.
+    fn seal_recorded(&self, recorded: &[u8]) -> ResponsePrimitive {
+        match self.encoding {
+            Encoding::Compact => self.seal_plain(recorded),
+            Encoding::Jwe => match ResponsePrimitive::from_binary_slice(recorded) {
+                Ok(answer) => self.seal_answer(&answer),
+                Err(_) => refuse(Rsc::INTERNAL_SERVER_ERROR, &self.rqi, "recorded answer unreadable", "internal"),
+            },
+        }
+    }
+
+    /// Seals an answer in the form of the request.
+    fn seal_answer(&self, answer: &ResponsePrimitive) -> ResponsePrimitive {
+        match form::plaintext(self.encoding, answer) {
+            Ok(plain) => self.seal_plain(&plain),
+            Err(_) => refuse(Rsc::INTERNAL_SERVER_ERROR, &self.rqi, "answer cannot be encoded", "internal"),
+        }
+    }
+
     /// Seals a serialized answer. The epoch the request was opened with is held here, so the
     /// answer is sealed under it even if the SA was removed or expired meanwhile (a request
     /// opened before the removal is answered; its keys are freed when this is dropped).
@@ -207,24 +227,27 @@ where
                 // An error drops the record's ticket unanswered: a copy gets the error it keeps.
                 let answer = std::task::ready!(future.poll(cx))?;
                 let Some(sealing) = sealing.take() else { return Poll::Ready(Ok(answer)) };
-                let plain: Answer = answer.to_json_vec().map_err(|e| -> BoxError { Box::new(e) })?.into();
-                if let Some(Record { ticket, node }) = record.take() {
-                    ticket.answer(plain.clone(), node.now().mono_ms);
-                }
-                Poll::Ready(Ok(sealing.seal_plain(&plain)))
+                let Some(Record { ticket, node }) = record.take() else {
+                    return Poll::Ready(Ok(sealing.seal_answer(&answer)));
+                };
+                // The record keeps the binary form, which a copy in either form is sealed from.
+                let recorded: Answer = answer.to_binary_vec().map_err(|e| -> BoxError { Box::new(e) })?.into();
+                ticket.answer(recorded.clone(), node.now().mono_ms);
+                Poll::Ready(Ok(sealing.seal_recorded(&recorded)))
             }
             StateProj::Stored { answer } => Poll::Ready(Ok(std::task::ready!(answer.as_mut().poll(cx)))),
             StateProj::Waiting { wait, sealing } => {
                 let plain = std::task::ready!(wait.as_mut().poll(cx));
                 metrics::counter!("onem2m_sa_resends_answered_total").increment(1);
-                Poll::Ready(Ok(sealing.seal_plain(&plain)))
+                Poll::Ready(Ok(sealing.seal_recorded(&plain)))
             }
         }
     }
 }
 
+/// An answer as the record of executed requests keeps it: its binary form.
 fn serialized(answer: &ResponsePrimitive) -> Answer {
-    answer.to_json_vec().unwrap_or_default().into()
+    answer.to_binary_vec().unwrap_or_default().into()
 }
 
 /// Waits for the answer of the first copy.
@@ -285,10 +308,17 @@ where
             let entry = self.node.inbound().get(sealed.header.sa_id).ok_or(SecureError::UnknownSa)?;
             let seq = sealed.header.seq;
             let (plain, epoch) = entry.open_at(now.unix_secs, sealed)?;
-            let inner =
-                RequestPrimitive::from_json_slice(plain).map_err(|_| SecureError::Malformed("inner primitive"))?;
-            // Only what the record of executed requests keeps is digested (RETRIEVE is not).
-            let digest = (inner.op != Operation::Retrieve).then(|| request_digest(plain));
+            let inner = form::primitive::<RequestPrimitive>(encoding, plain)
+                .map_err(|_| SecureError::Malformed("inner primitive"))?;
+            // Only what the record of executed requests keeps is digested (RETRIEVE is not),
+            // over the binary form, so that copies in either form are the same request.
+            let digest = match (inner.op, encoding) {
+                (Operation::Retrieve, _) => None,
+                (_, Encoding::Compact) => Some(request_digest(plain)),
+                (_, Encoding::Jwe) => {
+                    Some(request_digest(&inner.to_binary_vec().map_err(|_| SecureError::Malformed("inner primitive"))?))
+                }
+            };
             // Identity binding: the originator must lie inside the peer's context.
             entry.authorize(inner.fr.as_deref().unwrap_or_default())?;
             Ok((inner, entry, epoch, digest, seq, encoding))
@@ -316,7 +346,7 @@ where
             Admission::Execute(ticket) => ticket,
             Admission::Answered(plain) => {
                 metrics::counter!("onem2m_sa_resends_answered_total").increment(1);
-                return ResponseFuture::ready(sealing.seal_plain(&plain));
+                return ResponseFuture::ready(sealing.seal_recorded(&plain));
             }
             Admission::Wait(rx) => {
                 let unknown = error(Rsc::INTERNAL_SERVER_ERROR, UNKNOWN_OUTCOME);
@@ -325,12 +355,12 @@ where
             Admission::Conflict => {
                 metrics::counter!("onem2m_sa_receive_rejected_total", "reason" => "rqi_reused").increment(1);
                 let why = "request identifier already used by this originator for another request";
-                return ResponseFuture::ready(sealing.seal_plain(&error(Rsc::CONFLICT, why)));
+                return ResponseFuture::ready(sealing.seal_recorded(&error(Rsc::CONFLICT, why)));
             }
             Admission::Full => {
                 metrics::counter!("onem2m_sa_receive_rejected_total", "reason" => "executing_full").increment(1);
                 let why = "too many requests executing; not executed";
-                return ResponseFuture::ready(sealing.seal_plain(&error(Rsc::INTERNAL_SERVER_ERROR, why)));
+                return ResponseFuture::ready(sealing.seal_recorded(&error(Rsc::INTERNAL_SERVER_ERROR, why)));
             }
         };
         let node = self.node.clone();

@@ -115,7 +115,9 @@ where
                 let Some(peer) = route(&req) else {
                     return Ok(failed(Rsc::TARGET_NOT_REACHABLE, &req.rqi, "no SA peer for the target"));
                 };
-                let plaintext = req.to_json_vec().map_err(|e| -> BoxError { Box::new(e) })?;
+                // The plaintext of each form, made when first needed (the form may differ on a
+                // resend over a fresh SA).
+                let mut plaintexts: [Option<Vec<u8>>; 2] = [None, None];
                 let mut first_sent = None;
                 let (mut resent, mut reseals) = (false, 0);
                 loop {
@@ -129,7 +131,6 @@ where
                     }
                     // The epoch the request is sealed under is the one its answer is sealed
                     // under: keep it, so the answer opens even if the SA is removed meanwhile.
-                    let mut wire = Vec::with_capacity(plaintext.len() * 4 / 3 + 256);
                     // The compact form goes only straight to the peer's sidecar: a transit CSE
                     // forwards the ESPrim JWE in `m2m:seci`, not a binary body.
                     let route = node.outer(&peer);
@@ -138,9 +139,14 @@ where
                     } else {
                         onem2m_sa::secure::Encoding::Jwe
                     };
+                    let plaintext = match &mut plaintexts[encoding as usize] {
+                        Some(plaintext) => plaintext,
+                        slot => slot.insert(form::plaintext(encoding, &req).map_err(|e| -> BoxError { Box::new(e) })?),
+                    };
+                    let mut wire = Vec::with_capacity(plaintext.len() * 4 / 3 + 256);
                     let sealed = match entry.current_epoch() {
                         Some(epoch) => entry
-                            .seal_with_at(node.now().unix_secs, &epoch, encoding, &plaintext, &mut wire)
+                            .seal_with_at(node.now().unix_secs, &epoch, encoding, plaintext, &mut wire)
                             .map(|i| (epoch, i)),
                         None => Err(SecureError::UnknownSa),
                     };
@@ -227,11 +233,14 @@ where
                         return Ok(failed(Rsc::ESPRIM_BAD_MAC, &req.rqi, "answer not secured"));
                     };
                     let mut scratch = Vec::new();
-                    let plain = form::decode(pc, &mut scratch).and_then(|s| epoch.open(s).map(|p| p.to_vec()));
-                    return match plain {
-                        Ok(plain) => {
+                    let opened = form::decode(pc, &mut scratch).and_then(|sealed| {
+                        let encoding = sealed.encoding;
+                        epoch.open(sealed).map(|plain| form::primitive::<ResponsePrimitive>(encoding, plain))
+                    });
+                    return match opened {
+                        Ok(answer) => {
                             metrics::counter!("onem2m_sa_opened_total").increment(1);
-                            match ResponsePrimitive::from_json_slice(&plain) {
+                            match answer {
                                 // Sealed answers do not name the request they answer: check the
                                 // rqi, so an answer swapped between two requests on one SA is
                                 // refused instead of delivered to the wrong caller.
