@@ -383,10 +383,14 @@ impl<'a> Reader<'a> {
     }
 
     /// The content: the rest of the bytes, one JSON value nested in the primitive (level 2).
+    /// `null` is no content, as `"pc":null` is in the JSON form.
     fn pc_if(&mut self, present: bool) -> Result<Option<Value>, PrimitiveError> {
         let rest = std::mem::take(&mut self.rest);
         match present {
-            true => Ok(Some(crate::strict::parse(rest, self.limits.max_depth.saturating_sub(1))?)),
+            true => match crate::strict::parse(rest, self.limits.max_depth.saturating_sub(1))? {
+                Value::Null => Ok(None),
+                pc => Ok(Some(pc)),
+            },
             false if rest.is_empty() => Ok(None),
             false => Err(malformed("bytes after the last field")),
         }
@@ -447,6 +451,21 @@ mod tests {
         let bare = ResponsePrimitive::new(ResponseStatusCode::DELETED, "d");
         assert_eq!(bare.to_binary_vec().unwrap(), [0x00, 0xd2, 0x0f, 1, b'd']);
         assert_eq!(ResponsePrimitive::from_binary_slice(&[0x00, 0xd2, 0x0f, 1, b'd']).unwrap(), bare);
+    }
+
+    #[test]
+    fn a_null_content_is_no_content_as_in_json() {
+        // Found by the primitive_binary fuzz target: `"pc":null` decodes to no content in the
+        // JSON form, so the binary form may not carry a null content either.
+        let mut bin = vec![0x70, 0, 1, b'r'];
+        bin.extend_from_slice(b"null");
+        let req = RequestPrimitive::from_binary_slice(&bin).unwrap();
+        assert_eq!(req.pc, None);
+        assert_eq!(RequestPrimitive::from_json_slice(&req.to_json_vec().unwrap()).unwrap(), req);
+        let mut rsp = ResponsePrimitive::new(ResponseStatusCode::OK, "r");
+        rsp.pc = Some(Value::Null);
+        let back = ResponsePrimitive::from_binary_slice(&rsp.to_binary_vec().unwrap()).unwrap();
+        assert_eq!(back, ResponsePrimitive::from_json_slice(&rsp.to_json_vec().unwrap()).unwrap());
     }
 
     #[test]
