@@ -72,11 +72,28 @@ fn others_of<T: serde::Serialize>(value: &T, fields: &[&str]) -> Result<Vec<u8>,
     encode(&object)
 }
 
-fn put_pc(out: &mut Vec<u8>, pc: Option<&Value>) -> Result<(), PrimitiveError> {
+/// The fields both kinds end with: `rvi`, the other elements, `pc`.
+fn put_tail(
+    out: &mut Vec<u8>,
+    rvi: Option<&str>,
+    others: Option<&[u8]>,
+    pc: Option<&Value>,
+) -> Result<(), PrimitiveError> {
+    if let Some(rvi) = rvi {
+        put_str(out, rvi.as_bytes());
+    }
+    if let Some(others) = others {
+        put_str(out, others);
+    }
     if let Some(pc) = pc {
         serde_json::to_writer(out, pc).map_err(PrimitiveError::Encode)?;
     }
     Ok(())
+}
+
+/// The flag bits of the fields present, in byte 0.
+fn flags(present: [(bool, u8); 5]) -> u8 {
+    present.iter().filter(|(on, _)| *on).fold(0, |flags, (_, bit)| flags | bit)
 }
 
 impl RequestPrimitive {
@@ -144,16 +161,13 @@ impl RequestPrimitive {
     /// Appends the binary form (docs/protocol.md §4.5) to `out`.
     pub fn encode_binary(&self, out: &mut Vec<u8>) -> Result<(), PrimitiveError> {
         let others = if self.has_others() { Some(others_of(self, &REQUEST_FIELDS)?) } else { None };
-        let flags = [
+        let flags = flags([
             (self.fr.is_some(), FR),
             (self.ty.is_some(), TY_OR_TO),
             (self.rvi.is_some(), RVI),
             (others.is_some(), OTHERS),
             (self.pc.is_some(), PC),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .fold(0, |flags, (_, bit)| flags | bit);
+        ]);
         out.push(self.op.as_u8() << 5 | flags);
         put_str(out, self.to.as_bytes());
         put_str(out, self.rqi.as_bytes());
@@ -163,13 +177,7 @@ impl RequestPrimitive {
         if let Some(ty) = self.ty {
             put_varint(out, u64::from(ty));
         }
-        if let Some(rvi) = &self.rvi {
-            put_str(out, rvi.as_bytes());
-        }
-        if let Some(others) = &others {
-            put_str(out, others);
-        }
-        put_pc(out, self.pc.as_ref())
+        put_tail(out, self.rvi.as_deref(), others.as_deref(), self.pc.as_ref())
     }
 
     /// The binary form (docs/protocol.md §4.5).
@@ -241,16 +249,13 @@ impl ResponsePrimitive {
     /// Appends the binary form (docs/protocol.md §4.5) to `out`.
     pub fn encode_binary(&self, out: &mut Vec<u8>) -> Result<(), PrimitiveError> {
         let others = if self.has_others() { Some(others_of(self, &RESPONSE_FIELDS)?) } else { None };
-        let flags = [
+        let flags = flags([
             (self.fr.is_some(), FR),
             (self.to.is_some(), TY_OR_TO),
             (self.rvi.is_some(), RVI),
             (others.is_some(), OTHERS),
             (self.pc.is_some(), PC),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .fold(0, |flags, (_, bit)| flags | bit);
+        ]);
         out.push(flags);
         put_varint(out, u64::from(self.rsc.code()));
         put_str(out, self.rqi.as_bytes());
@@ -260,13 +265,7 @@ impl ResponsePrimitive {
         if let Some(fr) = &self.fr {
             put_str(out, fr.as_bytes());
         }
-        if let Some(rvi) = &self.rvi {
-            put_str(out, rvi.as_bytes());
-        }
-        if let Some(others) = &others {
-            put_str(out, others);
-        }
-        put_pc(out, self.pc.as_ref())
+        put_tail(out, self.rvi.as_deref(), others.as_deref(), self.pc.as_ref())
     }
 
     /// The binary form (docs/protocol.md §4.5).
