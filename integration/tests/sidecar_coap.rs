@@ -239,6 +239,23 @@ async fn bytes_on_the_air_per_secured_coap_message() {
     b.shutdown().await;
 }
 
+/// A bare POST with a payload (the CoAP carriage of a sealed compact object, docs/protocol.md
+/// §4.3) sent by an AE to its sidecar's plaintext CoAP egress names no target: refused 4000, and
+/// nothing crosses the secured hop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_compact_post_from_an_ae_is_refused_at_the_egress() {
+    let b = Bridge::start().await;
+    let mut ae = coap_client(b.plain.addr()).await;
+    let mut req = RequestPrimitive::new(Operation::Notify, format!("{CSE_ID}/{CSE_BASE}"), Some("Cbare".into()), "b1");
+    req.pc = Some(onem2m_primitive::compact::content(&[0x41; 40]));
+    let before = b.secured.counts();
+    let rsp = expect(&mut ae, req, Rsc::BAD_REQUEST).await;
+    assert!(rsp.debug_info().unwrap_or_default().contains("names no target"), "{:?}", rsp.pc);
+    let crossed = b.secured.counts() - before;
+    assert_eq!(crossed.up_datagrams, 0, "nothing sent to the CSE's sidecar: {crossed:?}");
+    b.shutdown().await;
+}
+
 /// The Responder's per-source flood defence sees the datagram's source over CoAP: with a rate of
 /// one SaInit per second per source, three Initiators with their own node IDs but one address
 /// (127.0.0.1) are not each given a fresh budget — a later one is asked for a cookie (one more

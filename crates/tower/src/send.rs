@@ -112,6 +112,11 @@ where
         let span = tracing::debug_span!("sa.send", op = ?req.op, rqi = %req.rqi);
         Box::pin(tracing::Instrument::instrument(
             async move {
+                // A request that names no target (e.g. a bare CoAP POST, the carriage of an
+                // already sealed compact object, arriving on a plaintext listener) is not sent.
+                if req.to.is_empty() {
+                    return Ok(failed(Rsc::BAD_REQUEST, &req.rqi, "the request names no target (`to` is empty)"));
+                }
                 let Some(peer) = route(&req) else {
                     return Ok(failed(Rsc::TARGET_NOT_REACHABLE, &req.rqi, "no SA peer for the target"));
                 };
