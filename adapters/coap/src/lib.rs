@@ -44,8 +44,8 @@ pub use client::{ClientConfig, ClientError, CoapClient};
 pub use coap_lite;
 pub use error::BindingError;
 pub use mapping::{
-    Encoding, answer_media, packet_to_primitive, packet_to_response, primitive_to_packet, response_to_packet,
-    rsc_of_code,
+    Encoding, answer_media, is_bare_compact_request, is_bare_compact_response, packet_to_primitive, packet_to_response,
+    primitive_to_packet, response_to_packet, rsc_of_code,
 };
 pub use message::Transmission;
 pub use options::MediaType;

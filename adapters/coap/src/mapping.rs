@@ -159,7 +159,7 @@ pub(crate) fn segments_to_id(segments: &[String]) -> Result<String, BindingError
 /// NOTIFY are not sent (the sealed object names its SA; the answer is matched by token and bound
 /// to its request inside).
 pub fn primitive_to_packet(req: &RequestPrimitive, encoding: &Encoding) -> Result<Packet, BindingError> {
-    if let Some(pc) = req.pc.as_ref().filter(|pc| req.op == Operation::Notify && compact::is_compact(pc)) {
+    if let Some(pc) = req.pc.as_ref().filter(|pc| is_bare_compact_request(req, pc)) {
         let mut packet = Packet::new();
         set_code(&mut packet, (0, 2));
         if let Some(host) = &encoding.uri_host {
@@ -266,6 +266,22 @@ fn put_payload(packet: &mut Packet, pc: &Value, media: MediaType) -> Result<(), 
     add(packet, rfc::CONTENT_FORMAT, encode_uint(media.content_format().into()));
     packet.payload = body::encode(Some(pc), media)?;
     Ok(())
+}
+
+/// Whether `req` (content `pc`) travels as a bare POST: a NOTIFY with a compact secured
+/// primitive as content and nothing but `to`, `fr`, `rqi` and `rvi` besides, which are not sent.
+pub fn is_bare_compact_request(req: &RequestPrimitive, pc: &Value) -> bool {
+    req.op == Operation::Notify && req.ty.is_none() && !req.has_other_elements() && compact::is_compact(pc)
+}
+
+/// Whether `rsp` (content `pc`) travels bare: a 2000 with a compact secured primitive as content
+/// and nothing but `rqi` and `rvi` besides, which are not sent.
+pub fn is_bare_compact_response(rsp: &ResponsePrimitive, pc: &Value) -> bool {
+    rsp.rsc == ResponseStatusCode::OK
+        && rsp.to.is_none()
+        && rsp.fr.is_none()
+        && !rsp.has_other_elements()
+        && compact::is_compact(pc)
 }
 
 /// Whether a message carries a compact secured primitive: Content-Format
@@ -416,11 +432,13 @@ fn created_uri(pc: Option<&Value>) -> Option<&str> {
 /// answer to a CREATE whose content names the created resource's URI also gets Location-Path
 /// (§6.2.3). `to`, `extra` and `tqf` are not carried (`tqf` gives [`BindingError::Unmappable`]).
 ///
-/// A successful (2000) answer whose content is a compact secured primitive is carried bare, like
-/// the request (docs/protocol.md §4.3, Carriage): the code, Content-Format
-/// [`compact::CONTENT_FORMAT`] and the raw bytes; a receiver takes it for 2000.
+/// A successful (2000) answer whose content is a compact secured primitive, with no element but
+/// `rqi` and `rvi` besides ([`is_bare_compact_response`]), is carried bare, like the request
+/// (docs/protocol.md §4.3, Carriage): the code, Content-Format [`compact::CONTENT_FORMAT`] and the
+/// raw bytes, no oneM2M option; a receiver takes it for 2000 (and the client gives it the
+/// request's `rqi`).
 pub fn response_to_packet(rsp: &ResponsePrimitive, op: Operation, media: MediaType) -> Result<Packet, BindingError> {
-    if let Some(pc) = rsp.pc.as_ref().filter(|pc| rsp.rsc == ResponseStatusCode::OK && compact::is_compact(pc)) {
+    if let Some(pc) = rsp.pc.as_ref().filter(|pc| is_bare_compact_response(rsp, pc)) {
         let mut packet = Packet::new();
         set_code(&mut packet, rsp.rsc.coap_code_for(op));
         put_payload(&mut packet, pc, media)?;

@@ -97,8 +97,9 @@ fn flags(present: [(bool, u8); 5]) -> u8 {
 }
 
 impl RequestPrimitive {
-    /// Whether any element but those with a field of their own is present.
-    fn has_others(&self) -> bool {
+    /// Whether any element but `op`, `to`, `fr`, `rqi`, `ty`, `rvi` and `pc` is present (those
+    /// with a field of their own in the binary form).
+    pub fn has_other_elements(&self) -> bool {
         let Self {
             op: _,
             to: _,
@@ -160,7 +161,7 @@ impl RequestPrimitive {
 
     /// Appends the binary form (docs/protocol.md §4.5) to `out`.
     pub fn encode_binary(&self, out: &mut Vec<u8>) -> Result<(), PrimitiveError> {
-        let others = if self.has_others() { Some(others_of(self, &REQUEST_FIELDS)?) } else { None };
+        let others = if self.has_other_elements() { Some(others_of(self, &REQUEST_FIELDS)?) } else { None };
         let flags = flags([
             (self.fr.is_some(), FR),
             (self.ty.is_some(), TY_OR_TO),
@@ -230,8 +231,9 @@ impl RequestPrimitive {
 }
 
 impl ResponsePrimitive {
-    /// Whether any element but those with a field of their own is present.
-    fn has_others(&self) -> bool {
+    /// Whether any element but `rsc`, `rqi`, `to`, `fr`, `rvi` and `pc` is present (those with a
+    /// field of their own in the binary form).
+    pub fn has_other_elements(&self) -> bool {
         let Self { rsc: _, rqi: _, pc: _, to: _, fr: _, rvi: _, ot, rset, ec, cnst, cnot, ati, tqf, asri, vsi, extra } =
             self;
         ot.is_some()
@@ -248,7 +250,7 @@ impl ResponsePrimitive {
 
     /// Appends the binary form (docs/protocol.md §4.5) to `out`.
     pub fn encode_binary(&self, out: &mut Vec<u8>) -> Result<(), PrimitiveError> {
-        let others = if self.has_others() { Some(others_of(self, &RESPONSE_FIELDS)?) } else { None };
+        let others = if self.has_other_elements() { Some(others_of(self, &RESPONSE_FIELDS)?) } else { None };
         let flags = flags([
             (self.fr.is_some(), FR),
             (self.to.is_some(), TY_OR_TO),
