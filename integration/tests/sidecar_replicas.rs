@@ -244,8 +244,15 @@ async fn replicas_serve_one_sa_and_refuse_a_replay_sent_to_another() {
     // A request replica 0 accepted, replayed to replica 1 (which never saw it): refused.
     let replayed = log.iter().rev().find(|s| s.kind == Kind::Secured && s.replica == 0).unwrap().request.clone();
     let answer = balancer::forward(c.ingresses[1], &replayed.bytes()).await.unwrap();
-    let opened = with_sealed(&answer, |s| sa.open(s).map(|(plain, _)| plain.to_vec()));
-    let inner = ResponsePrimitive::from_json_slice(&opened.expect("a sealed answer").expect("opens")).unwrap();
+    let opened = with_sealed(&answer, |s| {
+        let encoding = s.encoding;
+        sa.open(s).map(|(plain, _)| (encoding, plain.to_vec()))
+    });
+    // The compact form seals the answer's binary form (docs/protocol.md §4.5), JWE its JSON.
+    let inner = match opened.expect("a sealed answer").expect("opens") {
+        (onem2m_sa::secure::Encoding::Compact, plain) => ResponsePrimitive::from_binary_slice(&plain).unwrap(),
+        (onem2m_sa::secure::Encoding::Jwe, plain) => ResponsePrimitive::from_json_slice(&plain).unwrap(),
+    };
     assert_eq!(inner.rsc, Rsc::ESPRIM_BAD_MAC, "{inner:?}");
     // To replica 0 itself, its own window refuses it.
     let again = balancer::forward(c.ingresses[0], &replayed.bytes()).await.unwrap();

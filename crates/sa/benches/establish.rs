@@ -44,6 +44,17 @@ fn establish(c: &mut Criterion) {
                     establish_once(icfg.clone(), rcfg.clone(), &request, now, &mut rng);
                 })
             });
+            // The Initiator challenging the Responder for a signature (authentication challenge)
+            // instead of a KEM decapsulation (encryption challenge, the default).
+            if suite == Suite::X25519_AES128GCM_SHA256 || suite == Suite::X25519MLKEM768_AES256GCM_SHA384 {
+                let mut icfg = icfg.clone();
+                icfg.responder_challenge = ChallengeKind::Authentication;
+                group.bench_function(BenchmarkId::new(format!("{alg:?}-auth-challenge"), suite.name()), |b| {
+                    b.iter(|| {
+                        establish_once(icfg.clone(), rcfg.clone(), &request, now, &mut rng);
+                    })
+                });
+            }
             // The first establishment with a peer (or with its new ticket): both sides verify
             // the ticket's issuer signature, as before the trust anchors remembered tickets.
             if suite == Suite::X25519_AES128GCM_SHA256 || suite == Suite::X25519MLKEM768_AES256GCM_SHA384 {
