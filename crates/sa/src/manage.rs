@@ -1408,12 +1408,17 @@ impl KeyUpdatePolicy for AcceptKeyUpdates {
 /// and cannot complete without the Initiator's private key); it never refuses an establishment.
 #[derive(Default)]
 struct NonceRecord {
-    until: HashMap<Vec<u8>, u64>,
+    /// Keyed by the nonce itself, inline (an SaInit's nonce is exactly [`NONCE_LEN`] bytes):
+    /// no allocation per remembered nonce.
+    until: HashMap<Nonce, u64>,
     /// Nonces in the order they were taken, with the time they were taken until: deadlines
     /// grow with the monotonic clock, so the front is the first to expire. An entry whose
     /// nonce was given back or taken again is skipped when it reaches the front.
-    order: std::collections::VecDeque<(u64, Vec<u8>)>,
+    order: std::collections::VecDeque<(u64, Nonce)>,
 }
+
+/// An SaInit nonce as the Responder remembers it.
+type Nonce = [u8; crate::message::NONCE_LEN];
 
 impl NonceRecord {
     fn len(&self) -> usize {
@@ -1421,7 +1426,7 @@ impl NonceRecord {
     }
 
     fn get(&self, nonce: &[u8]) -> Option<&u64> {
-        self.until.get(nonce)
+        self.until.get(&Nonce::try_from(nonce).ok()?)
     }
 
     /// Forgets the front entry; its nonce only if it still holds that deadline.
@@ -1434,8 +1439,10 @@ impl NonceRecord {
     }
 
     /// Remembers `nonce` until `until`, forgetting the oldest ones beyond `cap` (the queue,
-    /// with the entries it skips, holds at most twice that).
-    fn insert(&mut self, nonce: Vec<u8>, until: u64, cap: usize) {
+    /// with the entries it skips, holds at most twice that). A nonce of another length (never
+    /// admitted: `SaInit` validation checks it) is not remembered.
+    fn insert(&mut self, nonce: &[u8], until: u64, cap: usize) {
+        let Ok(nonce) = Nonce::try_from(nonce) else { return };
         let cap = cap.max(1);
         while self.until.len() >= cap || self.order.len() >= 2 * cap {
             if self.order.is_empty() {
@@ -1444,12 +1451,14 @@ impl NonceRecord {
             }
             self.pop();
         }
-        self.until.insert(nonce.clone(), until);
+        self.until.insert(nonce, until);
         self.order.push_back((until, nonce));
     }
 
     fn remove(&mut self, nonce: &[u8]) {
-        self.until.remove(nonce);
+        if let Ok(nonce) = Nonce::try_from(nonce) {
+            self.until.remove(&nonce);
+        }
     }
 
     /// Forgets the nonces whose time is up at `now_ms`.
@@ -1770,7 +1779,7 @@ impl ResponderSam {
         // it is computed; a refusal gives the nonce back.
         self.by_init.insert(digest.clone(), sa_id);
         let nonce_cap = self.limits.max_half_open.saturating_mul(16);
-        self.seen_nonces.insert(init.nonce.clone(), now.mono_ms + self.timing.tombstone_ms, nonce_cap);
+        self.seen_nonces.insert(&init.nonce, now.mono_ms + self.timing.tombstone_ms, nonce_cap);
         self.reserved.insert(
             sa_id,
             Reserved {
