@@ -24,6 +24,7 @@
 use serde_json::{Map, Value};
 
 use crate::primitive::{decode_object_members, encode};
+use crate::varint::{self, VarintError};
 use crate::{DecodeLimits, Operation, PrimitiveError, RequestPrimitive, ResponsePrimitive, ResponseStatusCode};
 
 /// Flag: `pc` is present (the rest of the bytes).
@@ -48,16 +49,8 @@ fn malformed(why: &'static str) -> PrimitiveError {
     PrimitiveError::Binary(why)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 fn put_str(out: &mut Vec<u8>, s: &[u8]) {
-    put_varint(out, s.len() as u64);
+    varint::put(out, s.len() as u64);
     out.extend_from_slice(s);
 }
 
@@ -176,7 +169,7 @@ impl RequestPrimitive {
             put_str(out, fr.as_bytes());
         }
         if let Some(ty) = self.ty {
-            put_varint(out, u64::from(ty));
+            varint::put(out, u64::from(ty));
         }
         put_tail(out, self.rvi.as_deref(), others.as_deref(), self.pc.as_ref())
     }
@@ -259,7 +252,7 @@ impl ResponsePrimitive {
             (self.pc.is_some(), PC),
         ]);
         out.push(flags);
-        put_varint(out, u64::from(self.rsc.code()));
+        varint::put(out, u64::from(self.rsc.code()));
         put_str(out, self.rqi.as_bytes());
         if let Some(to) = &self.to {
             put_str(out, to.as_bytes());
@@ -330,22 +323,13 @@ impl<'a> Reader<'a> {
     }
 
     fn varint(&mut self) -> Result<u64, PrimitiveError> {
-        let mut v = 0u64;
-        for i in 0..10 {
-            let b = self.byte()?;
-            let bits = u64::from(b & 0x7f);
-            if i == 9 && bits > 1 {
-                return Err(malformed("varint over 64 bits"));
-            }
-            v |= bits << (7 * i);
-            if b & 0x80 == 0 {
-                if b == 0 && i > 0 {
-                    return Err(malformed("non-minimal varint"));
-                }
-                return Ok(v);
-            }
-        }
-        Err(malformed("varint over 64 bits"))
+        let (v, n) = varint::get(self.rest).map_err(|e| match e {
+            VarintError::Truncated => malformed("truncated"),
+            VarintError::NonMinimal => malformed("non-minimal varint"),
+            VarintError::Overflow => malformed("varint over 64 bits"),
+        })?;
+        self.rest = &self.rest[n..];
+        Ok(v)
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], PrimitiveError> {

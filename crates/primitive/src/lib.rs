@@ -50,6 +50,7 @@ pub mod query;
 mod rsc;
 mod strict;
 mod timestamp;
+pub mod varint;
 
 pub use error::PrimitiveError;
 pub use id::{AeIdType, Id, IdError, IdForm, MAX_ID_BYTES};

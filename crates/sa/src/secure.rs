@@ -25,6 +25,7 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use onem2m_primitive::ResponseStatusCode as Rsc;
+use onem2m_primitive::varint::{self, VarintError};
 use serde::Deserialize;
 use zeroize::Zeroize;
 
@@ -355,7 +356,7 @@ impl Epoch {
             Encoding::Compact => {
                 out.push((COMPACT_VERSION << 5) | (self.key_phase() << 4) | (suite.code() as u8 & 0x0f));
                 out.extend_from_slice(sa_id.as_bytes());
-                put_varint(out, info.seq);
+                varint::put(out, info.seq);
                 let header_len = out.len();
                 out.extend_from_slice(plaintext);
                 let (aad, body) = out.split_at_mut(header_len);
@@ -449,30 +450,14 @@ impl Epoch {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 fn get_varint(buf: &[u8]) -> Result<(u64, usize), SecureError> {
-    let mut v: u64 = 0;
-    for (i, b) in buf.iter().take(10).enumerate() {
-        let bits = u64::from(b & 0x7f);
-        if i == 9 && bits > 1 {
-            return Err(SecureError::Malformed("sequence number overflows 64 bits"));
-        }
-        v |= bits << (7 * i);
-        if b & 0x80 == 0 {
-            if i > 0 && *b == 0 {
-                return Err(SecureError::Malformed("non-minimal sequence number"));
-            }
-            return Ok((v, i + 1));
-        }
-    }
-    Err(SecureError::Malformed("truncated sequence number"))
+    varint::get(buf).map_err(|e| {
+        SecureError::Malformed(match e {
+            VarintError::Overflow => "sequence number overflows 64 bits",
+            VarintError::NonMinimal => "non-minimal sequence number",
+            VarintError::Truncated => "truncated sequence number",
+        })
+    })
 }
 
 /// Decodes the compact binary form in place.
