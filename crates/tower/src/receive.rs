@@ -230,10 +230,14 @@ where
                 let Some(Record { ticket, node }) = record.take() else {
                     return Poll::Ready(Ok(sealing.seal_answer(&answer)));
                 };
-                // The record keeps the binary form, which a copy in either form is sealed from.
+                // The record keeps the binary form, which a copy in either form is sealed from;
+                // this copy is sealed from the answer itself (no decode of what was just encoded).
                 let recorded: Answer = answer.to_binary_vec().map_err(|e| -> BoxError { Box::new(e) })?.into();
                 ticket.answer(recorded.clone(), node.now().mono_ms);
-                Poll::Ready(Ok(sealing.seal_recorded(&recorded)))
+                Poll::Ready(Ok(match sealing.encoding {
+                    Encoding::Compact => sealing.seal_plain(&recorded),
+                    Encoding::Jwe => sealing.seal_answer(&answer),
+                }))
             }
             StateProj::Stored { answer } => Poll::Ready(Ok(std::task::ready!(answer.as_mut().poll(cx)))),
             StateProj::Waiting { wait, sealing } => {
@@ -341,7 +345,7 @@ where
         // gets the first one's answer and does not reach the service again.
         let key = Key::new(sealing.entry.peer().clone(), inner_req.fr.as_deref().unwrap_or_default(), &inner_req.rqi);
         let inner_rqi = inner_req.rqi.clone();
-        let error = |rsc: Rsc, why: &str| serialized(&ResponsePrimitive::error(rsc, &inner_rqi, why));
+        let error = |rsc: Rsc, why: &str| ResponsePrimitive::error(rsc, &inner_rqi, why);
         let mut ticket = match self.node.executed().admit(key, digest, now.mono_ms) {
             Admission::Execute(ticket) => ticket,
             Admission::Answered(plain) => {
@@ -349,22 +353,23 @@ where
                 return ResponseFuture::ready(sealing.seal_recorded(&plain));
             }
             Admission::Wait(rx) => {
-                let unknown = error(Rsc::INTERNAL_SERVER_ERROR, UNKNOWN_OUTCOME);
+                let unknown = serialized(&error(Rsc::INTERNAL_SERVER_ERROR, UNKNOWN_OUTCOME));
                 return ResponseFuture { state: State::Waiting { wait: wait_for(rx, unknown), sealing } };
             }
             Admission::Conflict => {
                 metrics::counter!("onem2m_sa_receive_rejected_total", "reason" => "rqi_reused").increment(1);
                 let why = "request identifier already used by this originator for another request";
-                return ResponseFuture::ready(sealing.seal_recorded(&error(Rsc::CONFLICT, why)));
+                return ResponseFuture::ready(sealing.seal_answer(&error(Rsc::CONFLICT, why)));
             }
             Admission::Full => {
                 metrics::counter!("onem2m_sa_receive_rejected_total", "reason" => "executing_full").increment(1);
                 let why = "too many requests executing; not executed";
-                return ResponseFuture::ready(sealing.seal_recorded(&error(Rsc::INTERNAL_SERVER_ERROR, why)));
+                return ResponseFuture::ready(sealing.seal_answer(&error(Rsc::INTERNAL_SERVER_ERROR, why)));
             }
         };
         let node = self.node.clone();
-        ticket.if_unanswered(error(Rsc::INTERNAL_SERVER_ERROR, UNKNOWN_OUTCOME), move || node.now().mono_ms);
+        ticket
+            .if_unanswered(serialized(&error(Rsc::INTERNAL_SERVER_ERROR, UNKNOWN_OUTCOME)), move || node.now().mono_ms);
         let peer = sealing.authenticated(seq);
         let future = self.inner.call(InboundRequest { primitive: inner_req, peer: Some(peer) });
         let record = Some(Record { ticket, node: self.node.clone() });
