@@ -120,9 +120,9 @@ where
                 let Some(peer) = route(&req) else {
                     return Ok(failed(Rsc::TARGET_NOT_REACHABLE, &req.rqi, "no SA peer for the target"));
                 };
-                // The plaintext of each form, made when first needed (the form may differ on a
-                // resend over a fresh SA).
-                let mut plaintexts: [Option<Vec<u8>>; 2] = [None, None];
+                // The plaintext, in the form of the last seal (a resend over a fresh SA may take
+                // the other form: then it is made again).
+                let mut plaintext: Option<(onem2m_sa::secure::Encoding, Vec<u8>)> = None;
                 let mut first_sent = None;
                 let (mut resent, mut reseals) = (false, 0);
                 loop {
@@ -144,10 +144,11 @@ where
                     } else {
                         onem2m_sa::secure::Encoding::Jwe
                     };
-                    let plaintext = match &mut plaintexts[encoding as usize] {
-                        Some(plaintext) => plaintext,
-                        slot => slot.insert(form::plaintext(encoding, &req).map_err(|e| -> BoxError { Box::new(e) })?),
-                    };
+                    if plaintext.as_ref().is_none_or(|(made_for, _)| *made_for != encoding) {
+                        let made = form::plaintext(encoding, &req).map_err(|e| -> BoxError { Box::new(e) })?;
+                        plaintext = Some((encoding, made));
+                    }
+                    let plaintext = &plaintext.as_ref().expect("made above").1;
                     let mut wire = Vec::with_capacity(plaintext.len() * 4 / 3 + 256);
                     let sealed = match entry.current_epoch() {
                         Some(epoch) => entry
