@@ -884,47 +884,17 @@ async fn run_coap_workload(t: &mut Topology, contents: usize, progress: &(dyn Fn
     }
 }
 
-/// A CoAP option: its number and value.
-pub type CoapOptionValue<'a> = (u32, &'a [u8]);
-
-/// The options of a CoAP datagram (RFC 7252 §3.1: after the header and token) and its payload;
-/// `None` when the options do not parse.
-pub fn coap_options(datagram: &[u8]) -> Option<(Vec<CoapOptionValue<'_>>, &[u8])> {
-    let tkl = usize::from(datagram.first()? & 0x0f);
-    let mut at = 4 + tkl;
-    let mut number: u32 = 0;
-    let mut options = Vec::new();
-    while let Some(&b) = datagram.get(at) {
-        if b == 0xff {
-            return Some((options, &datagram[at + 1..]));
-        }
-        at += 1;
-        let mut ext = |nibble: u8| -> Option<u32> {
-            Some(match nibble {
-                13 => {
-                    at += 1;
-                    u32::from(*datagram.get(at - 1)?) + 13
-                }
-                14 => {
-                    at += 2;
-                    u32::from(u16::from_be_bytes([*datagram.get(at - 2)?, *datagram.get(at - 1)?])) + 269
-                }
-                15 => return None,
-                n => u32::from(n),
-            })
-        };
-        number += ext(b >> 4)?;
-        let len = ext(b & 0x0f)? as usize;
-        options.push((number, datagram.get(at..at + len)?));
-        at += len;
-    }
-    Some((options, &[]))
+/// The option numbers of a CoAP datagram and its payload (the CoAP adapter's strict parser);
+/// `None` when it does not parse.
+pub fn coap_options(datagram: &[u8]) -> Option<(Vec<u16>, Vec<u8>)> {
+    let packet = onem2m_sa_coap::message::parse(datagram).ok()?;
+    Some((packet.options().map(|(n, _)| *n).collect(), packet.payload))
 }
 
 /// The Content-Format of a CoAP datagram, if it has one.
 pub fn coap_content_format(datagram: &[u8]) -> Option<u16> {
-    let (options, _) = coap_options(datagram)?;
-    let (_, value) = options.into_iter().find(|(n, _)| *n == 12)?;
+    let packet = onem2m_sa_coap::message::parse(datagram).ok()?;
+    let value = packet.get_option(onem2m_sa_coap::coap_lite::CoapOption::ContentFormat)?.front()?;
     Some(value.iter().fold(0u32, |acc, v| (acc << 8) | u32::from(*v)) as u16)
 }
 
@@ -939,7 +909,7 @@ pub fn coap_secured_form(datagram: &[u8]) -> Option<&'static str> {
     match coap_content_format(datagram) {
         Some(onem2m_primitive::compact::CONTENT_FORMAT) => Some("compact"),
         Some(_) => Some("jwe"),
-        None if options.iter().all(|(n, _)| matches!(n, 3 | 7)) => Some("compact"),
+        None if options.iter().all(|n| matches!(n, 3 | 7)) => Some("compact"),
         None => None,
     }
 }
