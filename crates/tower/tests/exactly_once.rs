@@ -105,6 +105,52 @@ async fn a_swallowed_answer_and_a_forged_4112_execute_each_operation_once() {
     assert!(executed.values().all(|n| *n == 1), "each executed once: {executed:?}");
 }
 
+/// The record of executed requests knows a copy whatever form it comes in: a first copy in the
+/// compact form whose answer is swallowed, resent in the JWE form (and the other way round), gets
+/// the first copy's answer and is not executed again (the record digests and keeps the binary
+/// form, docs/protocol.md §4.5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_in_the_other_form_is_answered_from_the_record() {
+    let w = world();
+    let (a, b) = nodes(&w);
+    let cse = Cse::default();
+    let peer: onem2m_sa::credential::NodeId = "/id-in".parse().unwrap();
+    // What crosses to B: whether each secured request is in the compact form.
+    let forms = Arc::new(Mutex::new(Vec::new()));
+    let (seen, inner) = (forms.clone(), ingress(&b, &cse, PlaintextPolicy::default()));
+    let recorder = Svc::new(service_fn(move |req: RequestPrimitive| {
+        if is_secured(&req) {
+            let compact = req.pc.as_ref().is_some_and(onem2m_primitive::compact::is_compact);
+            seen.lock().unwrap().push(compact);
+        }
+        inner.clone().oneshot(req)
+    }));
+    // Every first copy is attacked, and the sender is switched to the other form for its resend.
+    let (flip, p) = (a.clone(), peer.clone());
+    let (path, _) = forger(recorder, move |n| {
+        if n % 2 == 1 {
+            return false;
+        }
+        let other = if flip.secured_form(&p) == SecuredForm::Jwe { SecuredForm::Auto } else { SecuredForm::Jwe };
+        flip.set_secured_form(p.clone(), other);
+        true
+    });
+    let to_b = sender(&a, path);
+    a.set_recovery(Recovery { min_interval: Duration::ZERO, ..Recovery::default() });
+    for (i, (op, expected)) in OPS.into_iter().enumerate() {
+        let rqi = format!("x{i}");
+        let rsp = to_b.clone().oneshot(request(op, "/id-in/cb/box", "CAE01", &rqi)).await.unwrap();
+        assert_eq!((rsp.rsc, rsp.rqi.as_str()), (expected, rqi.as_str()), "{op:?}: {rsp:?}");
+        assert_eq!(rsp.pc.unwrap()["m2m:dbg"], "seen /id-in/cb/box");
+    }
+    // Compact then JWE, JWE then compact, and so on: each resend in the other form.
+    let forms = forms.lock().unwrap().clone();
+    assert_eq!(forms, [true, false, false, true, true, false, false, true], "forms on the wire");
+    let executed = executions(&cse);
+    assert_eq!(executed.len(), 4);
+    assert!(executed.values().all(|n| *n == 1), "each executed once: {executed:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forger_answering_4112_to_everything_gets_one_establishment_and_no_second_execution() {
     let w = world();
