@@ -76,8 +76,8 @@ pub struct ReplayWindow {
     started: AtomicBool,
     /// Highest number marked so far.
     highest: AtomicU64,
-    /// The ring: a power-of-two number of words, at least `size / 64 + 1` so that the words the
-    /// window spans (up to `size / 64 + 1` when `h` is not at a word boundary) never alias.
+    /// The ring: `size / 64 + 1` words, so that the words the window spans (up to
+    /// `size / 64 + 1` when `h` is not at a word boundary) never alias.
     /// Written only under `writer`; read without it by [`ReplayWindow::check`].
     ring: Box<[AtomicU64]>,
     /// Serializes [`ReplayWindow::mark`].
@@ -88,12 +88,11 @@ impl ReplayWindow {
     /// A window of `size` sequence numbers.
     ///
     /// `size` is clamped to `MIN_WINDOW..=MAX_WINDOW` (64 to 65536) and then rounded up to a
-    /// multiple of 64; [`size`](Self::size) tells the result. The ring holds the next power of two
-    /// above `size / 64` words: 32 words (256 bytes) for the default 1024, 2048 words (16 KiB) for
-    /// the maximum.
+    /// multiple of 64; [`size`](Self::size) tells the result. The ring holds `size / 64 + 1`
+    /// words: 17 words (136 bytes) for the default 1024, 1025 words (8 KiB) for the maximum.
     pub fn new(size: usize) -> Self {
         let size = size.clamp(MIN_WINDOW, MAX_WINDOW).div_ceil(64) * 64;
-        let words = (size / 64 + 1).next_power_of_two();
+        let words = size / 64 + 1;
         Self {
             size: size as u64,
             started: AtomicBool::new(false),
@@ -111,10 +110,8 @@ impl ReplayWindow {
     /// Ring slot and bit mask of `seq`.
     #[inline]
     fn locate(&self, seq: u64) -> (usize, u64) {
-        let mask = self.ring.len() - 1;
-        // `seq / 64` fits a usize on 64-bit targets; on narrower ones only the low bits matter for
-        // the mask anyway, and the ring length is a power of two at most 2^11.
-        ((seq / WORD_BITS) as usize & mask, 1u64 << (seq % WORD_BITS))
+        // The remainder is below the ring's length (at most 1025), so it fits a usize.
+        (((seq / WORD_BITS) % self.ring.len() as u64) as usize, 1u64 << (seq % WORD_BITS))
     }
 
     /// The window rule, against the highest number `h` (`None` before the first mark).
@@ -168,9 +165,9 @@ impl ReplayWindow {
                 let entered = seq / WORD_BITS - h / WORD_BITS;
                 let len = self.ring.len();
                 let clear = entered.min(len as u64) as usize;
-                let first = (h / WORD_BITS) as usize;
-                for i in 1..=clear {
-                    let slot = first.wrapping_add(i) & (len - 1);
+                let (mut slot, _) = self.locate(h);
+                for _ in 0..clear {
+                    slot = if slot + 1 == len { 0 } else { slot + 1 };
                     self.ring[slot].store(0, Relaxed);
                 }
                 // Published after the clears: a reader that sees the new highest number sees
@@ -242,8 +239,7 @@ mod tests {
         for asked in [64, 128, 192, 1000, 1024, 4096, 65536] {
             let w = ReplayWindow::new(asked);
             let words = w.ring.len();
-            assert!(words.is_power_of_two());
-            assert!(words * 64 >= w.size() + 64, "{asked}: {words} words");
+            assert_eq!(words * 64, w.size() + 64, "{asked}: {words} words");
         }
     }
 
@@ -251,8 +247,8 @@ mod tests {
     fn default_memory_is_small() {
         let w = ReplayWindow::default();
         let bytes = w.memory_bytes();
-        assert!(bytes < 512, "{bytes} bytes");
-        assert_eq!(bytes, size_of::<ReplayWindow>() + 32 * 8);
+        assert!(bytes < 256, "{bytes} bytes");
+        assert_eq!(bytes, size_of::<ReplayWindow>() + 17 * 8);
     }
 
     #[test]
@@ -264,8 +260,8 @@ mod tests {
     #[test]
     fn jump_clears_only_entered_words() {
         let w = ReplayWindow::new(128);
-        assert_eq!(w.ring.len(), 4);
-        // 100 in word 1, 130 in word 2; the jump to 200 enters only word 3.
+        assert_eq!(w.ring.len(), 3);
+        // 100 in word 1, 130 in word 2; the jump to 200 enters only word 3 (slot 0).
         w.mark(100).unwrap();
         w.mark(130).unwrap();
         w.mark(200).unwrap();
@@ -275,10 +271,11 @@ mod tests {
         // 200 - 72 = 128 = W: out. 73 is the left edge.
         assert_eq!(w.check(72), Err(ReplayError::TooOld));
         assert_eq!(w.check(73), Ok(()));
-        // A jump of more than the ring clears the whole ring, and no more is needed.
+        // A jump of more than the ring clears the whole ring, and no more is needed: u64::MAX
+        // is in word 2^58 - 1, slot (2^58 - 1) % 3 = 0.
         w.mark(u64::MAX).unwrap();
         assert!(
-            w.ring.iter().map(|w| w.load(Relaxed)).enumerate().all(|(i, word)| i == 3 && word == 1 << 63 || word == 0)
+            w.ring.iter().map(|w| w.load(Relaxed)).enumerate().all(|(i, word)| i == 0 && word == 1 << 63 || word == 0)
         );
     }
 
