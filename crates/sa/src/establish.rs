@@ -173,7 +173,7 @@ pub struct EstablishedSa {
     /// The peer's identifier, proved by its ticket and signature.
     pub peer: NodeId,
     /// The peer's authorization context, from its verified ticket.
-    pub peer_context: AuthorizationContext,
+    pub peer_context: Arc<AuthorizationContext>,
     /// When the peer's ticket expires (UNIX seconds); the SA must not outlive it.
     pub peer_ticket_not_after: u64,
     /// When the SA was established (UNIX seconds), for lifetimes in authorization contexts.
@@ -303,7 +303,7 @@ pub struct InitiatorAwaitingAuthReply {
     suite: Suite,
     local: NodeId,
     peer: NodeId,
-    peer_context: AuthorizationContext,
+    peer_context: Arc<AuthorizationContext>,
     peer_not_after: u64,
     peer_public: (crypto::SignatureAlgorithm, Vec<u8>),
     peer_ticket_digest: [u8; 32],
@@ -563,7 +563,7 @@ impl InitiatorAwaitingReply {
             suite,
             local: creds.node_id.clone(),
             peer: self.responder,
-            peer_context: ticket.context().clone(),
+            peer_context: Arc::new(ticket.context().clone()),
             peer_not_after: ticket.ticket().not_after,
             peer_public: (ticket.algorithm(), ticket.public_key().to_vec()),
             peer_ticket_digest: ticket.digest(),
@@ -1012,7 +1012,7 @@ impl ResponderAwaitingAuth {
             suite: self.suite,
             local: creds.node_id.clone(),
             peer: self.initiator.clone(),
-            peer_context: ticket.context().clone(),
+            peer_context: Arc::new(ticket.context().clone()),
             peer_ticket_not_after: ticket.ticket().not_after,
             established_unix: now.unix_secs,
             keys: SessionKeys::establish(self.suite, self.sa_id, &th3s, &self.ss_r, &ss_i),

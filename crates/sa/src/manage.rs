@@ -337,7 +337,7 @@ pub struct SaRecord {
     /// The SA: identifier, peer, suite, current keys.
     pub sa: EstablishedSa,
     /// Keys and identifier of the previous epoch, valid for inbound traffic until the deadline.
-    pub previous: Option<Previous>,
+    pub previous: Option<Box<Previous>>,
     /// When the current keys were installed.
     pub keys_since_ms: u64,
     /// When the current identifier was taken.
@@ -345,7 +345,7 @@ pub struct SaRecord {
     ctl_out: u64,
     ctl_in: Option<u64>,
     /// Responder: the next epoch's keys, installed when the Initiator confirms.
-    next_keys: Option<SessionKeys>,
+    next_keys: Option<Box<SessionKeys>>,
     /// Responder: until when `next_keys` wait for the Initiator's response.
     next_keys_until_ms: u64,
     /// Responder: the Initiator is known to use the current keys (a message opened under them).
@@ -364,11 +364,11 @@ pub struct SaRecord {
     /// Responder: a counter-proposed identifier waiting for SA Identifier Update Response.
     proposed_id: Option<SaId>,
     /// Responder: the last control reply, for retransmitted requests.
-    last_reply: Option<CachedReply>,
+    last_reply: Option<Box<CachedReply>>,
     /// Responder: digest of the [`SaAuth`] that established the SA and the reply, for
     /// retransmissions: kept while the Initiator may still retransmit (its half-open time) and
     /// has not used the SA yet, not for the SA's lifetime.
-    established_by: Option<(Digest, Vec<u8>)>,
+    established_by: Option<Box<(Digest, Vec<u8>)>>,
     busy: bool,
 }
 
@@ -416,7 +416,7 @@ impl SaRecord {
     }
 
     fn retire(&mut self, old_id: SaId, old_keys: SessionKeys, now: Now, grace_ms: u64) {
-        self.previous = Some(Previous { sa_id: old_id, keys: old_keys, until_ms: now.mono_ms + grace_ms });
+        self.previous = Some(Box::new(Previous { sa_id: old_id, keys: old_keys, until_ms: now.mono_ms + grace_ms }));
     }
 
     /// When the SA is over at `now`: past its expiry, or idle for longer than `idle_ms`.
@@ -488,7 +488,7 @@ pub struct InitiatorSam {
     timing: Timing,
     next_exchange: ExchangeId,
     pending: HashMap<ExchangeId, Pending>,
-    sas: HashMap<SaId, SaRecord>,
+    sas: HashMap<SaId, Box<SaRecord>>,
     tombstones: HashMap<SaId, u64>,
     request_responder_keying_material: bool,
     kem_updates: KemUpdatePolicy,
@@ -562,12 +562,12 @@ impl InitiatorSam {
 
     /// The SA with this identifier.
     pub fn sa(&self, sa_id: SaId) -> Option<&SaRecord> {
-        self.sas.get(&sa_id)
+        self.sas.get(&sa_id).map(|r| &**r)
     }
 
     /// All SAs.
     pub fn sas(&self) -> impl Iterator<Item = &SaRecord> {
-        self.sas.values()
+        self.sas.values().map(|r| &**r)
     }
 
     fn id_in_use(&self, id: SaId) -> bool {
@@ -717,7 +717,7 @@ impl InitiatorSam {
     }
 
     /// Takes an SA's record out (tombstoned) and abandons any update in flight on it.
-    fn discard(&mut self, sa_id: SaId, now: Now) -> Option<SaRecord> {
+    fn discard(&mut self, sa_id: SaId, now: Now) -> Option<Box<SaRecord>> {
         let record = self.sas.remove(&sa_id)?;
         self.pending.retain(|_, p| {
             !matches!(&p.step,
@@ -821,7 +821,7 @@ impl InitiatorSam {
                 if let Some(t) = &self.table {
                     t.install(&sa);
                 }
-                self.sas.insert(sa.sa_id, SaRecord::new(*sa, now));
+                self.sas.insert(sa.sa_id, Box::new(SaRecord::new(*sa, now)));
                 vec![InitiatorEvent::Established { confirm, peer }]
             }
             Err(error) => vec![InitiatorEvent::EstablishFailed { confirm: error.to_confirm(), peer, error }],
@@ -1476,9 +1476,9 @@ pub struct ResponderSam {
     limits: Limits,
     half_open: HashMap<SaId, HalfOpen>,
     by_init: HashMap<Digest, SaId>,
-    sas: HashMap<SaId, SaRecord>,
+    sas: HashMap<SaId, Box<SaRecord>>,
     aliases: HashMap<SaId, (SaId, u64)>,
-    tombstones: HashMap<SaId, (u64, Option<CachedReply>)>,
+    tombstones: HashMap<SaId, (u64, Option<Box<CachedReply>>)>,
     seen_nonces: NonceRecord,
     cookies: Cookies,
     key_policy: Box<dyn KeyUpdatePolicy + Send>,
@@ -1552,12 +1552,12 @@ impl ResponderSam {
 
     /// The SA known by this identifier (current or, during the grace period, previous).
     pub fn sa(&self, sa_id: SaId) -> Option<&SaRecord> {
-        self.sas.get(&sa_id).or_else(|| self.aliases.get(&sa_id).and_then(|(cur, _)| self.sas.get(cur)))
+        self.sas.get(&sa_id).or_else(|| self.aliases.get(&sa_id).and_then(|(cur, _)| self.sas.get(cur))).map(|r| &**r)
     }
 
     /// All SAs.
     pub fn sas(&self) -> impl Iterator<Item = &SaRecord> {
-        self.sas.values()
+        self.sas.values().map(|r| &**r)
     }
 
     /// Half-open establishments (with the [`SaInit`]s admitted and still being computed).
@@ -1576,7 +1576,7 @@ impl ResponderSam {
 
     /// Takes an SA out everywhere: its record (returned, zeroized when dropped), its old
     /// identifiers, the per-peer count and the attached table. The caller tombstones it.
-    fn discard(&mut self, sa_id: SaId) -> Option<SaRecord> {
+    fn discard(&mut self, sa_id: SaId) -> Option<Box<SaRecord>> {
         let record = self.sas.remove(&sa_id)?;
         if let Some(t) = &self.table {
             t.remove(sa_id);
@@ -1850,7 +1850,7 @@ impl ResponderSam {
     /// retransmission of the message that established it, a drop for anything else (a replay).
     fn established_reply(&self, sa_id: SaId, digest: &Digest) -> Option<ResponderOutput> {
         let record = self.sas.get(&sa_id)?;
-        Some(match &record.established_by {
+        Some(match record.established_by.as_deref() {
             Some((d, reply)) if d == digest => ResponderOutput { reply: Some(reply.clone()), ..Default::default() },
             _ => ResponderOutput { dropped: Some(DropReason::NoSuchEstablishment), ..Default::default() },
         })
@@ -1912,8 +1912,8 @@ impl ResponderSam {
                 if let Some(t) = &self.table {
                     t.install(&sa);
                 }
-                let mut record = SaRecord::new(sa, now);
-                record.established_by = Some((digest, reply.clone()));
+                let mut record = Box::new(SaRecord::new(sa, now));
+                record.established_by = Some(Box::new((digest, reply.clone())));
                 self.sas.insert(sa_id, record);
                 *self.per_peer.entry(peer).or_default() += 1;
                 events.push(ResponderEvent::SaEstablishmentComplete(complete));
@@ -1944,7 +1944,7 @@ impl ResponderSam {
         } else if let Some((cur, _)) = self.aliases.get(&env.sa_id) {
             *cur
         } else if let Some((_, last)) = self.tombstones.get(&env.sa_id) {
-            return match last {
+            return match last.as_deref() {
                 Some((seq, d, reply)) if *seq == env.seq && *d == digest => {
                     ResponderOutput { reply: Some(reply.clone()), ..Default::default() }
                 }
@@ -1955,7 +1955,7 @@ impl ResponderSam {
         };
         let in_use = self.table.as_ref().and_then(|t| t.get(current)).is_some_and(|e| e.current_epoch_in_use());
         let record = self.sas.get_mut(&current).expect("resolved");
-        if let Some((seq, d, reply)) = &record.last_reply {
+        if let Some((seq, d, reply)) = record.last_reply.as_deref() {
             if *seq == env.seq && *d == digest {
                 return ResponderOutput { reply: Some(reply.clone()), ..Default::default() };
             }
@@ -2090,13 +2090,13 @@ impl ResponderSam {
                             KeyMaterial::from(Zeroizing::new(random_array::<KEY_UPDATE_MATERIAL_LEN>(rng)).as_slice())
                         });
                         let (ct, ss) = kem.unzip();
-                        record.next_keys = Some(record.sa.keys.next_epoch(
+                        record.next_keys = Some(Box::new(record.sa.keys.next_epoch(
                             record.sa.suite,
                             current,
                             &req.new_keying_material,
                             rkm.as_deref(),
                             ss.as_ref().map(|s| s.as_bytes()),
-                        ));
+                        )));
                         record.next_keys_until_ms = now.mono_ms + half_open_ms;
                         SaKeyUpdateConfirm {
                             sa_id: current,
@@ -2118,7 +2118,7 @@ impl ResponderSam {
                 let accepted = rsp.result == UpdateResult::Accepted && env.epoch == next.epoch;
                 let renamed_from = record.renamed_from.take();
                 if accepted {
-                    let old = std::mem::replace(&mut record.sa.keys, next);
+                    let old = std::mem::replace(&mut record.sa.keys, *next);
                     record.retire(current, old, now, grace);
                     record.keys_since_ms = now.mono_ms;
                     // The Initiator commits when our Ack arrives: until it is seen under the new
@@ -2158,7 +2158,8 @@ impl ResponderSam {
                 };
                 drop(reply_keys);
                 drop(record); // keys zeroized here
-                let cached = (now.mono_ms + self.timing.tombstone_ms, Some((env.seq, digest.clone(), reply.clone())));
+                let cached =
+                    (now.mono_ms + self.timing.tombstone_ms, Some(Box::new((env.seq, digest.clone(), reply.clone()))));
                 self.tombstones.insert(current, cached.clone());
                 if env.sa_id != current {
                     self.tombstones.insert(env.sa_id, cached);
@@ -2171,7 +2172,7 @@ impl ResponderSam {
         let record_id = self.aliases.get(&current).map(|(c, _)| *c).unwrap_or(current);
         let record_id = if self.sas.contains_key(&record_id) { record_id } else { current };
         if let Some(record) = self.sas.get_mut(&record_id) {
-            record.last_reply = Some((env.seq, digest, answer.clone()));
+            record.last_reply = Some(Box::new((env.seq, digest, answer.clone())));
         }
         ResponderOutput { reply: Some(answer), events, dropped: None }
     }

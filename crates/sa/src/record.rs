@@ -42,7 +42,7 @@ pub fn to_record(sa: &EstablishedSa) -> Zeroizing<Vec<u8>> {
         out.extend_from_slice(&(id.as_str().len() as u16).to_be_bytes());
         out.extend_from_slice(id.as_str().as_bytes());
     }
-    let ctx = serde_json::to_vec(&sa.peer_context).expect("a context serializes");
+    let ctx = serde_json::to_vec(&*sa.peer_context).expect("a context serializes");
     out.extend_from_slice(&(ctx.len() as u32).to_be_bytes());
     out.extend_from_slice(&ctx);
     out.extend_from_slice(&sa.peer_ticket_not_after.to_be_bytes());
@@ -120,15 +120,15 @@ pub fn from_record(bytes: &[u8]) -> Result<EstablishedSa, RecordError> {
         if len != key_len {
             return Err(RecordError("key length does not match the suite"));
         }
-        let key = r.take(len)?.to_vec();
-        Ok(DirectionKeys::from_parts(key, r.array()?))
+        let key = r.take(len)?;
+        DirectionKeys::from_parts(key, r.array()?).ok_or(RecordError("key too long"))
     };
     let dirs = [dir()?, dir()?, dir()?, dir()?];
     let us_len = r.u8()? as usize;
     if us_len != suite.hash().output_len() {
         return Err(RecordError("update secret length does not match the suite"));
     }
-    let update_secret = r.take(us_len)?.to_vec();
+    let update_secret = r.take(us_len)?;
     let caps = (0..r.u8()?).map(|_| r.array().map(u16::from_be_bytes)).collect::<Result<Vec<_>, _>>()?;
     let capabilities = Capabilities::from_codes(&caps);
     if !r.0.is_empty() {
@@ -140,10 +140,10 @@ pub fn from_record(bytes: &[u8]) -> Result<EstablishedSa, RecordError> {
         suite,
         local,
         peer,
-        peer_context,
+        peer_context: std::sync::Arc::new(peer_context),
         peer_ticket_not_after,
         established_unix,
-        keys: SessionKeys::from_parts(epoch, dirs, update_secret),
+        keys: SessionKeys::from_parts(epoch, dirs, update_secret).ok_or(RecordError("update secret too long"))?,
         transcript_hash,
         capabilities,
     })

@@ -94,17 +94,43 @@ fn confirmation_key(hash: HashAlgorithm, secret: &SharedSecret, label: &str) -> 
     key
 }
 
+/// Secret bytes kept inline (no allocation of their own: an SA's keys are one block of its
+/// record), up to `N` bytes; zeroized on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+struct InlineSecret<const N: usize> {
+    bytes: [u8; N],
+    len: u8,
+}
+
+impl<const N: usize> InlineSecret<N> {
+    /// `None` when `bytes` is longer than `N`.
+    fn new(bytes: &[u8]) -> Option<Self> {
+        let mut out = Self { bytes: [0; N], len: u8::try_from(bytes.len()).ok()? };
+        out.bytes.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(out)
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// The longest AEAD key of a suite (AES-256).
+const MAX_KEY_LEN: usize = 32;
+/// The longest hash output of a suite (SHA-384).
+const MAX_HASH_LEN: usize = 48;
+
 /// An AEAD key and IV for one direction.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct DirectionKeys {
-    key: Vec<u8>,
+    key: InlineSecret<MAX_KEY_LEN>,
     iv: [u8; 12],
 }
 
 impl DirectionKeys {
     /// The AEAD key.
     pub fn key(&self) -> &[u8] {
-        &self.key
+        self.key.as_bytes()
     }
 
     /// The IV, XORed with the sequence number to make each nonce.
@@ -112,9 +138,10 @@ impl DirectionKeys {
         &self.iv
     }
 
-    /// Rebuilds direction keys from their parts (a record read back from a store).
-    pub(crate) fn from_parts(key: Vec<u8>, iv: [u8; 12]) -> Self {
-        Self { key, iv }
+    /// Rebuilds direction keys from their parts (a record read back from a store); `None` when
+    /// the key is longer than any suite's.
+    pub(crate) fn from_parts(key: &[u8], iv: [u8; 12]) -> Option<Self> {
+        Some(Self { key: InlineSecret::new(key)?, iv })
     }
 
     /// The nonce for sequence number `seq`: the IV with `seq` XORed into its last 8 bytes.
@@ -146,7 +173,7 @@ pub struct SessionKeys {
     pub ctl_i2r: DirectionKeys,
     /// Responder → Initiator control flows.
     pub ctl_r2i: DirectionKeys,
-    update_secret: Zeroizing<Vec<u8>>,
+    update_secret: InlineSecret<MAX_HASH_LEN>,
 }
 
 impl std::fmt::Debug for SessionKeys {
@@ -158,20 +185,22 @@ impl std::fmt::Debug for SessionKeys {
 impl SessionKeys {
     /// The secret the next epoch's keys are derived from (a record for a store carries it).
     pub(crate) fn update_secret(&self) -> &[u8] {
-        &self.update_secret
+        self.update_secret.as_bytes()
     }
 
-    /// Rebuilds the keys of an epoch from their parts (a record read back from a store).
-    pub(crate) fn from_parts(epoch: u32, dirs: [DirectionKeys; 4], update_secret: Vec<u8>) -> Self {
+    /// Rebuilds the keys of an epoch from their parts (a record read back from a store); `None`
+    /// when the update secret is longer than any suite's hash.
+    pub(crate) fn from_parts(epoch: u32, dirs: [DirectionKeys; 4], update_secret: &[u8]) -> Option<Self> {
         let [i2r, r2i, ctl_i2r, ctl_r2i] = dirs;
-        Self { epoch, i2r, r2i, ctl_i2r, ctl_r2i, update_secret: Zeroizing::new(update_secret) }
+        Some(Self { epoch, i2r, r2i, ctl_i2r, ctl_r2i, update_secret: InlineSecret::new(update_secret)? })
     }
 
     /// Derives every key of an epoch from its PRK.
     pub(crate) fn derive(suite: Suite, sa_id: SaId, epoch: u32, prk: &Prk) -> Self {
         let key_len = suite.aead().key_len();
         let expand = |label: &str, len: usize| {
-            let mut out = vec![0u8; len];
+            let mut out = Zeroizing::new([0u8; MAX_HASH_LEN]);
+            let out_slice = &mut out[..len];
             prk.expand(
                 &[
                     PROTOCOL_LABEL,
@@ -181,16 +210,17 @@ impl SessionKeys {
                     sa_id.as_bytes(),
                     &epoch.to_be_bytes(),
                 ],
-                &mut out,
+                out_slice,
             )
             .expect("HKDF output no longer than 255 hashes");
-            out
+            InlineSecret::<MAX_HASH_LEN>::new(out_slice).expect("no longer than the buffer")
         };
         let dir = |name: &str| {
             let iv = expand(&format!("{name} iv"), 12);
+            let key = expand(&format!("{name} key"), key_len);
             DirectionKeys {
-                key: expand(&format!("{name} key"), key_len),
-                iv: iv.as_slice().try_into().expect("12 bytes"),
+                key: InlineSecret::new(key.as_bytes()).expect("suite keys fit"),
+                iv: iv.as_bytes().try_into().expect("12 bytes"),
             }
         };
         Self {
@@ -199,7 +229,7 @@ impl SessionKeys {
             r2i: dir("r2i"),
             ctl_i2r: dir("ctl i2r"),
             ctl_r2i: dir("ctl r2i"),
-            update_secret: Zeroizing::new(expand("update", suite.hash().output_len())),
+            update_secret: expand("update", suite.hash().output_len()),
         }
     }
 
@@ -223,7 +253,7 @@ impl SessionKeys {
     ) -> Self {
         let prk = crypto::hkdf_extract(
             suite.hash(),
-            &self.update_secret,
+            self.update_secret.as_bytes(),
             &[initiator_km, responder_km.unwrap_or_default(), kem_secret.unwrap_or_default()],
         );
         Self::derive(suite, sa_id, self.epoch + 1, &prk)
@@ -250,11 +280,11 @@ mod tests {
                 hex::encode(k.i2r.key()),
                 hex::encode(k.i2r.iv()),
                 hex::encode(k.ctl_i2r.key()),
-                hex::encode(&*k.update_secret),
+                hex::encode(k.update_secret.as_bytes()),
             ]
         };
         assert_eq!(
-            hex::encode(&*epoch0.update_secret),
+            hex::encode(epoch0.update_secret.as_bytes()),
             "f9954e2c973e6f66ba8afee9ae7a99b978eedd47a3107b2044be072def2ef2f0"
         );
         // Without the KEM secret: the key update as before (IKM = m_i ‖ m_r).

@@ -46,7 +46,7 @@ pub struct SaEntry {
     role: Role,
     suite: Suite,
     peer: NodeId,
-    peer_context: AuthorizationContext,
+    peer_context: Arc<AuthorizationContext>,
     capabilities: Capabilities,
     expires_unix: u64,
     removed: AtomicBool,
