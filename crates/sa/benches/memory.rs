@@ -1,11 +1,14 @@
 //! Memory of one SA: resident set growth while 20,000 SAs are installed in an `SaTable` (the
-//! data path's entry: two AEAD key contexts per epoch, the replay window, counters), and while
-//! the SA Management's record of each (`EstablishedSa` with its session keys) is kept.
+//! data path's entry at rest: raw keys, the replay window, counters), then while a message is
+//! sealed under each (in use: the epoch's two aws-lc AEAD contexts are built; the table's sweep
+//! releases them once the SA is idle), and while the SA Management's record of each
+//! (`EstablishedSa` with its session keys) is kept.
 //!
 //! Then **per end, as established**: 2,000 SAs established one after the other through both SA
 //! Managements (each with its table attached), each end measured in a fresh child process (the
 //! bench runs itself again with `--per-end MODE`): both ends kept; only the Responder's end
-//! kept (the Initiator forgets each SA once established); only the Initiator's end kept. This
+//! kept (the Initiator forgets each SA once established); only the Initiator's end kept; the
+//! Responder's end with each SA carrying a request and its answer (contexts built). This
 //! counts everything an established SA holds at each end: the data-path entry, the SA
 //! Management record, what the Responder keeps for retransmissions and replayed SaInits. The
 //! virtual clock advances 130 ms per establishment (under the per-source SaInit rate, so no
@@ -18,6 +21,7 @@ use std::sync::Arc;
 use onem2m_sa::crypto::{SignatureAlgorithm, Suite};
 use onem2m_sa::flows::InitiateSaRequest;
 use onem2m_sa::rng::SeededRng;
+use onem2m_sa::secure::{Encoding, decode_compact};
 use onem2m_sa::table::{SaTable, TableConfig};
 use onem2m_sa::testkit::{Pair, TestPki, initiator_config, responder_config};
 use onem2m_sa::{Now, SaId};
@@ -41,9 +45,22 @@ enum Keep {
     Initiator,
 }
 
-/// A per-end child: establishes [`ESTABLISHED`] SAs, keeping the ends `keep` says; prints the
+/// One request and its answer over the SA (compact form), as the data path carries them: the
+/// epochs' AEAD contexts are built at both ends.
+fn exchange(ti: &SaTable, tr: &SaTable, sa_id: SaId) {
+    let (ei, er) = (ti.get(sa_id).unwrap(), tr.get(sa_id).unwrap());
+    let mut wire = Vec::new();
+    ei.seal(Encoding::Compact, br#"{"op":2,"to":"/id-in/cse-base","fr":"CAE01","rqi":"r-1","rvi":"3"}"#, &mut wire)
+        .unwrap();
+    let (_, epoch) = er.open(decode_compact(&mut wire).unwrap()).unwrap();
+    er.seal_with(&epoch, Encoding::Compact, br#"{"rsc":2000,"rqi":"r-1"}"#, &mut wire).unwrap();
+    ei.open(decode_compact(&mut wire).unwrap()).unwrap();
+}
+
+/// A per-end child: establishes [`ESTABLISHED`] SAs, keeping the ends `keep` says (with
+/// `in_use`, each SA carries a request and its answer once established); prints the
 /// resident-set growth per SA.
-fn per_end_child(keep: Keep) {
+fn per_end_child(keep: Keep, in_use: bool) {
     let now = Now::new(1_000, 1_800_000_000);
     let mut rng = SeededRng::new([5; 32]);
     let pki = TestPki::new(&mut rng, now.unix_secs);
@@ -95,6 +112,12 @@ fn per_end_child(keep: Keep) {
     let before = rss_bytes();
     for _ in 0..ESTABLISHED {
         establish(&mut pair);
+        if in_use {
+            let newest = pair.initiator.sas().map(|r| r.sa.sa_id).find(|id| {
+                ti.get(*id).is_some_and(|e| !e.current_epoch().unwrap().has_contexts()) && tr.get(*id).is_some()
+            });
+            exchange(&ti, &tr, newest.expect("the SA just established"));
+        }
         // The other end holds only the SA just established: every earlier one was dropped.
         match keep {
             Keep::Both => {}
@@ -127,10 +150,10 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--per-end") {
         let keep = match args[i + 1].as_str() {
             "both" => Keep::Both,
-            "responder" => Keep::Responder,
+            "responder" | "responder-in-use" => Keep::Responder,
             _ => Keep::Initiator,
         };
-        return per_end_child(keep);
+        return per_end_child(keep, args[i + 1].ends_with("in-use"));
     }
     // `cargo test --benches` runs bench targets without `--bench`: only measure when benched.
     if !args.iter().any(|a| a == "--bench") {
@@ -168,6 +191,15 @@ fn main() {
             table.install(&sa);
         }
         let entry_bytes = (rss_bytes() - before) / N;
+        // In use: a message sealed under each builds its epoch's AEAD contexts (released again
+        // by the table's sweep once the SA is idle).
+        let before = rss_bytes();
+        let mut wire = Vec::new();
+        for n in 0..N {
+            let entry = table.get(SaId((n as u64 + 1).to_be_bytes())).unwrap();
+            entry.seal(Encoding::Compact, b"{}", &mut wire).unwrap();
+        }
+        let contexts_bytes = (rss_bytes() - before) / N;
 
         let before = rss_bytes();
         let records: Vec<_> = (0..N)
@@ -180,11 +212,13 @@ fn main() {
         let record_bytes = (rss_bytes() - before) / N;
         let window_bytes = table.get(SaId(1u64.to_be_bytes())).unwrap().current_epoch().unwrap().window_bytes();
         println!(
-            "{:<28} window {:>5}: data-path entry {:>5} B/SA (replay window {} B), SA Management record {:>5} B/SA",
+            "{:<28} window {:>5}: data-path entry {:>5} B/SA at rest (replay window {} B), +{:>5} B/SA in use \
+             (AEAD contexts), SA record {:>5} B/SA",
             suite.name(),
             window,
             entry_bytes,
             window_bytes,
+            contexts_bytes,
             record_bytes
         );
         keep.push((table, records));
@@ -195,6 +229,7 @@ fn main() {
         ("both", "both ends"),
         ("responder", "the Responder's end (data path + SA Management)"),
         ("initiator", "the Initiator's end (data path + SA Management)"),
+        ("responder-in-use", "the Responder's end, each SA carrying a message"),
     ] {
         let (bytes, kept_i, kept_r) = per_end(mode);
         println!("{what:<50} {bytes:>6} B/SA  (SAs kept: Initiator {kept_i}, Responder {kept_r})");

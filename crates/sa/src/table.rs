@@ -32,11 +32,15 @@ pub struct TableConfig {
     pub limits: UsageLimits,
     /// How long the previous epoch's keys and a previous identifier stay valid after an update.
     pub grace_ms: u64,
+    /// How often [`SaTable::sweep`] releases the prepared AEAD keys of epochs no message used
+    /// since the last release (so an SA idle for this long, up to twice it, keeps only its raw
+    /// keys; its next message rebuilds them, ≈ 0.25 µs). `u64::MAX`: never.
+    pub context_idle_ms: u64,
 }
 
 impl Default for TableConfig {
     fn default() -> Self {
-        Self { window: DEFAULT_WINDOW, limits: UsageLimits::default(), grace_ms: 30_000 }
+        Self { window: DEFAULT_WINDOW, limits: UsageLimits::default(), grace_ms: 30_000, context_idle_ms: 10_000 }
     }
 }
 
@@ -301,6 +305,16 @@ impl SaEntry {
         true
     }
 
+    /// Releases the prepared AEAD keys of its epochs that carried no message since the last
+    /// call (see [`Epoch::release_if_idle`]).
+    pub fn release_idle_contexts(&self) {
+        for slot in [&self.current, &self.previous] {
+            if let Some(epoch) = slot.load().as_deref() {
+                epoch.release_if_idle();
+            }
+        }
+    }
+
     fn wipe(&self) {
         self.removed.store(true, Release);
         self.current.store(None);
@@ -327,6 +341,8 @@ pub struct SaTable {
     config: TableConfig,
     /// Replicas sharing SAs: where every installed epoch gets its sequence-number lease.
     leases: Option<Arc<dyn LeaseProvider>>,
+    /// When [`Self::sweep`] last released idle AEAD contexts (monotonic milliseconds).
+    released_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for SaTable {
@@ -344,6 +360,7 @@ impl SaTable {
             control: Mutex::new(Control::default()),
             config,
             leases: None,
+            released_ms: AtomicU64::new(0),
         }
     }
 
@@ -506,7 +523,9 @@ impl SaTable {
         self.peers.pin().get(peer).and_then(|list| list.iter().rev().find(|e| e.is_active()).cloned())
     }
 
-    /// Ends grace periods and removes SAs past their expiry; returns the SAs it removed.
+    /// Ends grace periods, removes SAs past their expiry, and every
+    /// [`TableConfig::context_idle_ms`] releases the prepared AEAD keys of epochs that carried no
+    /// message since the last release; returns the SAs it removed.
     pub fn sweep(&self, now: Now) -> Vec<SaId> {
         let (aliases, previous): (Vec<SaId>, Vec<SaId>) = {
             let mut control = self.control();
@@ -542,11 +561,21 @@ impl SaTable {
                 control.previous_until.entry(id).or_insert(now.mono_ms);
             }
         }
-        let expired: Vec<SaId> = map
-            .iter()
-            .filter(|(id, e)| e.expires_unix <= now.unix_secs && e.sa_id() == **id)
-            .map(|(id, _)| *id)
-            .collect();
+        let last = self.released_ms.load(Relaxed);
+        let release = now.mono_ms.saturating_sub(last) >= self.config.context_idle_ms
+            && self.released_ms.compare_exchange(last, now.mono_ms, Relaxed, Relaxed).is_ok();
+        let mut expired = Vec::new();
+        for (id, e) in map.iter() {
+            // An SA mapped under an old identifier too is visited once, under its own.
+            if e.sa_id() != *id {
+                continue;
+            }
+            if e.expires_unix <= now.unix_secs {
+                expired.push(*id);
+            } else if release {
+                e.release_idle_contexts();
+            }
+        }
         drop(map);
         for id in &expired {
             self.remove(*id);

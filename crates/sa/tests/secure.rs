@@ -374,3 +374,56 @@ fn removal_during_an_identifier_grace_period_drops_every_identifier() {
         assert!(table.is_empty());
     }
 }
+
+/// The prepared AEAD keys of an idle SA are released by the sweep and rebuilt by its next
+/// message; an SA that carried a message since the last release keeps them; the replay window
+/// and sequence numbers are not touched by a release.
+#[test]
+fn idle_aead_contexts_are_released_and_rebuilt() {
+    let config = TableConfig { context_idle_ms: 5_000, ..TableConfig::default() };
+    let l = link_with(Suite::X25519_AES256GCM_SHA384, config);
+    let (ei, er) = (l.ti.get(l.sa_id).unwrap(), l.tr.get(l.sa_id).unwrap());
+    let has = |e: &SaEntry| e.current_epoch().unwrap().has_contexts();
+    let exchange = |n: u8| {
+        let mut wire = Vec::new();
+        let request = [REQUEST, &[b' '; 1][..]].concat().repeat(usize::from(n));
+        ei.seal(Encoding::Compact, &request, &mut wire).unwrap();
+        let (plain, epoch) = er.open(decode_compact(&mut wire).unwrap()).unwrap();
+        assert_eq!(plain, &request[..]);
+        let mut reply = Vec::new();
+        er.seal_with(&epoch, Encoding::Compact, b"{\"rsc\":2000}", &mut reply).unwrap();
+        assert_eq!(open_at(&ei, Encoding::Compact, &reply).unwrap(), b"{\"rsc\":2000}");
+        wire
+    };
+    // Established, no message yet: nothing built.
+    assert!(!has(&ei) && !has(&er));
+    let first = exchange(1);
+    assert!(has(&ei) && has(&er));
+    let sweep = |ms: u64| assert!(l.tr.sweep(Now::new(T0.mono_ms + ms, T0.unix_secs)).is_empty());
+    let sweep_i = |ms: u64| assert!(l.ti.sweep(Now::new(T0.mono_ms + ms, T0.unix_secs)).is_empty());
+    // Not yet time to release: kept, even though idle.
+    sweep(1_000);
+    assert!(has(&er));
+    // The first release finds them used since the start: kept (and the mark cleared).
+    sweep(6_000);
+    assert!(has(&er));
+    // A sweep within the interval does nothing; the next release finds them idle: released.
+    sweep(8_000);
+    assert!(has(&er));
+    sweep(11_000);
+    assert!(!has(&er), "idle contexts released");
+    assert!(has(&ei), "the other node's table has its own sweep");
+    sweep_i(6_000);
+    sweep_i(11_000);
+    assert!(!has(&ei));
+    // The next message rebuilds them; the replay window survived the release.
+    exchange(2);
+    assert!(has(&ei) && has(&er));
+    let mut replayed = first.clone();
+    assert_eq!(er.open(decode_compact(&mut replayed).unwrap()).map(|_| ()), Err(SecureError::Replayed));
+    // In use between two releases: kept.
+    sweep(16_000);
+    exchange(3);
+    sweep(21_000);
+    assert!(has(&er), "used since the last release");
+}
