@@ -21,8 +21,6 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwapOption;
-
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -193,17 +191,24 @@ pub struct Sealed<'a> {
 /// One epoch's keys as the data path uses them, with its counters and replay window.
 ///
 /// The AEAD contexts (aws-lc's expanded key schedule and GHASH tables, ≈ 600 bytes a
-/// direction) are built on the first message and released by [`Epoch::release_if_idle`] once
-/// no message used them for a while ([`crate::table::SaTable::sweep`]): an SA at rest keeps
-/// only its raw keys, and rebuilding costs ≈ 0.25 µs on its next message.
+/// direction) are built on the first message. The table's sweep releases them once no message
+/// used them for a while ([`crate::table::SaTable::sweep`]) by putting in the SA's slot a copy
+/// of the epoch without them ([`Epoch::idle_copy`]) that shares its counters and replay
+/// window: an SA at rest keeps only its raw keys, and rebuilding costs ≈ 0.25 µs on its next
+/// message. A message in flight keeps the copy it started with.
 pub struct Epoch {
     /// Epoch number.
     pub number: u32,
+    state: Arc<EpochState>,
+    contexts: std::sync::OnceLock<Box<AeadContexts>>,
+}
+
+/// What every copy of an epoch shares: keys, counters, replay window.
+struct EpochState {
     aead: AeadAlgorithm,
     seal_keys: DirectionKeys,
     open_keys: DirectionKeys,
-    contexts: ArcSwapOption<AeadContexts>,
-    /// A message used the contexts since the last [`Epoch::release_if_idle`].
+    /// A message used the contexts since the last [`Epoch::idle_copy`].
     warm: std::sync::atomic::AtomicBool,
     send_seq: std::sync::atomic::AtomicU64,
     sent_bytes: std::sync::atomic::AtomicU64,
@@ -222,7 +227,7 @@ struct AeadContexts {
 
 impl std::fmt::Debug for Epoch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Epoch").field("number", &self.number).field("aead", &self.aead).finish_non_exhaustive()
+        f.debug_struct("Epoch").field("number", &self.number).field("aead", &self.state.aead).finish_non_exhaustive()
     }
 }
 
@@ -255,28 +260,48 @@ impl Epoch {
             Role::Initiator => (&keys.i2r, &keys.r2i),
             Role::Responder => (&keys.r2i, &keys.i2r),
         };
-        Self {
-            number: keys.epoch,
-            aead: suite.aead(),
-            seal_keys: send.clone(),
-            open_keys: recv.clone(),
-            contexts: ArcSwapOption::empty(),
-            warm: false.into(),
-            send_seq: 0.into(),
-            sent_bytes: 0.into(),
-            window: ReplayWindow::new(window),
-            opened: false.into(),
-            lease: None,
-        }
+        Self::from_state(
+            keys.epoch,
+            EpochState {
+                aead: suite.aead(),
+                seal_keys: send.clone(),
+                open_keys: recv.clone(),
+                warm: false.into(),
+                send_seq: 0.into(),
+                sent_bytes: 0.into(),
+                window: ReplayWindow::new(window),
+                opened: false.into(),
+                lease: None,
+            },
+        )
+    }
+
+    fn from_state(number: u32, state: EpochState) -> Self {
+        Self { number, state: Arc::new(state), contexts: std::sync::OnceLock::new() }
     }
 
     /// [`Self::new`] sealing with sequence numbers of `lease` only (replicas sharing the SA, see
     /// [`crate::lease`]): a seal with no leased number left is refused
     /// ([`SecureError::Encryption`]).
     pub fn with_lease(suite: Suite, keys: &SessionKeys, role: Role, window: usize, lease: Arc<SeqLease>) -> Self {
-        let mut epoch = Self::new(suite, keys, role, window);
-        epoch.lease = Some(lease);
-        epoch
+        let (send, recv) = match role {
+            Role::Initiator => (&keys.i2r, &keys.r2i),
+            Role::Responder => (&keys.r2i, &keys.i2r),
+        };
+        Self::from_state(
+            keys.epoch,
+            EpochState {
+                aead: suite.aead(),
+                seal_keys: send.clone(),
+                open_keys: recv.clone(),
+                warm: false.into(),
+                send_seq: 0.into(),
+                sent_bytes: 0.into(),
+                window: ReplayWindow::new(window),
+                opened: false.into(),
+                lease: Some(lease),
+            },
+        )
     }
 
     /// The name of the shared counter for this epoch's sending direction in `role`: SHA-256 of
@@ -297,7 +322,7 @@ impl Epoch {
 
     /// The lease this epoch seals from, when replicas share it.
     pub fn lease(&self) -> Option<&Arc<SeqLease>> {
-        self.lease.as_ref()
+        self.state.lease.as_ref()
     }
 
     /// The key phase bit carried in headers.
@@ -307,68 +332,69 @@ impl Epoch {
 
     /// Messages sealed so far under this epoch.
     pub fn sent(&self) -> u64 {
-        self.send_seq.load(std::sync::atomic::Ordering::Relaxed)
+        self.state.send_seq.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether a message from the peer has opened under this epoch.
     pub fn has_opened(&self) -> bool {
-        self.opened.load(std::sync::atomic::Ordering::Relaxed)
+        self.state.opened.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Runs `f` with the prepared AEAD keys, building them first when they were released (or
-    /// never built).
+    /// The prepared AEAD keys, built first when this copy has none.
     #[inline]
-    fn with_contexts<R>(&self, f: impl FnOnce(&AeadContexts) -> R) -> R {
+    fn contexts(&self) -> &AeadContexts {
         use std::sync::atomic::Ordering::Relaxed;
         // Load first: a store on every message would bounce the cache line between cores.
-        if !self.warm.load(Relaxed) {
-            self.warm.store(true, Relaxed);
+        if !self.state.warm.load(Relaxed) {
+            self.state.warm.store(true, Relaxed);
         }
-        if let Some(contexts) = self.contexts.load().as_deref() {
-            return f(contexts);
-        }
-        let built = Arc::new(AeadContexts {
-            seal: less_safe(self.aead, &self.seal_keys),
-            open: less_safe(self.aead, &self.open_keys),
-        });
-        // Two messages racing here both build; either copy serves, the last stored is kept.
-        self.contexts.store(Some(built.clone()));
-        f(&built)
+        self.contexts.get_or_init(|| {
+            Box::new(AeadContexts {
+                seal: less_safe(self.state.aead, &self.state.seal_keys),
+                open: less_safe(self.state.aead, &self.state.open_keys),
+            })
+        })
     }
 
-    /// Releases the prepared AEAD keys when no message used them since the last call; the next
-    /// message builds them again. Returns whether they were released.
-    pub fn release_if_idle(&self) -> bool {
+    /// A copy of this epoch without AEAD contexts, sharing its keys, counters and replay
+    /// window, when this one has them and no message used them since the last call; the table's
+    /// sweep puts it in the SA's slot, so the contexts are freed with the last message using them.
+    pub fn idle_copy(&self) -> Option<Epoch> {
         use std::sync::atomic::Ordering::Relaxed;
-        if self.warm.swap(false, Relaxed) {
-            return false;
+        if self.contexts.get().is_none() || self.state.warm.swap(false, Relaxed) {
+            return None;
         }
-        self.contexts.swap(None).is_some()
+        Some(Self { number: self.number, state: self.state.clone(), contexts: std::sync::OnceLock::new() })
     }
 
-    /// Whether the prepared AEAD keys are built (for tests and the memory figures).
+    /// Whether this copy has its AEAD contexts built (for tests and the memory figures).
     pub fn has_contexts(&self) -> bool {
-        self.contexts.load().is_some()
+        self.contexts.get().is_some()
+    }
+
+    /// Whether `other` is a copy of this epoch (the same keys, counters and window).
+    pub fn same_epoch(&self, other: &Epoch) -> bool {
+        Arc::ptr_eq(&self.state, &other.state)
     }
 
     /// Replay window memory, for the memory-per-SA figure.
     pub fn window_bytes(&self) -> usize {
-        self.window.memory_bytes()
+        self.state.window.memory_bytes()
     }
 
     /// Takes a sequence number and accounts for `len` bytes against the limits.
     fn take_seq(&self, len: usize, limits: &UsageLimits) -> Result<SealInfo, SecureError> {
         use std::sync::atomic::Ordering::Relaxed;
-        let seq = match &self.lease {
-            None => self.send_seq.fetch_add(1, Relaxed),
+        let seq = match &self.state.lease {
+            None => self.state.send_seq.fetch_add(1, Relaxed),
             Some(lease) => lease.take().ok_or(SecureError::Encryption)?,
         };
         if seq >= limits.hard_messages {
             // Keep the counter saturated so it can never wrap to a used value.
-            self.send_seq.store(limits.hard_messages, Relaxed);
+            self.state.send_seq.store(limits.hard_messages, Relaxed);
             return Err(SecureError::Encryption);
         }
-        let bytes = self.sent_bytes.fetch_add(len as u64, Relaxed) + len as u64;
+        let bytes = self.state.sent_bytes.fetch_add(len as u64, Relaxed) + len as u64;
         if bytes > limits.hard_bytes {
             return Err(SecureError::Encryption);
         }
@@ -390,7 +416,7 @@ impl Epoch {
             return Err(SecureError::Malformed("plaintext over the size limit"));
         }
         let info = self.take_seq(plaintext.len(), limits)?;
-        let n = nonce(self.seal_keys.iv(), info.seq);
+        let n = nonce(self.state.seal_keys.iv(), info.seq);
         out.clear();
         match encoding {
             Encoding::Compact => {
@@ -401,9 +427,9 @@ impl Epoch {
                 out.extend_from_slice(plaintext);
                 let (aad, body) = out.split_at_mut(header_len);
                 let tag = self
-                    .with_contexts(|c| {
-                        c.seal.seal_in_place_separate_tag(Nonce::assume_unique_for_key(n), Aad::from(&*aad), body)
-                    })
+                    .contexts()
+                    .seal
+                    .seal_in_place_separate_tag(Nonce::assume_unique_for_key(n), Aad::from(&*aad), body)
                     .map_err(|_| SecureError::Encryption)?;
                 out.extend_from_slice(tag.as_ref());
             }
@@ -416,7 +442,7 @@ impl Epoch {
                     write!(
                         w,
                         r#"{{"alg":"dir","enc":"{}","kid":"{}","seq":{},"kp":{}}}"#,
-                        self.aead.jwe_name(),
+                        self.state.aead.jwe_name(),
                         sa_id.to_b64(),
                         info.seq,
                         self.key_phase()
@@ -432,9 +458,9 @@ impl Epoch {
                 out.extend_from_slice(plaintext);
                 let (aad, body) = out.split_at_mut(start);
                 let tag = self
-                    .with_contexts(|c| {
-                        c.seal.seal_in_place_separate_tag(Nonce::assume_unique_for_key(n), Aad::from(&*aad), body)
-                    })
+                    .contexts()
+                    .seal
+                    .seal_in_place_separate_tag(Nonce::assume_unique_for_key(n), Aad::from(&*aad), body)
                     .map_err(|_| SecureError::Encryption)?;
                 let ct_len = out.len() - start;
                 let ct_b64 = base64::encoded_len(ct_len, false).expect("bounded");
@@ -470,22 +496,24 @@ impl Epoch {
     /// Opens `sealed` in place; on success the sequence number is marked in the replay window.
     pub fn open<'a>(&self, sealed: Sealed<'a>) -> Result<&'a mut [u8], SecureError> {
         let Sealed { header, aad, iv, body, .. } = sealed;
-        if header.aead != self.aead {
+        if header.aead != self.state.aead {
             return Err(SecureError::UnsupportedAlgorithm);
         }
         // The cheap replay check first: a stale number costs no AES.
-        self.window.check(header.seq)?;
-        let n = nonce(self.open_keys.iv(), header.seq);
+        self.state.window.check(header.seq)?;
+        let n = nonce(self.state.open_keys.iv(), header.seq);
         if iv.is_some_and(|iv| iv != n) {
             return Err(SecureError::BadTag);
         }
         let plaintext = self
-            .with_contexts(|c| c.open.open_in_place(Nonce::assume_unique_for_key(n), Aad::from(aad), body))
+            .contexts()
+            .open
+            .open_in_place(Nonce::assume_unique_for_key(n), Aad::from(aad), body)
             .map_err(|_| SecureError::BadTag)?;
         // Mark only now that the tag verified, so forgeries never move the window.
-        self.window.mark(header.seq)?;
-        if !self.opened.load(std::sync::atomic::Ordering::Relaxed) {
-            self.opened.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.state.window.mark(header.seq)?;
+        if !self.state.opened.load(std::sync::atomic::Ordering::Relaxed) {
+            self.state.opened.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(plaintext)
     }

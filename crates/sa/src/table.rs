@@ -244,7 +244,7 @@ impl SaEntry {
         // Only the current epoch's usage asks for an update: a message sealed under an epoch an
         // update just replaced must not ask for another one at once (two updates in a row bring
         // back the key phase of messages still in flight, which then fail as forgeries).
-        if info.update_due && self.current.load().as_deref().is_some_and(|c| std::ptr::eq(c, epoch)) {
+        if info.update_due && self.current.load().as_deref().is_some_and(|c| c.same_epoch(epoch)) {
             self.update_requested.store(true, Relaxed);
         }
         self.mark_used();
@@ -306,11 +306,13 @@ impl SaEntry {
     }
 
     /// Releases the prepared AEAD keys of its epochs that carried no message since the last
-    /// call (see [`Epoch::release_if_idle`]).
+    /// call (see [`Epoch::idle_copy`]).
     pub fn release_idle_contexts(&self) {
         for slot in [&self.current, &self.previous] {
-            if let Some(epoch) = slot.load().as_deref() {
-                epoch.release_if_idle();
+            let held = slot.load_full();
+            if let Some(copy) = held.as_deref().and_then(Epoch::idle_copy) {
+                // Unless an update or a removal changed the slot meanwhile.
+                slot.compare_and_swap(&held, Some(Arc::new(copy)));
             }
         }
     }
