@@ -50,16 +50,17 @@ fn valid_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_ID && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// The oneM2M ID of an M2M Node: a CSE-ID like `/id-in` or an AE-ID like `CAE01`.
+/// The oneM2M ID of an M2M Node: a CSE-ID like `/id-in` or an AE-ID like `CAE01`. Shared, not
+/// copied, by its clones (every SA with a peer holds its ID, in its record and its table entry).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct NodeId(String);
+pub struct NodeId(std::sync::Arc<str>);
 
 impl NodeId {
     /// Validates and wraps an ID: 1–256 printable ASCII bytes, no spaces.
     pub fn new(id: impl Into<String>) -> Result<Self, CredentialError> {
         let id = id.into();
-        if valid_id(&id) { Ok(Self(id)) } else { Err(CredentialError::InvalidNodeId) }
+        if valid_id(&id) { Ok(Self(id.into())) } else { Err(CredentialError::InvalidNodeId) }
     }
 
     /// The ID.
@@ -77,7 +78,7 @@ impl TryFrom<String> for NodeId {
 
 impl From<NodeId> for String {
     fn from(n: NodeId) -> String {
-        n.0
+        n.0.to_string()
     }
 }
 
