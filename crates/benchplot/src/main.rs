@@ -15,6 +15,10 @@
 //!
 //! `benchplot <repository root> <output directory>`; a source that is missing is reported and its
 //! plot skipped, so that one benchmark not run does not stop the others.
+//!
+//! `benchplot --establish-table <criterion's establish directory>` prints the establishment
+//! table of `docs/benchmarks.md` (ours against rustls, per signature and suite) from the same
+//! estimates; `scripts/bench-docs` splices it in.
 
 #![forbid(unsafe_code)]
 
@@ -34,7 +38,21 @@ const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 const SIZE: (u32, u32) = (900, 520);
 
 fn main() {
-    let mut args = std::env::args_os().skip(1);
+    let mut args = std::env::args_os().skip(1).peekable();
+    if args.next_if(|a| a == "--establish-table").is_some() {
+        let Some(dir) = args.next() else {
+            eprintln!("usage: benchplot --establish-table <target/criterion/establish>");
+            std::process::exit(2);
+        };
+        match establish_table(Path::new(&dir)) {
+            Ok(table) => print!("{table}"),
+            Err(e) => {
+                eprintln!("benchplot: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let (Some(root), Some(out)) = (args.next(), args.next()) else {
         eprintln!("usage: benchplot <repository root> <output directory>");
         std::process::exit(2);
@@ -262,24 +280,53 @@ fn estimate(dir: &Path, id: &str) -> Result<f64> {
     Ok(ns / 1000.0)
 }
 
+/// Our establishment benchmarks and the rustls handshake each is held against: (label, ours,
+/// rustls).
+const ESTABLISH_PAIRS: [(&str, &str, &str); 4] = [
+    ("Ed25519\nX25519", "Ed25519/X25519_AES128GCM_SHA256", "rustls-tls13-mutual/Ed25519"),
+    ("ES256\nX25519", "EcdsaP256Sha256/X25519_AES128GCM_SHA256", "rustls-tls13-mutual/ES256"),
+    (
+        "Ed25519\nX25519MLKEM768",
+        "Ed25519/X25519MLKEM768_AES256GCM_SHA384",
+        "rustls-tls13-mutual/Ed25519-X25519MLKEM768",
+    ),
+    (
+        "ES256\nX25519MLKEM768",
+        "EcdsaP256Sha256/X25519MLKEM768_AES256GCM_SHA384",
+        "rustls-tls13-mutual/ES256-X25519MLKEM768",
+    ),
+];
+
+/// The establishment table: per signature and suite, ours for a repeat peer, with the
+/// authentication challenge and for a new peer, the rustls handshake, and the time ratios.
+fn establish_table(dir: &Path) -> Result<String> {
+    use std::fmt::Write;
+    let mut t = String::from(
+        "| ours (signature, suite) | repeat peer µs | with the authentication challenge µs | new peer µs | rustls µs \
+         | ours ÷ rustls (time): default, auth. challenge |\n|---|---:|---:|---:|---:|---:|\n",
+    );
+    for (label, ours_id, rustls_id) in ESTABLISH_PAIRS {
+        let (alg, suite) = ours_id.split_once('/').ok_or("benchmark id without a suite")?;
+        let repeat = estimate(dir, ours_id)?;
+        let auth = estimate(dir, &format!("{alg}-auth-challenge/{suite}"))?;
+        let new = estimate(dir, &format!("{alg}-new-peer/{suite}"))?;
+        let rustls = estimate(dir, rustls_id)?;
+        let (sig, _) = label.split_once('\n').ok_or("label")?;
+        let ratio = repeat / rustls;
+        let ratio = if ratio <= 1.0 { format!("**{ratio:.2}**") } else { format!("{ratio:.2}") };
+        writeln!(
+            t,
+            "| {sig}, {suite} | {repeat:.1} | {auth:.1} | {new:.1} | {rustls:.1} | {ratio}, {:.2} |",
+            auth / rustls
+        )?;
+    }
+    Ok(t)
+}
+
 /// Establishments per second per core, ours (repeat peer) against the matching rustls handshake.
 fn establish(dir: &Path, out: &Path) -> Result<()> {
-    let pairs = [
-        ("Ed25519\nX25519", "Ed25519/X25519_AES128GCM_SHA256", "rustls-tls13-mutual/Ed25519"),
-        ("ES256\nX25519", "EcdsaP256Sha256/X25519_AES128GCM_SHA256", "rustls-tls13-mutual/ES256"),
-        (
-            "Ed25519\nX25519MLKEM768",
-            "Ed25519/X25519MLKEM768_AES256GCM_SHA384",
-            "rustls-tls13-mutual/Ed25519-X25519MLKEM768",
-        ),
-        (
-            "ES256\nX25519MLKEM768",
-            "EcdsaP256Sha256/X25519MLKEM768_AES256GCM_SHA384",
-            "rustls-tls13-mutual/ES256-X25519MLKEM768",
-        ),
-    ];
     let (mut ours, mut theirs, mut cats) = (Vec::new(), Vec::new(), Vec::new());
-    for (label, ours_id, rustls_id) in pairs {
+    for (label, ours_id, rustls_id) in ESTABLISH_PAIRS {
         ours.push(1e6 / estimate(dir, ours_id)?);
         theirs.push(1e6 / estimate(dir, rustls_id)?);
         cats.push(label.replace('\n', " / "));

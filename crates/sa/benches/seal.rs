@@ -1,8 +1,9 @@
 //! Seal + open of one message through the SA data path, against raw aws-lc-rs AES-GCM on the
 //! same buffers, at several sizes and in both encodings. Report ratios (ours / raw throughput)
-//! from one run: the machines are shared and noisy.
+//! from one run: the machines are shared and noisy. Also the cost of building one direction's
+//! AEAD context (`key_setup`), which an SA at rest pays on its next message.
 
-use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use onem2m_sa::Now;
 use onem2m_sa::crypto::Suite;
@@ -51,6 +52,17 @@ fn bench(c: &mut Criterion) {
                 })
             });
         }
+    }
+    group.finish();
+
+    // What an SA at rest pays on its next message: its epoch's AEAD contexts were released
+    // (`TableConfig::context_idle_ms`) and are built again, one per direction.
+    let mut group = c.benchmark_group("key_setup");
+    for (name, alg, len) in [("aes128gcm", &AES_128_GCM, 16), ("aes256gcm", &AES_256_GCM, 32)] {
+        let key = vec![7u8; len];
+        group.bench_function(name, |b| {
+            b.iter(|| std::hint::black_box(LessSafeKey::new(UnboundKey::new(alg, &key).unwrap())))
+        });
     }
     group.finish();
 
