@@ -256,52 +256,33 @@ impl Epoch {
     /// Builds the data-path keys of `keys` for a node in `role`, with a replay window of
     /// `window` sequence numbers.
     pub fn new(suite: Suite, keys: &SessionKeys, role: Role, window: usize) -> Self {
-        let (send, recv) = match role {
-            Role::Initiator => (&keys.i2r, &keys.r2i),
-            Role::Responder => (&keys.r2i, &keys.i2r),
-        };
-        Self::from_state(
-            keys.epoch,
-            EpochState {
-                aead: suite.aead(),
-                seal_keys: send.clone(),
-                open_keys: recv.clone(),
-                warm: false.into(),
-                send_seq: 0.into(),
-                sent_bytes: 0.into(),
-                window: ReplayWindow::new(window),
-                opened: false.into(),
-                lease: None,
-            },
-        )
-    }
-
-    fn from_state(number: u32, state: EpochState) -> Self {
-        Self { number, state: Arc::new(state), contexts: std::sync::OnceLock::new() }
+        Self::build(suite, keys, role, window, None)
     }
 
     /// [`Self::new`] sealing with sequence numbers of `lease` only (replicas sharing the SA, see
     /// [`crate::lease`]): a seal with no leased number left is refused
     /// ([`SecureError::Encryption`]).
     pub fn with_lease(suite: Suite, keys: &SessionKeys, role: Role, window: usize, lease: Arc<SeqLease>) -> Self {
+        Self::build(suite, keys, role, window, Some(lease))
+    }
+
+    fn build(suite: Suite, keys: &SessionKeys, role: Role, window: usize, lease: Option<Arc<SeqLease>>) -> Self {
         let (send, recv) = match role {
             Role::Initiator => (&keys.i2r, &keys.r2i),
             Role::Responder => (&keys.r2i, &keys.i2r),
         };
-        Self::from_state(
-            keys.epoch,
-            EpochState {
-                aead: suite.aead(),
-                seal_keys: send.clone(),
-                open_keys: recv.clone(),
-                warm: false.into(),
-                send_seq: 0.into(),
-                sent_bytes: 0.into(),
-                window: ReplayWindow::new(window),
-                opened: false.into(),
-                lease: Some(lease),
-            },
-        )
+        let state = EpochState {
+            aead: suite.aead(),
+            seal_keys: send.clone(),
+            open_keys: recv.clone(),
+            warm: false.into(),
+            send_seq: 0.into(),
+            sent_bytes: 0.into(),
+            window: ReplayWindow::new(window),
+            opened: false.into(),
+            lease,
+        };
+        Self { number: keys.epoch, state: Arc::new(state), contexts: std::sync::OnceLock::new() }
     }
 
     /// The name of the shared counter for this epoch's sending direction in `role`: SHA-256 of
