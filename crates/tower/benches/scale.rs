@@ -129,7 +129,7 @@ fn child(n: usize) {
             })
             .collect()
     };
-    let primitive = retrieve().to_json_vec().unwrap();
+    let primitive = retrieve().to_binary_vec().unwrap();
     let answer = vec![0xa5u8; primitive.len()];
     let (mut wires, mut offsets) = (Vec::with_capacity(REQUESTS * 160), Vec::with_capacity(REQUESTS));
     let mut one = Vec::new();
