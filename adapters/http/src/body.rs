@@ -98,7 +98,7 @@ pub(crate) fn parse_content_type(value: &str) -> Result<ContentType, BindingErro
 
 /// The `Content-Type` of a received message, if present.
 pub(crate) fn content_type(headers: &HeaderMap, limits: &Limits) -> Result<Option<ContentType>, BindingError> {
-    headers::single(headers, "Content-Type", limits)?.map(|v| parse_content_type(&v)).transpose()
+    headers::single(headers, headers::CONTENT_TYPE, limits)?.map(|v| parse_content_type(&v)).transpose()
 }
 
 /// Decodes a received body into `pc`, after the size check. An empty body is no content.

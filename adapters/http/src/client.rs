@@ -211,7 +211,7 @@ impl HttpClient {
                     false => ClientError::Io(e.into()),
                 })?;
                 let (parts, body) = response.into_parts();
-                if !parts.headers.contains_key(crate::headers::RSC) {
+                if !parts.headers.contains_key(&crate::headers::RSC.key) {
                     return Err(ClientError::NoResponsePrimitive { status: parts.status });
                 }
                 let limit = config.limits.max_body_bytes;

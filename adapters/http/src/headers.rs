@@ -5,45 +5,62 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use crate::{BindingError, Limits};
 
 /// `X-M2M-Origin` ↔ `fr` (§6.4.7).
-pub(crate) const ORIGIN: &str = "X-M2M-Origin";
+pub(crate) const ORIGIN: Field = Field::new("X-M2M-Origin", HeaderName::from_static("x-m2m-origin"));
 /// `X-M2M-RI` ↔ `rqi` (§6.4.8).
-pub(crate) const RI: &str = "X-M2M-RI";
+pub(crate) const RI: Field = Field::new("X-M2M-RI", HeaderName::from_static("x-m2m-ri"));
 /// `X-M2M-GID` ↔ `gid` (§6.4.10).
-pub(crate) const GID: &str = "X-M2M-GID";
+pub(crate) const GID: Field = Field::new("X-M2M-GID", HeaderName::from_static("x-m2m-gid"));
 /// `X-M2M-RTU` ↔ `rt.nu`, `&`-joined (§6.4.11).
-pub(crate) const RTU: &str = "X-M2M-RTU";
+pub(crate) const RTU: Field = Field::new("X-M2M-RTU", HeaderName::from_static("x-m2m-rtu"));
 /// `X-M2M-OT` ↔ `ot` (§6.4.12).
-pub(crate) const OT: &str = "X-M2M-OT";
+pub(crate) const OT: Field = Field::new("X-M2M-OT", HeaderName::from_static("x-m2m-ot"));
 /// `X-M2M-RST` ↔ `rset` (§6.4.13).
-pub(crate) const RST: &str = "X-M2M-RST";
+pub(crate) const RST: Field = Field::new("X-M2M-RST", HeaderName::from_static("x-m2m-rst"));
 /// `X-M2M-RET` ↔ `rqet` (§6.4.14).
-pub(crate) const RET: &str = "X-M2M-RET";
+pub(crate) const RET: Field = Field::new("X-M2M-RET", HeaderName::from_static("x-m2m-ret"));
 /// `X-M2M-OET` ↔ `oet` (§6.4.15).
-pub(crate) const OET: &str = "X-M2M-OET";
+pub(crate) const OET: Field = Field::new("X-M2M-OET", HeaderName::from_static("x-m2m-oet"));
 /// `X-M2M-EC` ↔ `ec` (§6.4.16).
-pub(crate) const EC: &str = "X-M2M-EC";
+pub(crate) const EC: Field = Field::new("X-M2M-EC", HeaderName::from_static("x-m2m-ec"));
 /// `X-M2M-RSC` ↔ `rsc` (§6.4.17).
-pub(crate) const RSC: &str = "X-M2M-RSC";
+pub(crate) const RSC: Field = Field::new("X-M2M-RSC", HeaderName::from_static("x-m2m-rsc"));
 /// `X-M2M-ATI` ↔ `ati`, `lti:tkid` pairs joined by `+` (§6.4.18).
-pub(crate) const ATI: &str = "X-M2M-ATI";
+pub(crate) const ATI: Field = Field::new("X-M2M-ATI", HeaderName::from_static("x-m2m-ati"));
 /// `Authorization` ↔ `tkns`, joined by `+` (§6.4.19).
-pub(crate) const AUTHORIZATION: &str = "Authorization";
+pub(crate) const AUTHORIZATION: Field = Field::new("Authorization", HeaderName::from_static("authorization"));
 /// `X-M2M-CTS` ↔ `cnst` (§6.4.20).
-pub(crate) const CTS: &str = "X-M2M-CTS";
+pub(crate) const CTS: Field = Field::new("X-M2M-CTS", HeaderName::from_static("x-m2m-cts"));
 /// `X-M2M-CTO` ↔ `cnot` (§6.4.21).
-pub(crate) const CTO: &str = "X-M2M-CTO";
+pub(crate) const CTO: Field = Field::new("X-M2M-CTO", HeaderName::from_static("x-m2m-cto"));
 /// `X-M2M-RVI` ↔ `rvi` (§6.4.22).
-pub(crate) const RVI: &str = "X-M2M-RVI";
+pub(crate) const RVI: Field = Field::new("X-M2M-RVI", HeaderName::from_static("x-m2m-rvi"));
 /// `X-M2M-VSI` ↔ `vsi` (§6.4.23).
-pub(crate) const VSI: &str = "X-M2M-VSI";
+pub(crate) const VSI: Field = Field::new("X-M2M-VSI", HeaderName::from_static("x-m2m-vsi"));
 /// `X-M2M-AS` ↔ `aus`, joined by `+` (§6.4.24).
-pub(crate) const AS: &str = "X-M2M-AS";
+pub(crate) const AS: Field = Field::new("X-M2M-AS", HeaderName::from_static("x-m2m-as"));
 /// `X-M2M-ASRI` ↔ `asri` (§6.4.25).
-pub(crate) const ASRI: &str = "X-M2M-ASRI";
+pub(crate) const ASRI: Field = Field::new("X-M2M-ASRI", HeaderName::from_static("x-m2m-asri"));
 /// `Content-Type` (§6.4.3).
-pub(crate) const CONTENT_TYPE: &str = "Content-Type";
+pub(crate) const CONTENT_TYPE: Field = Field::new("Content-Type", HeaderName::from_static("content-type"));
 /// `Content-Location`: the created resource's URI in a CREATE answer (§6.4.4).
-pub(crate) const CONTENT_LOCATION: &str = "Content-Location";
+pub(crate) const CONTENT_LOCATION: Field = Field::new("Content-Location", HeaderName::from_static("content-location"));
+
+/// A header field: its name as TS-0009 writes it (for errors), and the lower-case
+/// [`HeaderName`] it is looked up and written by, built at compile time (a `&str` name is parsed
+/// and lower-cased on every lookup: ≈ 3 % of the sidecar pair's CPU time in the profile).
+#[derive(Clone)]
+pub(crate) struct Field {
+    /// The name as the specification writes it.
+    pub(crate) name: &'static str,
+    /// The name as HTTP/1.1 carries it.
+    pub(crate) key: HeaderName,
+}
+
+impl Field {
+    const fn new(name: &'static str, key: HeaderName) -> Self {
+        Self { name, key }
+    }
+}
 
 /// Checks every header value of a received message against the size limit.
 pub(crate) fn check_sizes(headers: &HeaderMap, limits: &Limits) -> Result<(), BindingError> {
@@ -60,8 +77,9 @@ pub(crate) fn check_sizes(headers: &HeaderMap, limits: &Limits) -> Result<(), Bi
 }
 
 /// The value of a header that may occur at most once, as visible ASCII text.
-pub(crate) fn single(headers: &HeaderMap, name: &'static str, limits: &Limits) -> Result<Option<String>, BindingError> {
-    let mut values = headers.get_all(name).iter();
+pub(crate) fn single(headers: &HeaderMap, field: Field, limits: &Limits) -> Result<Option<String>, BindingError> {
+    let name = field.name;
+    let mut values = headers.get_all(&field.key).iter();
     let Some(value) = values.next() else { return Ok(None) };
     if values.next().is_some() {
         return Err(BindingError::DuplicateHeader(name));
@@ -81,10 +99,11 @@ pub(crate) fn single(headers: &HeaderMap, name: &'static str, limits: &Limits) -
 /// A header value parsed with `FromStr`.
 pub(crate) fn parsed<T: std::str::FromStr>(
     headers: &HeaderMap,
-    name: &'static str,
+    field: Field,
     limits: &Limits,
 ) -> Result<Option<T>, BindingError> {
-    single(headers, name, limits)?
+    let name = field.name;
+    single(headers, field, limits)?
         .map(|v| v.parse().map_err(|_| BindingError::InvalidHeader { name, reason: format!("`{v}` does not parse") }))
         .transpose()
 }
@@ -107,7 +126,8 @@ pub(crate) fn join_plus(element: &str, items: &[String]) -> Result<String, Bindi
 }
 
 /// Adds a header to a message being built.
-pub(crate) fn put(headers: &mut HeaderMap, name: &'static str, value: &str) -> Result<(), BindingError> {
+pub(crate) fn put(headers: &mut HeaderMap, field: Field, value: &str) -> Result<(), BindingError> {
+    let name = field.name;
     let unmappable = || BindingError::Unmappable {
         element: name.to_owned(),
         reason: format!("`{value}` is not a valid header value"),
@@ -117,6 +137,6 @@ pub(crate) fn put(headers: &mut HeaderMap, name: &'static str, value: &str) -> R
         return Err(unmappable());
     }
     let value = HeaderValue::from_str(value).map_err(|_| unmappable())?;
-    headers.insert(HeaderName::from_bytes(name.as_bytes()).expect("header name constants are valid tokens"), value);
+    headers.insert(field.key, value);
     Ok(())
 }

@@ -67,8 +67,9 @@ pub fn request_to_primitive_with_limits<B: AsRef<[u8]>>(
         return Err(BindingError::ResourceTypeNotAllowed { method: request.method().to_string(), ty });
     }
     let to = path_to_id(uri.path())?;
-    let rqi =
-        single(h, headers::RI, limits)?.filter(|r| !r.is_empty()).ok_or(BindingError::MissingHeader(headers::RI))?;
+    let rqi = single(h, headers::RI, limits)?
+        .filter(|r| !r.is_empty())
+        .ok_or(BindingError::MissingHeader(headers::RI.name))?;
     let fr = single(h, headers::ORIGIN, limits)?;
     let mut req = RequestPrimitive::new(op, to, fr, rqi);
     req.ty = ty;

@@ -110,9 +110,10 @@ pub fn http_to_response_with_limits<B: AsRef<[u8]>>(
         return Err(BindingError::BodyTooLarge { size: body.len(), limit: limits.max_body_bytes });
     }
     let content_type = body::content_type(h, limits)?;
-    let rsc: u16 = parsed(h, headers::RSC, limits)?.ok_or(BindingError::MissingHeader(headers::RSC))?;
-    let rqi =
-        single(h, headers::RI, limits)?.filter(|r| !r.is_empty()).ok_or(BindingError::MissingHeader(headers::RI))?;
+    let rsc: u16 = parsed(h, headers::RSC, limits)?.ok_or(BindingError::MissingHeader(headers::RSC.name))?;
+    let rqi = single(h, headers::RI, limits)?
+        .filter(|r| !r.is_empty())
+        .ok_or(BindingError::MissingHeader(headers::RI.name))?;
     let mut rsp = ResponsePrimitive::new(ResponseStatusCode::new(rsc), rqi);
     rsp.rvi = single(h, headers::RVI, limits)?;
     rsp.fr = single(h, headers::ORIGIN, limits)?;
@@ -126,7 +127,9 @@ pub fn http_to_response_with_limits<B: AsRef<[u8]>>(
         .map(|v| match v.as_str() {
             "true" | "1" => Ok(true),
             "false" | "0" => Ok(false),
-            _ => Err(BindingError::InvalidHeader { name: headers::ASRI, reason: format!("`{v}` is not a boolean") }),
+            _ => {
+                Err(BindingError::InvalidHeader { name: headers::ASRI.name, reason: format!("`{v}` is not a boolean") })
+            }
         })
         .transpose()?;
     rsp.vsi = single(h, headers::VSI, limits)?;
@@ -146,7 +149,7 @@ fn encode_ati(ati: &Value) -> Result<String, BindingError> {
 fn decode_ati(value: &str) -> Result<Value, BindingError> {
     let items = headers::split_plus(value);
     ati::from_items(items.iter().map(String::as_str)).map_err(|item| BindingError::InvalidHeader {
-        name: headers::ATI,
+        name: headers::ATI.name,
         reason: format!("`{item}` is not `lti:tkid`"),
     })
 }

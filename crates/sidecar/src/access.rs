@@ -145,7 +145,12 @@ fn primitive_outcome(rsp: &ResponsePrimitive) -> (u16, String) {
 
 /// The Response Status Code of an HTTP answer, and the reason (`m2m:dbg`) if it is an error.
 fn outcome(rsp: &http::Response<Bytes>) -> (u16, String) {
-    let rsc = rsp.headers().get("x-m2m-rsc").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let rsc = rsp
+        .headers()
+        .get(crate::proxy::RSC_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     if rsc != 0 && !Rsc::new(rsc).is_error() {
         return (rsc, String::new());
     }

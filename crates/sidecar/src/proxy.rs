@@ -993,10 +993,15 @@ fn copy_request(req: &http::Request<Bytes>) -> http::Request<Bytes> {
     copy
 }
 
+/// `X-M2M-RSC`, as HTTP/1.1 carries it (a constant: a `&str` name is parsed on every lookup).
+pub(crate) const RSC_HEADER: HeaderName = HeaderName::from_static("x-m2m-rsc");
+
 fn unknown_sa(rsp: &http::Response<Bytes>) -> bool {
     rsp.headers()
-        .get("x-m2m-rsc")
-        .is_some_and(|v| v.as_bytes() == Rsc::ESPRIM_UNKNOWN_KEY_ID.code().to_string().as_bytes())
+        .get(RSC_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u16>().ok())
+        .is_some_and(|rsc| rsc == Rsc::ESPRIM_UNKNOWN_KEY_ID.code())
 }
 
 impl Service<http::Request<Bytes>> for IngressFront {
