@@ -98,7 +98,7 @@ pub struct Seen {
     target: String,
 }
 
-fn header(headers: &http::HeaderMap, name: &str) -> String {
+fn header(headers: &http::HeaderMap, name: http::HeaderName) -> String {
     headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
 }
 
@@ -107,9 +107,9 @@ impl Seen {
     pub fn new(req: &http::Request<Bytes>) -> Self {
         Self {
             started: Instant::now(),
-            rqi: header(req.headers(), "x-m2m-ri"),
+            rqi: header(req.headers(), http::HeaderName::from_static("x-m2m-ri")),
             method: req.method().as_str().to_owned(),
-            fr: header(req.headers(), "x-m2m-origin"),
+            fr: header(req.headers(), http::HeaderName::from_static("x-m2m-origin")),
             target: req.uri().path().to_owned(),
         }
     }
