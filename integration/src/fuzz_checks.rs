@@ -1429,11 +1429,14 @@ pub enum TableOp {
     ByPeer(u8),
     /// `entries`.
     Entries,
+    /// Seal a message under an identifier's SA (its AEAD contexts built, or rebuilt after the
+    /// sweep released them): the sequence number never repeats within an epoch.
+    Seal(u8),
 }
 
 impl SeedBytes for TableOp {
     fn write_seed(&self, out: &mut Vec<u8>) {
-        const N: u64 = 11;
+        const N: u64 = 12;
         match *self {
             TableOp::Install(k) => {
                 seed_tag(out, 0, N);
@@ -1473,6 +1476,10 @@ impl SeedBytes for TableOp {
                 out.push(k);
             }
             TableOp::Entries => seed_tag(out, 10, N),
+            TableOp::Seal(k) => {
+                seed_tag(out, 11, N);
+                out.push(k);
+            }
         }
     }
 }
@@ -1567,6 +1574,12 @@ pub fn sa_table_ops(ops: &[TableOp]) {
     let table = SaTable::new(config);
     let mut model = TableModel { now: FUZZ_NOW, installed: Vec::new(), ids: HashMap::new(), aliases: HashMap::new() };
     let id_at = |k: u8| world.ids[usize::from(k) % world.ids.len()];
+    // Per installed SA: how many times it was rekeyed, and at its last seal that count and the
+    // sequence number it gave (within one epoch numbers never repeat, whatever the sweep
+    // released and rebuilt meanwhile).
+    let mut rekeys: HashMap<usize, u32> = HashMap::new();
+    let mut last_sealed: HashMap<usize, (u32, u64)> = HashMap::new();
+    let mut wire = Vec::new();
     for (step, &op) in ops.iter().take(TABLE_MAX_OPS).enumerate() {
         match op {
             TableOp::Install(k) => {
@@ -1583,6 +1596,9 @@ pub fn sa_table_ops(ops: &[TableOp]) {
             TableOp::Rekey { id, keys } => {
                 let keys = &world.sas[usize::from(keys) % world.sas.len()].keys;
                 table.rekey(id_at(id), keys, model.now);
+                if let Some(&i) = model.ids.get(&id_at(id)) {
+                    *rekeys.entry(i).or_default() += 1;
+                }
             }
             TableOp::Rename { old, new } => {
                 let (old, new) = (id_at(old), id_at(new));
@@ -1644,6 +1660,20 @@ pub fn sa_table_ops(ops: &[TableOp]) {
                 check_list("by_peer", &table.by_peer(peer), &model.current_ids(Some(peer)));
             }
             TableOp::Entries => check_list("entries", &table.entries(), &model.current_ids(None)),
+            TableOp::Seal(k) => {
+                let Some(i) = model.ids.get(&id_at(k)).copied() else { continue };
+                let entry = &model.installed[i].entry;
+                let epoch = entry.current_epoch().expect("a mapped SA has keys");
+                let info = entry.seal(Encoding::Compact, b"{}", &mut wire).expect("a mapped SA seals");
+                assert!(epoch.has_contexts(), "step {step}: sealed without the epoch's contexts");
+                let generation = rekeys.get(&i).copied().unwrap_or_default();
+                if let Some(&(last, seq)) = last_sealed.get(&i)
+                    && last == generation
+                {
+                    assert!(info.seq > seq, "step {step}: sequence number {} after {seq} in one epoch", info.seq);
+                }
+                last_sealed.insert(i, (generation, info.seq));
+            }
         }
         // After every step: every query agrees with the model.
         for &id in &world.ids {
