@@ -88,29 +88,54 @@ pub fn record(req: &RequestPrimitive, peer: Option<&Authenticated>, rsc: Rsc) {
     });
 }
 
-/// The identifiers of an HTTP request, read before it is handled.
+/// The identifiers of an HTTP request, read before it is handled. Kept as the request's own
+/// header values and URI (reference-counted, no copy): they are formatted only when a line is
+/// written, which with the access log off is only for a refusal.
 #[derive(Debug, Clone)]
 pub struct Seen {
     started: Instant,
-    rqi: String,
-    method: String,
-    fr: String,
-    target: String,
+    rqi: Text,
+    method: Text,
+    fr: Text,
+    target: Text,
 }
 
-fn header(headers: &http::HeaderMap, name: http::HeaderName) -> String {
-    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+/// A field of [`Seen`], formatted when a line is written.
+#[derive(Debug, Clone)]
+enum Text {
+    /// A header value (empty when absent or not visible ASCII).
+    Header(Option<http::HeaderValue>),
+    /// The path of a URI.
+    Path(http::Uri),
+    /// An HTTP method.
+    Method(http::Method),
+    /// Text of its own (a request that arrived over CoAP) or a fixed name.
+    Owned(String),
+    Static(&'static str),
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Text::Header(v) => v.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default(),
+            Text::Path(uri) => uri.path(),
+            Text::Method(m) => m.as_str(),
+            Text::Owned(s) => s,
+            Text::Static(s) => s,
+        })
+    }
 }
 
 impl Seen {
     /// Notes the request's identifiers and the time.
     pub fn new(req: &http::Request<Bytes>) -> Self {
+        let header = |name| Text::Header(req.headers().get(name).cloned());
         Self {
             started: Instant::now(),
-            rqi: header(req.headers(), http::HeaderName::from_static("x-m2m-ri")),
-            method: req.method().as_str().to_owned(),
-            fr: header(req.headers(), http::HeaderName::from_static("x-m2m-origin")),
-            target: req.uri().path().to_owned(),
+            rqi: header(http::HeaderName::from_static("x-m2m-ri")),
+            method: Text::Method(req.method().clone()),
+            fr: header(http::HeaderName::from_static("x-m2m-origin")),
+            target: Text::Path(req.uri().clone()),
         }
     }
 
@@ -126,10 +151,10 @@ impl Seen {
         };
         Self {
             started: Instant::now(),
-            rqi: req.rqi.clone(),
-            method: method.to_owned(),
-            fr: req.fr.clone().unwrap_or_default(),
-            target: req.to.clone(),
+            rqi: Text::Owned(req.rqi.clone()),
+            method: Text::Static(method),
+            fr: Text::Owned(req.fr.clone().unwrap_or_default()),
+            target: Text::Owned(req.to.clone()),
         }
     }
 }
