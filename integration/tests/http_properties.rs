@@ -89,8 +89,9 @@ fn requests_and_answers_cross_the_sidecar_pair_unchanged() {
     let next_answer: Slot<(u16, Option<Value>)> = Arc::default();
     let pki = DemoPki::new();
 
-    let free =
-        || rt.block_on(async { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap() });
+    // Below the ephemeral range (`free_port`): a port-0 port, released and bound again when the
+    // sidecars start, could meanwhile become a connection's source port (a CI run failed so).
+    let free = onem2m_sa_integration::free_port;
     let (cse_in, ae_in, ae_out) = (free(), free(), free());
     let upstream = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
