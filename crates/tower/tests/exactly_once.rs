@@ -80,6 +80,25 @@ const OPS: [(Operation, Rsc); 4] = [
     (Operation::Notify, Rsc::OK),
 ];
 
+/// Sends each of [`OPS`] once through `to_b` (request identifiers `<prefix>0`…): the client
+/// gets the CSE's own answer each time, whatever happened to the copies on the way.
+async fn send_each_op_once(to_b: &Svc, prefix: &str) {
+    for (i, (op, expected)) in OPS.into_iter().enumerate() {
+        let rqi = format!("{prefix}{i}");
+        let rsp = to_b.clone().oneshot(request(op, "/id-in/cb/box", "CAE01", &rqi)).await.unwrap();
+        // The CSE's own answer, given to a resend by B's record.
+        assert_eq!((rsp.rsc, rsp.rqi.as_str()), (expected, rqi.as_str()), "{op:?}: {rsp:?}");
+        assert_eq!(rsp.pc.unwrap()["m2m:dbg"], "seen /id-in/cb/box");
+    }
+}
+
+/// The CSE executed each of the four requests exactly once.
+fn assert_each_executed_once(cse: &Cse) {
+    let executed = executions(cse);
+    assert_eq!(executed.len(), 4);
+    assert!(executed.values().all(|n| *n == 1), "each executed once: {executed:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swallowed_answer_and_a_forged_4112_execute_each_operation_once() {
     let w = world();
@@ -92,17 +111,9 @@ async fn a_swallowed_answer_and_a_forged_4112_execute_each_operation_once() {
     // Each request makes the sender re-establish: no rate limit in this test (the next one
     // shows it).
     a.set_recovery(Recovery { min_interval: Duration::ZERO, ..Recovery::default() });
-    for (i, (op, expected)) in OPS.into_iter().enumerate() {
-        let rqi = format!("op{i}");
-        let rsp = to_b.clone().oneshot(request(op, "/id-in/cb/box", "CAE01", &rqi)).await.unwrap();
-        // The client gets the CSE's own answer, given to the resend by B's record.
-        assert_eq!((rsp.rsc, rsp.rqi.as_str()), (expected, rqi.as_str()), "{op:?}: {rsp:?}");
-        assert_eq!(rsp.pc.unwrap()["m2m:dbg"], "seen /id-in/cb/box");
-    }
+    send_each_op_once(&to_b, "op").await;
     assert_eq!(secured.load(Ordering::SeqCst), 8, "one resend per request");
-    let executed = executions(&cse);
-    assert_eq!(executed.len(), 4);
-    assert!(executed.values().all(|n| *n == 1), "each executed once: {executed:?}");
+    assert_each_executed_once(&cse);
 }
 
 /// The record of executed requests knows a copy whatever form it comes in: a first copy in the
@@ -137,18 +148,11 @@ async fn a_resend_in_the_other_form_is_answered_from_the_record() {
     });
     let to_b = sender(&a, path);
     a.set_recovery(Recovery { min_interval: Duration::ZERO, ..Recovery::default() });
-    for (i, (op, expected)) in OPS.into_iter().enumerate() {
-        let rqi = format!("x{i}");
-        let rsp = to_b.clone().oneshot(request(op, "/id-in/cb/box", "CAE01", &rqi)).await.unwrap();
-        assert_eq!((rsp.rsc, rsp.rqi.as_str()), (expected, rqi.as_str()), "{op:?}: {rsp:?}");
-        assert_eq!(rsp.pc.unwrap()["m2m:dbg"], "seen /id-in/cb/box");
-    }
+    send_each_op_once(&to_b, "x").await;
     // Compact then JWE, JWE then compact, and so on: each resend in the other form.
     let forms = forms.lock().unwrap().clone();
     assert_eq!(forms, [true, false, false, true, true, false, false, true], "forms on the wire");
-    let executed = executions(&cse);
-    assert_eq!(executed.len(), 4);
-    assert!(executed.values().all(|n| *n == 1), "each executed once: {executed:?}");
+    assert_each_executed_once(&cse);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
